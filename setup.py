@@ -1,0 +1,59 @@
+"""The ROS 2 package `lab` (ament_python) whose Python package lives in src/lab."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "lab"
+
+
+def tree(folder: str) -> list[tuple[str, list[str]]]:
+    """Every file under `folder`, as data_files entries installed into share/lab/<folder>."""
+    entries = []
+    for root, _dirs, files in os.walk(folder):
+        paths = [os.path.join(root, f) for f in files]
+        if paths:
+            entries.append((os.path.join("share", PACKAGE, root), paths))
+    return entries
+
+
+NODES = {
+    # executable name -> module:function; the node table (config/nodes.yaml) names these
+    "sim": "lab.nodes.sim:main",
+    "navigator": "lab.nodes.navigator:main",
+    "arm": "lab.nodes.arm:main",
+    "station": "lab.nodes.station:main",
+    "lab_manager": "lab.nodes.lab_manager:main",
+    "planner": "lab.nodes.planner:main",
+    "recorder": "lab.nodes.recorder:main",
+    "heartbeat": "lab.nodes.heartbeat:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *tree("launch"),
+        *tree("config"),
+        *tree("urdf"),
+        *tree("worlds"),
+        *tree("rviz"),
+        *tree("data"),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="Lab maintainers",
+    maintainer_email="maintainers@example.com",
+    description="A mobile robotic chemist on ROS 2.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [f"{name} = {target}" for name, target in NODES.items()]
+        + ["lab = lab.cli:main"],
+    },
+)

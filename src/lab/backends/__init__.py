@@ -1,0 +1,1 @@
+"""Navigation, manipulation and instrument backends (embedded and full-stack)."""

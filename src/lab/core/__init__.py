@@ -1,0 +1,1 @@
+"""Pure domain logic: no rclpy imports anywhere under this package."""

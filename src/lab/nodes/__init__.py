@@ -1,0 +1,1 @@
+"""One rclpy node per module; thin wrappers over lab.core."""

@@ -1,6 +1,5 @@
 """The ROS 2 package `lab` (ament_python) whose Python package lives in src/lab."""
 
-from glob import glob
 import os
 
 from setuptools import find_packages, setup
@@ -27,7 +26,6 @@ NODES = {
     "lab_manager": "lab.nodes.lab_manager:main",
     "planner": "lab.nodes.planner:main",
     "recorder": "lab.nodes.recorder:main",
-    "heartbeat": "lab.nodes.heartbeat:main",
 }
 
 setup(

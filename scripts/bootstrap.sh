@@ -118,5 +118,7 @@ if [ "$(cat "$STAMP_DIR/workspace" 2>/dev/null)" != "$ws_hash" ] || [ ! -f "$WS/
   ) || fail "colcon build in ros2_ws (log: ros2_ws/log/bootstrap-build.log)"
   echo "$ws_hash" > "$STAMP_DIR/workspace"
 fi
+# the operator's command on the venv's PATH (the node executables stay in lib/lab, for ros2 run)
+ln -sfn "$WS/install/lab/lib/lab/lab" "$VENV/bin/lab"
 echo "$ROS_MODE" > "$STAMP_DIR/ros_mode"
 say "ready: source scripts/env.sh"

@@ -1,0 +1,29 @@
+# Every routine task. `make demo` and `make test` set up everything they need by themselves
+# (scripts/bootstrap.sh: quick when already done).
+SHELL := /bin/bash
+ENV := source scripts/env.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit lint bench clean
+
+setup:                      ## create .venv and build ros2_ws
+	@bash scripts/bootstrap.sh
+
+demo: setup                 ## the main job: a campaign in the embedded simulation, with its report
+	@$(ENV) && lab demo
+
+test:                       ## every test: lint, type checks, unit, integration, system
+	@bash scripts/bootstrap.sh --test-tools
+	@$(ENV) && python -m pytest tests $(PYTEST_ARGS)
+
+test-unit: setup            ## the fast part of the tests
+	@$(ENV) && python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup                 ## ruff and mypy only
+	@$(ENV) && ruff check . && mypy
+
+bench: setup                ## the benchmarks (long; results go to benchmarks/results)
+	@$(ENV) && lab bench all
+
+clean:                      ## remove the venv, the colcon workspace's build products and run outputs
+	rm -rf .venv ros2_ws/build ros2_ws/install ros2_ws/log runs

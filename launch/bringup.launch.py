@@ -1,0 +1,47 @@
+"""Bring up the lab: `ros2 launch lab bringup.launch.py [sim:=embedded|gazebo|none] [robots:=N] ...`.
+
+Which nodes run, in which namespaces and with which parameters comes from the node table
+(config/nodes.yaml) through lab.core.nodetable.expand(), the same function `lab bringup`
+uses where the launch system is not installed. `sim:=gazebo` adds Gazebo Harmonic, the
+ros_gz bridge, robot_state_publisher and the spawner (lab.launch_gazebo), which only exist on
+a full ROS 2 installation.
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from lab.core.nodetable import ARGUMENTS, expand
+from launch import LaunchDescription
+
+
+def _nodes(context, *args, **kwargs):
+    share = Path(get_package_share_directory("lab"))
+    given = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    actions = []
+    for spec in expand(share / "config", given):
+        actions.append(Node(
+            package=spec.package,
+            executable=spec.executable,
+            name=spec.name,
+            namespace=spec.namespace or None,
+            parameters=[str(p) for p in spec.param_files] + ([dict(spec.parameters)] if spec.parameters else []),
+            arguments=list(spec.arguments),
+            output="screen",
+            emulate_tty=True,
+        ))
+    if given["sim"] in ("gazebo", "none"):
+        from lab.launch_full_stack import full_stack_actions
+
+        actions = full_stack_actions(share, given) + actions
+    return actions
+
+
+def generate_launch_description():
+    declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description,
+                                      **({"choices": list(a.choices)} if a.choices else {}))
+                for a in ARGUMENTS.values()]
+    return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

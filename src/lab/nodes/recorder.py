@@ -1,0 +1,143 @@
+"""`recorder`: writes the lab's topics to MCAP (rosbag2's storage format) as they arrive.
+
+Subscribes (serialized, so the bytes are what went over DDS) to every topic whose name matches
+one of the `topics` regular expressions, discovering new ones as they appear, and writes them
+with their full message definitions, so `ros2 bag info`, Foxglove and mcap-ros2-support read
+the file. Chunks are flushed as they fill, so a recorder that dies loses at most the last one.
+The file's path is published, transient-local, on `~/path`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import rclpy
+from ament_index_python.packages import get_package_share_directory
+from mcap.writer import CompressionType, Writer
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from std_msgs.msg import String
+
+from lab.core.msgdefs import full_definition
+
+DEFAULT_TOPICS = [
+    r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
+    r"^/robot\d+/(odom|robot_status|joint_states|plan)$", r"^/measurements$",
+]
+
+
+def _find_msg(package: str, name: str) -> Path:
+    return Path(get_package_share_directory(package)) / "msg" / f"{name}.msg"
+
+
+def _message_class(type_name: str) -> type:
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+class Recorder(Node):
+    def __init__(self) -> None:
+        super().__init__("recorder")
+        self.declare_parameter("output_dir", "runs")
+        self.declare_parameter("file_name", "")
+        self.declare_parameter("topics", DEFAULT_TOPICS)
+        self.declare_parameter("discovery_period", 1.0)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        patterns = list(self.get_parameter("topics").value)
+        self._patterns = [re.compile(p) for p in patterns]
+        out_dir = Path(self.get_parameter("output_dir").value).expanduser()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = self.get_parameter("file_name").value or (
+            "lab_" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".mcap")
+        self.path = (out_dir / name).resolve()
+        self._file = open(self.path, "wb")
+        self._writer = Writer(self._file, compression=CompressionType.ZSTD, chunk_size=256 * 1024)
+        self._writer.start(profile="ros2", library="lab recorder")
+        self._channels: dict[str, int] = {}
+        self._schemas: dict[str, int] = {}
+        self._subs = []
+        self.count = 0
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self._path_pub = self.create_publisher(String, "~/path", latched)
+        self._path_pub.publish(String(data=str(self.path)))
+        self.create_timer(float(self.get_parameter("discovery_period").value), self._discover)
+        self._discover()
+        self.get_logger().info(f"recording {', '.join(patterns)} to {self.path}")
+
+    def _check_parameters(self, params: list) -> SetParametersResult:
+        for p in params:
+            if p.name == "topics":
+                for pattern in p.value:
+                    try:
+                        re.compile(pattern)
+                    except re.error as exc:
+                        return SetParametersResult(successful=False, reason=f"topics: {pattern!r}: {exc}")
+            if p.name == "discovery_period" and not p.value > 0:
+                return SetParametersResult(successful=False, reason="discovery_period must be > 0")
+        return SetParametersResult(successful=True)
+
+    def _discover(self) -> None:
+        for topic, types in self.get_topic_names_and_types():
+            if topic in self._channels or not any(p.search(topic) for p in self._patterns) or len(types) != 1:
+                continue
+            type_name = types[0]
+            try:
+                cls = _message_class(type_name)
+                schema_id = self._schemas.get(type_name)
+                if schema_id is None:
+                    text = full_definition(type_name, _find_msg)
+                    schema_id = self._writer.register_schema(
+                        name=type_name.replace("/msg/", "/"), encoding="ros2msg", data=text.encode())
+                    self._schemas[type_name] = schema_id
+            except (ImportError, AttributeError, OSError, LookupError) as exc:
+                self.get_logger().warning(f"cannot record {topic} ({type_name}): {exc}")
+                self._channels[topic] = -1
+                continue
+            channel = self._writer.register_channel(topic=topic, message_encoding="cdr", schema_id=schema_id)
+            self._channels[topic] = channel
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            pubs = self.get_publishers_info_by_topic(topic)
+            if any(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs):
+                qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+            if pubs and all(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in pubs):
+                qos.reliability = ReliabilityPolicy.BEST_EFFORT
+            self._subs.append(self.create_subscription(
+                cls, topic, lambda data, ch=channel: self._write(ch, data), qos, raw=True))
+
+    def _write(self, channel: int, data: bytes) -> None:
+        stamp = self.get_clock().now().nanoseconds or time.time_ns()
+        self._writer.add_message(channel_id=channel, log_time=stamp, data=data, publish_time=stamp)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        self._writer.finish()
+        self._file.close()
+        # the context may be shut down already (Ctrl-C), so not through the ROS logger
+        print(f"[recorder] wrote {self.count} messages to {self.path}", flush=True)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = Recorder()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

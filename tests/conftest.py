@@ -1,0 +1,47 @@
+"""Shared test set-up: every test session gets a DDS domain of its own on loopback only."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+# Other runs on the same machine (a developer's shell, another test session) must not see
+# our nodes, nor we theirs: a random domain unless the caller chose one, discovery on loopback.
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(40, 99)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def ros_available() -> bool:
+    try:
+        import lab_interfaces  # noqa: F401
+        import rclpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def rclpy_context():
+    """An initialised rclpy context for one test, shut down afterwards."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        context.try_shutdown()

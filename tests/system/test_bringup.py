@@ -1,0 +1,115 @@
+"""`lab bringup`: every node of the table comes up on the ROS graph; Ctrl-C leaves no process.
+
+These start the real node executables as separate processes over Fast DDS, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ros_available
+from procs import alive, children_of, process, wait_for
+
+from lab.core.nodetable import expand
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+LAB = [sys.executable, "-m", "lab.cli"]
+
+
+def graph_names(context) -> set[str]:
+    from rclpy.node import Node
+
+    node = Node("bringup_probe", context=context)
+    try:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            seen = {f"{ns.rstrip('/')}/{n}" for n, ns in node.get_node_names_and_namespaces()}
+            time.sleep(0.2)
+        return seen
+    finally:
+        node.destroy_node()
+
+
+def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: Path, rclpy_context,
+                                                                     tmp_path: Path) -> None:
+    args = ["robots:=2", "speed:=200"]
+    expected = {s.full_name for s in expand(repo_root / "config", dict(a.split(":=") for a in args))}
+    with process(LAB + ["bringup", *args], cwd=tmp_path) as proc:
+        lines: list[str] = []
+
+        def all_up() -> bool:
+            return expected <= graph_names(rclpy_context)
+
+        try:
+            wait_for(all_up, timeout=90.0, period=0.5, what="every node on the graph")
+        except TimeoutError:
+            missing = expected - graph_names(rclpy_context)
+            proc.send_signal(signal.SIGINT)
+            out = proc.communicate(timeout=30)[0]
+            pytest.fail(f"nodes never appeared: {sorted(missing)}\n{out[-4000:]}")
+        kids = children_of(proc.pid)
+        assert len(kids) >= len(expected)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, _ = proc.communicate(timeout=60)
+        lines = out.splitlines()
+        assert proc.returncode == 0, out[-3000:]
+        assert alive(kids) == [], f"left behind: {alive(kids)}"
+        assert any(line.startswith("[/robot2/navigator]") for line in lines), "output is prefixed with node names"
+        assert lines[-1] == "[bringup] all nodes stopped"
+
+
+def _write_table(tmp_path: Path, repo_root: Path, nodes: list[dict]) -> Path:
+    table = tmp_path / "nodes.yaml"
+    table.write_text(yaml.safe_dump({"nodes": nodes}))
+    return table
+
+
+def test_a_dying_node_stops_the_lab_and_is_named(repo_root: Path, tmp_path: Path) -> None:
+    rec = str(repo_root / "config" / "params" / "recorder.yaml")
+    table = _write_table(tmp_path, repo_root, [
+        {"name": "recorder", "executable": "recorder", "params": [rec], "set": {"output_dir": str(tmp_path)}},
+        {"name": "recorder_b", "executable": "recorder", "params": [rec], "set": {"output_dir": str(tmp_path)}},
+    ])
+    with process(LAB + ["bringup", "--table", str(table), "sim:=none"], cwd=tmp_path) as proc:
+        wait_for(lambda: len(children_of(proc.pid)) >= 2, timeout=30, what="two nodes started")
+        time.sleep(2.0)
+        kids = children_of(proc.pid)
+        victim = next(p for p in kids if "recorder_b" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(victim, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "[bringup] /recorder_b exited unexpectedly (exit code -9); stopping the lab" in out
+    assert alive(kids) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["robot:=2"], "unknown bringup argument 'robot'"),
+    (["sim:=mujoco"], "sim:=mujoco: must be one of embedded, gazebo, none"),
+    (["robots=2"], "write name:=value"),
+])
+def test_bad_arguments_stop_before_any_node(args: list[str], message: str, tmp_path: Path) -> None:
+    result = subprocess.run(LAB + ["bringup", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "started" not in result.stdout
+
+
+def test_malformed_parameter_file_stops_before_any_node(repo_root: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    output_dir: [1, two]\n")
+    table = _write_table(tmp_path, repo_root, [{"name": "recorder", "executable": "recorder", "params": [str(bad)]}])
+    result = subprocess.run(LAB + ["bringup", "--table", str(table)], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{bad}: /**.ros__parameters.output_dir: a list must hold values of one scalar type" in result.stderr
+    assert "started" not in result.stdout

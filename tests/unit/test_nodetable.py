@@ -1,0 +1,135 @@
+"""The node table and bringup arguments: expansion, and bad input stopped before any node starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.core.errors import ConfigError
+from lab.core.nodetable import ARGUMENTS, check_param_file, expand, parse_arguments, ros_arguments
+
+TABLE = {
+    "nodes": [
+        {"name": "sim", "executable": "sim", "owns_clock": True, "when": {"sim": "embedded"},
+         "params": ["params/sim.yaml"], "set": {"speed": "{speed}", "robots": "{robot_names}"}},
+        {"name": "navigator", "executable": "navigator", "namespace": "{robot}", "for_each": "robot",
+         "params": ["params/nav.yaml"], "set": {"backend": "{navigation}"}},
+        {"name": "{station}", "executable": "station", "namespace": "stations", "for_each": "station",
+         "params": ["params/station.yaml"], "set": {"kind": "{kind}"}},
+        {"name": "recorder", "executable": "recorder", "when": {"record": True}},
+    ]
+}
+PARAMS = {"/**": {"ros__parameters": {"a": 1, "nested": {"b": [1.0, 2.0]}}}}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "params").mkdir()
+    (tmp_path / "nodes.yaml").write_text(yaml.safe_dump(TABLE, sort_keys=False))
+    for name in ("sim", "nav", "station"):
+        (tmp_path / "params" / f"{name}.yaml").write_text(yaml.safe_dump(PARAMS))
+    (tmp_path / "stations.yaml").write_text(yaml.safe_dump(
+        {"stations": {"photoreactor_1": {"kind": "photoreactor"}, "charger_1": {"kind": "charger"}}}, sort_keys=False))
+    return tmp_path
+
+
+def test_defaults_expand_to_embedded_lab(config: Path) -> None:
+    specs = expand(config, {})
+    assert [s.full_name for s in specs] == [
+        "/sim", "/robot1/navigator", "/stations/photoreactor_1", "/stations/charger_1", "/recorder"]
+    sim, nav, reactor = specs[0], specs[1], specs[2]
+    assert sim.parameters == {"use_sim_time": False, "speed": 60.0, "robots": ["robot1"]}
+    assert nav.parameters == {"use_sim_time": True, "backend": "embedded"}
+    assert reactor.parameters["kind"] == "photoreactor"
+    assert nav.param_files == (config / "params" / "nav.yaml",)
+
+
+def test_arguments_select_nodes_and_backends(config: Path) -> None:
+    specs = expand(config, {"sim": "none", "robots": "3", "record": "false"})
+    names = [s.full_name for s in specs]
+    assert "/sim" not in names and "/recorder" not in names
+    assert names[:3] == ["/robot1/navigator", "/robot2/navigator", "/robot3/navigator"]
+    assert all(s.parameters["use_sim_time"] is False for s in specs)
+    assert specs[0].parameters["backend"] == "nav2"  # auto -> full stack outside the embedded sim
+
+
+@pytest.mark.parametrize("given, words", [
+    ({"robot": "2"}, ["unknown bringup argument 'robot'"]),
+    ({"sim": "mujoco"}, ["sim:=mujoco", "embedded, gazebo, none"]),
+    ({"robots": "0"}, ["robots:=0", "at least 1"]),
+    ({"speed": "fast"}, ["speed:=fast"]),
+    ({"rviz": "maybe"}, ["rviz:=maybe"]),
+])
+def test_bad_arguments_are_named(config: Path, given: dict[str, str], words: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        expand(config, given)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_malformed_yaml_names_file_and_line(config: Path) -> None:
+    bad = config / "params" / "nav.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    a: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"nav\.yaml: line \d+ not valid YAML"):
+        expand(config, {})
+
+
+@pytest.mark.parametrize("doc, key", [
+    ({"/**": {"parameters": {"a": 1}}}, "/**: must hold exactly one key, 'ros__parameters'"),
+    ({"/**": {"ros__parameters": {"a": [1, "x"]}}}, "/**.ros__parameters.a: a list must hold values of one"),
+    ({"/**": {"ros__parameters": {"deep": {"b": None}}}}, "/**.ros__parameters.deep.b: unsupported value"),
+    ([1, 2], "must be a mapping of node name"),
+])
+def test_malformed_parameter_file_names_key(tmp_path: Path, doc: object, key: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        check_param_file(path)
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_param_file_flattened_like_rcl(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"x": {"y": 2, "z": [1, 2.5]}}}}))
+    assert check_param_file(path) == {"/**": {"x.y": 2, "x.z": [1.0, 2.5]}}
+
+
+def test_missing_station_file_is_named(config: Path) -> None:
+    (config / "stations.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"stations\.yaml: file not found"):
+        expand(config, {})
+
+
+def test_table_errors_are_named(config: Path) -> None:
+    table = yaml.safe_load((config / "nodes.yaml").read_text())
+    table["nodes"][1]["colour"] = "red"
+    (config / "nodes.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"nodes\[1\]: unknown key\(s\) colour"):
+        expand(config, {})
+
+
+def test_ros_arguments_are_what_launch_passes(config: Path) -> None:
+    spec = expand(config, {"robots": "2"})[2]
+    assert spec.full_name == "/robot2/navigator"
+    assert ros_arguments(spec) == [
+        "--ros-args", "-r", "__node:=navigator", "-r", "__ns:=/robot2",
+        "--params-file", str(config / "params" / "nav.yaml"),
+        "-p", "use_sim_time:=true", "-p", "backend:=embedded"]
+
+
+def test_parse_arguments_resolves_auto() -> None:
+    assert parse_arguments({"sim": "gazebo"})["arm"] == "moveit"
+    assert parse_arguments({"sim": "gazebo", "arm": "embedded"})["arm"] == "embedded"
+    assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record"}
+
+
+def test_real_table_expands(repo_root: Path) -> None:
+    """The shipped table, stations and parameter files are consistent for every sim kind."""
+    for sim in ("embedded", "gazebo", "none"):
+        specs = expand(repo_root / "config", {"sim": sim, "robots": "2"})
+        names = [s.full_name for s in specs]
+        assert ("/sim" in names) == (sim == "embedded")
+        assert "/robot2/navigator" in names and "/robot2/arm" in names
+        assert any(n.startswith("/stations/") for n in names)

@@ -42,8 +42,8 @@ def _message_class(type_name: str) -> type:
 
 
 class Recorder(Node):
-    def __init__(self) -> None:
-        super().__init__("recorder")
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("recorder", **node_kwargs)
         self.declare_parameter("output_dir", "runs")
         self.declare_parameter("file_name", "")
         self.declare_parameter("topics", DEFAULT_TOPICS)
@@ -108,13 +108,16 @@ class Recorder(Node):
                 qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
             if pubs and all(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in pubs):
                 qos.reliability = ReliabilityPolicy.BEST_EFFORT
-            self._subs.append(self.create_subscription(
-                cls, topic, lambda data, ch=channel: self._write(ch, data), qos, raw=True))
+            # one-argument callback: rclpy passes MessageInfo to callbacks taking two
+            self._subs.append(self.create_subscription(cls, topic, self._writer_for(channel), qos, raw=True))
 
-    def _write(self, channel: int, data: bytes) -> None:
-        stamp = self.get_clock().now().nanoseconds or time.time_ns()
-        self._writer.add_message(channel_id=channel, log_time=stamp, data=data, publish_time=stamp)
-        self.count += 1
+    def _writer_for(self, channel: int):
+        def write(data: bytes) -> None:
+            stamp = self.get_clock().now().nanoseconds or time.time_ns()
+            self._writer.add_message(channel_id=channel, log_time=stamp, data=data, publish_time=stamp)
+            self.count += 1
+
+        return write
 
     def close(self) -> None:
         if self._file.closed:

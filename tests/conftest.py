@@ -22,8 +22,9 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 def ros_available() -> bool:
     try:
-        import lab_interfaces  # noqa: F401
         import rclpy  # noqa: F401
+
+        import lab_interfaces  # noqa: F401
     except ImportError:
         return False
     return True

@@ -14,7 +14,6 @@ pytestmark = [pytest.mark.system,
 
 
 def test_action_round_trip_across_processes(rclpy_context) -> None:
-    import rclpy
     from rclpy.action import ActionClient
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node

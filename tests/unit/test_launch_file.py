@@ -89,7 +89,8 @@ def test_launch_file_matches_node_table_without_launch(repo_root: Path, monkeypa
     description = module.generate_launch_description()
     entities = description.args[0]
     declared = [e for e in entities if type(e).__name__ == "DeclareLaunchArgument"]
-    assert [(d.args[0], d.kwargs["default_value"]) for d in declared] == [(a.name, a.default) for a in ARGUMENTS.values()]
+    declared_pairs = [(d.args[0], d.kwargs["default_value"]) for d in declared]
+    assert declared_pairs == [(a.name, a.default) for a in ARGUMENTS.values()]
     (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
     context = {a.name: a.default for a in ARGUMENTS.values()} | given
     nodes = opaque.kwargs["function"](context)
@@ -100,9 +101,10 @@ def test_launch_file_matches_node_table_without_launch(repo_root: Path, monkeypa
 @pytest.mark.skipif(not LAUNCH_INSTALLED, reason="ROS 2 launch is not installed (PyPI venv); the stand-in test runs")
 @pytest.mark.parametrize("sim", ["embedded", "gazebo", "none"])
 def test_real_launch_description(repo_root: Path, sim: str) -> None:
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
+
+    from launch import LaunchContext
 
     spec = importlib.util.spec_from_file_location("bringup_launch", repo_root / "launch" / "bringup.launch.py")
     assert spec and spec.loader

@@ -12,16 +12,16 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import rclpy
 from ament_index_python.packages import get_package_share_directory
 from mcap.writer import CompressionType, Writer
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import SetParametersResult
 from std_msgs.msg import String
 
 from lab.core.msgdefs import full_definition
@@ -54,7 +54,7 @@ class Recorder(Node):
         out_dir = Path(self.get_parameter("output_dir").value).expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
         name = self.get_parameter("file_name").value or (
-            "lab_" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".mcap")
+            "lab_" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ".mcap")
         self.path = (out_dir / name).resolve()
         self._file = open(self.path, "wb")
         self._writer = Writer(self._file, compression=CompressionType.ZSTD, chunk_size=256 * 1024)

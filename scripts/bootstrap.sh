@@ -104,6 +104,7 @@ ws_hash=$(step_hash "$ROOT/requirements.txt" "$ROOT/setup.py" "$ROOT/setup.cfg" 
 ws_hash="$ws_hash-$(cd "$ROOT" && find launch config urdf worlds rviz data -type f 2>/dev/null | sort | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP_DIR/workspace" 2>/dev/null)" != "$ws_hash" ] || [ ! -f "$WS/install/setup.bash" ]; then
   say "building ros2_ws with colcon (lab_interfaces, lab)"
+  mkdir -p "$WS/log"
   (
     set +u
     # shellcheck disable=SC1091
@@ -114,7 +115,7 @@ if [ "$(cat "$STAMP_DIR/workspace" 2>/dev/null)" != "$ws_hash" ] || [ ! -f "$WS/
     cd "$WS"
     colcon --log-level error build --symlink-install --event-handlers console_direct- \
       --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" > "$WS/log/bootstrap-build.log" 2>&1 \
-      || { mkdir -p "$WS/log"; tail -40 "$WS/log/bootstrap-build.log" >&2; exit 1; }
+      || { tail -40 "$WS/log/bootstrap-build.log" >&2; exit 1; }
   ) || fail "colcon build in ros2_ws (log: ros2_ws/log/bootstrap-build.log)"
   echo "$ws_hash" > "$STAMP_DIR/workspace"
 fi

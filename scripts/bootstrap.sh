@@ -101,7 +101,7 @@ fi
 # --- build the workspace ------------------------------------------------------------------
 ws_hash=$(step_hash "$ROOT/requirements.txt" "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml" \
   $(find "$WS/src/lab_interfaces" -type f | sort)) 
-ws_hash="$ws_hash-$(cd "$ROOT" && find launch config urdf worlds rviz data -type f 2>/dev/null | sort | sha256sum | cut -c1-16)"
+ws_hash="$ws_hash-$(cd "$ROOT" && { find launch config urdf worlds rviz data -type f 2>/dev/null || true; } | sort | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP_DIR/workspace" 2>/dev/null)" != "$ws_hash" ] || [ ! -f "$WS/install/setup.bash" ]; then
   say "building ros2_ws with colcon (lab_interfaces, lab)"
   mkdir -p "$WS/log"

@@ -136,6 +136,11 @@ class Bringup:
         for t in self._threads:
             t.join(timeout=2.0)
 
+    def dead_required(self) -> list[str]:
+        """Required nodes that have exited."""
+        required = {s.full_name for s in self.specs if s.required}
+        return [n for n, p in self.procs.items() if n in required and p.poll() is not None]
+
     def run(self, duration: float | None = None) -> int:
         interrupted = threading.Event()
 
@@ -149,9 +154,7 @@ class Bringup:
             self.say(f"{len(self.procs)} nodes up; Ctrl-C stops them all")
             started = time.monotonic()
             while not interrupted.is_set():
-                dead = [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
-                required_dead = [(n, c) for n, c in dead
-                                 if next(s for s in self.specs if s.full_name == n).required]
+                required_dead = [(n, self.procs[n].returncode) for n in self.dead_required()]
                 if required_dead:
                     for name, code in required_dead:
                         self.say(f"{name} exited unexpectedly (exit code {code}); stopping the lab")

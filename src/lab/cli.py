@@ -1,25 +1,170 @@
 """`lab`: the operator's command.
 
-    lab bringup [name:=value ...]      start the lab's nodes (where `ros2 launch` is absent)
-    lab demo                           bring the lab up and run the demo campaign
-    lab campaign run|list|status|resume|report ...
+    lab bringup [name:=value ...]           start the lab's nodes (where `ros2 launch` is absent)
+    lab demo                                bring the lab up, run the demo campaign, write its report
+    lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
+    lab campaign list | status ID | resume ID | report ID
     lab estop | pause | resume
-    lab bench planner|campaign|lab|emulators ...
+    lab bench planner|campaign|cost|lab|plumbing|emulators ...
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab.core.nodetable import ARGUMENTS
+
+DEFAULT_DB = "runs/campaigns.db"
 
 
 def _bringup(ns: argparse.Namespace) -> int:
     from lab import bringup
 
     return bringup.main(ns.arguments, duration=ns.duration, table=ns.table)
+
+
+def _set_sim_speed(cmd, speed: float) -> None:
+    """Change the embedded simulation's speed at run time (its `speed` parameter)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = cmd.create_client(SetParameters, "/sim/set_parameters")
+    try:
+        if not client.wait_for_service(timeout_sec=5.0):
+            print("lab: no /sim node (not the embedded simulation?): --speed ignored", file=sys.stderr)
+            return
+        request = SetParameters.Request(parameters=[Parameter(
+            name="speed", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(speed)))])
+        future = client.call_async(request)
+        while not future.done():
+            cmd.spin_for(0.1)
+        result = future.result().results[0]
+        if not result.successful:
+            print(f"lab: speed {speed} refused by /sim: {result.reason}", file=sys.stderr)
+    finally:
+        cmd.destroy_client(client)
+
+
+def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed: int, resume: bool = False,
+                               campaign_id: str = "") -> tuple[int, object]:
+    """Send a run_campaign goal, show progress until it ends; Ctrl-C cancels it cleanly."""
+    from lab.commander import TaskResult
+    from lab.progress import ProgressLine, bar, format_duration
+
+    task = cmd.run_campaign(campaign, budget=budget, batch_size=batch, seed=seed, resume=resume,
+                            campaign_id=campaign_id)
+    line = ProgressLine()
+    try:
+        while not cmd.is_task_complete(task, wait=0.2):
+            fb = cmd.get_feedback(task)
+            if fb is None:
+                continue
+            best = fb.best_summary or (f"best {fb.best_value:.3g}" if not math.isnan(fb.best_value) else "best -")
+            line.update(f"{fb.campaign_id} {bar(fb.experiments_done, fb.budget)} running {fb.experiments_running} "
+                        f"failed {fb.experiments_failed} | {best} | sim {format_duration(fb.sim_time)} "
+                        f"| left ~{format_duration(fb.estimated_time_left)}")
+    except KeyboardInterrupt:
+        line.close()
+        print("lab: cancelling the campaign (it can be resumed with `lab campaign resume ID`) ...")
+        outcome = cmd.cancel(task, timeout=120.0)
+        print(f"lab: campaign {outcome.name.lower()}")
+        return 130, task.result
+    line.close()
+    outcome = cmd.get_result(task)
+    result = task.result
+    if outcome is TaskResult.SUCCEEDED:
+        print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments "
+              f"({result.experiments_failed} failed); record {result.database}"
+              + (f"; recording {result.recording}" if result.recording else ""))
+        for formulation, measurement in zip(result.best, result.best_measurements, strict=False):
+            amounts = ", ".join(f"{c} {a:g} {u}" for c, a, u in
+                                zip(formulation.components, formulation.amounts, formulation.units, strict=False)
+                                if a)
+            values = ", ".join(f"{o} {v:.4g} {u}" for o, v, u in
+                               zip(measurement.objectives, measurement.values, measurement.units, strict=False))
+            print(f"  best: {values} <- {amounts}")
+        return 0, result
+    message = getattr(result, "message", "") if result is not None else "goal rejected"
+    print(f"lab: campaign {outcome.name.lower()}: {message}", file=sys.stderr)
+    return 1, result
+
+
+def _with_commander(fn):
+    def wrapped(ns: argparse.Namespace) -> int:
+        import rclpy
+
+        from lab.commander import LabCommander
+
+        rclpy.init()
+        cmd = LabCommander()
+        try:
+            return int(fn(cmd, ns) or 0)
+        except TimeoutError as exc:
+            print(f"lab: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            cmd.destroy_node()
+            rclpy.try_shutdown()
+
+    return wrapped
+
+
+@_with_commander
+def _campaign_run(cmd, ns: argparse.Namespace) -> int:
+    if ns.speed is not None:
+        _set_sim_speed(cmd, ns.speed)
+    return run_campaign_with_progress(cmd, ns.name, ns.budget, ns.batch, ns.seed)[0]
+
+
+@_with_commander
+def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
+    from lab.core.store import CampaignStore
+
+    with CampaignStore.open(Path(ns.db)) as store:
+        info = store.campaign_info(ns.campaign_id)
+    return run_campaign_with_progress(cmd, info.name, info.budget, info.batch_size, info.seed, resume=True,
+                                      campaign_id=ns.campaign_id)[0]
+
+
+@_with_commander
+def _operator(cmd, ns: argparse.Namespace) -> int:
+    ok, message = {"estop": cmd.estop, "pause": cmd.pause, "resume": cmd.resume}[ns.command]()
+    print(f"lab {ns.command}: {message}")
+    return 0 if ok else 1
+
+
+def _campaign_list(ns: argparse.Namespace) -> int:
+    from lab.campaigns import list_campaigns
+
+    return list_campaigns(Path(ns.db))
+
+
+def _campaign_status(ns: argparse.Namespace) -> int:
+    from lab.campaigns import campaign_status
+
+    return campaign_status(Path(ns.db), ns.campaign_id)
+
+
+def _campaign_report(ns: argparse.Namespace) -> int:
+    from lab.campaigns import campaign_report
+
+    return campaign_report(Path(ns.db), ns.campaign_id, Path(ns.out) if ns.out else None)
+
+
+def _demo(ns: argparse.Namespace) -> int:
+    from lab.demo import main as demo_main
+
+    return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots)
+
+
+def _bench(ns: argparse.Namespace) -> int:
+    from lab.bench import main as bench_main
+
+    return bench_main(ns.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +178,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     p.add_argument("--table", default="nodes.yaml", help="node table under config/ (default nodes.yaml)")
     p.set_defaults(func=_bringup)
+
+    p = sub.add_parser("demo", help="bring the lab up, run a photocatalysis campaign, write its report")
+    p.add_argument("--budget", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--speed", type=float, default=400.0, help="simulated seconds per wall second")
+    p.add_argument("--robots", type=int, default=1)
+    p.set_defaults(func=_demo)
+
+    camp = sub.add_parser("campaign", help="run and inspect campaigns").add_subparsers(dest="verb", required=True)
+    p = camp.add_parser("run", help="run a campaign (config/campaigns/NAME.yaml) on the running lab")
+    p.add_argument("name")
+    p.add_argument("--budget", type=int, default=64, help="measured experiments, controls included")
+    p.add_argument("--batch", type=int, default=0, help="batch size (0: the campaign file's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed", type=float, default=None, help="set the embedded simulation's speed first")
+    p.set_defaults(func=_campaign_run)
+    for verb, helptext, fn in (("status", "one campaign's progress", _campaign_status),
+                               ("resume", "continue a stopped campaign on the running lab", _campaign_resume),
+                               ("report", "write a campaign's plots and HTML page", _campaign_report)):
+        p = camp.add_parser(verb, help=helptext)
+        p.add_argument("campaign_id")
+        p.add_argument("--db", default=DEFAULT_DB)
+        if verb == "report":
+            p.add_argument("--out", default=None, help="folder (default: beside the database)")
+        p.set_defaults(func=fn)
+    p = camp.add_parser("list", help="campaigns in the database")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=_campaign_list)
+
+    for name, helptext in (("estop", "emergency stop: all motion stops, no new step starts"),
+                           ("pause", "finish current steps, start nothing new"),
+                           ("resume", "leave pause or emergency stop")):
+        sub.add_parser(name, help=helptext).set_defaults(func=_operator)
+
+    p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
     return parser
 
 

@@ -1,0 +1,100 @@
+"""Embedded manipulation: inverse kinematics from the URDF and joint trajectories.
+
+Targets are solved with lab.core.kinematics on the robot's URDF chain (base_link -> tool0),
+turned into a joint-limit-respecting trajectory and sent to the arm's trajectory controller
+topic (`arm_controller/joint_trajectory`, what a ros2_control JointTrajectoryController
+takes); the move is done when the simulated clock has passed its duration and the joint
+states agree with the last point.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
+from lab.core.kinematics import Chain, Unreachable, joint_trajectory
+from lab.nodes.common import POLL, sim_now, wait_for
+
+GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)
+
+
+class EmbeddedManipulation(ManipulationBackend):
+    def __init__(self, node: Node, robot: str, params: dict[str, Any]) -> None:
+        super().__init__(node, robot, params)
+        self.chain: Chain = params["chain"]
+        self.named: dict[str, dict[str, float]] = params["named_poses"]
+        self.speed_scale = float(params.get("speed_scale", 0.5))
+        self._lock = threading.Lock()
+        self._joints: dict[str, float] = {}
+        self.gripper_closed = False
+        self.pub = node.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", 10)
+        node.create_subscription(JointState, "joint_states", self._joint_states, 10)
+
+    def _joint_states(self, msg: JointState) -> None:
+        with self._lock:
+            for name, position in zip(msg.name, msg.position, strict=False):
+                self._joints[name.rsplit("/", 1)[-1]] = position
+
+    def current(self) -> np.ndarray | None:
+        with self._lock:
+            if not all(j in self._joints for j in self.chain.joint_names):
+                return None
+            return np.array([self._joints[j] for j in self.chain.joint_names])
+
+    def _execute(self, target: np.ndarray, cancelled: Cancelled) -> MotionOutcome:
+        if not wait_for(lambda: self.current() is not None, 10.0):
+            return MotionOutcome(False, f"no joint states from {self.robot}/joint_states")
+        start_q = self.current()
+        assert start_q is not None
+        times, positions = joint_trajectory(start_q, target, self.chain.velocity, scale=self.speed_scale)
+        msg = JointTrajectory()
+        msg.joint_names = [f"{self.robot}/{j}" for j in self.chain.joint_names]
+        for t, q in zip(times, positions, strict=True):
+            sec = int(t)
+            msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
+                                                   time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
+        began = sim_now(self.node)
+        self.pub.publish(msg)
+        duration = float(times[-1]) if len(times) else 0.0
+        while True:
+            if cancelled():
+                self.pub.publish(JointTrajectory(joint_names=msg.joint_names))  # empty: stop where it is
+                return MotionOutcome(False, "cancelled: the arm was stopped", sim_now(self.node) - began)
+            q = self.current()
+            elapsed = sim_now(self.node) - began
+            if q is not None and elapsed >= duration and np.max(np.abs(q - target)) < 1e-3:
+                return MotionOutcome(True, "done", elapsed)
+            if elapsed > duration + 30.0:
+                return MotionOutcome(False, f"the arm did not reach its target within {duration + 30.0:.0f} s", elapsed)
+            threading.Event().wait(POLL)
+
+    def move_named(self, name: str, cancelled: Cancelled) -> MotionOutcome:
+        if name not in self.named:
+            return MotionOutcome(False, f"unknown arm configuration '{name}' (known: {', '.join(self.named)})")
+        values = self.named[name]
+        target = np.array([values.get(j, 0.0) for j in self.chain.joint_names])
+        return self._execute(target, cancelled)
+
+    def move_tool(self, target: np.ndarray, cancelled: Cancelled) -> MotionOutcome:
+        seed = self.current()
+        if seed is None:
+            return MotionOutcome(False, f"no joint states from {self.robot}/joint_states")
+        try:
+            q = self.chain.ik(target, seed)
+        except Unreachable as exc:
+            return MotionOutcome(False, f"unreachable: {exc}")
+        return self._execute(q, cancelled)
+
+    def set_gripper(self, closed: bool) -> MotionOutcome:
+        began = sim_now(self.node)
+        while sim_now(self.node) - began < GRIPPER_TIME:
+            threading.Event().wait(POLL)
+        self.gripper_closed = closed
+        return MotionOutcome(True, "closed" if closed else "open", GRIPPER_TIME)

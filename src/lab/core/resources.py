@@ -1,0 +1,74 @@
+"""Reservations of robots and stations, shared by concurrent batches (no ROS).
+
+A batch reserves what it needs through `pool.reserved(...)`, a context manager that releases
+on every path (AlabOS does the same for its devices), or with acquire/release where a
+reservation outlives one block (a station holds a rack until a robot takes it out).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+
+class Unavailable(TimeoutError):
+    """Nothing suitable became free in time, or the wait was cancelled."""
+
+
+class ResourcePool:
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+        self._holder: dict[str, str] = {}
+        self._cond = threading.Condition()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def holder(self, name: str) -> str:
+        with self._cond:
+            return self._holder.get(name, "")
+
+    def held(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self._holder)
+
+    def acquire(self, candidates: Sequence[str], holder: str, usable: Callable[[str], bool] = lambda _: True,
+                cancelled: Callable[[], bool] = lambda: False, timeout: float = 3600.0,
+                prefer: Callable[[str], float] | None = None) -> str:
+        """Reserve one free, usable candidate for `holder`; waits (wall s) up to timeout."""
+        unknown = [c for c in candidates if c not in self._names]
+        if unknown:
+            raise KeyError(f"unknown resources {unknown}")
+        if not candidates:
+            raise Unavailable("no candidates")
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                free = [c for c in candidates if c not in self._holder and usable(c)]
+                if free:
+                    choice = min(free, key=prefer) if prefer else free[0]
+                    self._holder[choice] = holder
+                    return choice
+                if cancelled():
+                    raise Unavailable("cancelled while waiting for " + " or ".join(candidates))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Unavailable("none of " + ", ".join(candidates) + " became free")
+                self._cond.wait(min(left, 0.05))
+
+    def release(self, name: str, holder: str) -> None:
+        with self._cond:
+            if self._holder.get(name) == holder:
+                del self._holder[name]
+            self._cond.notify_all()
+
+    @contextmanager
+    def reserved(self, candidates: Sequence[str], holder: str, **options) -> Iterator[str]:
+        name = self.acquire(candidates, holder, **options)
+        try:
+            yield name
+        finally:
+            self.release(name, holder)

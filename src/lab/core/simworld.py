@@ -1,0 +1,348 @@
+"""The embedded simulation's physics, free of ROS: bases, arms, batteries and objects.
+
+What Gazebo does for the full stack, at the level of detail the lab needs: a holonomic base
+that follows velocity commands (or a path, the way a base controller would) and stops at a
+wall, a station or another robot instead of passing through it; localisation that drifts
+while driving, so a docked robot stands a few centimetres and degrees off where it believes
+it is (real bases do; Burger et al. 2020 calibrated at every station); arm joints that follow
+joint trajectories; batteries that drain while working and charge at the charger; racks and
+trays that are where the last successful grasp or release put them.
+
+Units: m, rad, s (simulated), battery as a state of charge 0..1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lab.core.errors import InvalidGoal
+from lab.core.gridnav import PathFollower
+from lab.core.world import LabWorld, Pose2D, footprint_collides
+
+GRIPPER = "gripper"
+
+
+@dataclass
+class SimParams:
+    """Tunable physics; defaults are stated assumptions, not measurements."""
+
+    physics_step: float = 0.1             # s of simulated time per integration step
+    drift_per_metre: float = 0.012        # m of localisation error (1 sd) gained per metre driven
+    yaw_drift_per_metre: float = math.radians(0.6)
+    max_drift: float = 0.06               # m; localisation is never worse than this (a map-based base)
+    max_yaw_drift: float = math.radians(3.0)
+    battery_drain_idle: float = 0.02      # per hour: electronics
+    battery_drain_driving: float = 0.25   # per hour of driving (KMR-class base, assumption)
+    battery_drain_arm: float = 0.10       # per hour of arm motion
+    battery_charge_rate: float = 0.60     # per hour on the charger
+    charger_radius: float = 0.15          # m from the charger's dock pose counts as on the charger
+    grasp_tolerance: float = 0.015        # m: a grasp/release further than this from the slot misses
+    grasp_height: float = 0.06            # m above the slot point where tool0 holds a rack
+    cmd_vel_timeout: float = 0.5          # s: a velocity command stops mattering after this
+
+
+@dataclass
+class Trajectory:
+    joint_names: list[str]
+    times: np.ndarray          # s from start, increasing
+    positions: np.ndarray      # len(times) x len(joint_names)
+    start: float               # simulated s
+
+
+@dataclass
+class SimRobot:
+    name: str
+    truth: Pose2D
+    estimate: Pose2D
+    joints: dict[str, float]
+    battery: float = 1.0
+    charging: bool = False
+    follower: PathFollower | None = None
+    cmd_vel: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cmd_vel_until: float = -1.0
+    velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    trajectory: Trajectory | None = None
+    bumper: str = ""                       # what the base last hit ('' = nothing)
+    travelled: float = 0.0
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def moving(self) -> bool:
+        return any(abs(v) > 1e-9 for v in self.velocity)
+
+    @property
+    def arm_moving(self) -> bool:
+        return self.trajectory is not None
+
+
+class ObjectRegistry:
+    """Where every rack and tray is: one location '<owner>/<slot>' per object, one object per slot."""
+
+    def __init__(self, placement: dict[str, str], kinds: dict[str, str]) -> None:
+        self.locations: dict[str, str] = {}
+        self.kinds = dict(kinds)
+        for obj, loc in placement.items():
+            if loc in self.locations.values():
+                raise InvalidGoal(f"two objects placed at {loc}")
+            self.locations[obj] = loc
+
+    def at(self, location: str) -> str | None:
+        for obj, loc in self.locations.items():
+            if loc == location:
+                return obj
+        return None
+
+    def check_move(self, obj: str, source: str, target: str) -> str:
+        """The object to move (obj may be '' = whatever is at source); InvalidGoal when it cannot."""
+        present = self.at(source)
+        if present is None:
+            raise InvalidGoal(f"nothing at {source}")
+        if obj and present != obj:
+            raise InvalidGoal(f"{source} holds {present}, not {obj}")
+        occupant = self.at(target)
+        if occupant is not None:
+            raise InvalidGoal(f"{target} is occupied by {occupant}")
+        return present
+
+    def move(self, obj: str, source: str, target: str) -> str:
+        moved = self.check_move(obj, source, target)
+        self.locations[moved] = target
+        return moved
+
+    def snapshot(self) -> list[tuple[str, str, str]]:
+        return [(obj, self.kinds.get(obj, "rack"), loc) for obj, loc in sorted(self.locations.items())]
+
+
+def _wrap(angle: float) -> float:
+    return math.atan2(math.sin(angle), math.cos(angle))
+
+
+class SimLab:
+    """Every robot and object of one simulated lab; advanced by `step(dt)`."""
+
+    def __init__(self, world: LabWorld, robots: dict[str, Pose2D], joint_names: Sequence[str],
+                 objects: ObjectRegistry, params: SimParams | None = None, seed: int = 0,
+                 tool_fk=None, deck_slots: dict[str, np.ndarray] | None = None,
+                 initial_joints: dict[str, float] | None = None) -> None:
+        """tool_fk(joints: dict) -> 4x4 pose of tool0 in base_link; deck_slots: slot name -> 4x4 in base_link."""
+        self.world = world
+        self.params = params or SimParams()
+        self.rng = np.random.default_rng(seed)
+        self.objects = objects
+        self.time = 0.0
+        self.joint_names = list(joint_names)
+        self._tool_fk = tool_fk
+        self.deck_slots = deck_slots or {}
+        self.robots: dict[str, SimRobot] = {}
+        for name, pose in robots.items():
+            hit = footprint_collides(world, pose)
+            if hit:
+                raise InvalidGoal(f"{name} cannot start at ({pose.x:.2f}, {pose.y:.2f}): it overlaps {hit}")
+            joints = {j: 0.0 for j in self.joint_names}
+            joints.update(initial_joints or {})
+            self.robots[name] = SimRobot(name=name, truth=pose, estimate=pose, joints=joints)
+
+    # ----------------------------------------------------------------- commands
+    def robot(self, name: str) -> SimRobot:
+        if name not in self.robots:
+            raise InvalidGoal(f"unknown robot '{name}' (known: {', '.join(self.robots)})")
+        return self.robots[name]
+
+    def follow_path(self, name: str, path: Sequence[Pose2D], **follower_options: float) -> None:
+        """Drive along path (map frame, as the robot believes it is); an empty path stops."""
+        robot = self.robot(name)
+        robot.bumper = ""
+        robot.follower = PathFollower(list(path), **follower_options) if path else None
+        if not path:
+            robot.velocity = (0.0, 0.0, 0.0)
+
+    def set_cmd_vel(self, name: str, vx: float, vy: float, wz: float) -> None:
+        robot = self.robot(name)
+        robot.follower = None
+        robot.bumper = ""
+        robot.cmd_vel = (vx, vy, wz)
+        robot.cmd_vel_until = self.time + self.params.cmd_vel_timeout
+
+    def set_trajectory(self, name: str, joint_names: Sequence[str], times: Sequence[float],
+                       positions: Sequence[Sequence[float]]) -> None:
+        robot = self.robot(name)
+        unknown = [j for j in joint_names if j not in robot.joints]
+        if unknown:
+            raise InvalidGoal(f"unknown joints {unknown}")
+        if not len(times):
+            robot.trajectory = None
+            return
+        t = np.asarray(times, dtype=float)
+        p = np.asarray(positions, dtype=float).reshape(len(t), len(joint_names))
+        if t[0] > 0.0:  # start from where the joints are now, as a trajectory controller does
+            t = np.concatenate([[0.0], t])
+            p = np.vstack([[robot.joints[j] for j in joint_names], p])
+        robot.trajectory = Trajectory(list(joint_names), t, p, self.time)
+
+    def reset_estimate(self, name: str, pose: Pose2D) -> None:
+        """Localisation correction (what Nav2's `initialpose` does to AMCL)."""
+        self.robot(name).estimate = pose
+
+    # ----------------------------------------------------------------- physics
+    def step(self, dt: float) -> None:
+        """Advance the lab by dt simulated seconds."""
+        remaining = dt
+        while remaining > 1e-12:
+            h = min(self.params.physics_step, remaining)
+            for robot in self.robots.values():
+                self._step_base(robot, h)
+                self._step_arm(robot, h)
+                self._step_battery(robot, h)
+            self.time += h
+            remaining -= h
+
+    def _step_base(self, robot: SimRobot, h: float) -> None:
+        if robot.follower is not None:
+            command = robot.follower.command(robot.estimate, h)
+            if robot.follower.done:
+                robot.follower = None
+                command = (0.0, 0.0, 0.0)
+        elif self.time < robot.cmd_vel_until:
+            command = robot.cmd_vel
+        else:
+            command = (0.0, 0.0, 0.0)
+        robot.velocity = command
+        vx, vy, wz = command
+        if vx == 0.0 and vy == 0.0 and wz == 0.0:
+            return
+        delta = Pose2D(vx * h, vy * h, wz * h)
+        new_truth = robot.truth.compose(delta)
+        hit = footprint_collides(self.world, new_truth) or self._robot_collision(robot, new_truth)
+        if hit:
+            robot.follower = None
+            robot.cmd_vel_until = -1.0
+            robot.velocity = (0.0, 0.0, 0.0)
+            robot.bumper = hit
+            robot.events.append(f"{robot.name}: stopped against {hit} at ({robot.truth.x:.2f}, {robot.truth.y:.2f})")
+            return
+        dist = math.hypot(delta.x, delta.y)
+        robot.travelled += dist
+        robot.truth = new_truth
+        estimate = robot.estimate.compose(delta)
+        # localisation drift: the estimate wanders from the truth while driving, bounded
+        sd, sd_yaw = self.params.drift_per_metre * math.sqrt(dist), self.params.yaw_drift_per_metre * math.sqrt(dist)
+        ex = estimate.x - new_truth.x + self.rng.normal(0.0, sd)
+        ey = estimate.y - new_truth.y + self.rng.normal(0.0, sd)
+        eyaw = _wrap(estimate.yaw - new_truth.yaw + self.rng.normal(0.0, sd_yaw))
+        norm = math.hypot(ex, ey)
+        if norm > self.params.max_drift:
+            ex, ey = ex * self.params.max_drift / norm, ey * self.params.max_drift / norm
+        eyaw = max(-self.params.max_yaw_drift, min(self.params.max_yaw_drift, eyaw))
+        robot.estimate = Pose2D(new_truth.x + ex, new_truth.y + ey, _wrap(new_truth.yaw + eyaw))
+
+    def _robot_collision(self, robot: SimRobot, pose: Pose2D) -> str:
+        for other in self.robots.values():
+            if other is robot:
+                continue
+            if math.hypot(other.truth.x - pose.x, other.truth.y - pose.y) < 1.3 and \
+                    _boxes_overlap(pose, other.truth):
+                return other.name
+        return ""
+
+    def _step_arm(self, robot: SimRobot, h: float) -> None:
+        traj = robot.trajectory
+        if traj is None:
+            return
+        t = self.time + h - traj.start
+        if t >= traj.times[-1]:
+            values = traj.positions[-1]
+            robot.trajectory = None
+        else:
+            values = np.array([np.interp(t, traj.times, traj.positions[:, k]) for k in range(len(traj.joint_names))])
+        for name, value in zip(traj.joint_names, values, strict=True):
+            robot.joints[name] = float(value)
+
+    def _step_battery(self, robot: SimRobot, h: float) -> None:
+        p = self.params
+        charger = next((s for s in self.world.stations.values() if s.kind == "charger"), None)
+        robot.charging = bool(charger is not None and not robot.moving and
+                              math.hypot(robot.truth.x - charger.dock.x, robot.truth.y - charger.dock.y)
+                              <= p.charger_radius)
+        rate = -p.battery_drain_idle
+        if robot.moving:
+            rate -= p.battery_drain_driving
+        if robot.arm_moving:
+            rate -= p.battery_drain_arm
+        if robot.charging:
+            rate += p.battery_charge_rate
+        robot.battery = min(1.0, max(0.0, robot.battery + rate * h / 3600.0))
+
+    # ----------------------------------------------------------------- objects
+    def tool_in_map(self, name: str) -> np.ndarray:
+        """Where tool0 truly is (map frame xyz)."""
+        robot = self.robot(name)
+        if self._tool_fk is None:
+            raise InvalidGoal("the simulation has no arm model")
+        local = self._tool_fk(robot.joints)[:3, 3]
+        c, s = math.cos(robot.truth.yaw), math.sin(robot.truth.yaw)
+        return np.array([robot.truth.x + c * local[0] - s * local[1],
+                         robot.truth.y + s * local[0] + c * local[1], local[2]])
+
+    def location_in_map(self, location: str) -> np.ndarray | None:
+        """Map-frame point of a slot '<station>/<slot>' or '<robot>/<deck slot>'; None for a gripper."""
+        owner, _, slot = location.partition("/")
+        if owner in self.world.stations:
+            station = self.world.stations[owner]
+            if slot not in station.slots:
+                raise InvalidGoal(f"station {owner} has no slot '{slot}' (slots: {', '.join(station.slots)})")
+            return np.array(station.slot_in_map(slot))
+        if owner in self.robots:
+            if slot == GRIPPER:
+                return None
+            if slot not in self.deck_slots:
+                raise InvalidGoal(f"robot {owner} has no slot '{slot}' (slots: gripper, {', '.join(self.deck_slots)})")
+            robot = self.robots[owner]
+            local = self.deck_slots[slot][:3, 3]
+            c, s = math.cos(robot.truth.yaw), math.sin(robot.truth.yaw)
+            return np.array([robot.truth.x + c * local[0] - s * local[1],
+                             robot.truth.y + s * local[0] + c * local[1], local[2]])
+        raise InvalidGoal(f"unknown location '{location}': owner '{owner}' is neither a station nor a robot")
+
+    def move_object(self, obj: str, source: str, target: str) -> str:
+        """A grasp (source -> '<robot>/gripper') or a release ('<robot>/gripper' -> target).
+
+        The gripper must truly be at the slot, within grasp_tolerance: a robot that believes
+        it is somewhere it is not misses, and nothing moves.
+        """
+        src_owner, _, src_slot = source.partition("/")
+        dst_owner, _, dst_slot = target.partition("/")
+        if (src_slot == GRIPPER) == (dst_slot == GRIPPER):
+            raise InvalidGoal("one end of a move must be a robot's gripper (a grasp or a release)")
+        robot_name, slot_loc = (dst_owner, source) if dst_slot == GRIPPER else (src_owner, target)
+        self.robot(robot_name)
+        point = self.location_in_map(slot_loc)
+        moved = self.objects.check_move(obj, source, target)
+        if point is not None:
+            tool = self.tool_in_map(robot_name)
+            wanted = point + np.array([0.0, 0.0, self.params.grasp_height])
+            error = float(np.linalg.norm(tool - wanted))
+            if error > self.params.grasp_tolerance:
+                verb = "grasp" if dst_slot == GRIPPER else "release"
+                raise InvalidGoal(f"{verb} missed {slot_loc}: the gripper is {error * 100:.1f} cm from it")
+        return self.objects.move(moved, source, target)
+
+
+def _boxes_overlap(a: Pose2D, b: Pose2D, size: tuple[float, float] = (1.1, 0.63)) -> bool:
+    """Separating-axis test of two robot footprints."""
+    def corners(p: Pose2D) -> np.ndarray:
+        c, s = math.cos(p.yaw), math.sin(p.yaw)
+        hx, hy = size[0] / 2, size[1] / 2
+        local = np.array([[hx, hy], [hx, -hy], [-hx, -hy], [-hx, hy]])
+        return local @ np.array([[c, s], [-s, c]]) + np.array([p.x, p.y])
+
+    ca, cb = corners(a), corners(b)
+    for p in (a, b):
+        for axis in (np.array([math.cos(p.yaw), math.sin(p.yaw)]), np.array([-math.sin(p.yaw), math.cos(p.yaw)])):
+            pa, pb = ca @ axis, cb @ axis
+            if pa.max() < pb.min() or pb.max() < pa.min():
+                return False
+    return True

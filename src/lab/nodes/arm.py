@@ -1,0 +1,247 @@
+"""`arm`: one robot's `manipulate` action: pick, place or transfer a rack or tray between slots.
+
+Slots are named '<owner>/<slot>': a station's slot (config/stations.yaml), the robot's own
+deck places ('robot1/deck1'..) or its gripper ('robot1/gripper'). Operation `move` sends the
+arm to a named configuration of the SRDF (target = the name). Every target is solved with
+inverse kinematics before the arm moves, from where the robot believes it stands (after the
+navigator's marker refinement that is within millimetres of the truth); an unreachable
+target, an empty source, an occupied destination or a robot that is not docked at the
+station are refused with the reason and nothing moves. The backend (parameter `backend`:
+embedded | moveit) moves the joints; in the embedded simulation the grasp and release go
+through the simulation's `move_object`, which misses when the gripper is not truly there.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from nav_msgs.msg import Odometry
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from lab.backends.base import ManipulationBackend, MotionOutcome, backend_class
+from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
+from lab.core.kinematics import Chain, Unreachable, expand_xacro, named_poses
+from lab.core.world import LabWorld, Pose2D
+from lab.nodes.common import LATCHED, default_file, quaternion_to_yaw, run, sim_now
+from lab_interfaces.action import Manipulate
+from lab_interfaces.msg import WorldState
+from lab_interfaces.srv import MoveObject
+
+#: tool0 pointing down (z axis to the floor), fingers across the robot's x axis
+TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+class ArmNode(Node):
+    def __init__(self) -> None:
+        super().__init__("arm")
+        for name, default in (("backend", "embedded"), ("robot_name", "robot1"), ("world_file", ""),
+                              ("stations_file", ""), ("urdf_file", ""), ("srdf_file", ""),
+                              ("grasp_height", 0.06), ("approach_height", 0.12), ("speed_scale", 0.5),
+                              ("dock_tolerance", 0.15), ("park_pose", "stow")):
+            self.declare_parameter(name, default)
+        self.robot = str(self.get_parameter("robot_name").value)
+        self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
+                                   default_file(self, "stations_file", "config/stations.yaml"))
+        urdf = expand_xacro(default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro"))
+        self.chain = Chain.from_urdf(urdf, "base_link", "tool0")
+        self.deck: dict[str, np.ndarray] = {}
+        for k in range(1, 4):
+            try:
+                self.deck[f"deck{k}"] = Chain.from_urdf(urdf, "base_link", f"deck{k}").fk(np.zeros(0))
+            except (ValueError, KeyError):
+                break
+        self.named = named_poses(default_file(self, "srdf_file", "urdf/kmr_iiwa.srdf"), "arm")
+        name = str(self.get_parameter("backend").value)
+        self.backend: ManipulationBackend = backend_class("manipulation", name)(
+            self, self.robot, {"chain": self.chain, "named_poses": self.named,
+                               "speed_scale": float(self.get_parameter("speed_scale").value)})
+        self._busy = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._pose: Pose2D | None = None
+        self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
+        group = ReentrantCallbackGroup()
+        self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
+        self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
+        self.move_client = self.create_client(MoveObject, "/sim/move_object", callback_group=group)
+        ActionServer(self, Manipulate, "manipulate", execute_callback=self._execute,
+                     goal_callback=lambda _: GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT,
+                     cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group)
+        self.get_logger().info(f"{self.robot}: manipulation backend '{name}', named poses {', '.join(self.named)}")
+
+    def shutdown(self) -> None:
+        self.backend.shutdown()
+
+    def _odom(self, msg: Odometry) -> None:
+        q = msg.pose.pose.orientation
+        with self._state_lock:
+            self._pose = Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
+                                quaternion_to_yaw(q.x, q.y, q.z, q.w))
+
+    def _world_state(self, msg: WorldState) -> None:
+        with self._state_lock:
+            self._world = dict(zip(msg.locations, msg.objects, strict=False))
+
+    # ------------------------------------------------------------------ geometry
+    def slot_in_base(self, location: str) -> np.ndarray:
+        """The slot's point in base_link (xyz), from where the robot believes it is."""
+        owner, _, slot = location.partition("/")
+        if owner == self.robot:
+            if slot not in self.deck:
+                raise InvalidGoal(f"{self.robot} has no place '{slot}' (places: gripper, {', '.join(self.deck)})")
+            return self.deck[slot][:3, 3].copy()
+        if owner not in self.world.stations:
+            raise InvalidGoal(f"unknown location '{location}': '{owner}' is neither a station nor {self.robot}")
+        station = self.world.stations[owner]
+        if slot not in station.slots:
+            raise InvalidGoal(f"station {owner} has no slot '{slot}' (slots: {', '.join(station.slots) or 'none'})")
+        with self._state_lock:
+            pose = self._pose
+        if pose is None:
+            raise InvalidGoal(f"no odometry for {self.robot}")
+        off = math.hypot(pose.x - station.dock.x, pose.y - station.dock.y)
+        if off > float(self.get_parameter("dock_tolerance").value):
+            raise InvalidGoal(f"{self.robot} is not docked at {owner} ({off:.2f} m from its dock)")
+        x, y, z = station.slot_in_map(slot)
+        c, s = math.cos(pose.yaw), math.sin(pose.yaw)
+        dx, dy = x - pose.x, y - pose.y
+        return np.array([c * dx + s * dy, -s * dx + c * dy, z])
+
+    def tool_pose(self, point: np.ndarray, lift: float) -> np.ndarray:
+        target = np.eye(4)
+        target[:3, :3] = TOP_DOWN
+        target[:3, 3] = point + np.array([0.0, 0.0, float(self.get_parameter("grasp_height").value) + lift])
+        return target
+
+    def _check_reachable(self, targets: list[np.ndarray]) -> None:
+        seed = np.array([self.named.get(str(self.get_parameter("park_pose").value), {}).get(j, 0.0)
+                         for j in self.chain.joint_names])
+        for target in targets:
+            try:
+                seed = self.chain.ik(target, seed)
+            except Unreachable as exc:
+                raise InvalidGoal(f"unreachable: {exc}") from None
+
+    def _check_objects(self, object_id: str, source: str, target: str) -> str:
+        """Refuse an empty source or an occupied target (when the world is known)."""
+        with self._state_lock:
+            world = None if self._world is None else dict(self._world)
+        if world is None:
+            return object_id
+        present = world.get(source)
+        if present is None:
+            raise InvalidGoal(f"nothing at {source}")
+        if object_id and present != object_id:
+            raise InvalidGoal(f"{source} holds {present}, not {object_id}")
+        if target in world:
+            raise InvalidGoal(f"{target} is occupied by {world[target]}")
+        return present
+
+    # ------------------------------------------------------------------ the action
+    def _execute(self, goal_handle):
+        with self._busy:
+            started = sim_now(self)
+            request = goal_handle.request
+            result = Manipulate.Result(object_id=request.object_id)
+            cancelled = lambda: goal_handle.is_cancel_requested  # noqa: E731
+
+            def phase(name: str, progress: float) -> None:
+                goal_handle.publish_feedback(Manipulate.Feedback(phase=name, progress=float(progress)))
+
+            try:
+                message, location = self._run(request, phase, cancelled, result)
+                ok = True
+            except InvalidGoal as exc:
+                message, location, ok = str(exc), "", False
+            result.success, result.message, result.location = ok, message, location
+            result.duration = float(sim_now(self) - started)
+            if ok:
+                goal_handle.succeed()
+            elif goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                self.get_logger().warning(f"{self.robot}: {request.operation} refused or failed: {message}")
+                goal_handle.abort()
+            return result
+
+    def _run(self, request, phase, cancelled, result) -> tuple[str, str]:
+        op = request.operation
+        gripper = f"{self.robot}/gripper"
+        if op == "move":
+            phase("move", 0.0)
+            self._must(self.backend.move_named(request.target, cancelled))
+            return f"arm at '{request.target}'", ""
+        if op == "pick":
+            legs = [(request.source, gripper)]
+        elif op == "place":
+            legs = [(gripper, request.target)]
+        elif op == "transfer":
+            legs = [(request.source, gripper), (gripper, request.target)]
+        else:
+            raise InvalidGoal(f"unknown operation '{op}' (pick, place, transfer, move)")
+        # everything is checked before anything moves
+        obj = self._check_objects(request.object_id, legs[0][0], legs[-1][1] if op != "transfer" else request.target)
+        targets = []
+        for source, target in legs:
+            slot = target if source == gripper else source
+            point = self.slot_in_base(slot)
+            targets += [self.tool_pose(point, float(self.get_parameter("approach_height").value)),
+                        self.tool_pose(point, 0.0)]
+        phase("planning", 0.05)
+        self._check_reachable(targets)
+        for k, (source, target) in enumerate(legs):
+            grasp = source != gripper
+            approach, at = targets[2 * k], targets[2 * k + 1]
+            base = k / len(legs)
+            phase("approach", base + 0.1 / len(legs))
+            if grasp:
+                self._must(self.backend.set_gripper(False))
+            self._must(self.backend.move_tool(approach, cancelled))
+            self._must(self.backend.move_tool(at, cancelled))
+            phase("grasp" if grasp else "release", base + 0.5 / len(legs))
+            if grasp:
+                self._must(self.backend.set_gripper(True))
+            moved = self._world_move(obj, source, target)
+            if not grasp:
+                self._must(self.backend.set_gripper(False))
+            phase("lift" if grasp else "retreat", base + 0.7 / len(legs))
+            self._must(self.backend.move_tool(approach, cancelled))
+            if moved is not None:
+                self.backend.move_named(str(self.get_parameter("park_pose").value), cancelled)
+                raise InvalidGoal(moved)
+        phase("retreat", 0.95)
+        self._must(self.backend.move_named(str(self.get_parameter("park_pose").value), cancelled))
+        result.object_id = obj
+        return f"{obj or 'object'} moved {request.source or gripper} -> {request.target or gripper}", \
+            legs[-1][1]
+
+    def _world_move(self, obj: str, source: str, target: str) -> str | None:
+        """Tell the simulation about a grasp/release; the reason when it missed, else None."""
+        if not self.move_client.service_is_ready() and not self.move_client.wait_for_service(timeout_sec=2.0):
+            return None  # no world model (full stack or hardware): nothing to tell
+        done = threading.Event()
+        future = self.move_client.call_async(MoveObject.Request(object_id=obj, source=source, target=target))
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(10.0):
+            return "the simulation did not answer move_object"
+        response = future.result()
+        return None if response.success else response.message
+
+    @staticmethod
+    def _must(outcome: MotionOutcome) -> None:
+        if not outcome.success:
+            raise InvalidGoal(outcome.message)
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run(ArmNode)
+    except (BackendUnavailable, ConfigError) as exc:
+        raise SystemExit(f"arm: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""What every node of the lab shares: QoS profiles, waiting in simulated time, the main idiom."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from lab.paths import share_dir
+
+#: latched: late subscribers get the last message (robot_description, world state, markers, status)
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                     reliability=ReliabilityPolicy.RELIABLE)
+
+#: how long a waiting loop sleeps (wall s) between looks at the clock; the simulation's
+#: clock moves hundreds of simulated seconds per wall second, so this is the resolution
+POLL = 0.004
+
+
+def sim_now(node: Node) -> float:
+    """The node's clock (simulated when use_sim_time is set) in seconds."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def wait_sim(node: Node, duration: float, cancelled: Callable[[], bool] = lambda: False,
+             on_tick: Callable[[float], None] | None = None, tick: float = 0.25) -> bool:
+    """Wait `duration` s of the node's clock; False if cancelled first.
+
+    `on_tick(elapsed)` is called about every `tick` wall seconds (for feedback). Works with the
+    simulated clock and with the wall clock alike (use_sim_time false).
+    """
+    start = sim_now(node)
+    end = start + max(0.0, duration)
+    last = time.monotonic()
+    while True:
+        if cancelled():
+            return False
+        now = sim_now(node)
+        if now >= end:
+            return True
+        if on_tick is not None and time.monotonic() - last >= tick:
+            last = time.monotonic()
+            on_tick(now - start)
+        time.sleep(POLL)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = POLL) -> bool:
+    """Wait (wall s) until predicate() holds; False on timeout."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation by yaw about z."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def default_file(node: Node, parameter: str, relative: str) -> Path:
+    """A file parameter, defaulting to the package's share (the checkout when run from it)."""
+    value = node.get_parameter(parameter).value
+    return Path(value) if value else share_dir() / relative
+
+
+def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
+    """The shutdown idiom of ros2/examples, with a multi-threaded executor.
+
+    Action servers here block in their execute callbacks while waiting in simulated time,
+    so every node runs on several threads; a node decides its own callback groups.
+    """
+    rclpy.init()
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            shutdown = getattr(node, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+class CallOutcome:
+    """How a child action ended: result (None when it never ran), status, reason."""
+
+    def __init__(self, result, status: int, reason: str = "") -> None:
+        self.result = result
+        self.status = status
+        self.reason = reason
+
+    @property
+    def succeeded(self) -> bool:
+        from action_msgs.msg import GoalStatus
+
+        return self.status == GoalStatus.STATUS_SUCCEEDED and bool(getattr(self.result, "success", True))
+
+    @property
+    def message(self) -> str:
+        return self.reason or str(getattr(self.result, "message", ""))
+
+
+def call_action(client, goal, timeout: float = 3600.0, feedback: Callable | None = None,
+                cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
+                server_timeout: float = 15.0) -> CallOutcome:
+    """Send goal on an rclpy ActionClient and wait (wall s) for its result, from a worker thread.
+
+    `cancel()` is polled: when it turns true the goal is cancelled and its final result
+    awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere).
+    """
+    import threading
+
+    from action_msgs.msg import GoalStatus
+
+    if not client.wait_for_server(timeout_sec=server_timeout):
+        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"no action server {client._action_name}")
+    sent = threading.Event()
+    future = client.send_goal_async(goal, feedback_callback=(lambda m: feedback(m.feedback)) if feedback else None)
+    future.add_done_callback(lambda _: sent.set())
+    if not sent.wait(server_timeout):
+        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client._action_name}: goal not acknowledged")
+    handle = future.result()
+    if not handle.accepted:
+        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client._action_name}: goal rejected (busy?)")
+    if on_handle is not None:
+        on_handle(handle)
+    done = threading.Event()
+    result_future = handle.get_result_async()
+    result_future.add_done_callback(lambda _: done.set())
+    deadline = time.monotonic() + timeout
+    cancelled = False
+    while not done.wait(0.02):
+        if not cancelled and (cancel() or time.monotonic() > deadline):
+            cancelled = True
+            handle.cancel_goal_async()
+            deadline = time.monotonic() + 30.0
+        elif cancelled and time.monotonic() > deadline:
+            return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client._action_name}: no result after cancel")
+    response = result_future.result()
+    return CallOutcome(response.result, response.status)

@@ -1,0 +1,532 @@
+"""`lab_manager`: runs batches of experiments on the lab's robots and stations.
+
+Action `~/run_batch` (lab_interfaces/action/RunBatch): the batch's workflow
+(config/workflows.yaml) says which station kinds its carrier (a rack of vials, a tray of
+specimens) visits; the manager takes a free carrier from home, and for every step reserves
+a station of that kind, has a robot carry the carrier there (navigate, transfer to the
+robot's deck, navigate, transfer into the station), runs the station's process and merges
+what each station reports (as-dispensed amounts, measurements) per sample; then the
+carrier goes home. Several batches run at once, each in its own thread: stations and
+robots are reserved (lab.core.resources), so while one rack is under the lamp a robot
+prepares the next, and two batches never use a station at the same time.
+
+Failures: a failed station run is retried, on another station of the kind when there is
+one (rerouted), up to `max_retries`; then the samples are marked failed with the reason.
+A failed transport leg is retried once. A robot whose battery is low goes to the charger
+before its next transport. Operator services `~/estop` (every child goal is cancelled at
+once, nothing new starts), `~/pause` (current steps finish, nothing new starts) and
+`~/resume`; `/lab_status` (LabStatus) is published every second (wall).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import yaml
+from nav_msgs.msg import Odometry
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState
+from std_srvs.srv import Trigger
+
+from lab.core.errors import ConfigError, InvalidGoal
+from lab.core.resources import ResourcePool, Unavailable
+from lab.core.workflow import Workflow, load_workflows, workflow
+from lab.nodes.common import LATCHED, call_action, default_file, quaternion_to_yaw, run, sim_now, wait_sim
+from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunStation
+from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
+
+DECK = "deck1"
+
+
+class Interrupted(Exception):
+    """The batch was cancelled, or the lab stopped, while a step ran."""
+
+
+@dataclass
+class Sample:
+    sample_id: str
+    requested: Formulation
+    dispensed: dict[str, tuple[float, str]] = field(default_factory=dict)
+    measurement: Measurement | None = None
+    failure: str = ""
+
+    def formulation(self) -> Formulation:
+        """What the next station gets: as dispensed so far, as requested otherwise."""
+        amounts = dict(zip(self.requested.components,
+                           zip(self.requested.amounts, self.requested.units or [""] * len(self.requested.amounts),
+                               strict=False), strict=False))
+        amounts.update(self.dispensed)
+        return Formulation(sample_id=self.sample_id, specimen_kind=self.requested.specimen_kind,
+                           components=list(amounts), amounts=[float(v) for v, _ in amounts.values()],
+                           units=[u for _, u in amounts.values()])
+
+
+class LabManager(Node):
+    def __init__(self) -> None:
+        super().__init__("lab_manager")
+        for name, default in (("robots", ["robot1"]), ("stations_file", ""), ("workflows_file", ""),
+                              ("database", "runs/campaigns.db"), ("max_retries", 1), ("battery_low", 0.25),
+                              ("battery_resume", 0.9), ("station_timeout", 86400.0), ("carriers", [""])):
+            self.declare_parameter(name, default)
+        stations_path = default_file(self, "stations_file", "config/stations.yaml")
+        try:
+            doc = yaml.safe_load(stations_path.read_text(encoding="utf-8"))
+            self.stations: dict[str, dict] = dict(doc["stations"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{stations_path}: cannot read the stations: {exc}") from None
+        self.kind_of = {name: str(body["kind"]) for name, body in self.stations.items()}
+        self.workflows: dict[str, Workflow] = load_workflows(
+            default_file(self, "workflows_file", "config/workflows.yaml"), set(self.kind_of.values()))
+        self.robots = [r for r in self.get_parameter("robots").value if r]
+        self.robot_pool = ResourcePool(self.robots)
+        self.station_pool = ResourcePool(list(self.stations))
+        self._lock = threading.RLock()
+        self.carriers: dict[str, str] = {}       # carrier id -> location
+        self.carrier_kind: dict[str, str] = {}
+        for entry in self.get_parameter("carriers").value:
+            if entry:
+                obj, _, loc = entry.partition("@")
+                self.carriers[obj], self.carrier_kind[obj] = loc, "tray" if obj.startswith("tray") else "rack"
+        self.carrier_pool = ResourcePool(list(self.carriers))
+        self.station_status: dict[str, StationStatus] = {}
+        self.robot_pose: dict[str, tuple[float, float, float]] = {}
+        self.battery: dict[str, float] = {}
+        self.robot_state: dict[str, str] = {r: "idle" for r in self.robots}
+        self.robot_at: dict[str, str] = {r: "" for r in self.robots}
+        self.mode = LabStatus.RUNNING
+        self.active_steps: dict[str, str] = {}
+        self.active_batches: list[str] = []
+        self.handles: set = set()
+        self.counts = {"done": 0, "failed": 0, "running": 0}
+        self._store = None
+        group = ReentrantCallbackGroup()
+        self.group = group
+        self.nav = {r: ActionClient(self, NavigateToStation, f"/{r}/navigate_to_station", callback_group=group)
+                    for r in self.robots}
+        self.arm = {r: ActionClient(self, Manipulate, f"/{r}/manipulate", callback_group=group) for r in self.robots}
+        self.run_station = {s: ActionClient(self, RunStation, f"/stations/{s}/run_station", callback_group=group)
+                            for s in self.stations}
+        for s in self.stations:
+            self.create_subscription(StationStatus, f"/stations/{s}/status",
+                                     lambda m, s=s: self.station_status.__setitem__(s, m), LATCHED,
+                                     callback_group=group)
+        for r in self.robots:
+            self.create_subscription(Odometry, f"/{r}/odom", lambda m, r=r: self._odom(r, m), 10, callback_group=group)
+            self.create_subscription(BatteryState, f"/{r}/battery_state",
+                                     lambda m, r=r: self.battery.__setitem__(r, m.percentage), 10,
+                                     callback_group=group)
+        self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
+        self.status_pub = self.create_publisher(LabStatus, "/lab_status", 10)
+        self.create_timer(1.0, self._publish_status, callback_group=group,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))  # wall: sim time runs hundreds x faster
+        for name in ("estop", "pause", "resume"):
+            self.create_service(Trigger, f"~/{name}", getattr(self, f"_srv_{name}"), callback_group=group)
+        ActionServer(self, RunBatch, "~/run_batch", execute_callback=self._execute,
+                     goal_callback=lambda _: GoalResponse.ACCEPT, cancel_callback=lambda _: CancelResponse.ACCEPT,
+                     callback_group=group)
+        self.get_logger().info(f"robots {', '.join(self.robots)}; {len(self.stations)} stations; "
+                               f"workflows {', '.join(self.workflows)}")
+
+    # ------------------------------------------------------------------ inputs
+    def _odom(self, robot: str, msg: Odometry) -> None:
+        q = msg.pose.pose.orientation
+        self.robot_pose[robot] = (msg.pose.pose.position.x, msg.pose.pose.position.y,
+                                  quaternion_to_yaw(q.x, q.y, q.z, q.w))
+
+    def _world_state(self, msg: WorldState) -> None:
+        with self._lock:
+            new = [o for o in msg.objects if o not in self.carriers and not o.count("/")]
+            for obj, kind, loc in zip(msg.objects, msg.kinds, msg.locations, strict=False):
+                if "/" in obj:
+                    continue  # samples inside a carrier
+                self.carriers[obj], self.carrier_kind[obj] = loc, kind
+            if new:
+                self.carrier_pool = ResourcePool(list(self.carriers))
+
+    # ------------------------------------------------------------------ operator
+    def _srv_estop(self, _request, response):
+        with self._lock:
+            self.mode = LabStatus.ESTOPPED
+            handles = list(self.handles)
+        for handle in handles:
+            handle.cancel_goal_async()
+        self.get_logger().error(f"EMERGENCY STOP: {len(handles)} running goal(s) cancelled")
+        response.success, response.message = True, f"emergency stop: {len(handles)} motion/process goal(s) cancelled"
+        return response
+
+    def _srv_pause(self, _request, response):
+        with self._lock:
+            if self.mode == LabStatus.ESTOPPED:
+                response.success, response.message = False, "the lab is emergency-stopped: resume first"
+                return response
+            self.mode = LabStatus.PAUSED
+        response.success, response.message = True, "paused: running steps finish, nothing new starts"
+        return response
+
+    def _srv_resume(self, _request, response):
+        with self._lock:
+            previous, self.mode = self.mode, LabStatus.RUNNING
+        response.success = True
+        response.message = "resumed" if previous != LabStatus.RUNNING else "already running"
+        return response
+
+    def _gate(self, goal_handle) -> None:
+        """Block while paused or stopped; Interrupted when the batch is cancelled."""
+        while True:
+            if goal_handle.is_cancel_requested:
+                raise Interrupted("batch cancelled")
+            with self._lock:
+                if self.mode == LabStatus.RUNNING:
+                    return
+            time.sleep(0.02)
+
+    def _stopped(self) -> bool:
+        return self.mode == LabStatus.ESTOPPED
+
+    # ------------------------------------------------------------------ children
+    def _call(self, client, goal, what: str, holder: str, cancel=lambda: False, feedback=None):
+        def keep(handle) -> None:
+            with self._lock:
+                self.handles.add(handle)
+                self._last_handle[threading.get_ident()] = handle
+
+        self._last_handle = getattr(self, "_last_handle", {})
+        with self._lock:
+            self.active_steps[holder] = what
+        try:
+            outcome = call_action(client, goal, timeout=float(self.get_parameter("station_timeout").value),
+                                  feedback=feedback, cancel=lambda: cancel() or self._stopped(), on_handle=keep)
+        finally:
+            with self._lock:
+                handle = self._last_handle.pop(threading.get_ident(), None)
+                self.handles.discard(handle)
+                self.active_steps.pop(holder, None)
+        return outcome
+
+    def _record(self, batch_id: str, resource: str, start: float, end: float, what: str) -> None:
+        """Busy interval for the campaign's utilisation plot (campaign id = batch id before '/')."""
+        campaign_id, sep, _ = batch_id.partition("#")[0].rpartition("/")
+        if not sep:
+            return
+        try:
+            if self._store is None:
+                from pathlib import Path
+
+                from lab.core.store import CampaignStore
+
+                self._store = CampaignStore.open(Path(str(self.get_parameter("database").value)))
+            with self._lock:
+                self._store.add_interval(campaign_id, resource, start, end, what)
+        except Exception as exc:
+            self.get_logger().warning(f"could not record the interval of {resource}: {exc}")
+
+    # ------------------------------------------------------------------ robots
+    def _leg(self, robot: str, batch_id: str, station: str, source: str, target: str, carrier: str,
+             goal_handle) -> None:
+        """Drive `robot` to `station` and transfer carrier source -> target; retried once."""
+        reason = ""
+        for _attempt in range(2):
+            self._gate(goal_handle)
+            began = sim_now(self)
+            self.robot_state[robot] = "navigating"
+            if self.robot_at[robot] != station:
+                nav = self._call(self.nav[robot], NavigateToStation.Goal(station=station),
+                                 f"{robot}: drive to {station}", f"{batch_id}/{robot}")
+                if not nav.succeeded:
+                    reason = f"{robot} could not reach {station}: {nav.message}"
+                    self.robot_at[robot] = ""
+                    continue
+                self.robot_at[robot] = station
+            self.robot_state[robot] = "manipulating"
+            arm = self._call(self.arm[robot], Manipulate.Goal(operation="transfer", object_id=carrier, source=source,
+                                                             target=target),
+                             f"{robot}: {carrier} {source} -> {target}", f"{batch_id}/{robot}")
+            self.robot_state[robot] = "idle"
+            self._record(batch_id, robot, began, sim_now(self), f"{carrier} -> {target}")
+            if arm.succeeded:
+                with self._lock:
+                    self.carriers[carrier] = target
+                return
+            reason = f"{robot} could not move {carrier} {source} -> {target}: {arm.message}"
+            self.robot_at[robot] = ""  # re-dock (and re-refine) before trying again
+            if self._stopped():
+                self._gate(goal_handle)
+        raise InvalidGoal(reason)
+
+    def _charge_if_needed(self, robot: str, batch_id: str, goal_handle) -> None:
+        level = self.battery.get(robot, 1.0)
+        if level >= float(self.get_parameter("battery_low").value):
+            return
+        chargers = [s for s, k in self.kind_of.items() if k == "charger"]
+        if not chargers:
+            return
+        self.get_logger().info(f"{robot}: battery {level:.0%}, going to charge")
+        with self.station_pool.reserved(chargers, f"{batch_id}/{robot}",
+                                        cancelled=lambda: goal_handle.is_cancel_requested) as charger:
+            nav = self._call(self.nav[robot], NavigateToStation.Goal(station=charger, skip_refinement=True),
+                             f"{robot}: drive to {charger}", f"{batch_id}/{robot}")
+            self.robot_at[robot] = charger if nav.succeeded else ""
+            if not nav.succeeded:
+                self.get_logger().warning(f"{robot}: cannot reach the charger: {nav.message}")
+                return
+            self.robot_state[robot] = "charging"
+            began = sim_now(self)
+            target = float(self.get_parameter("battery_resume").value)
+            while self.battery.get(robot, 1.0) < target and not goal_handle.is_cancel_requested:
+                wait_sim(self, 60.0)
+            self.robot_state[robot] = "idle"
+            self._record(batch_id, robot, began, sim_now(self), "charging")
+
+    def _transport(self, batch_id: str, carrier: str, source: str, target: str, goal_handle,
+                   release_after_pick: str | None) -> None:
+        src_station, dst_station = source.partition("/")[0], target.partition("/")[0]
+        robot = self.robot_pool.acquire(self.robots, batch_id, cancelled=lambda: goal_handle.is_cancel_requested,
+                                        prefer=lambda r: 0.0 if self.robot_at[r] == src_station else 1.0)
+        try:
+            self._charge_if_needed(robot, batch_id, goal_handle)
+            deck = f"{robot}/{DECK}"
+            self._leg(robot, batch_id, src_station, source, deck, carrier, goal_handle)
+            if release_after_pick:
+                self.station_pool.release(release_after_pick, batch_id)
+            self._leg(robot, batch_id, dst_station, deck, target, carrier, goal_handle)
+        finally:
+            self.robot_pool.release(robot, batch_id)
+
+    # ------------------------------------------------------------------ stations
+    def _usable(self, station: str) -> bool:
+        status = self.station_status.get(station)
+        return status is None or status.state in (StationStatus.IDLE, StationStatus.BUSY)
+
+    def _slot(self, station: str) -> str:
+        slots = self.stations[station].get("slots") or {}
+        if not slots:
+            raise InvalidGoal(f"station {station} has no slot to put a carrier in")
+        return f"{station}/{next(iter(slots))}"
+
+    def _run_process(self, batch_id: str, station: str, carrier: str, process: str, samples: list[Sample],
+                     goal_handle, progress) -> tuple[bool, str]:
+        began = sim_now(self)
+        goal = RunStation.Goal(rack_id=carrier, process=process, formulations=[s.formulation() for s in samples])
+        outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {carrier}",
+                             f"{batch_id}/{station}", cancel=lambda: goal_handle.is_cancel_requested,
+                             feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"))
+        self._record(batch_id, station, began, sim_now(self), f"{process or 'process'} {carrier}")
+        if not outcome.succeeded:
+            return False, outcome.message or "failed"
+        by_id = {m.sample_id: m for m in outcome.result.measurements}
+        for sample in samples:
+            m = by_id.get(sample.sample_id)
+            if m is None:
+                continue
+            if not m.valid:
+                sample.failure = f"{station}: {m.failure_reason or 'invalid measurement'}"
+                continue
+            dispensed = m.as_dispensed
+            for comp, amount, unit in zip(dispensed.components, dispensed.amounts,
+                                          dispensed.units or [""] * len(dispensed.amounts), strict=False):
+                sample.dispensed[comp] = (amount, unit)
+            if m.objectives:
+                sample.measurement = m
+        return True, ""
+
+    def _step(self, batch_id: str, kind: str, process: str, carrier: str, location: str, held: str | None,
+              samples: list[Sample], goal_handle, progress) -> tuple[str, str]:
+        """Run one workflow step (with retries/rerouting); returns (location, station held)."""
+        candidates = [s for s, k in self.kind_of.items() if k == kind]
+        retries = int(self.get_parameter("max_retries").value)
+        avoid: set[str] = set()
+        station = None
+        for attempt in range(retries + 1):
+            self._gate(goal_handle)
+            alive = [s for s in samples if not s.failure]
+            if not alive:
+                break
+            others = [c for c in candidates if c not in avoid and c != station]
+            if station is None or others:
+                new = self.station_pool.acquire(others or candidates, batch_id, usable=self._usable,
+                                                cancelled=lambda: goal_handle.is_cancel_requested)
+                if station is not None:
+                    self.get_logger().warning(f"{batch_id}: rerouting {kind} from {station} to {new}")
+                station = new
+                target = self._slot(station)
+                if location != target:
+                    self._transport(batch_id, carrier, location, target, goal_handle, held)
+                    location, held = target, station
+            ok, why = self._run_process(batch_id, station, carrier, process, alive, goal_handle, progress)
+            if ok:
+                return location, held or ""
+            self.get_logger().warning(f"{batch_id}: {station} failed (attempt {attempt + 1}): {why}")
+            if self._stopped() or goal_handle.is_cancel_requested:
+                why = "interrupted (emergency stop or cancel)" if self._stopped() else "batch cancelled"
+                for s in alive:
+                    s.failure = f"{station}: {why}"
+                break
+            avoid.add(station)
+            if attempt == retries:
+                for s in alive:
+                    s.failure = f"{station}: {why} (after {retries + 1} attempts)"
+        return location, held or ""
+
+    # ------------------------------------------------------------------ batches
+    def _execute(self, goal_handle):
+        request = goal_handle.request
+        batch_id = request.batch_id or f"batch-{uuid.uuid4().hex[:8]}"
+        result = RunBatch.Result(batch_id=batch_id)
+        began = sim_now(self)
+        try:
+            wf = workflow(self.workflows, request.workflow)
+            if not request.formulations:
+                raise InvalidGoal("a batch needs at least one formulation")
+            if len(request.formulations) > wf.capacity:
+                raise InvalidGoal(f"{len(request.formulations)} formulations do not fit one {wf.carrier} "
+                                  f"(capacity {wf.capacity})")
+        except InvalidGoal as exc:
+            result.success, result.message = False, str(exc)
+            goal_handle.abort()
+            return result
+        samples = [Sample(f.sample_id or f"{batch_id}/{i:02d}", f) for i, f in enumerate(request.formulations)]
+        # reservations are held per goal: a re-sent batch (a restarted planner) never frees the first one's
+        batch_id = f"{batch_id}#{uuid.uuid4().hex[:6]}"
+        with self._lock:
+            self.active_batches.append(batch_id)
+            self.counts["running"] += len(samples)
+        last = {"text": ""}
+
+        def progress(text: str = "") -> None:
+            last["text"] = text or last["text"]
+            done = sum(1 for s in samples if s.measurement is not None or s.failure)
+            goal_handle.publish_feedback(RunBatch.Feedback(
+                batch_id=batch_id, phase=last["text"], samples_done=done, samples_total=len(samples),
+                active_steps=[v for k, v in list(self.active_steps.items()) if k.startswith(batch_id)],
+                elapsed=float(sim_now(self) - began)))
+
+        carrier = home = held = None
+        message = ""
+        try:
+            carrier, home = self._take_carrier(wf, batch_id, goal_handle)
+            location = home
+            for step in wf.steps:
+                if all(s.failure for s in samples):
+                    break
+                progress(f"{step.kind}")
+                location, held = self._step(batch_id, step.kind, step.process, carrier, location, held, samples,
+                                            goal_handle, progress)
+        except (Interrupted, Unavailable, InvalidGoal) as exc:
+            message = str(exc)
+            for s in samples:
+                if not s.failure and s.measurement is None:
+                    s.failure = message
+        finally:
+            if carrier is not None:
+                message = self._go_home(batch_id, carrier, home, held, goal_handle, message)
+            with self._lock:
+                self.active_batches.remove(batch_id)
+                self.counts["running"] -= len(samples)
+        for s in samples:
+            if not s.failure and s.measurement is None:
+                s.failure = "no station of the workflow measured it"
+        result.measurements = [self._measurement(s) for s in samples]
+        failed = sum(1 for s in samples if s.failure)
+        with self._lock:
+            self.counts["failed"] += failed
+            self.counts["done"] += len(samples) - failed
+        result.duration = float(sim_now(self) - began)
+        result.success = failed < len(samples)
+        result.message = message or f"{len(samples) - failed} of {len(samples)} samples measured"
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif result.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        self.get_logger().info(f"{batch_id}: {result.message} in {result.duration / 60:.0f} simulated min")
+        return result
+
+    def _take_carrier(self, wf: Workflow, batch_id: str, goal_handle) -> tuple[str, str]:
+        homes = {s for s, k in self.kind_of.items() if k == wf.home}
+        with self._lock:
+            pool = self.carrier_pool
+            candidates = [c for c, loc in self.carriers.items()
+                          if self.carrier_kind.get(c) == wf.carrier and loc.partition("/")[0] in homes]
+        if not candidates:
+            raise InvalidGoal(f"no {wf.carrier} at {wf.home} for workflow {wf.name}")
+        carrier = pool.acquire(candidates, batch_id, cancelled=lambda: goal_handle.is_cancel_requested,
+                               usable=lambda c: self.carriers.get(c, "").partition("/")[0] in homes)
+        return carrier, self.carriers[carrier]
+
+    def _go_home(self, batch_id: str, carrier: str, home: str, held: str | None, goal_handle, message: str) -> str:
+        try:
+            location = self.carriers.get(carrier, home)
+            if location != home and not self._stopped():
+                self._transport(batch_id, carrier, location, home, _NeverCancelled(goal_handle), held)
+            elif held:
+                self.station_pool.release(held, batch_id)
+        except (Interrupted, Unavailable, InvalidGoal) as exc:
+            self.get_logger().error(f"{batch_id}: {carrier} could not go home from {self.carriers.get(carrier)}: {exc}")
+            message = (message + "; " if message else "") + f"{carrier} left at {self.carriers.get(carrier)}: {exc}"
+            if held:
+                self.station_pool.release(held, batch_id)
+        finally:
+            self.carrier_pool.release(carrier, batch_id)
+        return message
+
+    @staticmethod
+    def _measurement(sample: Sample) -> Measurement:
+        m = sample.measurement if sample.measurement is not None and not sample.failure else \
+            Measurement(sample_id=sample.sample_id, valid=False, failure_reason=sample.failure)
+        m.sample_id = sample.sample_id
+        m.as_dispensed = sample.formulation()
+        return m
+
+    # ------------------------------------------------------------------ status
+    def _publish_status(self) -> None:
+        msg = LabStatus()
+        msg.stamp = self.get_clock().now().to_msg()
+        with self._lock:
+            msg.mode = self.mode
+            if self.mode == LabStatus.RUNNING and not self.active_batches:
+                msg.mode = LabStatus.IDLE
+            msg.active_batches = list(self.active_batches)
+            msg.active_steps = list(self.active_steps.values())
+            msg.experiments_running = self.counts["running"]
+            msg.experiments_done = self.counts["done"]
+            msg.experiments_failed = self.counts["failed"]
+        msg.mode_text = {LabStatus.RUNNING: "running", LabStatus.PAUSED: "paused", LabStatus.ESTOPPED: "estopped",
+                         LabStatus.IDLE: "idle"}[msg.mode]
+        msg.stations = list(self.station_status.values())
+        for robot in self.robots:
+            status = RobotStatus(name=robot, state=self.robot_state[robot], docked_at=self.robot_at[robot])
+            status.stamp = msg.stamp
+            x, y, yaw = self.robot_pose.get(robot, (0.0, 0.0, 0.0))
+            status.pose.x, status.pose.y, status.pose.theta = x, y, yaw
+            status.battery = float(self.battery.get(robot, 1.0))
+            status.charging = self.robot_state[robot] == "charging"
+            status.holding = [c for c, loc in self.carriers.items() if loc.startswith(f"{robot}/")]
+            msg.robots.append(status)
+        self.status_pub.publish(msg)
+
+
+class _NeverCancelled:
+    """A goal handle view for the trip home: a cancelled batch still brings its carrier back."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    is_cancel_requested = False
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run(LabManager, threads=16)
+    except ConfigError as exc:
+        raise SystemExit(f"lab_manager: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

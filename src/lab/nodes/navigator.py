@@ -1,0 +1,223 @@
+"""`navigator`: one robot's `navigate_to_station` and `navigate_to_pose` actions.
+
+The backend (parameter `backend`: embedded | nav2) drives the base; after docking at a
+station the node refines where the robot really stands from the station's ArUco marker
+seen by the wrist camera (the arm goes to its `inspect` pose first, through the robot's
+own `manipulate` action), corrects the localisation (`initialpose`, as for AMCL) and
+reports the pose in the station's docking frame — what the real robot's touch
+calibration at every station gave (Burger et al. 2020).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from geometry_msgs.msg import Pose2D as Pose2DMsg
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+
+from lab.backends.base import NavigationBackend, NavOutcome, backend_class
+from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
+from lab.core.kinematics import Chain, expand_xacro
+from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
+from lab.core.world import LabWorld, Pose2D, Station
+from lab.nodes.common import LATCHED, default_file, run, sim_now, wait_for, yaw_to_quaternion
+from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
+
+
+def to_msg(pose: Pose2D) -> Pose2DMsg:
+    return Pose2DMsg(x=float(pose.x), y=float(pose.y), theta=float(pose.yaw))
+
+
+class NavigatorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("navigator")
+        for name, default in (("backend", "embedded"), ("robot_name", "robot1"), ("world_file", ""),
+                              ("stations_file", ""), ("urdf_file", ""), ("max_speed", 0.7),
+                              ("goal_tolerance", 0.02), ("refine", True), ("camera_timeout", 10.0),
+                              ("inspect_pose", "inspect")):
+            self.declare_parameter(name, default)
+        self.robot = str(self.get_parameter("robot_name").value)
+        self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
+                                   default_file(self, "stations_file", "config/stations.yaml"))
+        urdf = expand_xacro(default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro"))
+        self.camera_chain = Chain.from_urdf(urdf, "base_link", "wrist_camera_optical_frame")
+        params = {"world": self.world, "max_speed": float(self.get_parameter("max_speed").value),
+                  "goal_tolerance": float(self.get_parameter("goal_tolerance").value)}
+        name = str(self.get_parameter("backend").value)
+        self.backend: NavigationBackend = backend_class("navigation", name)(self, self.robot, params)
+        self._busy = threading.Lock()
+        self._joints: dict[str, float] = {}
+        self._image: Image | None = None
+        self._image_lock = threading.Lock()
+        group = ReentrantCallbackGroup()
+        self.create_subscription(JointState, "joint_states", self._joint_states, 10, callback_group=group)
+        self.initial_pose_pub = self.create_publisher(PoseWithCovarianceStamped, "initialpose", 10)
+        self.offset_pub = self.create_publisher(PoseStamped, "dock_offset", LATCHED)
+        self.arm_client = ActionClient(self, Manipulate, "manipulate", callback_group=group)
+        ActionServer(self, NavigateToStation, "navigate_to_station", execute_callback=self._to_station,
+                     goal_callback=self._accept, cancel_callback=lambda _: CancelResponse.ACCEPT,
+                     callback_group=group)
+        ActionServer(self, NavigateToPose, "navigate_to_pose", execute_callback=self._to_pose,
+                     goal_callback=self._accept, cancel_callback=lambda _: CancelResponse.ACCEPT,
+                     callback_group=group)
+        self.get_logger().info(f"{self.robot}: navigation backend '{name}', {len(self.world.stations)} stations")
+
+    def shutdown(self) -> None:
+        self.backend.shutdown()
+
+    def _accept(self, _goal) -> GoalResponse:
+        # one motion at a time: a second goal while driving is refused, not queued
+        return GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT
+
+    def _joint_states(self, msg: JointState) -> None:
+        self._joints = {n.rsplit("/", 1)[-1]: p for n, p in zip(msg.name, msg.position, strict=False)}
+
+    # ------------------------------------------------------------------ actions
+    def _drive(self, goal_handle, goal: Pose2D, feedback_type) -> NavOutcome:
+        def feedback(phase: str, pose: Pose2D, remaining: float, eta: float) -> None:
+            fb = feedback_type.Feedback(phase=phase, current_pose=to_msg(pose),
+                                        distance_remaining=float(remaining), estimated_time_remaining=float(eta))
+            goal_handle.publish_feedback(fb)
+
+        return self.backend.navigate(goal, feedback, lambda: goal_handle.is_cancel_requested)
+
+    def _finish(self, goal_handle, result, outcome: NavOutcome | None, message: str, success: bool):
+        result.success, result.message = success, message
+        if goal_handle.is_cancel_requested and not success:
+            goal_handle.canceled()
+        elif success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        if not success:
+            self.get_logger().warning(f"{self.robot}: {message}")
+        return result
+
+    def _to_pose(self, goal_handle):
+        with self._busy:
+            started = sim_now(self)
+            p = goal_handle.request.pose
+            result = NavigateToPose.Result()
+            outcome = self._drive(goal_handle, Pose2D(p.x, p.y, p.theta), NavigateToPose)
+            result.final_pose, result.travelled = to_msg(outcome.final_pose), float(outcome.travelled)
+            result.duration = float(sim_now(self) - started)
+            return self._finish(goal_handle, result, outcome, outcome.message, outcome.success)
+
+    def _to_station(self, goal_handle):
+        with self._busy:
+            started = sim_now(self)
+            request = goal_handle.request
+            result = NavigateToStation.Result()
+            try:
+                station = self.world.station(request.station)
+            except InvalidGoal as exc:
+                return self._finish(goal_handle, result, None, str(exc), False)
+            outcome = self._drive(goal_handle, station.dock, NavigateToStation)
+            result.final_pose, result.travelled = to_msg(outcome.final_pose), float(outcome.travelled)
+            if not outcome.success:
+                result.duration = float(sim_now(self) - started)
+                return self._finish(goal_handle, result, outcome, f"{station.name}: {outcome.message}", False)
+            message = f"docked at {station.name}"
+            pose = outcome.final_pose
+            if not request.skip_refinement and bool(self.get_parameter("refine").value) and station.kind != "charger":
+                goal_handle.publish_feedback(NavigateToStation.Feedback(phase="refining", current_pose=to_msg(pose)))
+                try:
+                    pose = self._refine(station, goal_handle)
+                    message += f", pose refined from marker {station.marker.id}"
+                except (InvalidGoal, TimeoutError) as exc:
+                    result.duration = float(sim_now(self) - started)
+                    return self._finish(goal_handle, result, outcome, f"{station.name}: refinement failed: {exc}",
+                                        False)
+            offset = dock_offset(station, pose)
+            result.final_pose, result.station_offset = to_msg(pose), to_msg(offset)
+            result.duration = float(sim_now(self) - started)
+            self._publish_offset(station, offset)
+            return self._finish(goal_handle, result, outcome, message, True)
+
+    # ------------------------------------------------------------------ refinement
+    def _refine(self, station: Station, goal_handle) -> Pose2D:
+        """Arm to `inspect`, one fresh camera image, marker pose, base pose; corrects localisation."""
+        self._move_arm(str(self.get_parameter("inspect_pose").value))
+        settle = sim_now(self)
+        camera, image = self._fresh_image(settle)
+        t_cam_marker = estimate_marker_pose(image, camera, station.marker.id, station.marker.size)
+        if t_cam_marker is None:
+            raise InvalidGoal(f"marker {station.marker.id} not seen by the wrist camera")
+        q = np.array([self._joints.get(j, 0.0) for j in self.camera_chain.joint_names])
+        pose = refine_base_pose(station, self.camera_chain.fk(q), t_cam_marker)
+        msg = PoseWithCovarianceStamped()
+        msg.header.frame_id, msg.header.stamp = "map", self.get_clock().now().to_msg()
+        msg.pose.pose.position.x, msg.pose.pose.position.y = pose.x, pose.y
+        (msg.pose.pose.orientation.x, msg.pose.pose.orientation.y, msg.pose.pose.orientation.z,
+         msg.pose.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
+        self.initial_pose_pub.publish(msg)
+        return pose
+
+    def _move_arm(self, configuration: str) -> None:
+        if not self.arm_client.wait_for_server(timeout_sec=10.0):
+            raise TimeoutError(f"no {self.robot}/manipulate action server")
+        done = threading.Event()
+        future = self.arm_client.send_goal_async(Manipulate.Goal(operation="move", target=configuration))
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(10.0) or not future.result().accepted:
+            raise TimeoutError(f"the arm did not accept 'move {configuration}'")
+        result_future = future.result().get_result_async()
+        finished = threading.Event()
+        result_future.add_done_callback(lambda _: finished.set())
+        if not finished.wait(120.0):
+            raise TimeoutError(f"the arm did not reach '{configuration}'")
+        result = result_future.result().result
+        if not result.success:
+            raise InvalidGoal(f"arm: {result.message}")
+
+    def _fresh_image(self, after: float) -> tuple[CameraModel, np.ndarray]:
+        from sensor_msgs.msg import CameraInfo
+
+        got: dict[str, object] = {}
+
+        def on_image(msg: Image) -> None:
+            if msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 >= after:
+                got.setdefault("image", msg)
+
+        def on_info(msg: CameraInfo) -> None:
+            got["info"] = msg
+
+        subs = [self.create_subscription(Image, "wrist_camera/image", on_image, 2),
+                self.create_subscription(CameraInfo, "wrist_camera/camera_info", on_info, 2)]
+        try:
+            if not wait_for(lambda: "image" in got and "info" in got,
+                            float(self.get_parameter("camera_timeout").value)):
+                raise TimeoutError("no image from the wrist camera")
+        finally:
+            for sub in subs:
+                self.destroy_subscription(sub)
+        msg, info = got["image"], got["info"]
+        assert isinstance(msg, Image) and isinstance(info, CameraInfo)
+        k = info.k
+        camera = CameraModel(int(info.width), int(info.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+        image = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
+        return camera, image
+
+    def _publish_offset(self, station: Station, offset: Pose2D) -> None:
+        msg = PoseStamped()
+        msg.header.frame_id, msg.header.stamp = f"{station.name}/dock", self.get_clock().now().to_msg()
+        msg.pose.position.x, msg.pose.position.y = offset.x, offset.y
+        (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
+         msg.pose.orientation.w) = yaw_to_quaternion(offset.yaw)
+        self.offset_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run(NavigatorNode)
+    except (BackendUnavailable, ConfigError) as exc:
+        raise SystemExit(f"navigator: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""`planner`: action `~/run_campaign`, the closed loop (propose a batch, run it, learn).
+
+The loop's logic is lab.core.campaign.CampaignRunner (scikit-optimize inside, every
+proposal and result in SQLite as it happens); this node turns its batches into
+`/lab_manager/run_batch` goals, keeps `batches_in_flight` of them running at once (so the
+lab prepares the next rack while one is under the lamp; the planner accounts for the
+pending points), records what comes back, and reports progress. A planner killed at any
+moment and started again resumes the campaign with `resume: true` and its id.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from lab.core.campaign import CampaignRunner
+from lab.core.errors import ConfigError, InvalidGoal, LabError
+from lab.core.space import campaign_path, load_campaign
+from lab.core.store import CampaignStore
+from lab.nodes.common import LATCHED, call_action, run, sim_now
+from lab.nodes.station_msgs import msg_to_measurement
+from lab_interfaces.action import RunBatch, RunCampaign
+from lab_interfaces.msg import Formulation, Measurement
+
+
+class PlannerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("planner")
+        for name, default in (("database", "runs/campaigns.db"), ("campaigns_dir", ""), ("batches_in_flight", 2),
+                              ("batch_timeout", 7 * 86400.0)):
+            self.declare_parameter(name, default)
+        self.database = Path(str(self.get_parameter("database").value))
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+        group = ReentrantCallbackGroup()
+        self.batch_client = ActionClient(self, RunBatch, "/lab_manager/run_batch", callback_group=group)
+        self.recording = ""
+        self.create_subscription(String, "/recorder/path", lambda m: setattr(self, "recording", m.data), LATCHED,
+                                 callback_group=group)
+        self._busy = threading.Lock()
+        ActionServer(self, RunCampaign, "~/run_campaign", execute_callback=self._execute,
+                     goal_callback=lambda _: GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT,
+                     cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group)
+        self.get_logger().info(f"campaign database {self.database}")
+
+    def _config_dir(self) -> Path | None:
+        value = str(self.get_parameter("campaigns_dir").value)
+        return Path(value) if value else None
+
+    def _execute(self, goal_handle):
+        with self._busy:
+            request = goal_handle.request
+            result = RunCampaign.Result(database=str(self.database))
+            try:
+                with CampaignStore.open(self.database) as store:
+                    runner = self._runner(store, request)
+                    result.campaign_id = runner.campaign_id
+                    return self._loop(goal_handle, runner, result)
+            except (InvalidGoal, ConfigError) as exc:
+                result.success, result.message = False, str(exc)
+                self.get_logger().warning(f"campaign refused: {exc}")
+                goal_handle.abort()
+                return result
+
+    def _runner(self, store, request) -> CampaignRunner:
+        if request.resume:
+            if not request.campaign_id:
+                raise InvalidGoal("resume needs the campaign_id to resume")
+            return CampaignRunner.resume(store, request.campaign_id, config_dir=self._config_dir())
+        config = load_campaign(campaign_path(request.campaign, self._config_dir()))
+        batch = int(request.batch_size) or config.batch_size
+        return CampaignRunner.start(store, config, int(request.budget), batch, int(request.seed))
+
+    def _loop(self, goal_handle, runner: CampaignRunner, result):
+        started = sim_now(self)
+        finished: queue.Queue = queue.Queue()
+        in_flight: dict[str, threading.Thread] = {}
+        stop = threading.Event()
+        workflow = runner.config.workflow
+        specimen = runner.config.specimen_kind
+        limit = max(1, int(self.get_parameter("batches_in_flight").value))
+        self.get_logger().info(f"campaign {runner.campaign_id}: {runner.progress().budget} experiments")
+        last_feedback = 0.0
+        while True:
+            while not finished.empty():
+                batch_id, measurements, message = finished.get()
+                in_flight.pop(batch_id).join()
+                if stop.is_set():
+                    continue  # cancelled: the batch stays 'running' in the record; a resume runs it again
+                runner.record(batch_id, [msg_to_measurement(m) for m in measurements])
+                if message:
+                    self.get_logger().warning(f"{batch_id}: {message}")
+            if goal_handle.is_cancel_requested:
+                stop.set()
+            if stop.is_set():
+                if not in_flight:
+                    break
+            elif len(in_flight) < limit and not runner.done:
+                batch = runner.next_batch()
+                if batch is not None:
+                    formulations = [Formulation(sample_id=e.sample_id, specimen_kind=specimen,
+                                                components=list(e.point),
+                                                amounts=[float(v) for v in e.point.values()],
+                                                units=[runner.config.space.units.get(k, "") for k in e.point])
+                                    for e in batch.experiments]
+                    thread = threading.Thread(target=self._run_batch, daemon=True,
+                                              args=(batch.batch_id, workflow, formulations, finished, stop))
+                    in_flight[batch.batch_id] = thread
+                    thread.start()
+            if runner.done and not in_flight:
+                break
+            if time.monotonic() - last_feedback > 0.5:
+                last_feedback = time.monotonic()
+                self._feedback(goal_handle, runner, started)
+            time.sleep(0.02)
+        self._feedback(goal_handle, runner, started)
+        progress = runner.progress()
+        result.experiments_done, result.experiments_failed = progress.done, progress.failed
+        result.hypervolume = float(progress.hypervolume or 0.0)
+        result.recording = self.recording
+        for point, values in runner.best():
+            result.best.append(Formulation(specimen_kind=specimen, components=list(point),
+                                           amounts=[float(v) for v in point.values()]))
+            result.best_measurements.append(Measurement(valid=True, objectives=list(values),
+                                                        values=[float(v) for v in values.values()]))
+        if goal_handle.is_cancel_requested:
+            result.success, result.message = False, f"cancelled; resume with campaign id {runner.campaign_id}"
+            goal_handle.canceled()
+        else:
+            result.success = True
+            result.message = f"{progress.done} experiments ({progress.failed} failed); {progress.best_summary}"
+            goal_handle.succeed()
+        self.get_logger().info(f"campaign {runner.campaign_id}: {result.message}")
+        return result
+
+    def _run_batch(self, batch_id: str, workflow: str, formulations, finished: queue.Queue,
+                   stop: threading.Event) -> None:
+        goal = RunBatch.Goal(batch_id=batch_id, workflow=workflow, formulations=formulations)
+        outcome = call_action(self.batch_client, goal, timeout=float(self.get_parameter("batch_timeout").value),
+                              cancel=stop.is_set)
+        measurements = list(outcome.result.measurements) if outcome.result is not None else []
+        if len(measurements) != len(formulations):
+            # the batch never ran (no lab manager, refused): every sample failed, with the reason
+            reason = outcome.message or "the batch did not run"
+            measurements = [Measurement(sample_id=f.sample_id, valid=False, failure_reason=reason, as_dispensed=f)
+                            for f in formulations]
+        finished.put((batch_id, measurements, "" if outcome.succeeded else outcome.message))
+
+    def _feedback(self, goal_handle, runner: CampaignRunner, started: float) -> None:
+        p = runner.progress()
+        elapsed = sim_now(self) - started
+        left = elapsed / p.done * (p.budget - p.done) if p.done else 0.0
+        goal_handle.publish_feedback(RunCampaign.Feedback(
+            campaign_id=runner.campaign_id, experiments_done=p.done, experiments_running=p.running,
+            experiments_failed=p.failed, budget=p.budget, best_value=float(p.best_value or 0.0),
+            hypervolume=float(p.hypervolume or 0.0), best_summary=p.best_summary, sim_time=float(elapsed),
+            estimated_time_left=float(left)))
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run(PlannerNode)
+    except LabError as exc:
+        raise SystemExit(f"planner: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""`sim`: the embedded simulation, standing in for Gazebo where Gazebo is not installed.
+
+Reads worlds/lab.sdf, config/stations.yaml and the robot's xacro; owns /clock (simulated
+time at `speed` x real time); per robot (namespace = robot name) it takes what Gazebo's
+plugins and a base controller would take: `cmd_vel` (geometry_msgs/Twist), `follow_path`
+(nav_msgs/Path, map frame: the base controller follows it), `arm_controller/joint_trajectory`
+(trajectory_msgs/JointTrajectory) and `initialpose` (localisation correction), and publishes
+`odom` (where the robot believes it is), `ground_truth`, `joint_states`, `battery_state`,
+`bumper` (what it ran into), `wrist_camera/image` + `camera_info` (rendered only while
+someone subscribes) and `robot_description` (latched). Lab-wide: `/world_state` (where every
+rack and tray is, latched), `/lab_markers` for RViz, and `~/move_object` (grasp/release).
+The physics lives in lab.core.simworld; this file is ROS I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import BatteryState, CameraInfo, Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
+
+from lab.core.errors import ConfigError, InvalidGoal
+from lab.core.kinematics import Chain, expand_xacro, named_poses
+from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab, SimParams
+from lab.core.vision import CameraModel, render_marker_view
+from lab.core.world import LabWorld, Pose2D
+from lab.nodes.common import LATCHED, default_file, quaternion_to_yaw, run, yaw_to_quaternion
+from lab_interfaces.msg import WorldState
+from lab_interfaces.srv import MoveObject
+
+
+def _stamp(seconds: float) -> Time:
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=int((seconds - sec) * 1e9))
+
+
+def _pose_to_matrix(pose: Pose2D, z: float = 0.0) -> np.ndarray:
+    c, s = math.cos(pose.yaw), math.sin(pose.yaw)
+    return np.array([[c, -s, 0, pose.x], [s, c, 0, pose.y], [0, 0, 1, z], [0, 0, 0, 1.0]])
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim")
+        p = self.declare_parameter
+        p("speed", 60.0)
+        p("robots", ["robot1"])
+        p("world_file", "")
+        p("stations_file", "")
+        p("urdf_file", "")
+        p("srdf_file", "")
+        p("start_poses", [0.0])           # x, y, yaw per robot; [0.0] = along the aisle by the charger
+        p("objects", ["rack_1@rack_storage/slot1"])  # '<id>@<owner>/<slot>'; ids starting 'tray' are trays
+        p("clock_rate", 100.0)            # wall Hz of /clock and physics
+        p("publish_rate", 20.0)           # wall Hz of odometry, joint states, battery
+        p("camera_rate", 4.0)             # wall Hz of rendered images while subscribed
+        p("max_step", 20.0)               # simulated s per tick at most (a slow machine slows the clock)
+        p("seed", 0)
+        for key, value in vars(SimParams()).items():
+            p(key, float(value))
+        self._speed = float(self.get_parameter("speed").value)
+        if not 0.0 < self._speed <= 100000.0:
+            raise ConfigError(f"sim: speed must be in (0, 100000], got {self._speed}")
+        self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
+                                   default_file(self, "stations_file", "config/stations.yaml"))
+        self.robot_names = list(self.get_parameter("robots").value)
+        urdf_path = default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro")
+        srdf_path = default_file(self, "srdf_file", "urdf/kmr_iiwa.srdf")
+        urdf = expand_xacro(urdf_path)
+        self.arm = Chain.from_urdf(urdf, "base_link", "tool0")
+        self.camera_chain = Chain.from_urdf(urdf, "base_link", "wrist_camera_optical_frame")
+        self.camera = CameraModel.default() if hasattr(CameraModel, "default") else CameraModel(
+            1280, 960, 914.0, 914.0, 640.0, 480.0)
+        deck = {}
+        for k in range(1, 4):
+            try:
+                deck[f"deck{k}"] = Chain.from_urdf(urdf, "base_link", f"deck{k}").fk(np.zeros(0))
+            except (ValueError, KeyError):
+                break
+        stow = named_poses(srdf_path, "arm").get("stow", {})
+        params = SimParams(**{k: float(self.get_parameter(k).value) for k in vars(SimParams())})
+        objects, kinds = {}, {}
+        for entry in self.get_parameter("objects").value:
+            obj, sep, loc = entry.partition("@")
+            if not sep or "/" not in loc:
+                raise ConfigError(f"sim: objects entry '{entry}' is not '<id>@<owner>/<slot>'")
+            objects[obj] = loc
+            kinds[obj] = "tray" if obj.startswith("tray") else "rack"
+        self.lab = SimLab(self.world, self._start_poses(), self.arm.joint_names, ObjectRegistry(objects, kinds),
+                          params=params, seed=int(self.get_parameter("seed").value),
+                          tool_fk=lambda joints: self.arm.fk(np.array([joints[j] for j in self.arm.joint_names])),
+                          deck_slots=deck, initial_joints=stow)
+        for loc in objects.values():
+            self.lab.location_in_map(loc)  # raises for a slot that does not exist
+        self._descriptions = {r: expand_xacro(urdf_path, prefix=f"{r}/") for r in self.robot_names}
+
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.world_pub = self.create_publisher(WorldState, "/world_state", LATCHED)
+        self.marker_pub = self.create_publisher(MarkerArray, "/lab_markers", LATCHED)
+        self.create_service(MoveObject, "~/move_object", self._move_object)
+        self.pubs: dict[str, dict] = {}
+        for name in self.robot_names:
+            ns = f"/{name}"
+            self.pubs[name] = {
+                "odom": self.create_publisher(Odometry, f"{ns}/odom", 10),
+                "truth": self.create_publisher(Odometry, f"{ns}/ground_truth", 10),
+                "joints": self.create_publisher(JointState, f"{ns}/joint_states", 10),
+                "battery": self.create_publisher(BatteryState, f"{ns}/battery_state", 10),
+                "bumper": self.create_publisher(String, f"{ns}/bumper", 10),
+                "image": self.create_publisher(Image, f"{ns}/wrist_camera/image", 2),
+                "info": self.create_publisher(CameraInfo, f"{ns}/wrist_camera/camera_info", 2),
+                "description": self.create_publisher(String, f"{ns}/robot_description", LATCHED),
+            }
+            self.pubs[name]["description"].publish(String(data=self._descriptions[name]))
+            self.create_subscription(Twist, f"{ns}/cmd_vel", lambda m, r=name: self._cmd_vel(r, m), 10)
+            self.create_subscription(PathMsg, f"{ns}/follow_path", lambda m, r=name: self._follow(r, m), 10)
+            self.create_subscription(JointTrajectory, f"{ns}/arm_controller/joint_trajectory",
+                                     lambda m, r=name: self._trajectory(r, m), 10)
+            self.create_subscription(PoseWithCovarianceStamped, f"{ns}/initialpose",
+                                     lambda m, r=name: self._initial_pose(r, m), 10)
+        self.add_on_set_parameters_callback(self._on_set)
+        self._last_wall = time.monotonic()
+        self._last_publish = 0.0
+        self._last_camera = 0.0
+        self._world_version = None
+        self.create_timer(1.0 / float(self.get_parameter("clock_rate").value), self._tick)
+        self._publish_world(force=True)
+        self.get_logger().info(f"lab {self.world.width:g} x {self.world.length:g} m, {len(self.world.stations)} "
+                               f"stations, robots {', '.join(self.robot_names)}, {self._speed:g}x real time")
+
+    # ------------------------------------------------------------ parameters
+    def _start_poses(self) -> dict[str, Pose2D]:
+        flat = list(self.get_parameter("start_poses").value)
+        if len(flat) >= 3 * len(self.robot_names):
+            return {r: Pose2D(*flat[3 * i:3 * i + 3]) for i, r in enumerate(self.robot_names)}
+        charger = next((s for s in self.world.stations.values() if s.kind == "charger"), None)
+        first = charger.dock if charger else Pose2D(self.world.width / 2, 1.5, math.pi / 2)
+        poses = {}
+        for i, r in enumerate(self.robot_names):
+            # park further along the charger's heading-normal, one robot length apart
+            poses[r] = Pose2D(first.x - 1.2 * i * math.sin(first.yaw), first.y + 1.2 * i * math.cos(first.yaw),
+                              first.yaw) if i else first
+        return poses
+
+    def _on_set(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name == "speed":
+                value = float(param.value)
+                if not 0.0 < value <= 100000.0:
+                    return SetParametersResult(successful=False, reason="speed must be in (0, 100000]")
+                self._speed = value
+                self.get_logger().info(f"speed set to {value:g}x real time")
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------ commands
+    def _cmd_vel(self, robot: str, msg: Twist) -> None:
+        self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
+
+    def _follow(self, robot: str, msg: PathMsg) -> None:
+        path = [Pose2D(ps.pose.position.x, ps.pose.position.y,
+                       quaternion_to_yaw(ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
+                                         ps.pose.orientation.w)) for ps in msg.poses]
+        self.lab.follow_path(robot, path)
+
+    def _trajectory(self, robot: str, msg: JointTrajectory) -> None:
+        times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points]
+        try:
+            names = [j.removeprefix(f"{robot}/") for j in msg.joint_names]
+            self.lab.set_trajectory(robot, names, times, [list(pt.positions) for pt in msg.points])
+        except InvalidGoal as exc:
+            self.get_logger().error(f"{robot}: trajectory refused: {exc}")
+
+    def _initial_pose(self, robot: str, msg: PoseWithCovarianceStamped) -> None:
+        q = msg.pose.pose.orientation
+        self.lab.reset_estimate(robot, Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
+                                              quaternion_to_yaw(q.x, q.y, q.z, q.w)))
+
+    def _move_object(self, request: MoveObject.Request, response: MoveObject.Response) -> MoveObject.Response:
+        try:
+            moved = self.lab.move_object(request.object_id, request.source, request.target)
+        except InvalidGoal as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success, response.message = True, f"{moved}: {request.source} -> {request.target}"
+        self._publish_world()
+        return response
+
+    # ------------------------------------------------------------ the loop
+    def _tick(self) -> None:
+        wall = time.monotonic()
+        dt = min((wall - self._last_wall) * self._speed, float(self.get_parameter("max_step").value))
+        self._last_wall = wall
+        if dt > 0:
+            self.lab.step(dt)
+        now = _stamp(self.lab.time)
+        self.clock_pub.publish(Clock(clock=now))
+        for robot in self.lab.robots.values():
+            while robot.events:
+                event = robot.events.pop(0)
+                self.get_logger().warning(event)
+                self.pubs[robot.name]["bumper"].publish(String(data=robot.bumper))
+        if wall - self._last_publish >= 1.0 / float(self.get_parameter("publish_rate").value):
+            self._last_publish = wall
+            for robot in self.lab.robots.values():
+                self._publish_robot(robot, now)
+            self._publish_markers(now)
+        if wall - self._last_camera >= 1.0 / float(self.get_parameter("camera_rate").value):
+            self._last_camera = wall
+            for name in self.robot_names:
+                if self.pubs[name]["image"].get_subscription_count() > 0:
+                    self._publish_camera(name, now)
+
+    def _publish_robot(self, robot, now: Time) -> None:
+        pubs = self.pubs[robot.name]
+        for key, pose in (("odom", robot.estimate), ("truth", robot.truth)):
+            msg = Odometry()
+            msg.header.stamp, msg.header.frame_id = now, "map"
+            msg.child_frame_id = f"{robot.name}/base_link"
+            msg.pose.pose.position.x, msg.pose.pose.position.y = pose.x, pose.y
+            (msg.pose.pose.orientation.x, msg.pose.pose.orientation.y, msg.pose.pose.orientation.z,
+             msg.pose.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
+            msg.twist.twist.linear.x, msg.twist.twist.linear.y = robot.velocity[0], robot.velocity[1]
+            msg.twist.twist.angular.z = robot.velocity[2]
+            pubs[key].publish(msg)
+        js = JointState()
+        js.header.stamp = now
+        js.name = [f"{robot.name}/{j}" for j in robot.joints]
+        js.position = [float(v) for v in robot.joints.values()]
+        pubs["joints"].publish(js)
+        battery = BatteryState()
+        battery.header.stamp = now
+        battery.percentage = float(robot.battery)
+        battery.present = True
+        battery.power_supply_status = (BatteryState.POWER_SUPPLY_STATUS_CHARGING if robot.charging
+                                       else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
+        pubs["battery"].publish(battery)
+
+    def _publish_camera(self, name: str, now: Time) -> None:
+        """Render what the wrist camera sees of the nearest station's marker panel."""
+        robot = self.lab.robots[name]
+        q = np.array([robot.joints[j] for j in self.camera_chain.joint_names])
+        t_map_cam = _pose_to_matrix(robot.truth) @ self.camera_chain.fk(q)
+        best, best_d = None, 1e9
+        for station in self.world.stations.values():
+            t_cam_marker = np.linalg.inv(t_map_cam) @ station.marker_pose_in_map()
+            z = t_cam_marker[2, 3]
+            if 0.1 < z < 3.0 and z < best_d:
+                best, best_d = (station, t_cam_marker), z
+        if best is None:
+            image = np.full((self.camera.height, self.camera.width), 90, dtype=np.uint8)
+        else:
+            station, t_cam_marker = best
+            image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker,
+                                       rng=self.lab.rng)
+        msg = Image()
+        msg.header.stamp, msg.header.frame_id = now, f"{name}/wrist_camera_optical_frame"
+        msg.height, msg.width = image.shape[:2]
+        msg.encoding, msg.step = "mono8", image.shape[1]
+        msg.data = image.tobytes()
+        self.pubs[name]["image"].publish(msg)
+        info = CameraInfo()
+        info.header = msg.header
+        info.height, info.width = msg.height, msg.width
+        cam = self.camera
+        info.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
+        info.p = [cam.fx, 0.0, cam.cx, 0.0, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        info.distortion_model, info.d = "plumb_bob", [0.0] * 5
+        self.pubs[name]["info"].publish(info)
+
+    def _publish_world(self, force: bool = False) -> None:
+        snapshot = self.lab.objects.snapshot()
+        if not force and snapshot == self._world_version:
+            return
+        self._world_version = snapshot
+        msg = WorldState(stamp=_stamp(self.lab.time))
+        msg.objects = [o for o, _, _ in snapshot]
+        msg.kinds = [k for _, k, _ in snapshot]
+        msg.locations = [loc for _, _, loc in snapshot]
+        self.world_pub.publish(msg)
+
+    def _publish_markers(self, now: Time) -> None:
+        markers = MarkerArray()
+
+        def add(ns: str, ident: int, kind: int, pose: Pose2D, z: float, size, colour, text: str = "") -> None:
+            m = Marker()
+            m.header.stamp, m.header.frame_id = now, "map"
+            m.ns, m.id, m.type, m.action = ns, ident, kind, Marker.ADD
+            m.pose.position.x, m.pose.position.y, m.pose.position.z = pose.x, pose.y, z
+            (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
+             m.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
+            m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
+            m.color.r, m.color.g, m.color.b, m.color.a = colour
+            m.text = text
+            markers.markers.append(m)
+
+        for i, station in enumerate(self.world.stations.values()):
+            add("stations", i, Marker.CUBE, station.pose, station.size[2] / 2, station.size, (0.6, 0.6, 0.7, 0.8))
+            add("labels", i, Marker.TEXT_VIEW_FACING, station.pose, station.size[2] + 0.3, (0.2, 0.2, 0.2),
+                (1.0, 1.0, 1.0, 1.0), station.name)
+        for i, robot in enumerate(self.lab.robots.values()):
+            add("robots", i, Marker.CUBE, robot.truth, 0.35, (1.1, 0.63, 0.7), (1.0, 0.5, 0.0, 0.9))
+        for i, (_obj, kind, loc) in enumerate(self.lab.objects.snapshot()):
+            owner, _, slot = loc.partition("/")
+            point = self.lab.tool_in_map(owner) if slot == GRIPPER else self.lab.location_in_map(loc)
+            if point is None:
+                continue
+            colour = (0.1, 0.5, 1.0, 1.0) if kind == "rack" else (0.2, 0.8, 0.2, 1.0)
+            add("objects", i, Marker.CUBE, Pose2D(float(point[0]), float(point[1]), 0.0), float(point[2]) + 0.04,
+                (0.12, 0.25, 0.08), colour)
+        self.marker_pub.publish(markers)
+
+
+def main(args: list[str] | None = None) -> None:
+    run(SimNode, threads=1)  # one thread: the physics and its commands never interleave
+
+
+if __name__ == "__main__":
+    main()

@@ -139,11 +139,11 @@ class LabCommander(Node):
                      resume: bool = False, campaign_id: str = "") -> Task:
         goal = RunCampaign.Goal(campaign=campaign, budget=budget, batch_size=batch_size, seed=seed,
                                 resume=resume, campaign_id=campaign_id)
-        return self._send_goal(RunCampaign, "/run_campaign", goal)
+        return self._send_goal(RunCampaign, "/planner/run_campaign", goal)
 
     def run_batch(self, workflow: str, formulations: list[Formulation], batch_id: str = "") -> Task:
         goal = RunBatch.Goal(batch_id=batch_id, workflow=workflow, formulations=formulations)
-        return self._send_goal(RunBatch, "/run_batch", goal)
+        return self._send_goal(RunBatch, "/lab_manager/run_batch", goal)
 
     def navigate_to_station(self, robot: str, station: str) -> Task:
         return self._send_goal(NavigateToStation, f"/{robot}/navigate_to_station",

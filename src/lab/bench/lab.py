@@ -1,0 +1,106 @@
+"""`lab bench lab`: the photocatalysis campaign through every node, over DDS, in the embedded lab.
+
+Brings the whole lab up (as `lab bringup` does), runs the campaign with the paper's station
+timings, and reports the simulated lab time, experiments per simulated day (the real robot:
+688 in 8 days, about 86 a day; Burger et al. 2020), station utilisation, the throughput bound
+the busiest station sets, and the wall time.
+
+    lab bench lab [--experiments 688] [--robots 1] [--speed 2000] [--batch 16] [--seed 0] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+PAPER_PER_DAY = 688 / 8.0
+
+
+def utilisation(db: Path, campaign_id: str) -> tuple[dict[str, float], dict[str, float], float]:
+    """(busy seconds per resource, busy fraction per resource, horizon) from the intervals table."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute('select resource, start, "end" from intervals where campaign_id = ?',
+                            (campaign_id,)).fetchall()
+    if not rows:
+        return {}, {}, 0.0
+    busy: dict[str, float] = defaultdict(float)
+    start, end = min(r[1] for r in rows), max(r[2] for r in rows)
+    for resource, a, b in rows:
+        busy[resource] += max(0.0, b - a)
+    horizon = max(end - start, 1e-9)
+    return dict(busy), {k: v / horizon for k, v in busy.items()}, horizon
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab bench lab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiments", type=int, default=688)
+    parser.add_argument("--robots", type=int, default=1)
+    parser.add_argument("--speed", type=float, default=2000.0)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    ns = parser.parse_args(argv)
+
+    import rclpy
+
+    from lab.bringup import Bringup, plan
+    from lab.cli import run_campaign_with_progress
+    from lab.commander import LabCommander
+
+    run_dir = Path("runs") / ("bench-lab-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    specs = plan({"sim": "embedded", "robots": str(ns.robots), "speed": str(ns.speed), "record": "false"})
+    with open(run_dir / "nodes.log", "w", buffering=1) as log:
+        lab = Bringup(specs, out=log, colour=False)
+        rclpy.init()
+        cmd = LabCommander("lab_bench")
+        try:
+            lab.start()
+            wall0 = time.monotonic()
+            code, result = run_campaign_with_progress(cmd, "photocatalysis", ns.experiments, ns.batch, ns.seed)
+            wall = time.monotonic() - wall0
+        finally:
+            cmd.destroy_node()
+            rclpy.try_shutdown()
+            lab.stop()
+    if code != 0 or result is None:
+        print(f"lab bench lab: the campaign did not complete (see {run_dir / 'nodes.log'})", file=sys.stderr)
+        return 1
+    db = Path(result.database)
+    busy, fraction, horizon = utilisation(db, result.campaign_id)
+    stations = {k: v for k, v in busy.items() if not k.startswith("robot")}
+    days = horizon / 86400.0
+    per_day = result.experiments_done / days if days else 0.0
+    bottleneck = max(stations, key=lambda k: stations[k]) if stations else ""
+    # the busiest station's time per experiment bounds the lab's throughput
+    bound = 86400.0 / (stations[bottleneck] / result.experiments_done) if bottleneck else 0.0
+    figures = {
+        "experiments": result.experiments_done, "failed": result.experiments_failed, "robots": ns.robots,
+        "speed_requested": ns.speed, "sim_days": days, "experiments_per_day": per_day,
+        "paper_experiments_per_day": PAPER_PER_DAY, "bottleneck": bottleneck, "bottleneck_bound_per_day": bound,
+        "fraction_of_bound": per_day / bound if bound else 0.0, "wall_s": wall,
+        "speed_achieved": horizon / wall if wall else 0.0, "utilisation": fraction,
+        "best": result.best_measurements[0].values[0] if result.best_measurements else None,
+        "campaign_id": result.campaign_id, "database": str(db),
+    }
+    print(f"simulated lab time {days:.2f} days for {result.experiments_done} experiments "
+          f"({per_day:.0f}/day; the robot in the paper: {PAPER_PER_DAY:.0f}/day)")
+    for name, share in sorted(fraction.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:>20}: busy {share:6.1%}")
+    print(f"bottleneck {bottleneck}: bound {bound:.0f}/day; achieved {figures['fraction_of_bound']:.0%} of it")
+    print(f"wall time {wall:.0f} s ({figures['speed_achieved']:.0f}x real time on average)")
+    if ns.json:
+        ns.json.parent.mkdir(parents=True, exist_ok=True)
+        ns.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"{ns.robots} robot(s): {per_day:.0f} experiments/simulated day, {wall / 60:.1f} min wall")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Bring up part or all of the lab as separate processes for a system test, and talk to it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from procs import alive, children_of, process
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = [sys.executable, "-m", "lab.cli"]
+
+
+def table(tmp_path: Path, keep: set[str], overrides: dict[str, dict] | None = None) -> Path:
+    """A copy of config/nodes.yaml with only the nodes named in keep (by executable)."""
+    doc = yaml.safe_load((ROOT / "config" / "nodes.yaml").read_text())
+    nodes = []
+    for node in doc["nodes"]:
+        if node["executable"] in keep:
+            node = dict(node)
+            node["params"] = [str(ROOT / "config" / p) for p in node.get("params", [])]
+            node.setdefault("set", {}).update((overrides or {}).get(node["executable"], {}))
+            nodes.append(node)
+    path = tmp_path / "nodes.yaml"
+    path.write_text(yaml.safe_dump({"nodes": nodes}))
+    return path
+
+
+class Output:
+    """Collects a process's output in a thread (so its pipe never fills)."""
+
+    def __init__(self, proc) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc) -> None:
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self, last: int = 200) -> str:
+        return "\n".join(self.lines[-last:])
+
+
+@contextmanager
+def lab(tmp_path: Path, args: list[str], keep: set[str] | None = None,
+        overrides: dict[str, dict] | None = None) -> Iterator[Output]:
+    """`lab bringup` in tmp_path (its database and recordings land there); stopped with Ctrl-C."""
+    cmd = LAB + ["bringup", *args]
+    if keep is not None:
+        cmd += ["--table", str(table(tmp_path, keep, overrides))]
+    with process(cmd, cwd=tmp_path) as proc:
+        out = Output(proc)
+        try:
+            yield out
+        finally:
+            kids = children_of(proc.pid)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except Exception:
+                pass
+            deadline = time.monotonic() + 10
+            while alive(kids) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert alive(kids) == [], f"left behind: {alive(kids)}\n{out.text()}"

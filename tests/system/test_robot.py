@@ -1,0 +1,174 @@
+"""One robot in the embedded lab, over DDS: sim, navigator and arm as separate processes.
+
+Navigation with feedback and docking refinement checked against the simulation's ground
+truth, refusals that move nothing, cancel that stops the base, and a rack carried from
+storage to the photoreactor and back with the world's record kept true.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+from conftest import ros_available
+from labproc import lab
+from procs import wait_for
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+class Probe:
+    """Ground truth and world state, watched from the test."""
+
+    def __init__(self, cmd) -> None:
+        from nav_msgs.msg import Odometry
+
+        from lab.nodes.common import LATCHED
+        from lab_interfaces.msg import WorldState
+
+        self.truth = None
+        self.speed = 0.0
+        self.world: dict[str, str] = {}
+        cmd.create_subscription(Odometry, "/robot1/ground_truth", self._truth, 10)
+        cmd.create_subscription(WorldState, "/world_state", self._world, LATCHED)
+
+    def _truth(self, msg) -> None:
+        from lab.nodes.common import quaternion_to_yaw
+
+        q = msg.pose.pose.orientation
+        self.truth = (msg.pose.pose.position.x, msg.pose.pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
+        t = msg.twist.twist
+        self.speed = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z)
+
+    def _world(self, msg) -> None:
+        self.world = dict(zip(msg.objects, msg.locations, strict=False))
+
+
+@pytest.fixture(scope="module")
+def robot_lab(tmp_path_factory):
+    import rclpy
+
+    from lab.commander import LabCommander
+
+    tmp = tmp_path_factory.mktemp("robot")
+    with lab(tmp, ["robots:=1", "speed:=200"], keep={"sim", "navigator", "arm"}) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("robot_test", context=context)
+        probe = Probe(cmd)
+        running = threading.Event()
+        running.set()
+
+        def spin() -> None:  # the commander's own executor, shared with its calls through its lock
+            while running.is_set():
+                cmd.spin_for(0.02)
+
+        spinner = threading.Thread(target=spin, daemon=True)
+        spinner.start()
+        try:
+            wait_for(lambda: probe.truth is not None and probe.world, 60, what="the simulation's topics")
+            yield cmd, probe, out
+        finally:
+            running.clear()
+            spinner.join(5)
+            cmd.destroy_node()
+            context.try_shutdown()
+
+
+def _wait(cmd, task, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while not task.done.wait(0.05):
+        assert time.monotonic() < deadline, "no result in time"
+    return cmd.get_result(task), task.result
+
+
+def test_docking_is_refined_from_the_marker(robot_lab) -> None:
+    from lab.commander import TaskResult
+
+    cmd, probe, out = robot_lab
+    feedback = []
+    for station in ("photoreactor", "gas_chromatograph", "rack_storage"):
+        task = cmd.navigate_to_station("robot1", station)
+        while not task.done.wait(0.02):
+            if task.feedback is not None:
+                feedback.append(task.feedback)
+        outcome, result = cmd.get_result(task), task.result
+        assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
+        assert "refined" in result.message
+        wait_for(lambda: probe.speed == 0.0, 10, what="base at rest")
+        time.sleep(0.3)
+        x, y, yaw = probe.truth
+        error = math.hypot(result.final_pose.x - x, result.final_pose.y - y)
+        yaw_error = abs(math.atan2(math.sin(result.final_pose.theta - yaw), math.cos(result.final_pose.theta - yaw)))
+        assert error < 0.005 and yaw_error < math.radians(1.0), (station, error, math.degrees(yaw_error))
+        assert result.travelled > 0.0 and result.duration > 0.0
+    driving = [f for f in feedback if f.phase == "driving"]
+    assert driving, "no driving feedback"
+    assert all(f.distance_remaining >= 0 and f.estimated_time_remaining >= 0 for f in driving)
+
+
+def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
+    from lab.commander import TaskResult
+    from lab_interfaces.action import NavigateToPose
+
+    cmd, probe, _ = robot_lab
+    before = probe.truth
+    outcome, result = _wait(cmd, cmd.navigate_to_station("robot1", "espresso_machine"))
+    assert outcome is TaskResult.FAILED and "unknown station 'espresso_machine'" in result.message
+    from geometry_msgs.msg import Pose2D
+
+    task = cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", NavigateToPose.Goal(pose=Pose2D(x=-3.0, y=2.0)))
+    outcome, result = _wait(cmd, task)
+    assert outcome is TaskResult.FAILED and "no path" in result.message
+    time.sleep(0.3)
+    assert probe.truth == pytest.approx(before, abs=1e-6)
+
+
+def test_cancel_mid_motion_stops_the_base(robot_lab) -> None:
+    from lab.commander import TaskResult
+
+    cmd, probe, _ = robot_lab
+    task = cmd.navigate_to_station("robot1", "mechanical_tester")
+    wait_for(lambda: task.feedback is not None and task.feedback.phase == "driving" and probe.speed > 0, 60,
+             period=0.01, what="driving")
+    assert cmd.cancel(task) is TaskResult.CANCELED
+    stopped_at = probe.truth
+    time.sleep(0.5)
+    assert probe.speed == 0.0
+    assert probe.truth == pytest.approx(stopped_at, abs=0.02)
+
+
+def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
+    from lab.commander import TaskResult
+
+    cmd, probe, out = robot_lab
+
+    def ok(task) -> object:
+        outcome, result = _wait(cmd, task)
+        assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text(60))
+        return result
+
+    assert probe.world["rack_1"] == "rack_storage/slot1"
+    ok(cmd.navigate_to_station("robot1", "rack_storage"))
+    # refusals first: nothing at the source, an occupied target; the world does not change
+    before = dict(probe.world)
+    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot6", "robot1/deck1"))
+    assert outcome is TaskResult.FAILED, result.message
+    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "rack_storage/slot2"))
+    assert outcome is TaskResult.FAILED and "occupied" in result.message
+    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "photoreactor/rack", "robot1/deck1"))
+    assert outcome is TaskResult.FAILED and "not docked at photoreactor" in result.message
+    assert probe.world == before
+    ok(cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "robot1/deck1", object_id="rack_1"))
+    wait_for(lambda: probe.world.get("rack_1") == "robot1/deck1", 10, what="rack on the deck")
+    ok(cmd.navigate_to_station("robot1", "photoreactor"))
+    ok(cmd.manipulate("robot1", "transfer", "robot1/deck1", "photoreactor/rack"))
+    wait_for(lambda: probe.world.get("rack_1") == "photoreactor/rack", 10, what="rack in the photoreactor")
+    ok(cmd.manipulate("robot1", "transfer", "photoreactor/rack", "robot1/deck1"))
+    ok(cmd.navigate_to_station("robot1", "rack_storage"))
+    ok(cmd.manipulate("robot1", "transfer", "robot1/deck1", "rack_storage/slot1"))
+    wait_for(lambda: probe.world.get("rack_1") == "rack_storage/slot1", 10, what="rack home")
+    assert probe.world == before

@@ -1,0 +1,96 @@
+"""The embedded simulation's physics without ROS: driving, walls, drift, grasps, batteries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lab.core.errors import InvalidGoal
+from lab.core.gridnav import plan_path
+from lab.core.simworld import ObjectRegistry, SimLab, SimParams
+from lab.core.world import LabWorld, Pose2D
+
+
+@pytest.fixture(scope="module")
+def world(repo_root: Path) -> LabWorld:
+    return LabWorld.load(repo_root / "worlds" / "lab.sdf", repo_root / "config" / "stations.yaml")
+
+
+def drive(sim: SimLab, name: str, goal: Pose2D, limit: float = 1000.0) -> None:
+    robot = sim.robots[name]
+    sim.follow_path(name, plan_path(sim.world, robot.estimate, goal))
+    t = 0.0
+    while robot.follower is not None and t < limit:
+        sim.step(0.5)
+        t += 0.5
+
+
+def test_every_station_to_every_other_arrives_without_touching_anything(world: LabWorld) -> None:
+    names = list(world.stations)
+    sim = SimLab(world, {"r": world.stations[names[0]].dock}, [], ObjectRegistry({}, {}), seed=1)
+    robot = sim.robots["r"]
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            sim.reset_estimate("r", robot.truth)  # what the marker refinement does at a
+            sim.robots["r"].truth = robot.truth
+            drive(sim, "r", world.stations[a].dock)
+            sim.reset_estimate("r", robot.truth)
+            drive(sim, "r", world.stations[b].dock)
+            assert robot.bumper == "", f"{a} -> {b}: {robot.events}"
+            dock = world.stations[b].dock
+            assert math.hypot(robot.estimate.x - dock.x, robot.estimate.y - dock.y) < 0.02, f"{a} -> {b}"
+            # the base believes it is docked; in truth it is off by the drift, a few cm at most
+            off = math.hypot(robot.truth.x - dock.x, robot.truth.y - dock.y)
+            assert off <= sim.params.max_drift + 0.02, f"{a} -> {b}: {off:.3f} m"
+
+
+def test_docking_is_imperfect_the_way_real_bases_are(world: LabWorld) -> None:
+    names = [n for n in world.stations]
+    sim = SimLab(world, {"r": world.stations[names[0]].dock}, [], ObjectRegistry({}, {}), seed=3)
+    errors = []
+    for name in names[1:] + names[:1]:
+        drive(sim, "r", world.stations[name].dock)
+        robot = sim.robots["r"]
+        errors.append(math.hypot(robot.truth.x - robot.estimate.x, robot.truth.y - robot.estimate.y))
+    assert 0.005 < float(np.median(errors)) <= sim.params.max_drift
+
+
+def test_the_base_stops_at_a_wall_and_says_so(world: LabWorld) -> None:
+    start = next(iter(world.stations.values())).dock
+    sim = SimLab(world, {"r": start}, [], ObjectRegistry({}, {}))
+    for _ in range(400):  # drive straight ahead, into the station it faces
+        sim.set_cmd_vel("r", 0.3, 0.0, 0.0)
+        sim.step(0.1)
+    robot = sim.robots["r"]
+    assert robot.bumper and robot.events and "stopped against" in robot.events[0]
+    assert not robot.moving
+
+
+def test_objects_move_only_between_an_occupied_source_and_a_free_target() -> None:
+    reg = ObjectRegistry({"rack_1": "rack_storage/slot1", "rack_2": "rack_storage/slot2"}, {})
+    with pytest.raises(InvalidGoal, match="nothing at"):
+        reg.move("", "rack_storage/slot3", "robot1/gripper")
+    with pytest.raises(InvalidGoal, match="occupied by rack_2"):
+        reg.move("rack_1", "rack_storage/slot1", "rack_storage/slot2")
+    with pytest.raises(InvalidGoal, match="holds rack_1, not rack_2"):
+        reg.move("rack_2", "rack_storage/slot1", "robot1/gripper")
+    assert reg.move("", "rack_storage/slot1", "robot1/gripper") == "rack_1"
+    assert reg.at("robot1/gripper") == "rack_1" and reg.at("rack_storage/slot1") is None
+
+
+def test_battery_drains_while_driving_and_charges_at_the_charger(world: LabWorld) -> None:
+    charger = next(s for s in world.stations.values() if s.kind == "charger")
+    other = next(s for s in world.stations.values() if s.kind != "charger")
+    sim = SimLab(world, {"r": charger.dock}, [], ObjectRegistry({}, {}), params=SimParams(max_drift=0.0))
+    robot = sim.robots["r"]
+    robot.battery = 0.5
+    sim.step(3600.0)
+    assert robot.charging and robot.battery == pytest.approx(0.5 + 0.60 - 0.02, abs=0.01)
+    level = robot.battery
+    drive(sim, "r", other.dock)
+    assert not robot.charging and robot.battery < level

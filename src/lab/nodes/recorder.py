@@ -19,6 +19,7 @@ import rclpy
 from ament_index_python.packages import get_package_share_directory
 from mcap.writer import CompressionType, Writer
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -67,7 +68,9 @@ class Recorder(Node):
                              reliability=ReliabilityPolicy.RELIABLE)
         self._path_pub = self.create_publisher(String, "~/path", latched)
         self._path_pub.publish(String(data=str(self.path)))
-        self.create_timer(float(self.get_parameter("discovery_period").value), self._discover)
+        # a wall-clock timer: with use_sim_time the node's clock runs hundreds of times too fast
+        self.create_timer(float(self.get_parameter("discovery_period").value), self._discover,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._discover()
         self.get_logger().info(f"recording {', '.join(patterns)} to {self.path}")
 

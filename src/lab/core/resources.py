@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 
 class Unavailable(TimeoutError):
@@ -66,7 +67,7 @@ class ResourcePool:
             self._cond.notify_all()
 
     @contextmanager
-    def reserved(self, candidates: Sequence[str], holder: str, **options) -> Iterator[str]:
+    def reserved(self, candidates: Sequence[str], holder: str, **options: Any) -> Iterator[str]:
         name = self.acquire(candidates, holder, **options)
         try:
             yield name

@@ -14,7 +14,7 @@ Units: m, rad, s (simulated), battery as a state of charge 0..1.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,7 +126,7 @@ class SimLab:
 
     def __init__(self, world: LabWorld, robots: dict[str, Pose2D], joint_names: Sequence[str],
                  objects: ObjectRegistry, params: SimParams | None = None, seed: int = 0,
-                 tool_fk=None, deck_slots: dict[str, np.ndarray] | None = None,
+                 tool_fk: Callable[[dict[str, float]], np.ndarray] | None = None, deck_slots: dict[str, np.ndarray] | None = None,
                  initial_joints: dict[str, float] | None = None) -> None:
         """tool_fk(joints: dict) -> 4x4 pose of tool0 in base_link; deck_slots: slot name -> 4x4 in base_link."""
         self.world = world

@@ -1,0 +1,218 @@
+"""Forward and inverse kinematics of a URDF chain, and joint trajectories (numpy, transforms3d).
+
+The embedded manipulation backend and the simulation read the robot from the same xacro
+as Gazebo, MoveIt and RViz, so the arm they move is the arm the full stack moves.
+Units: m, rad, s.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transforms3d.axangles import axangle2mat
+from transforms3d.euler import euler2mat
+
+
+class Unreachable(ValueError):
+    """No joint configuration within the limits reaches the target; the message says why."""
+
+
+def expand_xacro(path: Path, **args: str) -> str:
+    """The URDF text of a .xacro file with these arguments (the xacro package, no ROS needed)."""
+    import xacro
+
+    doc = xacro.process_file(str(path), mappings={k: str(v) for k, v in args.items()})
+    return str(doc.toprettyxml(indent="  "))
+
+
+@dataclass(frozen=True)
+class _Joint:
+    name: str
+    kind: str                 # 'fixed' | 'revolute' | 'prismatic' | 'continuous'
+    origin: np.ndarray        # 4x4 parent -> joint frame at q = 0
+    axis: np.ndarray          # unit vector in the joint frame
+    lower: float
+    upper: float
+    velocity: float
+
+
+def _origin(element: ET.Element | None) -> np.ndarray:
+    t = np.eye(4)
+    if element is None:
+        return t
+    xyz = [float(v) for v in element.get("xyz", "0 0 0").split()]
+    rpy = [float(v) for v in element.get("rpy", "0 0 0").split()]
+    t[:3, :3] = euler2mat(rpy[0], rpy[1], rpy[2], "sxyz")
+    t[:3, 3] = xyz
+    return t
+
+
+class Chain:
+    """The serial chain between two links of a URDF."""
+
+    def __init__(self, joints: list[_Joint]) -> None:
+        self._joints = joints
+        moving = [j for j in joints if j.kind != "fixed"]
+        self.joint_names = [j.name for j in moving]
+        self.lower = np.array([j.lower for j in moving])
+        self.upper = np.array([j.upper for j in moving])
+        self.velocity = np.array([j.velocity for j in moving])
+
+    @classmethod
+    def from_urdf(cls, urdf_xml: str, base_link: str, tip_link: str) -> Chain:
+        root = ET.fromstring(urdf_xml)
+        by_child: dict[str, ET.Element] = {}
+        for joint in root.findall("joint"):
+            child = joint.find("child")
+            if child is not None:
+                by_child[child.get("link", "")] = joint
+        names = {link.get("name") for link in root.findall("link")}
+        for link in (base_link, tip_link):
+            if link not in names:
+                raise ValueError(f"no link '{link}' in the URDF")
+        chain: list[_Joint] = []
+        link = tip_link
+        while link != base_link:
+            if link not in by_child:
+                raise ValueError(f"'{tip_link}' is not below '{base_link}' in the URDF")
+            joint = by_child[link]
+            kind = joint.get("type", "fixed")
+            limit = joint.find("limit")
+            lower = float(limit.get("lower", "-3.1416")) if limit is not None else -math.pi
+            upper = float(limit.get("upper", "3.1416")) if limit is not None else math.pi
+            velocity = float(limit.get("velocity", "1.0")) if limit is not None else 1.0
+            if kind == "continuous":
+                lower, upper = -math.pi, math.pi
+            axis_el = joint.find("axis")
+            axis = np.array([float(v) for v in (axis_el.get("xyz", "1 0 0") if axis_el is not None
+                                                else "1 0 0").split()])
+            chain.append(_Joint(joint.get("name", ""), kind, _origin(joint.find("origin")),
+                                axis / (np.linalg.norm(axis) or 1.0), lower, upper, velocity))
+            parent = joint.find("parent")
+            link = parent.get("link", "") if parent is not None else ""
+        chain.reverse()
+        return cls(chain)
+
+    def _frames(self, q: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, str]]]:
+        """Tip pose and, per moving joint, (origin point, axis in base frame, kind)."""
+        t = np.eye(4)
+        axes = []
+        k = 0
+        for joint in self._joints:
+            t = t @ joint.origin
+            if joint.kind == "fixed":
+                continue
+            axis = t[:3, :3] @ joint.axis
+            axes.append((t[:3, 3].copy(), axis, joint.kind))
+            motion = np.eye(4)
+            if joint.kind == "prismatic":
+                motion[:3, 3] = joint.axis * q[k]
+            else:
+                motion[:3, :3] = axangle2mat(joint.axis, q[k])
+            t = t @ motion
+            k += 1
+        return t, axes
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """4x4 pose of the tip in the base link's frame."""
+        q = np.asarray(q, dtype=float)
+        if q.shape != (len(self.joint_names),):
+            raise ValueError(f"expected {len(self.joint_names)} joint values, got {q.shape}")
+        return self._frames(q)[0]
+
+    def jacobian(self, q: np.ndarray) -> np.ndarray:
+        tip, axes = self._frames(q)
+        jac = np.zeros((6, len(axes)))
+        for i, (point, axis, kind) in enumerate(axes):
+            if kind == "prismatic":
+                jac[:3, i] = axis
+            else:
+                jac[:3, i] = np.cross(axis, tip[:3, 3] - point)
+                jac[3:, i] = axis
+        return jac
+
+    def ik(self, target: np.ndarray, seed: np.ndarray, position_tolerance: float = 1e-4,
+           orientation_tolerance: float = 1e-3, restarts: int = 12, rng_seed: int = 0) -> np.ndarray:
+        """Joint values within the limits putting the tip at target (damped least squares, restarts)."""
+        target = np.asarray(target, dtype=float)
+        reach = sum(float(np.linalg.norm(j.origin[:3, 3])) for j in self._joints)
+        if np.linalg.norm(target[:3, 3]) > reach + 1.0:
+            raise Unreachable(f"target {np.round(target[:3, 3], 3).tolist()} is beyond the arm's reach")
+        rng = np.random.default_rng(rng_seed)
+        seeds = [np.clip(np.asarray(seed, dtype=float), self.lower, self.upper)]
+        seeds += [rng.uniform(self.lower, self.upper) * 0.8 for _ in range(restarts)]
+        best_error = math.inf
+        for q0 in seeds:
+            q, pos_err, rot_err = self._solve(target, q0)
+            if pos_err <= position_tolerance and rot_err <= orientation_tolerance:
+                return q
+            best_error = min(best_error, pos_err)
+        raise Unreachable(f"no solution within the joint limits for {np.round(target[:3, 3], 3).tolist()} "
+                          f"(closest {best_error * 1000:.1f} mm)")
+
+    def _solve(self, target: np.ndarray, q: np.ndarray, iterations: int = 200) -> tuple[np.ndarray, float, float]:
+        damping = 1e-2
+        pos_err = rot_err = math.inf
+        for _ in range(iterations):
+            current = self.fk(q)
+            dp = target[:3, 3] - current[:3, 3]
+            r = target[:3, :3] @ current[:3, :3].T
+            angle = math.acos(max(-1.0, min(1.0, (np.trace(r) - 1.0) / 2.0)))
+            if angle < 1e-9:
+                dr = np.zeros(3)
+            elif angle < math.pi - 1e-6:
+                dr = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]]) * angle / (2 * math.sin(angle))
+            else:
+                dr = _pi_rotation_axis(r) * angle
+            pos_err, rot_err = float(np.linalg.norm(dp)), angle
+            if pos_err < 1e-5 and rot_err < 1e-4:
+                break
+            error = np.concatenate([dp, dr * 0.5])
+            jac = self.jacobian(q)
+            step = jac.T @ np.linalg.solve(jac @ jac.T + damping ** 2 * np.eye(6), error)
+            norm = np.linalg.norm(step)
+            if norm > 0.3:
+                step *= 0.3 / norm
+            q = np.clip(q + step, self.lower, self.upper)
+        return q, pos_err, rot_err
+
+
+def _pi_rotation_axis(r: np.ndarray) -> np.ndarray:
+    axis = np.sqrt(np.maximum(np.diag(r) + 1.0, 0.0) / 2.0)
+    k = int(np.argmax(axis))
+    for i in range(3):
+        if i != k and r[k, i] < 0:
+            axis[i] = -axis[i]
+    return axis / np.linalg.norm(axis)
+
+
+def joint_trajectory(q_from: np.ndarray, q_to: np.ndarray, velocity_limits: np.ndarray, scale: float = 0.5,
+                     dt: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Times (s) and positions of a synchronised move: every joint follows a smooth (cosine)
+    profile, the slowest joint at no more than scale x its velocity limit."""
+    q_from, q_to = np.asarray(q_from, dtype=float), np.asarray(q_to, dtype=float)
+    delta = q_to - q_from
+    limits = np.maximum(np.asarray(velocity_limits, dtype=float) * scale, 1e-6)
+    # the cosine profile's peak speed is pi/2 x the mean speed
+    duration = float(np.max(np.abs(delta) / limits)) * math.pi / 2
+    if duration < 1e-6:
+        return np.array([0.0]), q_to[None, :]
+    steps = max(2, int(math.ceil(duration / dt)))
+    times = np.linspace(0.0, duration, steps + 1)[1:]
+    s = (1.0 - np.cos(math.pi * times / duration)) / 2.0
+    return times, q_from[None, :] + s[:, None] * delta[None, :]
+
+
+def named_poses(srdf_path: Path, group: str) -> dict[str, dict[str, float]]:
+    """The SRDF's group_states of one group: name -> {joint: value}."""
+    root = ET.parse(srdf_path).getroot()
+    poses: dict[str, dict[str, float]] = {}
+    for state in root.findall("group_state"):
+        if state.get("group") == group:
+            poses[state.get("name", "")] = {j.get("name", ""): float(j.get("value", "0"))
+                                           for j in state.findall("joint")}
+    return poses

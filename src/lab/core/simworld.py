@@ -21,7 +21,7 @@ import numpy as np
 
 from lab.core.errors import InvalidGoal
 from lab.core.gridnav import PathFollower
-from lab.core.world import LabWorld, Pose2D, footprint_collides
+from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, footprint_collides, rectangles_overlap
 
 GRIPPER = "gripper"
 
@@ -126,7 +126,8 @@ class SimLab:
 
     def __init__(self, world: LabWorld, robots: dict[str, Pose2D], joint_names: Sequence[str],
                  objects: ObjectRegistry, params: SimParams | None = None, seed: int = 0,
-                 tool_fk: Callable[[dict[str, float]], np.ndarray] | None = None, deck_slots: dict[str, np.ndarray] | None = None,
+                 tool_fk: Callable[[dict[str, float]], np.ndarray] | None = None,
+                 deck_slots: dict[str, np.ndarray] | None = None,
                  initial_joints: dict[str, float] | None = None) -> None:
         """tool_fk(joints: dict) -> 4x4 pose of tool0 in base_link; deck_slots: slot name -> 4x4 in base_link."""
         self.world = world
@@ -244,7 +245,7 @@ class SimLab:
             if other is robot:
                 continue
             if math.hypot(other.truth.x - pose.x, other.truth.y - pose.y) < 1.3 and \
-                    _boxes_overlap(pose, other.truth):
+                    rectangles_overlap(pose, ROBOT_FOOTPRINT, other.truth, ROBOT_FOOTPRINT):
                 return other.name
         return ""
 
@@ -329,20 +330,3 @@ class SimLab:
                 verb = "grasp" if dst_slot == GRIPPER else "release"
                 raise InvalidGoal(f"{verb} missed {slot_loc}: the gripper is {error * 100:.1f} cm from it")
         return self.objects.move(moved, source, target)
-
-
-def _boxes_overlap(a: Pose2D, b: Pose2D, size: tuple[float, float] = (1.1, 0.63)) -> bool:
-    """Separating-axis test of two robot footprints."""
-    def corners(p: Pose2D) -> np.ndarray:
-        c, s = math.cos(p.yaw), math.sin(p.yaw)
-        hx, hy = size[0] / 2, size[1] / 2
-        local = np.array([[hx, hy], [hx, -hy], [-hx, -hy], [-hx, hy]])
-        return local @ np.array([[c, s], [-s, c]]) + np.array([p.x, p.y])
-
-    ca, cb = corners(a), corners(b)
-    for p in (a, b):
-        for axis in (np.array([math.cos(p.yaw), math.sin(p.yaw)]), np.array([-math.sin(p.yaw), math.cos(p.yaw)])):
-            pa, pb = ca @ axis, cb @ axis
-            if pa.max() < pb.min() or pb.max() < pa.min():
-                return False
-    return True

@@ -73,10 +73,10 @@ def render_marker_view(camera: CameraModel, marker_id: int, marker_size: float, 
     warp = cv2.getPerspectiveTransform(src, pixels)
     cv2.warpPerspective(panel, warp, (camera.width, camera.height), dst=image, flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_TRANSPARENT)
-        noisy = image + rng.normal(0.0, noise_sd, image.shape)
-        image = np.clip(noisy, 0, 255).astype(np.uint8)
-    if rng is not None and noise_sd > 0:
-        image = np.clip(image + rng.normal(0.0, noise_sd, image.shape), 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(image, (0, 0), 0.7)
+    if rng is None or noise_sd <= 0:
+        return blurred
+    return np.clip(blurred + rng.normal(0.0, noise_sd, blurred.shape), 0, 255).astype(np.uint8)
     return image
 
 

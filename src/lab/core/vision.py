@@ -77,7 +77,6 @@ def render_marker_view(camera: CameraModel, marker_id: int, marker_size: float, 
     if rng is None or noise_sd <= 0:
         return blurred
     return np.clip(blurred + rng.normal(0.0, noise_sd, blurred.shape), 0, 255).astype(np.uint8)
-    return image
 
 
 def _detector() -> cv2.aruco.ArucoDetector:

@@ -88,6 +88,7 @@ _BACKENDS: dict[str, dict[str, str]] = {
                    "nav2": "lab.backends.nav2:Nav2Backend"},
     "manipulation": {"embedded": "lab.backends.manipulation:EmbeddedManipulation",
                      "moveit": "lab.backends.moveit:MoveItBackend"},
+    "instrument": {"simulated": "lab.backends.instruments:SimulatedInstrument"},
 }
 
 

@@ -1,0 +1,39 @@
+"""Plain-data formulations and measurements (what stations, planner and store exchange).
+
+The ROS messages (lab_interfaces/Formulation, Measurement) carry the same content;
+lab.nodes.station_msgs converts between the two, so nothing under lab.core imports rclpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Formulation:
+    """Named component amounts of one sample (a vial, or a printed specimen)."""
+
+    sample_id: str
+    amounts: dict[str, float]
+    units: dict[str, str] = field(default_factory=dict)
+    specimen_kind: str = ""
+
+
+@dataclass
+class MeasurementData:
+    """What a station says about one sample. valid=False: failure_reason says why."""
+
+    sample_id: str
+    valid: bool
+    values: dict[str, float] = field(default_factory=dict)
+    uncertainties: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    failure_reason: str = ""
+    as_dispensed: dict[str, float] = field(default_factory=dict)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    station: str = ""
+
+    @classmethod
+    def failed(cls, sample_id: str, reason: str, station: str = "") -> MeasurementData:
+        return cls(sample_id=sample_id, valid=False, failure_reason=reason, station=station)

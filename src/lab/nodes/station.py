@@ -1,0 +1,272 @@
+"""`station`: one lab station (one instance per station of config/stations.yaml).
+
+    ~/run_station (RunStation)   run the station's process on the rack/tray placed in it
+    ~/status (StationStatus)     idle | busy | fault | offline, holding, queue, stocks (latched,
+                                 on every change and every `status_period` wall seconds)
+    ~/refill_stock (RefillStock) dispensers: refill one stock or all
+
+The kind (config/station_processes.yaml) says what the process is; the instrument backend
+(parameter `backend`, default `simulated`; lab.backends.instruments) carries out each step.
+A goal is checked before anything happens: the carrier must be in one of the station's
+slots (/world_state), the process must exist, every sample within the station's bounds and
+its stocks sufficient; otherwise it is aborted with the reason and nothing changes. Goals
+arriving while a process runs wait in the queue (shown in the status). A failed step puts
+the station in fault for `fault_recovery` simulated seconds; `fault_probability` and
+`fail_next` inject faults (settable at run time with `ros2 param set`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+
+from lab.backends.base import backend_class
+from lab.backends.instruments import InstrumentBackend, StepCancelled
+from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
+from lab.core.station import StationCore, Step, load_kinds
+from lab.core.world import parse_stations
+from lab.nodes.common import LATCHED, default_file, run, sim_now, wait_sim
+from lab.nodes.station_msgs import measurement_to_msg, msg_to_formulation
+from lab_interfaces.action import RunStation
+from lab_interfaces.msg import StationStatus, WorldState
+from lab_interfaces.srv import RefillStock
+
+STATE_TEXT = {StationStatus.IDLE: "idle", StationStatus.BUSY: "busy", StationStatus.FAULT: "fault",
+              StationStatus.OFFLINE: "offline"}
+
+
+class StationNode(Node):
+    def __init__(self) -> None:
+        super().__init__("station")
+        for name, default in (("station_name", ""), ("kind", ""), ("backend", "simulated"), ("stations_file", ""),
+                              ("processes_file", ""), ("seed", 0), ("fault_probability", 0.0), ("fail_next", 0),
+                              ("fault_recovery", 600.0), ("status_period", 1.0), ("check_presence", True)):
+            self.declare_parameter(name, default)
+        self.station = str(self.get_parameter("station_name").value) or self.get_name()
+        import yaml
+
+        stations_file = default_file(self, "stations_file", "config/stations.yaml")
+        try:
+            stations = parse_stations(yaml.safe_load(stations_file.read_text(encoding="utf-8")), str(stations_file))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{stations_file}: {exc}") from None
+        if self.station not in stations:
+            raise ConfigError(f"station '{self.station}' is not in {stations_file} "
+                              f"(stations: {', '.join(stations)})")
+        self.slots = [f"{self.station}/{s}" for s in stations[self.station].slots]
+        kind = str(self.get_parameter("kind").value) or stations[self.station].kind
+        kinds = load_kinds(default_file(self, "processes_file", "config/station_processes.yaml"))
+        if kind not in kinds:
+            raise ConfigError(f"station kind '{kind}' has no entry in station_processes.yaml "
+                              f"(kinds: {', '.join(kinds)})")
+        self.kind = kind
+        seed = int(self.get_parameter("seed").value) or sum(map(ord, self.station))
+        self.core = StationCore(self.station, kinds[kind], seed=seed)
+        self.backend: InstrumentBackend = backend_class("instrument", str(self.get_parameter("backend").value))(
+            self.core, {"take_fault": self._take_fault})
+        self.backend.connect()
+
+        self._lock = threading.Lock()          # one process at a time
+        self._state_lock = threading.Lock()
+        self.state, self.message, self.step, self.progress = StationStatus.IDLE, "", "", 0.0
+        self.queue: list[str] = []
+        self.fault_until = 0.0
+        self.world: dict[str, str] | None = None  # object -> location
+        group = ReentrantCallbackGroup()
+        self.status_pub = self.create_publisher(StationStatus, "~/status", LATCHED)
+        self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
+        ActionServer(self, RunStation, "~/run_station", execute_callback=self._execute,
+                     goal_callback=lambda _: GoalResponse.ACCEPT, cancel_callback=lambda _: CancelResponse.ACCEPT,
+                     callback_group=group)
+        self.create_service(RefillStock, "~/refill_stock", self._refill, callback_group=group)
+        # status on the wall clock: it must flow even when the simulated clock stops
+        self.create_timer(float(self.get_parameter("status_period").value), self._publish_status,
+                          callback_group=group, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._check_params)
+        self._publish_status()
+        self.get_logger().info(f"{self.station}: kind {kind}, processes {', '.join(self.core.spec.processes) or 'none'}")
+
+    def shutdown(self) -> None:
+        self.backend.disconnect()
+
+    @staticmethod
+    def _check_params(params) -> SetParametersResult:
+        for p in params:
+            if p.name == "fault_probability" and not 0.0 <= float(p.value) <= 1.0:
+                return SetParametersResult(successful=False, reason="fault_probability must be in [0, 1]")
+            if p.name == "fail_next" and int(p.value) < 0:
+                return SetParametersResult(successful=False, reason="fail_next must be >= 0")
+        return SetParametersResult(successful=True)
+
+    def _take_fault(self, step: Step) -> bool:
+        pending = int(self.get_parameter("fail_next").value)
+        if pending > 0:
+            from rclpy.parameter import Parameter
+
+            self.set_parameters([Parameter("fail_next", Parameter.Type.INTEGER, pending - 1)])
+            return True
+        return bool(self.core.rng.random() < float(self.get_parameter("fault_probability").value))
+
+    def _world_state(self, msg: WorldState) -> None:
+        self.world = dict(zip(msg.objects, msg.locations, strict=False))
+        self._publish_status()
+
+    # ------------------------------------------------------------------ status
+    def _set(self, state: int | None = None, message: str | None = None, step: str | None = None,
+             progress: float | None = None) -> None:
+        with self._state_lock:
+            if state is not None:
+                self.state = state
+            if message is not None:
+                self.message = message
+            if step is not None:
+                self.step = step
+            if progress is not None:
+                self.progress = progress
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        with self._state_lock:
+            if self.state == StationStatus.FAULT and sim_now(self) >= self.fault_until and not self._lock.locked():
+                self.state, self.message = StationStatus.IDLE, "recovered from fault"
+            msg = StationStatus(name=self.station, kind=self.kind, state=self.state,
+                                state_text=STATE_TEXT[self.state], message=self.message, queue=list(self.queue),
+                                current_step=self.step, progress=float(self.progress))
+        msg.stamp = self.get_clock().now().to_msg()
+        world = self.world or {}
+        msg.holding = sorted(obj for obj, loc in world.items() if loc in self.slots)
+        for stock in self.core.stocks.values():
+            msg.stock_names.append(stock.name)
+            msg.stock_levels.append(float(stock.level))
+            msg.stock_capacities.append(float(stock.capacity))
+            msg.stock_units.append(stock.unit)
+        self.status_pub.publish(msg)
+
+    def _refill(self, request, response):
+        try:
+            with self._lock:
+                self.core.refill(request.stock, float(request.amount))
+            response.success, response.message = True, "refilled"
+        except InvalidGoal as exc:
+            response.success, response.message = False, str(exc)
+        response.stock_names = list(self.core.stocks)
+        response.stock_levels = [float(s.level) for s in self.core.stocks.values()]
+        self._publish_status()
+        return response
+
+    # ------------------------------------------------------------------ the process
+    def _refuse(self, goal_handle, reason: str):
+        self.get_logger().warning(f"{self.station}: refused {goal_handle.request.rack_id or '?'}: {reason}")
+        goal_handle.abort()
+        return RunStation.Result(success=False, message=reason)
+
+    def _check_presence(self, rack_id: str) -> None:
+        if not bool(self.get_parameter("check_presence").value):
+            return
+        deadline = time.monotonic() + 5.0
+        while self.world is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.world is None:
+            raise InvalidGoal("no /world_state received: cannot tell what is in the station")
+        where = self.world.get(rack_id)
+        if where not in self.slots:
+            raise InvalidGoal(f"{rack_id or 'the rack'} is not in {self.station} "
+                              f"({'it is at ' + where if where else 'no such object'})")
+
+    def _execute(self, goal_handle):
+        request = goal_handle.request
+        try:
+            samples = [msg_to_formulation(f) for f in request.formulations]
+            steps = self.core.plan(request.process, samples)
+        except InvalidGoal as exc:
+            return self._refuse(goal_handle, str(exc))
+        with self._state_lock:
+            self.queue.append(request.rack_id)
+        self._publish_status()
+        try:
+            while not self._lock.acquire(timeout=0.1):
+                if goal_handle.is_cancel_requested:
+                    goal_handle.canceled()
+                    return RunStation.Result(success=False, message="cancelled while queued")
+            try:
+                return self._run(goal_handle, request, samples, steps)
+            finally:
+                self._lock.release()
+        finally:
+            with self._state_lock:
+                if request.rack_id in self.queue:
+                    self.queue.remove(request.rack_id)
+            self._publish_status()
+
+    def _run(self, goal_handle, request, samples, steps: list[Step]):
+        try:
+            if self.state == StationStatus.FAULT and sim_now(self) < self.fault_until:
+                raise InvalidGoal(f"{self.station} is in fault ({self.message}) for another "
+                                  f"{self.fault_until - sim_now(self):.0f} s")
+            self._check_presence(request.rack_id)
+            self.core.plan(request.process, samples)  # stocks may have changed while queued
+        except InvalidGoal as exc:
+            return self._refuse(goal_handle, str(exc))
+        with self._state_lock:
+            self.queue.remove(request.rack_id)
+        total = sum(s.seconds for s in steps) or 1e-9
+        began = sim_now(self)
+        done_before = 0.0
+        self._set(StationStatus.BUSY, f"{request.process or self.core.spec.default} on {request.rack_id}",
+                  steps[0].name, 0.0)
+        self.backend.begin(samples)
+        try:
+            for index, step in enumerate(steps):
+                self._set(step=step.name)
+
+                def tick(elapsed: float, index=index, step=step, before=done_before) -> None:
+                    progress = min(1.0, (before + elapsed) / total)
+                    self._set(progress=progress)
+                    goal_handle.publish_feedback(RunStation.Feedback(
+                        step=step.name, step_index=index, step_count=len(steps), progress=progress,
+                        time_left=float(max(0.0, total - before - elapsed))))
+
+                tick(0.0)
+
+                def wait(seconds: float, tick=tick) -> bool:
+                    return wait_sim(self, seconds, cancelled=lambda: goal_handle.is_cancel_requested,
+                                    on_tick=tick)
+
+                self.backend.execute(step, samples, wait)
+                done_before += step.seconds
+            measurements = self.backend.results(samples)
+        except StepCancelled:
+            self._set(StationStatus.IDLE, f"cancelled {request.rack_id}", "", 0.0)
+            goal_handle.canceled()
+            return RunStation.Result(success=False, message="cancelled", duration=float(sim_now(self) - began))
+        except (StationFault, LabError) as exc:
+            self.fault_until = sim_now(self) + float(self.get_parameter("fault_recovery").value)
+            self._set(StationStatus.FAULT, str(exc), "", 0.0)
+            self.get_logger().error(f"{self.station}: {exc}")
+            goal_handle.abort()
+            return RunStation.Result(success=False, message=str(exc), duration=float(sim_now(self) - began))
+        self._set(StationStatus.IDLE, f"done {request.rack_id}", "", 1.0)
+        units = {c: spec[2] for c, spec in self.core.spec.components.items()}
+        result = RunStation.Result(success=True, duration=float(sim_now(self) - began),
+                                   message=f"{len(measurements)} samples")
+        kind = samples[0].specimen_kind if samples else ""
+        result.measurements = [measurement_to_msg(m, units, kind) for m in measurements]
+        goal_handle.succeed()
+        return result
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        run(StationNode, threads=4)
+    except LabError as exc:
+        raise SystemExit(f"station: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

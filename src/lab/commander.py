@@ -55,7 +55,7 @@ class Task:
 class LabCommander(Node):
     def __init__(self, node_name: str = "lab_commander", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._clients: dict[tuple[type, str], ActionClient] = {}
+        self._action_clients: dict[tuple[type, str], ActionClient] = {}
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self)
         self._spin_lock = threading.Lock()
@@ -63,9 +63,9 @@ class LabCommander(Node):
     # --- one helper for every action ---------------------------------------------------
     def _client(self, action_type: type, name: str) -> ActionClient:
         key = (action_type, name)
-        if key not in self._clients:
-            self._clients[key] = ActionClient(self, action_type, name)
-        return self._clients[key]
+        if key not in self._action_clients:
+            self._action_clients[key] = ActionClient(self, action_type, name)
+        return self._action_clients[key]
 
     def spin_for(self, seconds: float) -> None:
         with self._spin_lock:
@@ -185,7 +185,7 @@ class LabCommander(Node):
         return self._trigger("/lab_manager/resume")
 
     def destroy_node(self) -> None:
-        for client in self._clients.values():
+        for client in self._action_clients.values():
             client.destroy()
         self._executor.remove_node(self)
         self._executor.shutdown()

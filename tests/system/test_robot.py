@@ -8,7 +8,6 @@ storage to the photoreactor and back with the world's record kept true.
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import pytest
@@ -59,28 +58,32 @@ def robot_lab(tmp_path_factory):
         rclpy.init(context=context)
         cmd = LabCommander("robot_test", context=context)
         probe = Probe(cmd)
-        running = threading.Event()
-        running.set()
-
-        def spin() -> None:  # the commander's own executor, shared with its calls through its lock
-            while running.is_set():
-                cmd.spin_for(0.02)
-
-        spinner = threading.Thread(target=spin, daemon=True)
-        spinner.start()
         try:
-            wait_for(lambda: probe.truth is not None and probe.world, 60, what="the simulation's topics")
+            spin_until(cmd, lambda: probe.truth is not None and probe.world, 60, what="the simulation's topics")
             yield cmd, probe, out
         finally:
-            running.clear()
-            spinner.join(5)
             cmd.destroy_node()
             context.try_shutdown()
 
 
+def spin_until(cmd, predicate, timeout: float, what: str = "condition"):
+    """Spin the commander (its own executor: entities are never created while another thread spins)."""
+    def check():
+        cmd.spin_for(0.01)
+        return predicate()
+
+    return wait_for(check, timeout, period=0.0, what=what)
+
+
+def _spin_for(cmd, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        cmd.spin_for(0.01)
+
+
 def _wait(cmd, task, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
-    while not task.done.wait(0.05):
+    while not cmd.is_task_complete(task, wait=0.02):
         assert time.monotonic() < deadline, "no result in time"
     return cmd.get_result(task), task.result
 
@@ -92,14 +95,14 @@ def test_docking_is_refined_from_the_marker(robot_lab) -> None:
     feedback = []
     for station in ("photoreactor", "gas_chromatograph", "rack_storage"):
         task = cmd.navigate_to_station("robot1", station)
-        while not task.done.wait(0.02):
+        while not cmd.is_task_complete(task, wait=0.01):
             if task.feedback is not None:
                 feedback.append(task.feedback)
         outcome, result = cmd.get_result(task), task.result
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
         assert "refined" in result.message
-        wait_for(lambda: probe.speed == 0.0, 10, what="base at rest")
-        time.sleep(0.3)
+        spin_until(cmd, lambda: probe.speed == 0.0, 10, what="base at rest")
+        _spin_for(cmd, 0.3)
         x, y, yaw = probe.truth
         error = math.hypot(result.final_pose.x - x, result.final_pose.y - y)
         yaw_error = abs(math.atan2(math.sin(result.final_pose.theta - yaw), math.cos(result.final_pose.theta - yaw)))
@@ -123,7 +126,7 @@ def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
     task = cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", NavigateToPose.Goal(pose=Pose2D(x=-3.0, y=2.0)))
     outcome, result = _wait(cmd, task)
     assert outcome is TaskResult.FAILED and "no path" in result.message
-    time.sleep(0.3)
+    _spin_for(cmd, 0.3)
     assert probe.truth == pytest.approx(before, abs=1e-6)
 
 
@@ -132,11 +135,12 @@ def test_cancel_mid_motion_stops_the_base(robot_lab) -> None:
 
     cmd, probe, _ = robot_lab
     task = cmd.navigate_to_station("robot1", "mechanical_tester")
-    wait_for(lambda: task.feedback is not None and task.feedback.phase == "driving" and probe.speed > 0, 60,
-             period=0.01, what="driving")
+    spin_until(cmd, lambda: task.feedback is not None and task.feedback.phase == "driving" and probe.speed > 0, 60,
+               what="driving")
     assert cmd.cancel(task) is TaskResult.CANCELED
+    _spin_for(cmd, 0.3)
     stopped_at = probe.truth
-    time.sleep(0.5)
+    _spin_for(cmd, 0.5)
     assert probe.speed == 0.0
     assert probe.truth == pytest.approx(stopped_at, abs=0.02)
 
@@ -155,20 +159,23 @@ def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
     ok(cmd.navigate_to_station("robot1", "rack_storage"))
     # refusals first: nothing at the source, an occupied target; the world does not change
     before = dict(probe.world)
-    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot6", "robot1/deck1"))
-    assert outcome is TaskResult.FAILED, result.message
+    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "robot1/deck2", "rack_storage/slot1"))
+    assert outcome is TaskResult.FAILED and "nothing at robot1/deck2" in result.message, result.message
+    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot2", "robot1/deck1",
+                                                object_id="rack_1"))
+    assert outcome is TaskResult.FAILED and "holds rack_2, not rack_1" in result.message, result.message
     outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "rack_storage/slot2"))
     assert outcome is TaskResult.FAILED and "occupied" in result.message
-    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "photoreactor/rack", "robot1/deck1"))
+    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "photoreactor/rack"))
     assert outcome is TaskResult.FAILED and "not docked at photoreactor" in result.message
     assert probe.world == before
     ok(cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "robot1/deck1", object_id="rack_1"))
-    wait_for(lambda: probe.world.get("rack_1") == "robot1/deck1", 10, what="rack on the deck")
+    spin_until(cmd, lambda: probe.world.get("rack_1") == "robot1/deck1", 10, what="rack on the deck")
     ok(cmd.navigate_to_station("robot1", "photoreactor"))
     ok(cmd.manipulate("robot1", "transfer", "robot1/deck1", "photoreactor/rack"))
-    wait_for(lambda: probe.world.get("rack_1") == "photoreactor/rack", 10, what="rack in the photoreactor")
+    spin_until(cmd, lambda: probe.world.get("rack_1") == "photoreactor/rack", 10, what="rack in the photoreactor")
     ok(cmd.manipulate("robot1", "transfer", "photoreactor/rack", "robot1/deck1"))
     ok(cmd.navigate_to_station("robot1", "rack_storage"))
     ok(cmd.manipulate("robot1", "transfer", "robot1/deck1", "rack_storage/slot1"))
-    wait_for(lambda: probe.world.get("rack_1") == "rack_storage/slot1", 10, what="rack home")
+    spin_until(cmd, lambda: probe.world.get("rack_1") == "rack_storage/slot1", 10, what="rack home")
     assert probe.world == before

@@ -136,7 +136,7 @@ class Chain:
         return jac
 
     def ik(self, target: np.ndarray, seed: np.ndarray, position_tolerance: float = 1e-4,
-           orientation_tolerance: float = 1e-3, restarts: int = 12, rng_seed: int = 0) -> np.ndarray:
+           orientation_tolerance: float = 1e-3, restarts: int = 30, rng_seed: int = 0) -> np.ndarray:
         """Joint values within the limits putting the tip at target (damped least squares, restarts)."""
         target = np.asarray(target, dtype=float)
         reach = sum(float(np.linalg.norm(j.origin[:3, 3])) for j in self._joints)
@@ -144,6 +144,17 @@ class Chain:
             raise Unreachable(f"target {np.round(target[:3, 3], 3).tolist()} is beyond the arm's reach")
         rng = np.random.default_rng(rng_seed)
         seeds = [np.clip(np.asarray(seed, dtype=float), self.lower, self.upper)]
+        # the first joint turned toward the target, the others from the seed, helps far-off targets
+        base = self._frames(np.zeros(len(self.joint_names)))[1]
+        if base:
+            heading = math.atan2(target[1, 3] - base[0][0][1], target[0, 3] - base[0][0][0])
+            towards = np.array(seeds[0])
+            towards[0] = heading
+            seeds.append(np.clip(towards, self.lower, self.upper))
+            if len(self.joint_names) == 7:  # elbow-up reaching postures of a 7-joint arm, turned toward the target
+                for bend in (0.3, 0.7, 1.1):
+                    seeds.append(np.clip(np.array([heading, bend, 0.0, -1.5, 0.0, 1.6 - bend, 0.0]),
+                                         self.lower, self.upper))
         seeds += [rng.uniform(self.lower, self.upper) * 0.8 for _ in range(restarts)]
         best_error = math.inf
         for q0 in seeds:

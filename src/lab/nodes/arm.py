@@ -26,7 +26,7 @@ from lab.backends.base import ManipulationBackend, MotionOutcome, backend_class
 from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, Unreachable, expand_xacro, named_poses
 from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, default_file, quaternion_to_yaw, run, sim_now
+from lab.nodes.common import LATCHED, default_file, quaternion_to_yaw, run, sim_now, wait_for
 from lab_interfaces.action import Manipulate
 from lab_interfaces.msg import WorldState
 from lab_interfaces.srv import MoveObject
@@ -62,6 +62,7 @@ class ArmNode(Node):
         self._busy = threading.Lock()
         self._state_lock = threading.Lock()
         self._pose: Pose2D | None = None
+        self._odom_count = 0
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
         group = ReentrantCallbackGroup()
         self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
@@ -80,6 +81,13 @@ class ArmNode(Node):
         with self._state_lock:
             self._pose = Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
                                 quaternion_to_yaw(q.x, q.y, q.z, q.w))
+            self._odom_count += 1
+
+    def _fresh_pose(self) -> None:
+        """Wait for odometry newer than the goal: a localisation correction just before it must count."""
+        with self._state_lock:
+            seen = self._odom_count
+        wait_for(lambda: self._odom_count >= seen + 2, 2.0)
 
     def _world_state(self, msg: WorldState) -> None:
         with self._state_lock:
@@ -183,6 +191,7 @@ class ArmNode(Node):
         else:
             raise InvalidGoal(f"unknown operation '{op}' (pick, place, transfer, move)")
         # everything is checked before anything moves
+        self._fresh_pose()
         obj = self._check_objects(request.object_id, legs[0][0], legs[-1][1] if op != "transfer" else request.target)
         targets = []
         for source, target in legs:

@@ -254,9 +254,9 @@ class SimNode(Node):
         best, best_d = None, 1e9
         for station in self.world.stations.values():
             t_cam_marker = np.linalg.inv(t_map_cam) @ station.marker_pose_in_map()
-            z = t_cam_marker[2, 3]
-            if 0.1 < z < 3.0 and z < best_d:
-                best, best_d = (station, t_cam_marker), z
+            z, distance = t_cam_marker[2, 3], float(np.linalg.norm(t_cam_marker[:3, 3]))
+            if 0.1 < z and distance < min(best_d, 3.0):
+                best, best_d = (station, t_cam_marker), distance
         if best is None:
             image = np.full((self.camera.height, self.camera.width), 90, dtype=np.uint8)
         else:

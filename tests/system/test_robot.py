@@ -131,13 +131,18 @@ def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
 
 
 def test_cancel_mid_motion_stops_the_base(robot_lab) -> None:
+    from lab.cli import _set_sim_speed
     from lab.commander import TaskResult
 
     cmd, probe, _ = robot_lab
-    task = cmd.navigate_to_station("robot1", "mechanical_tester")
-    spin_until(cmd, lambda: task.feedback is not None and task.feedback.phase == "driving" and probe.speed > 0, 60,
-               what="driving")
-    assert cmd.cancel(task) is TaskResult.CANCELED
+    _set_sim_speed(cmd, 2.0)  # at 200x the whole drive lasts a few wall hundredths of a second
+    try:
+        task = cmd.navigate_to_station("robot1", "mechanical_tester")
+        spin_until(cmd, lambda: task.feedback is not None and task.feedback.phase == "driving" and probe.speed > 0,
+                   60, what="driving")
+        assert cmd.cancel(task) is TaskResult.CANCELED
+    finally:
+        _set_sim_speed(cmd, 200.0)
     _spin_for(cmd, 0.3)
     stopped_at = probe.truth
     _spin_for(cmd, 0.5)

@@ -48,12 +48,15 @@ class InstrumentBackend(ABC):
 
     def connect(self) -> None:
         """Open the device (called once at node start); raise BackendUnavailable if absent."""
+        return None
 
     def disconnect(self) -> None:
         """Close the device (node shutdown)."""
+        return None
 
     def begin(self, samples: Sequence[Formulation]) -> None:
         """A process starts on these samples (the checks have passed)."""
+        return None
 
     @abstractmethod
     def execute(self, step: Step, samples: Sequence[Formulation], wait: Wait) -> None:

@@ -10,6 +10,7 @@ states agree with the last point.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,7 @@ class EmbeddedManipulation(ManipulationBackend):
             msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
                                                    time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
         began = sim_now(self.node)
+        began_wall = time.monotonic()
         self.pub.publish(msg)
         duration = float(times[-1]) if len(times) else 0.0
         while True:
@@ -71,7 +73,8 @@ class EmbeddedManipulation(ManipulationBackend):
             elapsed = sim_now(self.node) - began
             if q is not None and elapsed >= duration and np.max(np.abs(q - target)) < 1e-3:
                 return MotionOutcome(True, "done", elapsed)
-            if elapsed > duration + 30.0:
+            # late joint states must not count as a miss: at 200x, 30 simulated s are 0.15 wall s
+            if elapsed > duration + 30.0 and time.monotonic() - began_wall > 5.0:
                 return MotionOutcome(False, f"the arm did not reach its target within {duration + 30.0:.0f} s", elapsed)
             threading.Event().wait(POLL)
 

@@ -199,7 +199,11 @@ class CrossedBarrelEmulator:
         missing = [k for k in BARREL_GRID if k not in design]
         if missing:
             raise InvalidGoal(f"crossed barrel design lacks {', '.join(missing)}")
-        return tuple(min(grid, key=lambda g, v=float(design[k]): abs(g - v)) for k, grid in BARREL_GRID.items())
+        out = []
+        for k, grid in BARREL_GRID.items():
+            value = float(design[k])
+            out.append(min(grid, key=lambda g: abs(g - value)))
+        return tuple(out)
 
     def snap(self, design: Mapping[str, float]) -> tuple[float, ...]:
         """The measured design nearest to `design` (the data hold 600 of the grid's 1188

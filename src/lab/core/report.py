@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from lab.core.pareto import pareto_mask
+
 # Best hydrogen evolution rate (umol/h) the real robot had reached after N experiments, from
 # the Cooper group's published optimiser records of Burger et al., Nature 583, 237 (2020).
 BURGER2020_BEST_SO_FAR: tuple[tuple[int, float], ...] = (
@@ -54,12 +56,6 @@ class Interval:
     start: float
     end: float
     what: str = ""
-
-
-def pareto_mask(points: Sequence[tuple[float, ...]]) -> list[bool]:
-    """True for the points no other point dominates (all objectives maximised)."""
-    return [not any(all(q >= p for q, p in zip(other, point, strict=True)) and other != point
-                    for other in points) for point in points]
 
 
 def best_so_far(rows: Sequence[ExperimentRow], objective: Objective) -> list[float]:

@@ -156,7 +156,8 @@ class StationCore:
             raise InvalidGoal(f"{self.name}: {process} needs the samples' formulations")
         ids = [f.sample_id for f in formulations]
         if len(set(ids)) != len(ids):
-            raise InvalidGoal(f"{self.name}: sample ids repeat: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}")
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            raise InvalidGoal(f"{self.name}: sample ids repeat: {', '.join(repeated)}")
         for f in formulations:
             self._check(f)
         self._check_stocks(formulations)
@@ -208,7 +209,8 @@ class StationCore:
             done = {}
             for comp in self.spec.components:
                 want = float(f.amounts.get(comp, 0.0))
-                got = want if want <= 0 else max(0.0, want * (1 + self.rng.normal(0, rel)) + self.rng.normal(0, absolute))
+                got = want if want <= 0 else max(0.0, want * (1 + self.rng.normal(0, rel))
+                                                 + self.rng.normal(0, absolute))
                 if comp in self.stocks:
                     got = min(got, self.stocks[comp].level)
                     self.stocks[comp].level -= got

@@ -220,7 +220,7 @@ class LabManager(Node):
 
                 from lab.core.store import CampaignStore
 
-                self._store = CampaignStore.open(Path(str(self.get_parameter("database").value)))
+                self._store = CampaignStore(Path(str(self.get_parameter("database").value)))
             with self._lock:
                 self._store.add_interval(campaign_id, resource, start, end, what)
         except Exception as exc:

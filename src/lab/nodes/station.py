@@ -90,7 +90,8 @@ class StationNode(Node):
                           callback_group=group, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._check_params)
         self._publish_status()
-        self.get_logger().info(f"{self.station}: kind {kind}, processes {', '.join(self.core.spec.processes) or 'none'}")
+        processes = ", ".join(self.core.spec.processes) or "none"
+        self.get_logger().info(f"{self.station}: kind {kind}, processes {processes}")
 
     def shutdown(self) -> None:
         self.backend.disconnect()

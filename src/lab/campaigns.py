@@ -1,0 +1,87 @@
+"""`lab campaign list | status | report`: read the campaign record (no ROS needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lab.core.campaign import CampaignRunner
+from lab.core.errors import LabError
+from lab.core.report import ExperimentRow, Interval, write_report
+from lab.core.store import CampaignStore
+
+
+def _open(db: Path) -> CampaignStore:
+    if not db.is_file():
+        raise LabError(f"no campaign database at {db}")
+    return CampaignStore(db)
+
+
+def list_campaigns(db: Path) -> int:
+    try:
+        store = _open(db)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    with store:
+        campaigns = store.list_campaigns()
+        if not campaigns:
+            print(f"no campaigns in {db}")
+        for info in campaigns:
+            records = store.experiments(info.id)
+            finished = sum(1 for r in records if r.state in ("done", "failed"))
+            print(f"{info.id}  {info.workflow:15s} {finished:4d}/{info.budget:<4d} {info.status}")
+    return 0
+
+
+def campaign_status(db: Path, campaign_id: str) -> int:
+    try:
+        with _open(db) as store:
+            runner = _runner(store, campaign_id)
+            p = runner.progress()
+            info = store.campaign_info(campaign_id)
+            print(f"{campaign_id}: {info.status}; {p.done} done, {p.failed} failed, {p.running} running of "
+                  f"{p.budget}; {p.best_summary}")
+            for point, values in runner.best()[:5]:
+                amounts = ", ".join(f"{k} {v:g}" for k, v in point.items() if v)
+                print("  " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()) + f" <- {amounts}")
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _runner(store: CampaignStore, campaign_id: str) -> CampaignRunner:
+    from lab.core.space import parse_campaign
+
+    info = store.campaign_info(campaign_id)
+    config = parse_campaign(info.config, f"campaign {campaign_id}")
+    return CampaignRunner(store, campaign_id, config, info.budget, info.batch_size, info.seed)
+
+
+def campaign_report(db: Path, campaign_id: str, out: Path | None = None) -> int:
+    """Write the campaign's plots and index.html (default: <db folder>/reports/<id>/)."""
+    try:
+        with _open(db) as store:
+            runner = _runner(store, campaign_id)
+            records = [r for r in runner.records() if r.state in ("done", "failed")]
+            rows = [ExperimentRow(index=i, valid=r.state == "done", values=r.values, formulation=r.point,
+                                  is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves)
+                    for i, r in enumerate(records)]
+            intervals = [Interval(res, start, end, what) for res, start, end, what in store.intervals(campaign_id)]
+            if intervals:
+                origin = min(iv.start for iv in intervals)
+                intervals = [Interval(iv.resource, iv.start - origin, iv.end - origin, iv.what) for iv in intervals]
+            p = runner.progress()
+            facts = {"campaign": campaign_id, "workflow": runner.config.workflow,
+                     "budget": str(runner.budget), "batch size": str(runner.batch_size), "result": p.best_summary}
+            if intervals:
+                facts["simulated time"] = f"{max(iv.end for iv in intervals) / 3600.0:.1f} h"
+            folder = out or db.parent / "reports" / campaign_id.replace("/", "_")
+            page = write_report(folder, f"Campaign {campaign_id}", runner.config.workflow,
+                                runner.config.objectives, rows, intervals, facts=facts)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    print(f"lab: report {page}")
+    return 0

@@ -1,0 +1,232 @@
+"""The batch Bayesian planner: scikit-optimize's Gaussian process and expected improvement
+over feasible candidates of the campaign's space.
+
+- The model: a Gaussian process, Matern 5/2 with one length scale per dimension (ARD) plus
+  white noise (scikit-learn's GaussianProcessRegressor, which skopt's GP models build on; its
+  own predict solves with the Cholesky factor, ~20x faster at 700 points than skopt's
+  subclass, which forms the inverse), on the space scaled to the unit cube; objectives to
+  maximise are negated (skopt minimises), `log_objectives` modelled on log10.
+- The acquisition: skopt.acquisition.gaussian_ei, evaluated on candidates drawn from the
+  space (its pool when it has one; otherwise `candidates` random feasible grid points plus
+  neighbours of the best points so far), excluding points already measured or pending.
+- A batch: kriging believer. Each pick is added to the data at the model's mean and the
+  posterior is refitted with the same hyperparameters before the next pick; points still
+  running in the lab (`pending`) are added the same way first, so two batches in flight
+  do not propose the same region twice.
+- Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
+  with an augmented Chebyshev function under fresh random weights.
+- Before `initial_random` valid observations the batch is random (space-filling start).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from skopt.acquisition import gaussian_ei
+
+from lab.core.report import Objective
+from lab.core.space import Point, Space
+
+
+@dataclass(frozen=True)
+class Observation:
+    point: Point
+    values: Mapping[str, float]
+
+
+class BatchPlanner:
+    def __init__(self, space: Space, objectives: Sequence[Objective], log_objectives: Sequence[str] = (),
+                 initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
+                 local: int = 3000, top: int = 10, restarts: int = 2) -> None:
+        self.space, self.objectives = space, list(objectives)
+        self.logs = set(log_objectives)
+        self.initial_random = initial_random
+        self.n_candidates, self.xi = candidates, xi
+        self.local, self.top, self.restarts = local, top, restarts
+        self.rng = np.random.default_rng(seed)
+        self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
+
+    # ------------------------------------------------------------------ data
+    def _targets(self, observed: Sequence[Observation]) -> tuple[list[Point], np.ndarray]:
+        """Points with every objective measured, and their values to minimise (n x objectives)."""
+        points, rows = [], []
+        for obs in observed:
+            if not all(o.name in obs.values and math.isfinite(obs.values[o.name]) for o in self.objectives):
+                continue
+            row = []
+            for o in self.objectives:
+                v = float(obs.values[o.name])
+                if o.name in self.logs:
+                    v = math.log10(max(v, 1e-9))
+                row.append(-v if o.maximize else v)
+            points.append(obs.point)
+            rows.append(row)
+        return points, np.array(rows, dtype=float).reshape(len(rows), len(self.objectives))
+
+    def _candidates(self, best: Sequence[Point], exclude: set[tuple[float, ...]]) -> list[Point]:
+        if self.space.pool is not None:
+            pool = self.space.pool
+        else:
+            pool = self.space.sample(self.n_candidates, self.rng) + self._neighbours(best)
+        seen = set(exclude)
+        out = []
+        for p in pool:
+            k = self.space.key(p)
+            if k not in seen:
+                seen.add(k)
+                out.append(p)
+        return out
+
+    def _neighbours(self, best: Sequence[Point]) -> list[Point]:
+        """Grid neighbours of the best points (one or two dimensions moved a step or two)."""
+        out = []
+        for p in best:
+            for _ in range(self.local // max(1, len(best))):
+                q = dict(p)
+                for d in self.rng.choice(len(self.space.dimensions), size=int(self.rng.integers(1, 3)), replace=False):
+                    dim = self.space.dimensions[int(d)]
+                    i = dim.values.index(dim.snap(q[dim.name])) + int(self.rng.choice([-2, -1, 1, 2]))
+                    q[dim.name] = dim.values[min(max(i, 0), len(dim.values) - 1)]
+                if all(c.holds(q) for c in self.space.constraints):
+                    out.append(q)
+        return out
+
+    # ------------------------------------------------------------------ model
+    def _model(self, x: np.ndarray, y: np.ndarray, kernel: object = None, slot: str = "") -> GaussianProcessRegressor:
+        """A GP on (x, y): hyperparameters fitted (starting from the last fit's, `slot` names
+        which) unless `kernel` is given, which is then used as is."""
+        if kernel is None:
+            start = self._last_kernel.get(slot) if x.shape[1] else None
+            if start is None:
+                start = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(x.shape[1], 0.3), (0.05, 20.0), nu=2.5)
+                         + WhiteKernel(0.05, (1e-4, 1.0)))
+            gp = GaussianProcessRegressor(kernel=start, normalize_y=True, n_restarts_optimizer=self.restarts,
+                                          random_state=0)
+        else:
+            gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(x, y)
+        if kernel is None:
+            self._last_kernel[slot] = gp.kernel_
+        return gp
+
+    # ------------------------------------------------------------------ proposing
+    def propose(self, observed: Sequence[Observation], pending: Sequence[Point], n: int) -> list[Point]:
+        """n new feasible points, none already measured or pending, best expected first."""
+        if n <= 0:
+            return []
+        points, targets = self._targets(observed)
+        exclude = {self.space.key(p) for p in [o.point for o in observed] + list(pending)}
+        if len(points) < max(2, self.initial_random):
+            return self._random(n, exclude)
+        order = np.argsort(targets.sum(axis=1))[: self.top]
+        candidates = self._candidates([points[i] for i in order], exclude)
+        if len(candidates) <= n:
+            return candidates
+        xc = self.space.to_unit(candidates)
+        x = self.space.to_unit(points)
+        xp = self.space.to_unit(list(pending)) if pending else np.zeros((0, x.shape[1]))
+        if len(self.objectives) == 1:
+            return [candidates[i] for i in self._believer(x, targets[:, 0], xp, xc, n)]
+        return self._parego(x, targets, xp, xc, candidates, n)
+
+    def _random(self, n: int, exclude: set[tuple[float, ...]]) -> list[Point]:
+        out: list[Point] = []
+        for p in self.space.sample(max(4 * n, 64), self.rng):
+            k = self.space.key(p)
+            if k not in exclude:
+                exclude.add(k)
+                out.append(p)
+            if len(out) == n:
+                break
+        return out
+
+    def _believer(self, x: np.ndarray, y: np.ndarray, xp: np.ndarray, xc: np.ndarray, n: int) -> list[int]:
+        """Kriging believer by rank-one posterior updates.
+
+        Adding an observation at the posterior mean leaves the mean unchanged and lowers the
+        variance by c(x)^2 / v*, c the posterior covariance with the new point: exact, and it
+        avoids refitting the GP for each pick (16 picks at 700 observations: ~0.3 s, not ~5 s).
+        """
+        gp = self._model(x, y)
+        kernel, train = gp.kernel_, gp.X_train_
+        scale = float(np.atleast_1d(gp._y_train_std)[0])
+        v_c = solve_triangular(gp.L_, kernel(train, xc), lower=True)          # n x candidates
+        mean = (kernel(xc, train) @ gp.alpha_).ravel()                          # normalised units
+        var = np.maximum(kernel.diag(xc) - np.einsum("ij,ij->j", v_c, v_c), 1e-12)
+        updates: list[np.ndarray] = []                                          # u_j over candidates
+
+        def add(u_point: list[float], cov_c: np.ndarray, var_point: float) -> None:
+            nonlocal var
+            cov = cov_c - sum(u * up for u, up in zip(updates, u_point, strict=True)) if updates else cov_c
+            v = var_point - sum(up * up for up in u_point)
+            if v > 1e-12:
+                u = cov / math.sqrt(v)
+                updates.append(u)
+                var = np.maximum(var - u * u, 1e-12)
+
+        for z in xp:  # pending points first: believed at their mean
+            v_z = solve_triangular(gp.L_, kernel(train, z[None, :]), lower=True)[:, 0]
+            cov_c = kernel(xc, z[None, :])[:, 0] - v_c.T @ v_z
+            var_z = float(kernel.diag(z[None, :])[0] - v_z @ v_z)
+            # u_j at z: covariances of z with the earlier pending points are not tracked
+            # (treated as independent); candidates near them still lose their variance
+            add([0.0] * len(updates), cov_c, var_z)
+        y_opt = float((np.min(y) - gp._y_train_mean) / scale) if scale else float(np.min(y))
+        model = _Posterior(mean, var)
+        chosen: list[int] = []
+        for _ in range(n):
+            ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)  # xi in units of the sd of y
+            ei[chosen] = -np.inf
+            i = int(np.argmax(ei))
+            chosen.append(i)
+            cov_c = kernel(xc, xc[i:i + 1])[:, 0] - v_c.T @ v_c[:, i]
+            add([float(u[i]) for u in updates], cov_c, float(var[i] + sum(float(u[i]) ** 2 for u in updates)))
+            model.var = var
+        return chosen
+
+    def _parego(self, x: np.ndarray, targets: np.ndarray, xp: np.ndarray, xc: np.ndarray,
+                candidates: list[Point], n: int) -> list[Point]:
+        # believed values for pending points, one model per objective
+        models = [self._model(x, targets[:, k], slot=f"objective{k}") for k in range(targets.shape[1])]
+        if len(xp):
+            believed = np.column_stack([m.predict(xp) for m in models])
+            x, targets = np.vstack([x, xp]), np.vstack([targets, believed])
+        chosen: list[int] = []
+        available = np.ones(len(xc), dtype=bool)
+        for _ in range(n):
+            lo, hi = targets.min(axis=0), targets.max(axis=0)
+            norm = (targets - lo) / np.where(hi > lo, hi - lo, 1.0)
+            w = self.rng.dirichlet(np.ones(targets.shape[1]))
+            scalar = np.max(w * norm, axis=1) + 0.05 * np.sum(w * norm, axis=1)
+            gp = self._model(x, scalar, slot="scalarised")
+            ei = gaussian_ei(xc, gp, y_opt=float(np.min(scalar)), xi=self.xi)
+            ei[~available] = -np.inf
+            i = int(np.argmax(ei))
+            chosen.append(i)
+            available[i] = False
+            believed_row = np.array([float(m.predict(xc[i:i + 1])[0]) for m in models])
+            x, targets = np.vstack([x, xc[i:i + 1]]), np.vstack([targets, believed_row])
+        return [candidates[i] for i in chosen]
+
+
+class _Posterior:
+    """Candidates' posterior (mean, variance) as a model skopt's acquisition functions read;
+    `predict` must be called with the candidate array the arrays were computed for."""
+
+    def __init__(self, mean: np.ndarray, var: np.ndarray) -> None:
+        self.mean, self.var = mean, var
+
+    def predict(self, x: np.ndarray, return_std: bool = False) -> object:
+        if len(x) != len(self.mean):
+            raise ValueError("_Posterior answers only for its candidates")
+        return (self.mean, np.sqrt(self.var)) if return_std else self.mean

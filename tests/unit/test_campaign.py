@@ -1,0 +1,167 @@
+"""Campaign files, spaces, the batch planner, the store and the runner (no ROS)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lab.core.campaign import CampaignRunner
+from lab.core.emulators import HerEmulator
+from lab.core.errors import ConfigError, InvalidGoal
+from lab.core.formulation import MeasurementData
+from lab.core.pareto import hypervolume, pareto_mask
+from lab.core.planner import BatchPlanner, Observation
+from lab.core.space import campaign_path, load_campaign, parse_campaign
+from lab.core.store import CampaignStore
+
+PHOTO = load_campaign(campaign_path("photocatalysis"))
+POLY = load_campaign(campaign_path("photopolymer"))
+BARREL = load_campaign(campaign_path("crossed_barrel"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([PHOTO, POLY, BARREL]))
+def test_sampled_points_are_feasible_and_on_the_grid(seed, config):
+    for p in config.space.sample(20, np.random.default_rng(seed)):
+        config.space.validate(p)
+        for d in config.space.dimensions:
+            assert min(abs(v - p[d.name]) for v in d.values) < 1e-9
+
+
+def test_space_says_what_is_wrong():
+    with pytest.raises(InvalidGoal, match=r"NaCl-3M = 6 mL is outside \[0, 5\] mL"):
+        PHOTO.space.validate({"P10-MIX1": 2.0, "L-Cysteine-100gL": 1.0, "NaCl-3M": 6.0})
+    with pytest.raises(InvalidGoal, match="constraint .* <= 5 does not hold"):
+        PHOTO.space.validate({"P10-MIX1": 2.0, "L-Cysteine-100gL": 3.0, "NaCl-3M": 3.0})
+    with pytest.raises(InvalidGoal, match="unknown dimension"):
+        PHOTO.space.validate({"P10-MIX1": 2.0, "L-Cysteine-100gL": 1.0, "Gold": 1.0})
+
+
+def test_unknown_campaign_and_malformed_files():
+    with pytest.raises(InvalidGoal, match="unknown campaign 'nope'.*photocatalysis"):
+        campaign_path("nope")
+    with pytest.raises(ConfigError, match="workflow 'cooking'"):
+        parse_campaign({"name": "x", "workflow": "cooking", "batch_size": 2, "objectives": [{"name": "y"}],
+                        "space": {"a": {"low": 0, "high": 1, "step": 0.5}}}, "f.yaml")
+    with pytest.raises(ConfigError, match=r"space.a: needs numbers low, high and step"):
+        parse_campaign({"name": "x", "workflow": "photopolymer", "batch_size": 2, "objectives": [{"name": "y"}],
+                        "space": {"a": {"low": 0}}}, "f.yaml")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=12))
+def test_pareto_and_hypervolume_properties(points):
+    mask = pareto_mask(points)
+    front = [p for p, m in zip(points, mask, strict=True) if m]
+    hv = hypervolume(points, (0, 0))
+    assert hv == pytest.approx(hypervolume(front, (0, 0)))       # dominated points add nothing
+    # brute force on the integer grid
+    cells = sum(1 for x in range(5) for y in range(5) if any(px > x and py > y for px, py in points))
+    assert hv == pytest.approx(cells)
+
+
+def test_hypervolume_three_objectives():
+    assert hypervolume([(1, 1, 1)], (0, 0, 0)) == pytest.approx(1.0)
+    assert hypervolume([(2, 1, 1), (1, 2, 1)], (0, 0, 0)) == pytest.approx(3.0)
+
+
+def _measure(config, points, rng):
+    her = HerEmulator.fitted()
+    return [Observation(p, {"hydrogen_evolution_rate": her.measure(p, rng)[0]}) for p in points]
+
+
+def test_planner_batches_are_feasible_distinct_and_avoid_pending():
+    rng = np.random.default_rng(0)
+    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1)
+    observed = _measure(PHOTO, PHOTO.space.sample(40, rng), rng)
+    first = planner.propose(observed, [], 14)
+    second = planner.propose(observed, first, 14)
+    keys = [PHOTO.space.key(p) for p in first + second]
+    assert len(set(keys)) == 28
+    assert not set(keys) & {PHOTO.space.key(o.point) for o in observed}
+    for p in first + second:
+        PHOTO.space.validate(p)
+
+
+def test_planner_beats_random_search_on_the_her_emulator():
+    """160 vials (10 batches), seeds 0-2: the model-guided campaign's best vial (emulator mean)
+    beats random sampling's on average. Single seeds vary a lot (measured 8.7 to 22.5 umol/h
+    guided, 10.0 to 15.7 random); `lab bench planner` measures this over more seeds."""
+    her = HerEmulator.fitted()
+    guided, random = [], []
+    for seed in (0, 1, 2):
+        rng = np.random.default_rng(seed)
+        planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=seed)
+        observed: list[Observation] = []
+        while len(observed) < 160:
+            observed += _measure(PHOTO, planner.propose(observed, [], 16), rng)
+        guided.append(max(float(v) for v in her.predict(np.array([her.vector(o.point) for o in observed]))[0]))
+        points = PHOTO.space.sample(160, np.random.default_rng(seed + 100))
+        random.append(max(float(v) for v in her.predict(np.array([her.vector(p) for p in points]))[0]))
+    assert np.mean(guided) > np.mean(random) + 1.5, (guided, random)
+
+
+def test_runner_budget_controls_record_and_resume(tmp_path):
+    db = tmp_path / "c.db"
+    with CampaignStore.open(db) as store:
+        runner = CampaignRunner.start(store, PHOTO, budget=40, batch_size=16, seed=3)
+        b1 = runner.next_batch()
+        b2 = runner.next_batch()
+        assert b1 is not None and b2 is not None
+        assert sum(e.is_control for e in b1.experiments) == 2 and len(b1.experiments) == 16
+        assert runner.progress().running == 32
+        rng = np.random.default_rng(0)
+        results = [MeasurementData(e.sample_id, True, {"hydrogen_evolution_rate": float(rng.uniform(0, 5))})
+                   for e in b1.experiments[:-1]]
+        assert runner.record(b1.batch_id, results) == 16      # the missing one is recorded as failed
+        assert runner.record(b1.batch_id, results) == 0       # idempotent
+        p = runner.progress()
+        assert (p.done, p.failed, p.running) == (15, 1, 16)
+        campaign_id = runner.campaign_id
+    # the planner dies with b2 running: a resume re-issues b2's experiments, then the rest
+    with CampaignStore.open(db) as store:
+        runner = CampaignRunner.resume(store, campaign_id)
+        again = runner.next_batch()
+        assert again is not None and [e.point for e in again.experiments] == [e.point for e in b2.experiments]
+        runner.record(again.batch_id, [MeasurementData(e.sample_id, True, {"hydrogen_evolution_rate": 1.0})
+                                       for e in again.experiments])
+        last = runner.next_batch()
+        assert last is not None and len(last.experiments) == 8   # budget 40 = 16 + 16 + 8
+        assert runner.next_batch() is None
+        runner.record(last.batch_id, [MeasurementData(e.sample_id, True, {"hydrogen_evolution_rate": 2.0})
+                                      for e in last.experiments])
+        assert runner.done and store.campaign_info(campaign_id).status == "done"
+    rows = sqlite3.connect(db).execute("SELECT COUNT(*), SUM(state = 'done') FROM experiments").fetchone()
+    assert rows == (40, 39)
+
+
+def test_runner_refuses_bad_goals(tmp_path):
+    with CampaignStore.open(tmp_path / "c.db") as store:
+        with pytest.raises(InvalidGoal, match="budget"):
+            CampaignRunner.start(store, PHOTO, budget=0)
+        with pytest.raises(InvalidGoal, match="no room beside the 2"):
+            CampaignRunner.start(store, PHOTO, budget=10, batch_size=2)
+        with pytest.raises(InvalidGoal, match="no campaign 'x'"):
+            CampaignRunner.resume(store, "x")
+        assert store.list_campaigns() == []
+
+
+def test_multi_objective_campaign_grows_its_hypervolume(tmp_path):
+    from lab.core.emulators import PhotopolymerEmulator
+
+    poly = PhotopolymerEmulator.fitted()
+    rng = np.random.default_rng(0)
+    with CampaignStore.open(tmp_path / "c.db") as store:
+        runner = CampaignRunner.start(store, POLY, budget=24, seed=0)
+        history = []
+        while (batch := runner.next_batch()) is not None:
+            runner.record(batch.batch_id, [
+                MeasurementData(e.sample_id, True, {k: v for k, (v, _) in poly.measure(e.point, rng).items()})
+                for e in batch.experiments])
+            history.append(runner.hypervolume())
+        assert runner.done and history[-1] > history[0] > 0
+        assert len(runner.best()) >= 2

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from lab.core.formulation import Formulation, MeasurementData
-from lab_interfaces.msg import Curve
+from lab_interfaces.msg import Curve, Measurement
 from lab_interfaces.msg import Formulation as FormulationMsg
-from lab_interfaces.msg import Measurement
 
 
 def msg_to_formulation(msg: FormulationMsg) -> Formulation:

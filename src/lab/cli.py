@@ -81,11 +81,12 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
               f"({result.experiments_failed} failed); record {result.database}"
               + (f"; recording {result.recording}" if result.recording else ""))
         for formulation, measurement in zip(result.best, result.best_measurements, strict=False):
-            amounts = ", ".join(f"{c} {a:g} {u}" for c, a, u in
-                                zip(formulation.components, formulation.amounts, formulation.units, strict=False)
-                                if a)
-            values = ", ".join(f"{o} {v:.4g} {u}" for o, v, u in
-                               zip(measurement.objectives, measurement.values, measurement.units, strict=False))
+            units = list(formulation.units) + [""] * len(formulation.components)
+            amounts = ", ".join(f"{c} {a:g} {u}".rstrip() for c, a, u in
+                                zip(formulation.components, formulation.amounts, units, strict=False) if a)
+            value_units = list(measurement.units) + [""] * len(measurement.objectives)
+            values = ", ".join(f"{o} {v:.4g} {u}".rstrip() for o, v, u in
+                               zip(measurement.objectives, measurement.values, value_units, strict=False))
             print(f"  best: {values} <- {amounts}")
         return 0, result
     message = getattr(result, "message", "") if result is not None else "goal rejected"

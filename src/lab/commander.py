@@ -20,11 +20,11 @@ from typing import Any
 
 import rclpy
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
+from lab.nodes.common import ActionClient
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunCampaign, RunStation
 from lab_interfaces.msg import Formulation
 

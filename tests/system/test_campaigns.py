@@ -42,13 +42,11 @@ def commander():
         context.try_shutdown()
 
 
-def measured(db: Path, campaign_id: str) -> list[tuple]:
+def measured(db: Path, campaign_id: str) -> list[dict]:
+    """The campaign's experiments as the store holds them (one dict per row)."""
     with sqlite3.connect(db) as conn:
-        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
-        table = "experiments" if "experiments" in tables else sorted(tables)[0]
-        cols = [r[1] for r in conn.execute(f"pragma table_info({table})")]
-        rows = conn.execute(f"select * from {table} where campaign_id = ?", (campaign_id,)).fetchall()
-    return [dict(zip(cols, r, strict=True)) for r in rows]
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("select * from experiments where campaign_id = ?", (campaign_id,))]
 
 
 def run(cmd, name: str, budget: int, batch: int, seed: int = 1, timeout: float = 300.0, **kw):
@@ -66,10 +64,11 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true"]) as out:
         outcome, result, _ = run(commander, "photocatalysis", budget=16, batch=8)
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
-        assert result.experiments_done == 16
+        assert (result.experiments_done, result.experiments_failed) == (16, 0), result.message
         db = tmp_path / result.database if not Path(result.database).is_absolute() else Path(result.database)
         rows = measured(db, result.campaign_id)
-        assert len(rows) == 16
+        assert len(rows) == 16 and all(r["state"] == "done" for r in rows)
+        assert sum(r["is_control"] for r in rows) == 4  # 2 controls per batch of 8
         assert result.best and result.best_measurements[0].values[0] > 0
         outcome, printed, _ = run(commander, "photopolymer", budget=8, batch=4)
         assert outcome is TaskResult.SUCCEEDED, (printed.message if printed else "", out.text())
@@ -127,11 +126,10 @@ def test_planner_killed_mid_campaign_resumes_without_loss_or_duplicate(tmp_path:
         assert outcome is TaskResult.SUCCEEDED, result.message if result else ""
     rows = measured(db, campaign_id)
     done = [r for r in rows if r.get("state") in ("done", "failed")]
-    assert len(done) == 24 == result.experiments_done
-    assert len({r["idx"] if "idx" in r else r["index"] for r in rows}) == len(rows), "an experiment counted twice"
-    kept = {(r.get("idx", r.get("index")), r.get("values_json", r.get("values"))) for r in before
-            if r.get("state") == "done"}
-    now = {(r.get("idx", r.get("index")), r.get("values_json", r.get("values"))) for r in rows}
+    assert len(done) == 24 == result.experiments_done + result.experiments_failed
+    assert len(rows) == 24, "an experiment counted twice"
+    kept = {(r["idx"], r["vals"]) for r in before if r["state"] == "done"}
+    now = {(r["idx"], r["vals"]) for r in rows}
     assert kept <= now, "a result measured before the kill was lost or changed"
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import rclpy
+from rclpy.action import ActionClient as _RclpyActionClient
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -97,6 +100,39 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
                 shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+class ActionClient(_RclpyActionClient):
+    """rclpy's ActionClient with a request/response race closed.
+
+    In rclpy 7.1 (Jazzy) `send_goal_async`, `_get_result_async` and `_cancel_goal_async`
+    send the request first and store its pending future after; when another thread sends
+    while the executor thread takes the response, the response can be looked up before it
+    is stored and is dropped ("Ignoring unexpected goal response ...") and the caller waits
+    forever. Seen here with two batches sending goals to one robot's arm at once. The lock
+    makes each send-and-store atomic with respect to handling a response.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._race_lock = threading.RLock()
+
+    def send_goal_async(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            return super().send_goal_async(*args, **kwargs)
+
+    def _get_result_async(self, goal_handle):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            return super()._get_result_async(goal_handle)
+
+    def _cancel_goal_async(self, goal_handle):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            return super()._cancel_goal_async(goal_handle)
+
+    async def execute(self, taken_data):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            pass  # a request being sent has stored its future once this lock is free
+        await super().execute(taken_data)
 
 
 class CallOutcome:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import yaml
 from nav_msgs.msg import Odometry
-from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.resources import ResourcePool, Unavailable
 from lab.core.workflow import Workflow, load_workflows, workflow
-from lab.nodes.common import LATCHED, call_action, default_file, quaternion_to_yaw, run, sim_now, wait_sim
+from lab.nodes.common import LATCHED, ActionClient, call_action, default_file, quaternion_to_yaw, run, sim_now, wait_sim
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunStation
 from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
 
@@ -102,7 +102,7 @@ class LabManager(Node):
         self.mode = LabStatus.RUNNING
         self.active_steps: dict[str, str] = {}
         self.active_batches: list[str] = []
-        self.handles: set = set()
+        self.handles: dict[int, object] = {}
         self.counts = {"done": 0, "failed": 0, "running": 0}
         self._store = None
         group = ReentrantCallbackGroup()
@@ -153,7 +153,7 @@ class LabManager(Node):
     def _srv_estop(self, _request, response):
         with self._lock:
             self.mode = LabStatus.ESTOPPED
-            handles = list(self.handles)
+            handles = list(self.handles.values())
         for handle in handles:
             handle.cancel_goal_async()
         self.get_logger().error(f"EMERGENCY STOP: {len(handles)} running goal(s) cancelled")
@@ -193,7 +193,7 @@ class LabManager(Node):
     def _call(self, client, goal, what: str, holder: str, cancel=lambda: False, feedback=None):
         def keep(handle) -> None:
             with self._lock:
-                self.handles.add(handle)
+                self.handles[id(handle)] = handle
                 self._last_handle[threading.get_ident()] = handle
 
         self._last_handle = getattr(self, "_last_handle", {})
@@ -205,7 +205,7 @@ class LabManager(Node):
         finally:
             with self._lock:
                 handle = self._last_handle.pop(threading.get_ident(), None)
-                self.handles.discard(handle)
+                self.handles.pop(id(handle), None)
                 self.active_steps.pop(holder, None)
         return outcome
 

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
-from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -25,7 +25,7 @@ from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, expand_xacro
 from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
 from lab.core.world import LabWorld, Pose2D, Station
-from lab.nodes.common import LATCHED, default_file, run, sim_now, wait_for, yaw_to_quaternion
+from lab.nodes.common import LATCHED, ActionClient, default_file, run, sim_now, wait_for, yaw_to_quaternion
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -24,7 +24,7 @@ from lab.core.campaign import CampaignRunner
 from lab.core.errors import ConfigError, InvalidGoal, LabError
 from lab.core.space import campaign_path, load_campaign
 from lab.core.store import CampaignStore
-from lab.nodes.common import LATCHED, call_action, run, sim_now
+from lab.nodes.common import LATCHED, ActionClient, call_action, run, sim_now
 from lab.nodes.station_msgs import msg_to_measurement
 from lab_interfaces.action import RunBatch, RunCampaign
 from lab_interfaces.msg import Formulation, Measurement
@@ -124,11 +124,15 @@ class PlannerNode(Node):
         result.experiments_done, result.experiments_failed = progress.done, progress.failed
         result.hypervolume = float(progress.hypervolume or 0.0)
         result.recording = self.recording
+        units = runner.config.space.units
+        objective_units = {o.name: o.unit for o in runner.config.objectives}
         for point, values in runner.best():
             result.best.append(Formulation(specimen_kind=specimen, components=list(point),
-                                           amounts=[float(v) for v in point.values()]))
+                                           amounts=[float(v) for v in point.values()],
+                                           units=[units.get(k, "") for k in point]))
             result.best_measurements.append(Measurement(valid=True, objectives=list(values),
-                                                        values=[float(v) for v in values.values()]))
+                                                        values=[float(v) for v in values.values()],
+                                                        units=[objective_units.get(k, "") for k in values]))
         if goal_handle.is_cancel_requested:
             result.success, result.message = False, f"cancelled; resume with campaign id {runner.campaign_id}"
             goal_handle.canceled()

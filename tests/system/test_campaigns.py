@@ -64,9 +64,11 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true"]) as out:
         outcome, result, _ = run(commander, "photocatalysis", budget=16, batch=8)
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
-        assert (result.experiments_done, result.experiments_failed) == (16, 0), result.message
         db = tmp_path / result.database if not Path(result.database).is_absolute() else Path(result.database)
         rows = measured(db, result.campaign_id)
+        reasons = sorted({r["failure_reason"] for r in rows if r["failure_reason"]})
+        assert (result.experiments_done, result.experiments_failed) == (16, 0), (result.message, reasons,
+                                                                                   out.text(80))
         assert len(rows) == 16 and all(r["state"] == "done" for r in rows)
         assert sum(r["is_control"] for r in rows) == 4  # 2 controls per batch of 8
         assert result.best and result.best_measurements[0].values[0] > 0

@@ -45,12 +45,13 @@ class Observation:
 class BatchPlanner:
     def __init__(self, space: Space, objectives: Sequence[Objective], log_objectives: Sequence[str] = (),
                  initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
-                 local: int = 3000, top: int = 10, restarts: int = 2) -> None:
+                 local: int = 3000, top: int = 10, restarts: int = 2,
+                 fit_subset: int = 250) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
         self.n_candidates, self.xi = candidates, xi
-        self.local, self.top, self.restarts = local, top, restarts
+        self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
 
@@ -101,22 +102,31 @@ class BatchPlanner:
 
     # ------------------------------------------------------------------ model
     def _model(self, x: np.ndarray, y: np.ndarray, kernel: object = None, slot: str = "") -> GaussianProcessRegressor:
-        """A GP on (x, y): hyperparameters fitted (starting from the last fit's, `slot` names
-        which) unless `kernel` is given, which is then used as is."""
-        if kernel is None:
-            start = self._last_kernel.get(slot) if x.shape[1] else None
-            if start is None:
-                start = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(x.shape[1], 0.3), (0.05, 20.0), nu=2.5)
-                         + WhiteKernel(0.05, (1e-4, 1.0)))
-            gp = GaussianProcessRegressor(kernel=start, normalize_y=True, n_restarts_optimizer=self.restarts,
-                                          random_state=0)
-        else:
+        """A GP on (x, y): hyperparameters fitted unless `kernel` is given (then used as is).
+
+        The fit starts from the last fit's hyperparameters (`slot` names which); above
+        `fit_subset` observations the hyperparameters are fitted on a random subset of that
+        size (the cubic cost is the fit's; the posterior then uses every observation)."""
+        if kernel is not None:
             gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return gp.fit(x, y)
+        start = self._last_kernel.get(slot)
+        if start is None:
+            start = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(x.shape[1], 0.3), (0.05, 20.0), nu=2.5)
+                     + WhiteKernel(0.05, (1e-4, 1.0)))
+        subset = np.arange(len(y))
+        if len(y) > self.fit_subset:
+            subset = np.random.default_rng(len(y)).choice(len(y), self.fit_subset, replace=False)
+        gp = GaussianProcessRegressor(kernel=start, normalize_y=True, random_state=0,
+                                      n_restarts_optimizer=self.restarts if len(y) <= 150 else 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(x, y)
-        if kernel is None:
-            self._last_kernel[slot] = gp.kernel_
+            gp.fit(x[subset], y[subset])
+        self._last_kernel[slot] = gp.kernel_
+        if len(subset) < len(y):
+            return self._model(x, y, gp.kernel_)
         return gp
 
     # ------------------------------------------------------------------ proposing

@@ -1,0 +1,198 @@
+"""`lab bench planner`: the campaign loop (CampaignRunner + BatchPlanner) against random
+search, on the emulators of the real data, without ROS (the loop the planner node runs).
+
+- photocatalysis (Burger et al. 2020): best formulation found (emulator mean, umol/h)
+  after N experiments, controls included, median and range over seeds; the real robot's
+  best-so-far (measured values) for orientation.
+- crossed barrel (BEAR data, pool of 600 measured designs): Liang et al. (npj Comput.
+  Mater. 2021)'s Top% (share of the top-5 % designs found) and enhancement factor against
+  random sampling of the pool.
+- photopolymer: hypervolume (Peak_Stress x Peak_Strain, emulator means) after N experiments.
+- proposal time: one batch of 16 at 100, 300 and 700 observations.
+
+    lab bench planner [--seeds 5] [--her-budget 160] [--json OUT] [--plot OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lab.core.campaign import CampaignRunner
+from lab.core.formulation import MeasurementData
+from lab.core.space import CampaignConfig, Point, campaign_path, load_campaign
+from lab.core.store import CampaignStore
+
+
+def run_loop(config: CampaignConfig, budget: int, seed: int,
+             measure: Callable[[Point, np.random.Generator], dict[str, float]]) -> list[Point]:
+    """Every point the campaign measured, in order."""
+    rng = np.random.default_rng(seed + 1000)
+    with tempfile.TemporaryDirectory() as tmp, CampaignStore.open(Path(tmp) / "bench.db") as store:
+        runner = CampaignRunner.start(store, config, budget=budget, seed=seed)
+        while (batch := runner.next_batch()) is not None:
+            runner.record(batch.batch_id, [MeasurementData(e.sample_id, True, measure(e.point, rng))
+                                           for e in batch.experiments])
+        return [r.point for r in runner.records()]
+
+
+def _running_max(values: list[float]) -> np.ndarray:
+    return np.maximum.accumulate(np.array(values))
+
+
+def bench_her(seeds: int, budget: int) -> dict:
+    from lab.core.emulators import HerEmulator
+    from lab.core.report import BURGER2020_BEST_SO_FAR
+
+    config = load_campaign(campaign_path("photocatalysis"))
+    her = HerEmulator.fitted()
+    truth = lambda points: [float(v) for v in her.predict(np.array([her.vector(p) for p in points]))[0]]  # noqa: E731
+    guided, random = [], []
+    started = time.monotonic()
+    for seed in range(seeds):
+        points = run_loop(config, budget, seed, lambda p, rng: {"hydrogen_evolution_rate": her.measure(p, rng)[0]})
+        guided.append(_running_max(truth(points)))
+        random.append(_running_max(truth(config.space.sample(budget, np.random.default_rng(seed + 500)))))
+        print(f"  photocatalysis seed {seed}: best {guided[-1][-1]:.2f} guided, {random[-1][-1]:.2f} random "
+              f"({time.monotonic() - started:.0f} s)", flush=True)
+    checkpoints = [n for n in (16, 48, 96, 160, 320, 688) if n <= budget]
+    out = {"budget": budget, "seeds": seeds, "checkpoints": {}, "curves": {
+        "guided": np.median(guided, axis=0).tolist(), "random": np.median(random, axis=0).tolist()},
+        "real_robot_measured": BURGER2020_BEST_SO_FAR, "emulator_max_over_data": float(her.predict(her.x_raw)[0].max())}
+    for n in checkpoints:
+        g = [float(c[n - 1]) for c in guided]
+        r = [float(c[n - 1]) for c in random]
+        out["checkpoints"][n] = {"guided_median": round(float(np.median(g)), 2), "guided_min": round(min(g), 2),
+                                 "guided_max": round(max(g), 2), "random_median": round(float(np.median(r)), 2),
+                                 "random_min": round(min(r), 2), "random_max": round(max(r), 2)}
+        print(f"photocatalysis after {n:4d}: guided median {np.median(g):5.2f} [{min(g):.2f}, {max(g):.2f}]  "
+              f"random median {np.median(r):5.2f} [{min(r):.2f}, {max(r):.2f}] umol/h")
+    return out
+
+
+def bench_barrel(seeds: int, budget: int = 120) -> dict:
+    from lab.core.emulators import CrossedBarrelEmulator
+
+    config = load_campaign(campaign_path("crossed_barrel"))
+    barrel = CrossedBarrelEmulator.fitted()
+    pool = config.space.pool or []
+    means = {config.space.key(p): barrel.mean(p) for p in pool}
+    top = set(sorted(means, key=means.__getitem__, reverse=True)[: max(1, round(0.05 * len(pool)))])
+
+    def top_share(points: list[Point]) -> np.ndarray:
+        found: set = set()
+        out = []
+        for p in points:
+            k = config.space.key(p)
+            if k in top:
+                found.add(k)
+            out.append(len(found) / len(top))
+        return np.array(out)
+
+    guided, random = [], []
+    for seed in range(seeds):
+        points = run_loop(config, budget, seed, lambda p, rng: {"toughness": barrel.measure(p, rng)[0]})
+        guided.append(top_share(points))
+        order = np.random.default_rng(seed + 500).permutation(len(pool))[:budget]
+        random.append(top_share([pool[i] for i in order]))
+    g, r = np.mean(guided, axis=0), np.mean(random, axis=0)
+    out = {"budget": budget, "seeds": seeds, "top_designs": len(top), "checkpoints": {}}
+    for n in (24, 48, 96, 120):
+        if n <= budget:
+            ef = float(g[n - 1] / r[n - 1]) if r[n - 1] > 0 else float("inf")
+            out["checkpoints"][n] = {"top_pct_guided": round(100 * float(g[n - 1]), 1),
+                                     "top_pct_random": round(100 * float(r[n - 1]), 1), "enhancement": round(ef, 2)}
+            print(f"crossed barrel after {n:3d}: Top% guided {100 * g[n - 1]:5.1f}, random {100 * r[n - 1]:5.1f}, "
+                  f"EF {ef:.2f}")
+    return out
+
+
+def bench_polymer(seeds: int, budget: int = 24) -> dict:
+    from lab.core.emulators import PhotopolymerEmulator
+    from lab.core.pareto import hypervolume
+
+    config = load_campaign(campaign_path("photopolymer"))
+    poly = PhotopolymerEmulator.fitted()
+    names = [o.name for o in config.objectives]
+
+    def hv(points: list[Point]) -> float:
+        values = [poly.mean(p) for p in points]
+        return hypervolume([tuple(v[n] for n in names) for v in values], config.reference)
+
+    g = [hv(run_loop(config, budget, seed, lambda p, rng: {k: v for k, (v, _) in poly.measure(p, rng).items()}))
+         for seed in range(seeds)]
+    r = [hv(config.space.sample(budget, np.random.default_rng(seed + 500))) for seed in range(seeds)]
+    print(f"photopolymer after {budget}: hypervolume guided median {np.median(g):.3g}, random {np.median(r):.3g} "
+          "(MPa x mm/mm, emulator means)")
+    return {"budget": budget, "seeds": seeds, "hv_guided_median": float(np.median(g)),
+            "hv_random_median": float(np.median(r)), "hv_guided": g, "hv_random": r}
+
+
+def bench_timing() -> dict:
+    from lab.core.emulators import HerEmulator
+    from lab.core.planner import BatchPlanner, Observation
+
+    config = load_campaign(campaign_path("photocatalysis"))
+    her = HerEmulator.fitted()
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in (100, 300, 700):
+        observed = [Observation(p, {"hydrogen_evolution_rate": her.measure(p, rng)[0]})
+                    for p in config.space.sample(n, rng)]
+        planner = BatchPlanner(config.space, config.objectives, initial_random=16, seed=0)
+        started = time.monotonic()
+        batch = planner.propose(observed, [], 16)
+        cold = time.monotonic() - started
+        started = time.monotonic()
+        planner.propose(observed, batch, 16)
+        warm = time.monotonic() - started
+        out[n] = {"cold_s": round(cold, 2), "warm_with_16_pending_s": round(warm, 2)}
+        print(f"proposal of 16 at {n} observations: {cold:.2f} s (first), {warm:.2f} s (next, 16 pending)")
+    return out
+
+
+def _plot(her: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    xs = np.arange(1, her["budget"] + 1)
+    ax.plot(xs, her["curves"]["guided"], label="this planner (median over seeds)", lw=2)
+    ax.plot(xs, her["curves"]["random"], label="random search (median)", lw=2)
+    rx, ry = zip(*her["real_robot_measured"], strict=True)
+    ax.step(rx, ry, where="post", ls="--", color="C3", label="real robot, Burger et al. 2020 (measured)")
+    ax.set_xlabel("experiments")
+    ax.set_ylabel("best hydrogen evolution rate (umol/h)")
+    ax.set_title("photocatalysis on the emulator of the real data")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab bench planner")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--her-budget", type=int, default=160)
+    parser.add_argument("--json", default="benchmarks/planner.json")
+    parser.add_argument("--plot", default="benchmarks/planner_photocatalysis.png")
+    ns = parser.parse_args(argv)
+    started = time.monotonic()
+    results = {"timing": bench_timing(), "photocatalysis": bench_her(ns.seeds, ns.her_budget),
+               "crossed_barrel": bench_barrel(ns.seeds), "photopolymer": bench_polymer(ns.seeds)}
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.json).write_text(json.dumps(results, indent=1) + "\n")
+    _plot(results["photocatalysis"], Path(ns.plot))
+    print(f"written {ns.json} and {ns.plot} ({results['wall_s']:.0f} s)")
+    return 0

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         key = "her_cv_refit" if refit else "her_cv_fixed_hyperparameters"
         out[key] = {"folds": cv.folds, "r2": round(cv.r2, 3), "rmse_umol_h": round(cv.rmse, 3), "n": cv.n,
                     "seconds": round(time.monotonic() - started, 1)}
-        print(f"HER emulator, {cv.folds}-fold CV ({'hyperparameters refitted per fold' if refit else 'full-fit hyperparameters'}): "
+        how = "hyperparameters refitted per fold" if refit else "full-fit hyperparameters"
+        print(f"HER emulator, {cv.folds}-fold CV ({how}): "
               f"R2 {cv.r2:.3f}, RMSE {cv.rmse:.2f} umol/h over {cv.n} vials (range 0-{her.y.max():.1f})")
     out["her_noise_sd_umol_h"] = round(her.noise_sd, 3)
     poly = PhotopolymerEmulator.fitted()

@@ -11,7 +11,7 @@ from typing import Any
 
 import rclpy
 from rclpy.action import ActionClient as _RclpyActionClient
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -88,7 +88,7 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
     node = None
     try:
         node = node_factory()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

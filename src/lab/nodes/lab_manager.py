@@ -231,8 +231,18 @@ class LabManager(Node):
              goal_handle) -> None:
         """Drive `robot` to `station` and transfer carrier source -> target; retried once."""
         reason = ""
-        for _attempt in range(2):
+        for attempt in range(2):
             self._gate(goal_handle)
+            if attempt:
+                # where the carrier really is after a failed transfer (a missed release leaves it
+                # in the gripper): /world_state is the truth the next attempt starts from
+                wait_sim(self, 1.0)
+                with self._lock:
+                    where = self.carriers.get(carrier, source)
+                if where == target:
+                    return
+                if where.partition("/")[0] == robot:
+                    source = where
             began = sim_now(self)
             self.robot_state[robot] = "navigating"
             if self.robot_at[robot] != station:
@@ -286,12 +296,17 @@ class LabManager(Node):
     def _transport(self, batch_id: str, carrier: str, source: str, target: str, goal_handle,
                    release_after_pick: str | None) -> None:
         src_station, dst_station = source.partition("/")[0], target.partition("/")[0]
-        robot = self.robot_pool.acquire(self.robots, batch_id, cancelled=lambda: goal_handle.is_cancel_requested,
+        on_robot = src_station in self.robots  # left on a robot by a failed transfer: that robot takes it
+        robot = self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
+                                        cancelled=lambda: goal_handle.is_cancel_requested,
                                         prefer=lambda r: 0.0 if self.robot_at[r] == src_station else 1.0)
         try:
             self._charge_if_needed(robot, batch_id, goal_handle)
             deck = f"{robot}/{DECK}"
-            self._leg(robot, batch_id, src_station, source, deck, carrier, goal_handle)
+            if on_robot:
+                deck = source
+            else:
+                self._leg(robot, batch_id, src_station, source, deck, carrier, goal_handle)
             if release_after_pick:
                 self.station_pool.release(release_after_pick, batch_id)
             self._leg(robot, batch_id, dst_station, deck, target, carrier, goal_handle)

@@ -10,6 +10,7 @@ calibration at every station gave (Burger et al. 2020).
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -18,7 +19,7 @@ from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from lab.backends.base import NavigationBackend, NavOutcome, backend_class
 from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
@@ -52,9 +53,15 @@ class NavigatorNode(Node):
         self.backend: NavigationBackend = backend_class("navigation", name)(self, self.robot, params)
         self._busy = threading.Lock()
         self._joints: dict[str, float] = {}
-        self._image: Image | None = None
         self._image_lock = threading.Lock()
+        self._image_after = math.inf  # wanted: the first image stamped at or after this (sim s)
+        self._camera_image: Image | None = None
+        self._camera_info: CameraInfo | None = None
         group = ReentrantCallbackGroup()
+        # subscribed for the node's life: destroying a subscription while another thread spins
+        # the executor races with its wait set (rclpy InvalidHandle)
+        self.create_subscription(Image, "wrist_camera/image", self._on_image, 2, callback_group=group)
+        self.create_subscription(CameraInfo, "wrist_camera/camera_info", self._on_info, 2, callback_group=group)
         self.create_subscription(JointState, "joint_states", self._joint_states, 10, callback_group=group)
         self.initial_pose_pub = self.create_publisher(PoseWithCovarianceStamped, "initialpose", 10)
         self.offset_pub = self.create_publisher(PoseStamped, "dock_offset", LATCHED)
@@ -156,6 +163,17 @@ class NavigatorNode(Node):
         (msg.pose.pose.orientation.x, msg.pose.pose.orientation.y, msg.pose.pose.orientation.z,
          msg.pose.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
         self.initial_pose_pub.publish(msg)
+
+        def applied() -> bool:
+            now = getattr(self.backend, "pose", None)
+            return now is not None and abs(now.x - pose.x) < 1e-3 and abs(now.y - pose.y) < 1e-3 and \
+                abs(math.remainder(now.yaw - pose.yaw, math.tau)) < 1e-3
+
+        # the correction must be in the odometry before the goal ends: the arm computes slots from it next
+        if getattr(self.backend, "pose", None) is not None and not wait_for(applied, 5.0):
+            self.initial_pose_pub.publish(msg)
+            if not wait_for(applied, 5.0):
+                raise TimeoutError("the localisation correction did not reach the odometry")
         return pose
 
     def _move_arm(self, configuration: str) -> None:
@@ -175,27 +193,25 @@ class NavigatorNode(Node):
         if not result.success:
             raise InvalidGoal(f"arm: {result.message}")
 
+    def _on_image(self, msg: Image) -> None:
+        with self._image_lock:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            if self._camera_image is None and stamp >= self._image_after:
+                self._camera_image = msg
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
     def _fresh_image(self, after: float) -> tuple[CameraModel, np.ndarray]:
-        from sensor_msgs.msg import CameraInfo
-
-        got: dict[str, object] = {}
-
-        def on_image(msg: Image) -> None:
-            if msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 >= after:
-                got.setdefault("image", msg)
-
-        def on_info(msg: CameraInfo) -> None:
-            got["info"] = msg
-
-        subs = [self.create_subscription(Image, "wrist_camera/image", on_image, 2),
-                self.create_subscription(CameraInfo, "wrist_camera/camera_info", on_info, 2)]
-        try:
-            if not wait_for(lambda: "image" in got and "info" in got,
-                            float(self.get_parameter("camera_timeout").value)):
-                raise TimeoutError("no image from the wrist camera")
-        finally:
-            for sub in subs:
-                self.destroy_subscription(sub)
+        """The first camera image stamped at or after `after` (simulated s)."""
+        with self._image_lock:
+            self._image_after, self._camera_image = after, None
+        if not wait_for(lambda: self._camera_image is not None and self._camera_info is not None,
+                        float(self.get_parameter("camera_timeout").value)):
+            raise TimeoutError("no image from the wrist camera")
+        with self._image_lock:
+            got = {"image": self._camera_image, "info": self._camera_info}
+            self._image_after = math.inf
         msg, info = got["image"], got["info"]
         assert isinstance(msg, Image) and isinstance(info, CameraInfo)
         k = info.k

@@ -65,6 +65,7 @@ class SimNode(Node):
         p("clock_rate", 100.0)            # wall Hz of /clock and physics
         p("publish_rate", 20.0)           # wall Hz of odometry, joint states, battery
         p("camera_rate", 4.0)             # wall Hz of rendered images while subscribed
+        p("camera_range", 1.0)            # m: rendered only while a marker panel is this close in front
         p("max_step", 20.0)               # simulated s per tick at most (a slow machine slows the clock)
         p("seed", 0)
         for key, value in vars(SimParams()).items():
@@ -257,12 +258,11 @@ class SimNode(Node):
             z, distance = t_cam_marker[2, 3], float(np.linalg.norm(t_cam_marker[:3, 3]))
             if 0.1 < z and distance < min(best_d, 3.0):
                 best, best_d = (station, t_cam_marker), distance
-        if best is None:
-            image = np.full((self.camera.height, self.camera.width), 90, dtype=np.uint8)
-        else:
-            station, t_cam_marker = best
-            image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker,
-                                       rng=self.lab.rng)
+        if best is None or best_d > float(self.get_parameter("camera_range").value):
+            return  # nothing to render: the embedded camera publishes only while a marker panel is in range
+        station, t_cam_marker = best
+        image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker,
+                                   rng=self.lab.rng)
         msg = Image()
         msg.header.stamp, msg.header.frame_id = now, f"{name}/wrist_camera_optical_frame"
         msg.height, msg.width = image.shape[:2]

@@ -41,6 +41,7 @@ setup(
         *tree("urdf"),
         *tree("worlds"),
         *tree("rviz"),
+        *tree("maps"),
         *tree("data"),
     ],
     install_requires=["setuptools"],

@@ -1,0 +1,92 @@
+"""Navigation through Nav2 (ROS 2 Jazzy), with nav2_simple_commander.BasicNavigator.
+
+Needs `ros-jazzy-nav2-simple-commander` (and a running Nav2 stack: `sim:=gazebo` or real
+hardware, started by launch/launch_full_stack.py with config/nav2_params.yaml). Not
+installable from PyPI: importing this module without it raises BackendUnavailable naming
+the package, so the embedded backends stay the default where ROS is not installed.
+
+BasicNavigator is itself an rclpy Node that spins itself inside isTaskComplete() and
+friends. It is therefore never added to the navigator node's executor, and it is only ever
+called from the one thread that runs the current goal (the navigator accepts one goal at a
+time), so its spinning and the node's executor never touch the same entities.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
+from lab.core.errors import BackendUnavailable
+from lab.core.world import Pose2D
+
+try:
+    from geometry_msgs.msg import PoseStamped
+    from nav2_simple_commander.robot_navigator import BasicNavigator, TaskResult
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise BackendUnavailable(
+        "navigation backend 'nav2' needs Nav2's Python commander: apt install ros-jazzy-nav2-simple-commander "
+        f"ros-jazzy-navigation2 (and source /opt/ros/jazzy/setup.bash) ({exc})") from exc
+
+
+def _yaw(q: Any) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+class Nav2Backend(NavigationBackend):
+    def __init__(self, node: Any, robot: str, params: dict[str, Any]) -> None:
+        super().__init__(node, robot, params)
+        namespace = f"/{robot}" if robot else ""
+        self.nav = BasicNavigator(node_name=f"{robot}_basic_navigator", namespace=namespace)
+        self.nav_lock = threading.Lock()  # BasicNavigator is not thread-safe
+        self.active_timeout = float(params.get("nav2_active_timeout", 60.0))
+        self._ready = False
+
+    def _ensure_active(self) -> None:
+        if self._ready:
+            return
+        # waitUntilNav2Active blocks until the lifecycle nodes (and AMCL, localizer='amcl') are active
+        self.nav.waitUntilNav2Active(localizer=str(self.params.get("localizer", "amcl")))
+        self._ready = True
+
+    def _pose_stamped(self, pose: Pose2D) -> PoseStamped:
+        msg = PoseStamped()
+        msg.header.frame_id = "map"
+        msg.header.stamp = self.nav.get_clock().now().to_msg()
+        msg.pose.position.x, msg.pose.position.y = pose.x, pose.y
+        msg.pose.orientation.z, msg.pose.orientation.w = math.sin(pose.yaw / 2.0), math.cos(pose.yaw / 2.0)
+        return msg
+
+    def navigate(self, goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> NavOutcome:
+        with self.nav_lock:
+            self._ensure_active()
+            started = time.monotonic()
+            if not self.nav.goToPose(self._pose_stamped(goal)):
+                return NavOutcome(False, "Nav2 rejected the goal (is the pose in free space of the map?)", goal, 0.0)
+            last = Pose2D(math.nan, math.nan, math.nan)
+            while not self.nav.isTaskComplete():
+                if cancelled():
+                    self.nav.cancelTask()
+                    while not self.nav.isTaskComplete():
+                        pass
+                    return NavOutcome(False, "cancelled: Nav2 goal cancelled", last, 0.0)
+                fb = self.nav.getFeedback()
+                if fb is not None:
+                    p = fb.current_pose.pose
+                    last = Pose2D(p.position.x, p.position.y, _yaw(p.orientation))
+                    eta = fb.estimated_time_remaining.sec + fb.estimated_time_remaining.nanosec * 1e-9
+                    feedback("driving", last, float(fb.distance_remaining), float(eta))
+            result = self.nav.getResult()
+            if result == TaskResult.SUCCEEDED:
+                return NavOutcome(True, f"arrived (Nav2, {time.monotonic() - started:.0f} s)", goal, 0.0)
+            detail = ""
+            if hasattr(self.nav, "getTaskError"):  # Jazzy: error code and message of the failed task
+                code, text = self.nav.getTaskError()
+                detail = f": error {code} {text}"
+            what = "cancelled" if result == TaskResult.CANCELED else "failed"
+            return NavOutcome(False, f"Nav2 {what}{detail}", last, 0.0)
+
+    def shutdown(self) -> None:
+        self.nav.destroy_node()

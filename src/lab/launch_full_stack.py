@@ -1,0 +1,149 @@
+"""The full-stack part of `ros2 launch lab bringup.launch.py sim:=gazebo|none`.
+
+Only meaningful on a ROS 2 Jazzy installation with Gazebo Harmonic (ros_gz), Nav2 and
+MoveIt 2: every launch import happens inside the functions, so importing this module (and
+the static tests of its inputs) works anywhere. Per robot: robot_state_publisher with the
+xacro-expanded description (prefix '<robot>/', ros2_control and Gazebo plugins), the
+spawner into Gazebo, the controller spawners, Nav2 (nav2_bringup's navigation with
+config/nav2_params.yaml, frames prefixed for that robot) and, for arm:=moveit, the
+move_group node with the SRDF and config/moveit/. Once: Gazebo with worlds/lab.sdf, the
+ros_gz bridge (config/gz_bridge.yaml, repeated per robot) and the map server with maps/lab.yaml.
+
+What is written here follows the packages' documented interfaces (ros_gz_sim's gz_sim.launch.py
+and `create`, ros_gz_bridge's parameter_bridge `config_file`, controller_manager's `spawner`,
+nav2_bringup's navigation_launch.py and localization_launch.py, moveit_ros_move_group); it
+has not been run on a full installation from this repository's CI (which has no ROS).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = {
+    "gazebo": ["ros-jazzy-ros-gz", "ros-jazzy-gz-ros2-control", "ros-jazzy-ros2-controllers"],
+    "nav2": ["ros-jazzy-navigation2", "ros-jazzy-nav2-bringup", "ros-jazzy-nav2-simple-commander"],
+    "moveit": ["ros-jazzy-moveit", "ros-jazzy-moveit-py"],
+    "common": ["ros-jazzy-robot-state-publisher", "ros-jazzy-xacro", "ros-jazzy-rviz2"],
+}
+
+
+def robot_names(given: dict[str, str]) -> list[str]:
+    return [f"robot{i}" for i in range(1, int(given.get("robots", "1")) + 1)]
+
+
+def prefixed_yaml(path: Path, robot: str) -> str:
+    """The file with 'robot1' replaced by `robot` (the templates are written for robot1)."""
+    return path.read_text(encoding="utf-8").replace("robot1", robot)
+
+
+def bridge_config(share: Path, robots: list[str]) -> list[dict[str, Any]]:
+    """config/gz_bridge.yaml expanded for every robot (/clock once)."""
+    template = yaml.safe_load((share / "config" / "gz_bridge.yaml").read_text(encoding="utf-8"))
+    entries = [e for e in template if e["ros_topic_name"] == "/clock"]
+    for robot in robots:
+        for e in template:
+            if e["ros_topic_name"] != "/clock":
+                entries.append({k: (v.replace("robot1", robot) if isinstance(v, str) else v) for k, v in e.items()})
+    return entries
+
+
+def robot_description(share: Path, robot: str) -> str:
+    import xacro
+
+    doc = xacro.process_file(str(share / "urdf" / "kmr_iiwa.urdf.xacro"), mappings={
+        "prefix": f"{robot}/", "ros2_control": "true", "gazebo": "true", "robot_name": robot,
+        "controllers_file": _write_temp(prefixed_yaml(share / "config" / "ros2_controllers.yaml", robot),
+                                        f"{robot}_controllers.yaml")})
+    return doc.toxml()
+
+
+_LINK_ATTRIBUTES = ("link1", "link2", "base_link", "tip_link", "parent_link", "child_link")
+
+
+def prefix_srdf(text: str, prefix: str) -> str:
+    """The SRDF (written without a prefix) for a robot whose URDF names carry `prefix`."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+    for element in root.iter():
+        if element.tag in ("joint", "link") and "name" in element.attrib:
+            element.set("name", prefix + element.attrib["name"])
+        for attribute in _LINK_ATTRIBUTES:
+            if attribute in element.attrib:
+                element.set(attribute, prefix + element.attrib[attribute])
+    return ET.tostring(root, encoding="unicode")
+
+
+def prefixed_controllers(path: Path, prefix: str) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for name in doc["moveit_simple_controller_manager"]["controller_names"]:
+        entry = doc["moveit_simple_controller_manager"][name]
+        entry["joints"] = [prefix + j for j in entry["joints"]]
+    return dict(doc)
+
+
+def _write_temp(text: str, name: str) -> str:
+    folder = Path(tempfile.gettempdir()) / "lab_full_stack"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
+    """Launch actions for sim:=gazebo (Gazebo + bridge + spawners) or sim:=none (real robots:
+    drivers are the user's; Nav2 and MoveIt still run)."""
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch_ros.actions import Node
+    from launch_ros.substitutions import FindPackageShare
+
+    robots = robot_names(given)
+    gazebo = given.get("sim") == "gazebo"
+    use_sim_time = "true" if gazebo else "false"
+    actions: list[Any] = []
+    if gazebo:
+        actions.append(IncludeLaunchDescription(
+            PythonLaunchDescriptionSource([FindPackageShare("ros_gz_sim"), "/launch/gz_sim.launch.py"]),
+            launch_arguments={"gz_args": f"-r {share / 'worlds' / 'lab.sdf'}"}.items()))
+        bridge = _write_temp(yaml.safe_dump(bridge_config(share, robots)), "gz_bridge.yaml")
+        actions.append(Node(package="ros_gz_bridge", executable="parameter_bridge", name="gz_bridge",
+                            parameters=[{"config_file": bridge, "use_sim_time": True}], output="screen"))
+    stations = yaml.safe_load((share / "config" / "stations.yaml").read_text(encoding="utf-8"))["stations"]
+    start = stations.get("rack_storage", next(iter(stations.values())))["dock"]
+    for i, robot in enumerate(robots):
+        description = robot_description(share, robot)
+        actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                            namespace=robot, parameters=[{"robot_description": description,
+                                                          "use_sim_time": gazebo}], output="screen"))
+        if gazebo:
+            actions.append(Node(package="ros_gz_sim", executable="create", output="screen", arguments=[
+                "-name", robot, "-topic", f"/{robot}/robot_description",
+                "-x", str(start[0]), "-y", str(start[1] + 1.2 * i), "-Y", str(start[2])]))
+        for controller in ("joint_state_broadcaster", "arm_controller", "gripper_controller"):
+            actions.append(Node(package="controller_manager", executable="spawner", namespace=robot,
+                                arguments=[controller, "--controller-manager", f"/{robot}/controller_manager"]))
+        if given.get("navigation") in ("nav2", "auto"):
+            params = _write_temp(prefixed_yaml(share / "config" / "nav2_params.yaml", robot), f"{robot}_nav2.yaml")
+            for launch_file in ("localization_launch.py", "navigation_launch.py"):
+                actions.append(IncludeLaunchDescription(
+                    PythonLaunchDescriptionSource([FindPackageShare("nav2_bringup"), f"/launch/{launch_file}"]),
+                    launch_arguments={"namespace": robot, "params_file": params, "use_sim_time": use_sim_time,
+                                      "map": str(share / "maps" / "lab.yaml"), "autostart": "true"}.items()))
+        if given.get("arm") in ("moveit", "auto"):
+            srdf = prefix_srdf((share / "urdf" / "kmr_iiwa.srdf").read_text(encoding="utf-8"), f"{robot}/")
+            moveit = share / "config" / "moveit"
+            actions.append(Node(package="moveit_ros_move_group", executable="move_group", namespace=robot,
+                                output="screen", parameters=[
+                                    {"robot_description": description, "robot_description_semantic": srdf,
+                                     "use_sim_time": gazebo},
+                                    {"robot_description_kinematics": yaml.safe_load(
+                                        (moveit / "kinematics.yaml").read_text(encoding="utf-8"))},
+                                    {"robot_description_planning": yaml.safe_load(
+                                        (moveit / "joint_limits.yaml").read_text(encoding="utf-8"))},
+                                    prefixed_controllers(moveit / "moveit_controllers.yaml", f"{robot}/")]))
+    return actions

@@ -118,6 +118,7 @@ class EmbeddedNavigation(NavigationBackend):
             if error <= self.tolerance and yaw_error <= 0.02 and not moving:
                 settled_since = settled_since or time.monotonic()
                 if time.monotonic() - settled_since > 0.05:
+                    self.stop()  # the follower must not keep correcting after the goal (as Nav2's controller stops)
                     return NavOutcome(True, "arrived", pose, travelled)
             else:
                 settled_since = None

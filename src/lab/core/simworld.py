@@ -185,8 +185,11 @@ class SimLab:
         robot.trajectory = Trajectory(list(joint_names), t, p, self.time)
 
     def reset_estimate(self, name: str, pose: Pose2D) -> None:
-        """Localisation correction (what Nav2's `initialpose` does to AMCL)."""
-        self.robot(name).estimate = pose
+        """Localisation correction (what Nav2's `initialpose` does to AMCL). A path being
+        followed is dropped: the follower would otherwise chase the corrected estimate."""
+        robot = self.robot(name)
+        robot.estimate = pose
+        robot.follower = None
 
     # ----------------------------------------------------------------- physics
     def step(self, dt: float) -> None:

@@ -187,7 +187,8 @@ class ArmNode(Node):
         elif op == "place":
             legs = [(gripper, request.target)]
         elif op == "transfer":
-            legs = [(request.source, gripper), (gripper, request.target)]
+            # from or to the gripper itself, a transfer is a place or a pick
+            legs = [(a, b) for a, b in ((request.source, gripper), (gripper, request.target)) if a != b]
         else:
             raise InvalidGoal(f"unknown operation '{op}' (pick, place, transfer, move)")
         # everything is checked before anything moves

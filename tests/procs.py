@@ -44,9 +44,21 @@ def alive(pids: Sequence[int]) -> list[int]:
 
 
 @contextmanager
+def _terminate_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, even by SIGKILL (`lab bringup` then
+    stops its nodes), so a killed test run leaves no process behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def process(cmd: Sequence[str], **kwargs) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen(list(cmd), start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_terminate_with_parent, **kwargs)
     try:
         yield proc
     finally:

@@ -55,6 +55,7 @@ class Task:
 class LabCommander(Node):
     def __init__(self, node_name: str = "lab_commander", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self.ack_timeout = 5.0  # wall s to wait for a goal to be accepted or rejected before sending it again
         self._action_clients: dict[tuple[type, str], ActionClient] = {}
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self)
@@ -83,9 +84,19 @@ class LabCommander(Node):
         def on_feedback(msg: Any) -> None:
             task.feedback = msg.feedback
 
-        future = client.send_goal_async(goal, feedback_callback=on_feedback)
-        while not future.done():
-            self.spin_for(0.1)
+        # A request sent just as a restarted server appears can be lost (the old server's DDS
+        # entities still look alive): no answer in `ack_timeout` -> send the goal again.
+        for attempt in range(max(1, int(server_timeout // self.ack_timeout))):
+            future = client.send_goal_async(goal, feedback_callback=on_feedback)
+            answer_by = time.monotonic() + self.ack_timeout
+            while not future.done() and time.monotonic() < answer_by:
+                self.spin_for(0.1)
+            if future.done():
+                break
+            self.get_logger().warning(f"{name}: no answer to the goal after {self.ack_timeout:.0f} s; sending again "
+                                      f"(attempt {attempt + 2})")
+        if not future.done():
+            raise TimeoutError(f"action server {name} does not answer goals")
         task.goal_handle = future.result()
         if task.goal_handle is None or not task.goal_handle.accepted:
             task.status = GoalStatus.STATUS_ABORTED

@@ -94,6 +94,7 @@ def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> N
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"},
              overrides={"planner": {"campaigns_dir": str(bad)}}):
         for name, budget, batch, words in (("no_such_campaign", 16, 8, "unknown campaign"),
+                                           ("photocatalysis", 4, 8, "below one batch"),
                                            ("broken", 16, 8, "broken.yaml")):
             outcome, result, _ = run(commander, name, budget=budget, batch=batch, timeout=60)
             assert outcome is TaskResult.FAILED and words in result.message, result.message

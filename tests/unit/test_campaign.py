@@ -143,6 +143,8 @@ def test_runner_refuses_bad_goals(tmp_path):
     with CampaignStore.open(tmp_path / "c.db") as store:
         with pytest.raises(InvalidGoal, match="budget"):
             CampaignRunner.start(store, PHOTO, budget=0)
+        with pytest.raises(InvalidGoal, match="below one batch"):
+            CampaignRunner.start(store, PHOTO, budget=8, batch_size=16)
         with pytest.raises(InvalidGoal, match="no room beside the 2"):
             CampaignRunner.start(store, PHOTO, budget=10, batch_size=2)
         with pytest.raises(InvalidGoal, match="no campaign 'x'"):

@@ -1,11 +1,13 @@
 """`lab bench NAME [options]`: the benchmarks (BENCHMARKS.md quotes their committed results).
 
-    planner     the planner against random search on the emulators of the real data
+    planner     pool-based sample efficiency on measured data (Liang et al. 2021): Top%, EF, AF
+    campaign    the campaign loop against random search on the emulators (photocatalysis vs the real robot)
+    cost        time and memory of proposing a batch of 16 as observations grow (and skopt's ask)
     emulators   cross-validated accuracy of the emulators fitted to the real data
     plumbing    action round trips over DDS
     transport   station-to-station transport cycles, whole node graph up
     lab         a photocatalysis campaign through every node over DDS
-    all         planner, emulators, plumbing (the quick ones)
+    all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("planner", "emulators", "plumbing", "transport", "lab")
+BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab")
+MODULES = {"planner": "pool"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name == "all":
-        return max(main([n, *rest]) for n in ("planner", "emulators", "plumbing"))
+        return max(main([n, *rest]) for n in ("emulators", "cost", "planner", "campaign", "plumbing"))
     if name not in BENCHES:
         print(f"lab bench: unknown benchmark '{name}' (choose from {', '.join(BENCHES)}, all)", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"lab.bench.{name}")
+    module = importlib.import_module(f"lab.bench.{MODULES.get(name, name)}")
     return int(module.main(rest) or 0)

@@ -67,6 +67,9 @@ class CampaignRunner:
         batch_size = batch_size or config.batch_size
         if batch_size < 1:
             raise InvalidGoal(f"batch_size must be at least 1, not {batch_size}")
+        if budget < batch_size:
+            raise InvalidGoal(f"budget {budget} is below one batch ({batch_size}); lower the batch size or raise "
+                              "the budget")
         if config.controls and batch_size <= config.controls.per_batch:
             raise InvalidGoal(f"batch_size {batch_size} leaves no room beside the {config.controls.per_batch} "
                               "controls of each batch")

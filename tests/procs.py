@@ -43,7 +43,6 @@ def alive(pids: Sequence[int]) -> list[int]:
     return out
 
 
-@contextmanager
 def _terminate_with_parent() -> None:
     """In the child: SIGTERM when the test process dies, even by SIGKILL (`lab bringup` then
     stops its nodes), so a killed test run leaves no process behind."""
@@ -56,6 +55,7 @@ def _terminate_with_parent() -> None:
         pass
 
 
+@contextmanager
 def process(cmd: Sequence[str], **kwargs) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen(list(cmd), start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=_terminate_with_parent, **kwargs)

@@ -91,6 +91,9 @@ def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> N
     bad = tmp_path / "campaigns"
     bad.mkdir()
     (bad / "broken.yaml").write_text("name: broken\nvariables: [{name: x, kind: stepped, low: 1}]\n")
+    from lab.paths import config_path
+
+    (bad / "photocatalysis.yaml").write_text(config_path("campaigns", "photocatalysis.yaml").read_text())
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"},
              overrides={"planner": {"campaigns_dir": str(bad)}}):
         for name, budget, batch, words in (("no_such_campaign", 16, 8, "unknown campaign"),

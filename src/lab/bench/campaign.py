@@ -173,12 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench campaign")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--her-budget", type=int, default=160)
+    parser.add_argument("--barrel-budget", type=int, default=120)
+    parser.add_argument("--polymer-budget", type=int, default=24)
     parser.add_argument("--json", default="benchmarks/campaign.json")
     parser.add_argument("--plot", default="benchmarks/campaign_photocatalysis.png")
     ns = parser.parse_args(argv)
     started = time.monotonic()
     results = {"photocatalysis": bench_her(ns.seeds, ns.her_budget),
-               "crossed_barrel": bench_barrel(ns.seeds), "photopolymer": bench_polymer(ns.seeds)}
+               "crossed_barrel": bench_barrel(ns.seeds, ns.barrel_budget),
+               "photopolymer": bench_polymer(ns.seeds, ns.polymer_budget)}
     results["wall_s"] = round(time.monotonic() - started, 1)
     Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -27,11 +27,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="lab bench emulators")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="skip the per-fold hyperparameter refit")
     parser.add_argument("--json", default="benchmarks/emulators.json")
     ns = parser.parse_args(argv)
     out: dict = {}
     her = HerEmulator.fitted()
-    for refit in (False, True):
+    for refit in (False,) if ns.quick else (False, True):
         started = time.monotonic()
         cv = her.cross_validate(folds=ns.folds, refit=refit)
         key = "her_cv_refit" if refit else "her_cv_fixed_hyperparameters"

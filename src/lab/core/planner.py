@@ -30,7 +30,7 @@ from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-from skopt.acquisition import gaussian_ei
+from skopt.acquisition import gaussian_ei, gaussian_lcb
 
 from lab.core.report import Objective
 from lab.core.space import Point, Space
@@ -46,14 +46,19 @@ class BatchPlanner:
     def __init__(self, space: Space, objectives: Sequence[Objective], log_objectives: Sequence[str] = (),
                  initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
-                 fit_subset: int = 250) -> None:
+                 fit_subset: int = 250, refit_growth: float = 1.1,
+                 noise_bounds: tuple[float, float] = (1e-4, 1.0), acquisition: str = "ei",
+                 kappa: float = 1.96) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
         self.n_candidates, self.xi = candidates, xi
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
+        self.refit_growth, self.noise_bounds = refit_growth, noise_bounds
+        self.acquisition, self.kappa = acquisition, kappa
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
+        self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
 
     # ------------------------------------------------------------------ data
     def _targets(self, observed: Sequence[Observation]) -> tuple[list[Point], np.ndarray]:
@@ -104,7 +109,9 @@ class BatchPlanner:
     def _model(self, x: np.ndarray, y: np.ndarray, kernel: object = None, slot: str = "") -> GaussianProcessRegressor:
         """A GP on (x, y): hyperparameters fitted unless `kernel` is given (then used as is).
 
-        The fit starts from the last fit's hyperparameters (`slot` names which); above
+        Hyperparameters are refitted once the observations have grown by `refit_growth` since
+        the last fit (each fit is the cubic cost); the fit starts from the last fit's (`slot`
+        names which); above
         `fit_subset` observations the hyperparameters are fitted on a random subset of that
         size (the cubic cost is the fit's; the posterior then uses every observation)."""
         if kernel is not None:
@@ -113,9 +120,12 @@ class BatchPlanner:
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return gp.fit(x, y)
         start = self._last_kernel.get(slot)
+        fitted_at = self._fitted_at.get(slot, 0)
+        if start is not None and fitted_at and len(y) < self.refit_growth * fitted_at:
+            return self._model(x, y, start)  # hyperparameters kept until the data grow by refit_growth
         if start is None:
             start = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(x.shape[1], 0.3), (0.05, 20.0), nu=2.5)
-                     + WhiteKernel(0.05, (1e-4, 1.0)))
+                     + WhiteKernel(0.05, self.noise_bounds))
         subset = np.arange(len(y))
         if len(y) > self.fit_subset:
             subset = np.random.default_rng(len(y)).choice(len(y), self.fit_subset, replace=False)
@@ -125,6 +135,7 @@ class BatchPlanner:
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(x[subset], y[subset])
         self._last_kernel[slot] = gp.kernel_
+        self._fitted_at[slot] = len(y)
         if len(subset) < len(y):
             return self._model(x, y, gp.kernel_)
         return gp
@@ -195,7 +206,10 @@ class BatchPlanner:
         model = _Posterior(mean, var)
         chosen: list[int] = []
         for _ in range(n):
-            ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)  # xi in units of the sd of y
+            if self.acquisition == "lcb":
+                ei = -gaussian_lcb(xc, model, kappa=self.kappa)
+            else:
+                ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)  # xi in units of the sd of y
             ei[chosen] = -np.inf
             i = int(np.argmax(ei))
             chosen.append(i)

@@ -1,0 +1,28 @@
+"""Each benchmark script runs on a tiny setting and writes its JSON (the figures themselves
+come from the full runs quoted in BENCHMARKS.md, never from tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.bench import main as bench
+
+
+@pytest.mark.parametrize("name,args", [
+    ("cost", ["--sizes", "30", "--skopt-sizes", "10"]),
+    ("planner", ["--trials", "1", "--budget", "12"]),
+    ("campaign", ["--seeds", "1", "--her-budget", "32", "--barrel-budget", "16", "--polymer-budget", "8"]),
+    ("emulators", ["--folds", "2", "--quick"]),
+])
+def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
+    out = tmp_path / "out.json"
+    extra = ["--plot", str(tmp_path / "out.png")] if name in ("planner", "campaign") else []
+    assert bench([name, *args, "--json", str(out), *extra]) == 0
+    assert json.loads(out.read_text())
+
+
+def test_unknown_bench_is_refused(capsys):
+    assert bench(["nonsense"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err

@@ -102,6 +102,16 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
         rclpy.try_shutdown()
 
 
+def node_main(node_factory: Callable[[], Node], name: str, threads: int = 4) -> None:
+    """A node executable's main: run it; a LabError (bad configuration) exits with the reason."""
+    from lab.core.errors import LabError
+
+    try:
+        run(node_factory, threads)
+    except LabError as exc:
+        raise SystemExit(f"{name}: {exc}") from None
+
+
 class ActionClient(_RclpyActionClient):
     """rclpy's ActionClient with a request/response race closed.
 

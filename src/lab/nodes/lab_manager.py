@@ -37,7 +37,16 @@ from std_srvs.srv import Trigger
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.resources import ResourcePool, Unavailable
 from lab.core.workflow import Workflow, load_workflows, workflow
-from lab.nodes.common import LATCHED, ActionClient, call_action, default_file, quaternion_to_yaw, run, sim_now, wait_sim
+from lab.nodes.common import (
+    LATCHED,
+    ActionClient,
+    call_action,
+    default_file,
+    node_main,
+    quaternion_to_yaw,
+    sim_now,
+    wait_sim,
+)
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunStation
 from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
 
@@ -537,10 +546,7 @@ class _NeverCancelled:
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        run(LabManager, threads=16)
-    except ConfigError as exc:
-        raise SystemExit(f"lab_manager: {exc}") from None
+    node_main(LabManager, "lab_manager", threads=16)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.station import StationCore, Step, load_kinds
 from lab.core.world import parse_stations
-from lab.nodes.common import LATCHED, default_file, run, sim_now, wait_sim
+from lab.nodes.common import LATCHED, default_file, node_main, sim_now, wait_sim
 from lab.nodes.station_msgs import measurement_to_msg, msg_to_formulation
 from lab_interfaces.action import RunStation
 from lab_interfaces.msg import StationStatus, WorldState
@@ -263,10 +263,7 @@ class StationNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        run(StationNode, threads=4)
-    except LabError as exc:
-        raise SystemExit(f"station: {exc}") from None
+    node_main(StationNode, "station", threads=4)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: P
             return expected <= graph_names(rclpy_context)
 
         try:
-            wait_for(all_up, timeout=90.0, period=0.5, what="every node on the graph")
+            wait_for(all_up, timeout=180.0, period=0.5, what="every node on the graph")
         except TimeoutError:
             missing = expected - graph_names(rclpy_context)
             proc.send_signal(signal.SIGINT)

@@ -30,14 +30,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.paths import data_path
+
+if TYPE_CHECKING:
+    from sklearn.gaussian_process import GaussianProcessRegressor
 
 HER_FILE = "burger2020_her_extended.csv"
 BARREL_FILE = "bear2020_crossed_barrel.csv"
@@ -69,6 +70,10 @@ def _cache_dir() -> Path:
 
 
 def _kernel(dims: int) -> Any:
+    # scikit-learn is imported only when a model is built: a station node that never measures
+    # (dispensers, storage) starts without it
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
     return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(length_scale=np.ones(dims), length_scale_bounds=(1e-2, 1e3),
                                                       nu=2.5)
             + WhiteKernel(0.1, (1e-6, 1e1)))
@@ -92,6 +97,8 @@ class HerEmulator:
         self.x_raw, self.y = x, y
         self.lows = np.array([HER_BOUNDS[c][0] for c in HER_COMPONENTS])
         self.spans = np.array([HER_BOUNDS[c][1] - HER_BOUNDS[c][0] for c in HER_COMPONENTS])
+        from sklearn.gaussian_process import GaussianProcessRegressor
+
         kernel = _kernel(len(HER_COMPONENTS))
         if theta is not None:
             kernel = kernel.clone_with_theta(theta)
@@ -234,6 +241,9 @@ class PhotopolymerEmulator:
     """Mechanical properties of a cured IDA/IBOA/PEGDA photopolymer."""
 
     def __init__(self, path: Path | None = None) -> None:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
         rows = _read_csv(path or data_path(POLYMER_FILE))
         self.models: dict[str, tuple[GaussianProcessRegressor, float]] = {}
         for prop, (_, log) in POLYMER_PROPERTIES.items():

@@ -24,6 +24,7 @@ from pathlib import Path
 def serve() -> None:
     import rclpy
     from rclpy.action import ActionServer
+    from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
 
     from lab_interfaces.action import RunStation
@@ -39,7 +40,7 @@ def serve() -> None:
     ActionServer(node, RunStation, "plumbing_echo", execute_callback=execute)
     try:
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()

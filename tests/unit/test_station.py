@@ -140,3 +140,12 @@ def test_photopolymer_emulator_reproduces_the_trade_off():
     soft = poly.mean({"IDA": 0.8, "IBOA": 0.2, "PEGDA": 0.0})
     stiff = poly.mean({"IDA": 0.0, "IBOA": 0.6, "PEGDA": 0.4})
     assert stiff["Young_Mod"] > 50 * soft["Young_Mod"] and soft["Peak_Strain"] > stiff["Peak_Strain"]
+
+
+def test_same_seed_same_measurements():
+    amounts = dict(zip(HER_COMPONENTS, HerEmulator.fitted().x_raw[3], strict=True))
+    runs = [StationCore("gc", KINDS["gas_chromatograph"], seed=7).results([Formulation("a", amounts)], {})
+            for _ in range(2)]
+    assert runs[0][0].values == runs[1][0].values
+    other = StationCore("gc", KINDS["gas_chromatograph"], seed=8).results([Formulation("a", amounts)], {})
+    assert other[0].values != runs[0][0].values

@@ -211,10 +211,11 @@ class StationCore:
                 want = float(f.amounts.get(comp, 0.0))
                 got = want if want <= 0 else max(0.0, want * (1 + self.rng.normal(0, rel))
                                                  + self.rng.normal(0, absolute))
+                got = round(got, 4)  # the balance's resolution; the stock loses exactly what is recorded
                 if comp in self.stocks:
                     got = min(got, self.stocks[comp].level)
                     self.stocks[comp].level -= got
-                done[comp] = round(got, 4)
+                done[comp] = got
             out[f.sample_id] = done
         return out
 

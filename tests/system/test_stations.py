@@ -1,0 +1,138 @@
+"""Station nodes over DDS, in the embedded simulation's clock: a process with its feedback and
+simulated duration, refusals that change nothing, cancel, injected faults and recovery."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ros_available
+from labproc import lab
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+SPEED = 1000.0
+
+
+def vial(i: int, **amounts: float):
+    from lab_interfaces.msg import Formulation
+
+    return Formulation(sample_id=f"s{i}", specimen_kind="vial", components=list(amounts),
+                       amounts=list(amounts.values()), units=["mL"] * len(amounts))
+
+
+@pytest.fixture(scope="module")
+def stations(tmp_path_factory):
+    import rclpy
+
+    from lab.commander import LabCommander
+
+    tmp = tmp_path_factory.mktemp("stations")
+    # racks are placed by hand here: the presence check is what the robot tests cover
+    with lab(tmp, ["robots:=1", f"speed:={SPEED:g}", "record:=false"], keep={"sim", "station"},
+             overrides={"station": {"check_presence": False, "fault_recovery": 300.0}}) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("station_test", context=context)
+        statuses: dict = {}
+        from lab.nodes.common import LATCHED
+        from lab_interfaces.msg import StationStatus
+
+        for name in ("liquid_dispenser", "photoreactor"):
+            cmd.create_subscription(StationStatus, f"/stations/{name}/status",
+                                    lambda m, n=name: statuses.__setitem__(n, m), LATCHED)
+        try:
+            yield cmd, statuses, out
+        finally:
+            cmd.destroy_node()
+            context.try_shutdown()
+
+
+def _levels(cmd, statuses, name: str) -> dict[str, float]:
+    from procs import wait_for
+
+    wait_for(lambda: cmd.spin_for(0.05) or name in statuses, 30, period=0.0, what=f"{name} status")
+    s = statuses[name]
+    return dict(zip(s.stock_names, s.stock_levels, strict=True))
+
+
+def _set_param(cmd, node: str, name: str, value: int) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = cmd.create_client(SetParameters, f"{node}/set_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(
+        name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))]))
+    while not future.done():
+        cmd.spin_for(0.05)
+    assert future.result().results[0].successful
+    cmd.destroy_client(client)
+
+
+def test_dispensing_runs_its_steps_in_simulated_time_and_draws_stocks(stations) -> None:
+    from lab.commander import TaskResult
+
+    cmd, statuses, out = stations
+    before = _levels(cmd, statuses, "liquid_dispenser")
+    task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 1.0, "NaCl-3M": 2.0}),
+                                                          vial(1, **{"L-Cysteine-100gL": 0.5})])
+    steps = set()
+    while not cmd.is_task_complete(task, wait=0.02):
+        if task.feedback is not None:
+            steps.add(task.feedback.step)
+    assert cmd.get_result(task) is TaskResult.SUCCEEDED, (task.result.message, out.text(30))
+    assert steps == {"dispense_liquids", "cap", "purge"}
+    # config: 45 + 10 + 60 s per vial. The simulation's clock runs on while a starved process catches
+    # up (speed x its wall delay), so the duration is at least the configured one, not exactly it
+    assert task.result.duration >= 2 * (45 + 10 + 60) - 1.0
+    dispensed = {m.sample_id: dict(zip(m.as_dispensed.components, m.as_dispensed.amounts, strict=True))
+                 for m in task.result.measurements}
+    assert dispensed["s0"]["NaCl-3M"] == pytest.approx(2.0, abs=0.05) and dispensed["s0"]["NaCl-3M"] != 2.0
+    cmd.spin_for(0.5)
+    after = _levels(cmd, statuses, "liquid_dispenser")
+    assert after["NaCl-3M"] == pytest.approx(before["NaCl-3M"] - dispensed["s0"]["NaCl-3M"], abs=1e-6)
+
+
+def test_out_of_bounds_goal_is_refused_and_changes_nothing(stations) -> None:
+    from lab.commander import TaskResult
+
+    cmd, statuses, _ = stations
+    before = _levels(cmd, statuses, "liquid_dispenser")
+    task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 3.0, "NaCl-3M": 3.0})])
+    assert cmd.wait(task, 30) is TaskResult.FAILED
+    assert "above the 5 the vial holds" in task.result.message
+    cmd.spin_for(0.3)
+    assert _levels(cmd, statuses, "liquid_dispenser") == before
+    task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 1.0})], process="bake")
+    assert cmd.wait(task, 30) is TaskResult.FAILED and "no process 'bake'" in task.result.message
+
+
+def test_cancel_stops_the_process(stations) -> None:
+    from lab.commander import TaskResult
+
+    cmd, _, _ = stations
+    task = cmd.run_station("photoreactor", "rack_2", [vial(0, **{"L-Cysteine-100gL": 1.0})])
+    while task.feedback is None:
+        cmd.spin_for(0.05)
+    assert cmd.cancel(task) is TaskResult.CANCELED
+    assert task.result.duration < 3600
+
+
+def test_injected_fault_fails_the_run_and_the_station_recovers(stations) -> None:
+    from procs import wait_for
+
+    from lab.commander import TaskResult
+    from lab_interfaces.msg import StationStatus
+
+    cmd, statuses, _ = stations
+    _set_param(cmd, "/stations/photoreactor", "fail_next", 1)
+    task = cmd.run_station("photoreactor", "rack_2", [vial(0, **{"L-Cysteine-100gL": 1.0})])
+    assert cmd.wait(task, 60) is TaskResult.FAILED and "simulated instrument fault" in task.result.message
+    wait_for(lambda: cmd.spin_for(0.05) or statuses["photoreactor"].state == StationStatus.FAULT, 10, period=0.0,
+             what="fault status")
+    # fault_recovery 300 simulated s: then idle again and runs succeed
+    wait_for(lambda: cmd.spin_for(0.05) or statuses["photoreactor"].state == StationStatus.IDLE, 30, period=0.0,
+             what="recovery")
+    task = cmd.run_station("photoreactor", "rack_2", [vial(0, **{"L-Cysteine-100gL": 1.0})])
+    assert cmd.wait(task, 60) is TaskResult.SUCCEEDED
+    assert task.result.duration >= 3600 - 1.0

@@ -46,7 +46,8 @@ class StationNode(Node):
         super().__init__("station")
         for name, default in (("station_name", ""), ("kind", ""), ("backend", "simulated"), ("stations_file", ""),
                               ("processes_file", ""), ("seed", 0), ("fault_probability", 0.0), ("fail_next", 0),
-                              ("fault_recovery", 600.0), ("status_period", 1.0), ("check_presence", True)):
+                              ("fault_recovery", 600.0), ("status_period", 1.0), ("check_presence", True),
+                              ("presence_wait", 3.0)):
             self.declare_parameter(name, default)
         self.station = str(self.get_parameter("station_name").value) or self.get_name()
         import yaml
@@ -175,7 +176,11 @@ class StationNode(Node):
             time.sleep(0.05)
         if self.world is None:
             raise InvalidGoal("no /world_state received: cannot tell what is in the station")
-        where = self.world.get(rack_id)
+        # the robot's last release may not be in the world state we hold yet: wait for it a little
+        deadline = time.monotonic() + float(self.get_parameter("presence_wait").value)
+        while (self.world or {}).get(rack_id) not in self.slots and time.monotonic() < deadline:
+            time.sleep(0.02)
+        where = (self.world or {}).get(rack_id)
         if where not in self.slots:
             raise InvalidGoal(f"{rack_id or 'the rack'} is not in {self.station} "
                               f"({'it is at ' + where if where else 'no such object'})")

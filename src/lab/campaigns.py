@@ -28,8 +28,7 @@ def list_campaigns(db: Path) -> int:
         if not campaigns:
             print(f"no campaigns in {db}")
         for info in campaigns:
-            records = store.experiments(info.id)
-            finished = sum(1 for r in records if r.state in ("done", "failed"))
+            finished = store.count_finished(info.id)
             print(f"{info.id}  {info.workflow:15s} {finished:4d}/{info.budget:<4d} {info.status}")
     return 0
 

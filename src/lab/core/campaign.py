@@ -94,7 +94,7 @@ class CampaignRunner:
 
     @property
     def done(self) -> bool:
-        return sum(1 for r in self.records() if r.state in ("done", "failed")) >= self.budget
+        return self.store.count_finished(self.campaign_id) >= self.budget
 
     def progress(self) -> Progress:
         records = self.records()

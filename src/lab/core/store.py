@@ -185,6 +185,13 @@ class CampaignStore:
                                  r[10] or "", json.loads(r[11] or "{}"), json.loads(r[12] or "[]"), r[13] or "",
                                  r[14], r[15]) for r in rows]
 
+    def count_finished(self, campaign_id: str) -> int:
+        """Experiments done or failed (without reading them: the planner asks this in its loop)."""
+        with self._lock:
+            row = self.db.execute("SELECT COUNT(*) FROM experiments WHERE campaign_id = ? "
+                                  "AND state IN ('done', 'failed')", (campaign_id,)).fetchone()
+        return int(row[0])
+
     # ------------------------------------------------------------------ time
     def add_interval(self, campaign_id: str, resource: str, start: float, end: float, what: str = "") -> None:
         with self.transaction() as db:

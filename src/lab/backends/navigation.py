@@ -22,7 +22,7 @@ from std_msgs.msg import String
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
 from lab.core.gridnav import NoPath, plan_path
 from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, POLL, quaternion_to_yaw, sim_now, wait_for, yaw_to_quaternion
+from lab.nodes.common import LATCHED, POLL, SimDeadline, quaternion_to_yaw, sim_now, wait_for, yaw_to_quaternion
 
 
 def path_length(path: list[Pose2D]) -> float:
@@ -94,8 +94,7 @@ class EmbeddedNavigation(NavigationBackend):
         with self._lock:
             bumps = self._bumper_count
         started = sim_now(self.node)
-        started_wall = time.monotonic()
-        limit = started + 3.0 * (total / self.max_speed) + 60.0
+        deadline = SimDeadline(self.node, 3.0 * (total / self.max_speed) + 60.0)
         self.path_pub.publish(self._path_msg(path))
         last_feedback = 0.0
         travelled_from = start
@@ -122,12 +121,10 @@ class EmbeddedNavigation(NavigationBackend):
                     return NavOutcome(True, "arrived", pose, travelled)
             else:
                 settled_since = None
-            now = sim_now(self.node)
-            # and a wall-time floor: at 1500x, odometry arrives only every few simulated tens of s
-            if now > limit and time.monotonic() - started_wall > 5.0:
+            if deadline.passed():
                 self.stop()
-                return NavOutcome(False, f"timed out after {now - started:.0f} s with {error:.2f} m to go",
-                                  pose, travelled)
+                elapsed = sim_now(self.node) - started
+                return NavOutcome(False, f"timed out after {elapsed:.0f} s with {error:.2f} m to go", pose, travelled)
             if time.monotonic() - last_feedback > 0.2:
                 last_feedback = time.monotonic()
                 remaining = max(error, total - travelled)

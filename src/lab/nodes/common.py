@@ -53,6 +53,23 @@ def wait_sim(node: Node, duration: float, cancelled: Callable[[], bool] = lambda
         time.sleep(POLL)
 
 
+class SimDeadline:
+    """A time limit on the node's clock that also needs `wall_floor` wall seconds to pass.
+
+    With a free-running simulation at high speed, a node that is late reading its messages
+    sees the simulated clock run far ahead (30 simulated s are 20 wall ms at 1500x): that
+    must not count as the thing it waits for having timed out.
+    """
+
+    def __init__(self, node: Node, seconds: float, wall_floor: float = 5.0) -> None:
+        self.node = node
+        self.end = sim_now(node) + seconds
+        self.wall_end = time.monotonic() + wall_floor
+
+    def passed(self) -> bool:
+        return sim_now(self.node) > self.end and time.monotonic() > self.wall_end
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = POLL) -> bool:
     """Wait (wall s) until predicate() holds; False on timeout."""
     end = time.monotonic() + timeout

@@ -9,10 +9,10 @@ over feasible candidates of the campaign's space.
 - The acquisition: skopt.acquisition.gaussian_ei, evaluated on candidates drawn from the
   space (its pool when it has one; otherwise `candidates` random feasible grid points plus
   neighbours of the best points so far), excluding points already measured or pending.
-- A batch: kriging believer. Each pick is added to the data at the model's mean and the
-  posterior is refitted with the same hyperparameters before the next pick; points still
-  running in the lab (`pending`) are added the same way first, so two batches in flight
-  do not propose the same region twice.
+- A batch: kriging believer. Each pick is added to the data at the model's mean, which
+  leaves the posterior mean unchanged and lowers its variance by an exact rank-one update
+  before the next pick; points still running in the lab (`pending`) are added the same way
+  first, so two batches in flight do not propose the same region twice.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Before `initial_random` valid observations the batch is random (space-filling start).
@@ -30,7 +30,7 @@ from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-from skopt.acquisition import gaussian_ei, gaussian_lcb
+from skopt.acquisition import gaussian_ei
 
 from lab.core.report import Objective
 from lab.core.space import Point, Space
@@ -46,16 +46,13 @@ class BatchPlanner:
     def __init__(self, space: Space, objectives: Sequence[Objective], log_objectives: Sequence[str] = (),
                  initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
-                 fit_subset: int = 250, refit_growth: float = 1.1,
-                 noise_bounds: tuple[float, float] = (1e-4, 1.0), acquisition: str = "ei",
-                 kappa: float = 1.96) -> None:
+                 fit_subset: int = 250, refit_growth: float = 1.1) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
         self.n_candidates, self.xi = candidates, xi
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
-        self.refit_growth, self.noise_bounds = refit_growth, noise_bounds
-        self.acquisition, self.kappa = acquisition, kappa
+        self.refit_growth = refit_growth
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
@@ -82,13 +79,18 @@ class BatchPlanner:
             pool = self.space.pool
         else:
             pool = self.space.sample(self.n_candidates, self.rng) + self._neighbours(best)
-        seen = set(exclude)
-        out = []
-        for p in pool:
+        return self._unseen(pool, set(exclude))
+
+    def _unseen(self, points: Sequence[Point], seen: set[tuple[float, ...]], limit: int | None = None) -> list[Point]:
+        """The points whose grid key is not in `seen` (which grows), in order, at most `limit`."""
+        out: list[Point] = []
+        for p in points:
             k = self.space.key(p)
             if k not in seen:
                 seen.add(k)
                 out.append(p)
+                if len(out) == limit:
+                    break
         return out
 
     def _neighbours(self, best: Sequence[Point]) -> list[Point]:
@@ -109,11 +111,10 @@ class BatchPlanner:
     def _model(self, x: np.ndarray, y: np.ndarray, kernel: object = None, slot: str = "") -> GaussianProcessRegressor:
         """A GP on (x, y): hyperparameters fitted unless `kernel` is given (then used as is).
 
-        Hyperparameters are refitted once the observations have grown by `refit_growth` since
-        the last fit (each fit is the cubic cost); the fit starts from the last fit's (`slot`
-        names which); above
-        `fit_subset` observations the hyperparameters are fitted on a random subset of that
-        size (the cubic cost is the fit's; the posterior then uses every observation)."""
+        The fit (the cubic cost) happens only once the observations have grown by
+        `refit_growth` since the last one, starts from the last fit's hyperparameters (`slot`
+        names which), and above `fit_subset` observations uses a random subset of that size;
+        the posterior then uses every observation."""
         if kernel is not None:
             gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
             with warnings.catch_warnings():
@@ -125,7 +126,7 @@ class BatchPlanner:
             return self._model(x, y, start)  # hyperparameters kept until the data grow by refit_growth
         if start is None:
             start = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(x.shape[1], 0.3), (0.05, 20.0), nu=2.5)
-                     + WhiteKernel(0.05, self.noise_bounds))
+                     + WhiteKernel(0.05, (1e-4, 1.0)))
         subset = np.arange(len(y))
         if len(y) > self.fit_subset:
             subset = np.random.default_rng(len(y)).choice(len(y), self.fit_subset, replace=False)
@@ -161,15 +162,7 @@ class BatchPlanner:
         return self._parego(x, targets, xp, xc, candidates, n)
 
     def _random(self, n: int, exclude: set[tuple[float, ...]]) -> list[Point]:
-        out: list[Point] = []
-        for p in self.space.sample(max(4 * n, 64), self.rng):
-            k = self.space.key(p)
-            if k not in exclude:
-                exclude.add(k)
-                out.append(p)
-            if len(out) == n:
-                break
-        return out
+        return self._unseen(self.space.sample(max(4 * n, 64), self.rng), exclude, limit=n)
 
     def _believer(self, x: np.ndarray, y: np.ndarray, xp: np.ndarray, xc: np.ndarray, n: int) -> list[int]:
         """Kriging believer by rank-one posterior updates.
@@ -206,10 +199,7 @@ class BatchPlanner:
         model = _Posterior(mean, var)
         chosen: list[int] = []
         for _ in range(n):
-            if self.acquisition == "lcb":
-                ei = -gaussian_lcb(xc, model, kappa=self.kappa)
-            else:
-                ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)  # xi in units of the sd of y
+            ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)  # xi in units of the sd of y
             ei[chosen] = -np.inf
             i = int(np.argmax(ei))
             chosen.append(i)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.bench.pool import top_share
 from lab.core.campaign import CampaignRunner
 from lab.core.formulation import MeasurementData
 from lab.core.space import CampaignConfig, Point, campaign_path, load_campaign
@@ -97,22 +98,12 @@ def bench_barrel(seeds: int, budget: int = 120) -> dict:
     means = {config.space.key(p): barrel.mean(p) for p in pool}
     top = set(sorted(means, key=means.__getitem__, reverse=True)[: max(1, round(0.05 * len(pool)))])
 
-    def top_share(points: list[Point]) -> np.ndarray:
-        found: set = set()
-        out = []
-        for p in points:
-            k = config.space.key(p)
-            if k in top:
-                found.add(k)
-            out.append(len(found) / len(top))
-        return np.array(out)
-
     guided, random = [], []
     for seed in range(seeds):
         points = run_loop(config, budget, seed, lambda p, rng: {"toughness": barrel.measure(p, rng)[0]})
-        guided.append(top_share(points))
+        guided.append(top_share((config.space.key(p) for p in points), top))
         order = np.random.default_rng(seed + 500).permutation(len(pool))[:budget]
-        random.append(top_share([pool[i] for i in order]))
+        random.append(top_share((config.space.key(pool[i]) for i in order), top))
     g, r = np.mean(guided, axis=0), np.mean(random, axis=0)
     out = {"budget": budget, "seeds": seeds, "top_designs": len(top), "checkpoints": {}}
     for n in (24, 48, 96, 120):

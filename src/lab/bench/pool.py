@@ -23,6 +23,7 @@ import json
 import math
 import resource
 import time
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,17 @@ def load_pool(path: Path, objective: str, inputs: list[str] | None) -> tuple[lis
     return names, x, y
 
 
+def top_share(keys: Iterable[Hashable], top: set) -> np.ndarray:
+    """Top%(i): the share of `top` found among the first i keys (each counted once)."""
+    found: set = set()
+    out = []
+    for k in keys:
+        if k in top:
+            found.add(k)
+        out.append(len(found) / len(top))
+    return np.array(out)
+
+
 def first_reach(curve: np.ndarray, level: float) -> int | None:
     hit = np.nonzero(curve >= level - 1e-12)[0]
     return int(hit[0]) + 1 if len(hit) else None
@@ -67,7 +79,7 @@ def run_trial(names: list[str], x: np.ndarray, y: np.ndarray, top: set[int], max
     n = len(y)
     if not guided:
         order = rng.permutation(n)[:budget]
-        found = np.cumsum([1 if int(i) in top else 0 for i in order]) / len(top)
+        found = top_share((int(i) for i in order), top)
         return np.pad(found, (0, budget - len(found)), mode="edge")
     dims = [Dimension(name, tuple(sorted(set(float(v) for v in x[:, k])))) for k, name in enumerate(names)]
     pool = [dict(zip(names, map(float, row), strict=True)) for row in x]
@@ -85,7 +97,7 @@ def run_trial(names: list[str], x: np.ndarray, y: np.ndarray, top: set[int], max
             observed.append(Observation(p, {"y": float(y[i])}))
             if i in top:
                 found.add(i)
-    curve = np.cumsum([1 if i in top else 0 for i in chosen]) / len(top)
+    curve = top_share(chosen, top)
     return np.pad(curve, (0, budget - len(curve)), mode="edge")
 
 

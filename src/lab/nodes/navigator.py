@@ -26,7 +26,7 @@ from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, expand_xacro
 from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
 from lab.core.world import LabWorld, Pose2D, Station
-from lab.nodes.common import LATCHED, ActionClient, default_file, run, sim_now, wait_for, yaw_to_quaternion
+from lab.nodes.common import LATCHED, ActionClient, call_action, default_file, run, sim_now, wait_for, yaw_to_quaternion
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
 
 
@@ -177,21 +177,12 @@ class NavigatorNode(Node):
         return pose
 
     def _move_arm(self, configuration: str) -> None:
-        if not self.arm_client.wait_for_server(timeout_sec=10.0):
-            raise TimeoutError(f"no {self.robot}/manipulate action server")
-        done = threading.Event()
-        future = self.arm_client.send_goal_async(Manipulate.Goal(operation="move", target=configuration))
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(10.0) or not future.result().accepted:
-            raise TimeoutError(f"the arm did not accept 'move {configuration}'")
-        result_future = future.result().get_result_async()
-        finished = threading.Event()
-        result_future.add_done_callback(lambda _: finished.set())
-        if not finished.wait(120.0):
-            raise TimeoutError(f"the arm did not reach '{configuration}'")
-        result = result_future.result().result
-        if not result.success:
-            raise InvalidGoal(f"arm: {result.message}")
+        outcome = call_action(self.arm_client, Manipulate.Goal(operation="move", target=configuration),
+                              timeout=120.0, server_timeout=10.0)
+        if outcome.result is None:
+            raise TimeoutError(f"the arm did not reach '{configuration}': {outcome.message}")
+        if not outcome.succeeded:
+            raise InvalidGoal(f"arm: {outcome.message}")
 
     def _on_image(self, msg: Image) -> None:
         with self._image_lock:

@@ -20,7 +20,18 @@ def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
     out = tmp_path / "out.json"
     extra = ["--plot", str(tmp_path / "out.png")] if name in ("planner", "campaign") else []
     assert bench([name, *args, "--json", str(out), *extra]) == 0
-    assert json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    if name == "cost":
+        assert result["ours"]["30"]["first_s"] > 0 and result["skopt_default_ask"]["10"]["s"] > 0
+    elif name == "planner":
+        for label in ("planner", "random"):
+            curve = result[label]["top_pct_mean"]
+            assert len(curve) == 12 and all(0 <= a <= b <= 1 for a, b in zip(curve, curve[1:], strict=False))
+    elif name == "campaign":
+        assert set(result["photocatalysis"]["checkpoints"]) == {"16"}
+        assert result["photopolymer"]["hv_guided_median"] > 0
+    else:
+        assert result["her_cv_fixed_hyperparameters"]["r2"] > 0.75
 
 
 def test_unknown_bench_is_refused(capsys):

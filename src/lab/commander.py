@@ -15,14 +15,17 @@ from __future__ import annotations
 import enum
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import rclpy
 from action_msgs.msg import GoalStatus
+from rclpy.action.client import ClientGoalHandle
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
+from unique_identifier_msgs.msg import UUID
 
 from lab.nodes.common import ActionClient
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunCampaign, RunStation
@@ -50,6 +53,7 @@ class Task:
     result: Any = None
     status: int = GoalStatus.STATUS_UNKNOWN
     done: threading.Event = field(default_factory=threading.Event)
+    adopted: bool = False   # a re-sent goal's first send was accepted; this follows that goal
 
 
 class LabCommander(Node):
@@ -84,10 +88,15 @@ class LabCommander(Node):
         def on_feedback(msg: Any) -> None:
             task.feedback = msg.feedback
 
-        # A request sent just as a restarted server appears can be lost (the old server's DDS
-        # entities still look alive): no answer in `ack_timeout` -> send the goal again.
+        # A request sent just as a server appears can go unanswered (a restarted server's old
+        # DDS entities still look alive; or the server has not yet matched our response reader,
+        # Fast DDS: "failed to send response (timeout)") -> send the goal again after
+        # `ack_timeout`, with the same goal id, so that a server which did accept it the first
+        # time refuses the copy instead of running the goal twice (see below).
+        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+        attempt = 0
         for attempt in range(max(1, int(server_timeout // self.ack_timeout))):
-            future = client.send_goal_async(goal, feedback_callback=on_feedback)
+            future = client.send_goal_async(goal, feedback_callback=on_feedback, goal_uuid=goal_id)
             answer_by = time.monotonic() + self.ack_timeout
             while not future.done() and time.monotonic() < answer_by:
                 self.spin_for(0.1)
@@ -98,6 +107,13 @@ class LabCommander(Node):
         if not future.done():
             raise TimeoutError(f"action server {name} does not answer goals")
         task.goal_handle = future.result()
+        if attempt and task.goal_handle is not None and not task.goal_handle.accepted:
+            # refused copy: either the server refuses the goal, or it accepted our first send
+            # and knows the id. Ask for that goal's result: an unknown goal answers at once with
+            # STATUS_UNKNOWN (then it was a refusal), a known one when it ends.
+            accepted = action_type.Impl.SendGoalService.Response(accepted=True)
+            task.goal_handle = ClientGoalHandle(client, goal_id, accepted)
+            task.adopted = True
         if task.goal_handle is None or not task.goal_handle.accepted:
             task.status = GoalStatus.STATUS_ABORTED
             task.done.set()
@@ -106,6 +122,8 @@ class LabCommander(Node):
 
         def on_result(fut: Any) -> None:
             response = fut.result()
+            if task.adopted and response.status == GoalStatus.STATUS_UNKNOWN:
+                task.goal_handle = None  # the server never had the goal: it refused it
             task.result, task.status = response.result, response.status
             task.done.set()
 

@@ -1,10 +1,16 @@
-"""A RunStation action server in its own process, for the interface round-trip test."""
+"""A RunStation action server in its own process, for the interface round-trip tests.
+
+    action_server_proc.py [--namespace NS] [--slow-first-answer S] [--refuse]
+
+With --slow-first-answer the first goal is answered S wall seconds late (what a lost or late
+goal response looks like to a client); every goal that runs prints `RAN <rack_id>`.
+"""
 
 import sys
 import time
 
 import rclpy
-from rclpy.action import ActionServer
+from rclpy.action import ActionServer, GoalResponse
 from rclpy.node import Node
 
 from lab_interfaces.action import RunStation
@@ -12,9 +18,18 @@ from lab_interfaces.msg import Measurement
 
 
 class EchoStation(Node):
-    def __init__(self) -> None:
-        super().__init__("echo_station")
-        self.server = ActionServer(self, RunStation, "run_station", execute_callback=self.execute)
+    def __init__(self, namespace: str = "", slow_first_answer: float = 0.0, refuse: bool = False) -> None:
+        super().__init__("echo_station", namespace=namespace)
+        self.slow_first_answer = slow_first_answer
+        self.refuse = refuse
+        self.server = ActionServer(self, RunStation, "run_station", execute_callback=self.execute,
+                                   goal_callback=self.on_goal)
+
+    def on_goal(self, goal) -> GoalResponse:
+        if self.slow_first_answer:
+            time.sleep(self.slow_first_answer)
+            self.slow_first_answer = 0.0
+        return GoalResponse.REJECT if self.refuse else GoalResponse.ACCEPT
 
     def execute(self, handle):
         goal = handle.request
@@ -24,6 +39,7 @@ class EchoStation(Node):
             handle.publish_feedback(fb)
             time.sleep(0.05)
         handle.succeed()
+        print(f"RAN {goal.rack_id}", flush=True)
         out = []
         for f in goal.formulations:
             m = Measurement(sample_id=f.sample_id, valid=True, objectives=["total"], values=[sum(f.amounts)],
@@ -34,8 +50,15 @@ class EchoStation(Node):
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--namespace", default="")
+    parser.add_argument("--slow-first-answer", type=float, default=0.0)
+    parser.add_argument("--refuse", action="store_true")
+    ns, _ = parser.parse_known_args()
     rclpy.init(args=sys.argv)
-    node = EchoStation()
+    node = EchoStation(ns.namespace, ns.slow_first_answer, ns.refuse)
     print("READY", flush=True)
     try:
         rclpy.spin(node)

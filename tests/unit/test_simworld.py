@@ -94,3 +94,32 @@ def test_battery_drains_while_driving_and_charges_at_the_charger(world: LabWorld
     level = robot.battery
     drive(sim, "r", other.dock)
     assert not robot.charging and robot.battery < level
+
+
+def test_every_slot_is_within_reach_however_far_off_the_dock_the_base_stops(world: LabWorld, repo_root: Path) -> None:
+    """Approach and grasp poses of every station slot have an IK solution with the base anywhere
+    the simulation's localisation drift can leave it (max_drift, max_yaw_drift) off the dock."""
+    from lab.core.kinematics import Chain, Unreachable, expand_xacro
+    from lab.nodes.arm import TOP_DOWN
+
+    chain = Chain.from_urdf(expand_xacro(repo_root / "urdf" / "kmr_iiwa.urdf.xacro"), "base_link", "tool0")
+    params = SimParams()
+    offsets = [(0.0, 0.0)] + [(params.max_drift * math.cos(a), params.max_drift * math.sin(a))
+                              for a in np.linspace(0.0, 2 * math.pi, 8, endpoint=False)]
+    unreachable = []
+    for station in world.stations.values():
+        for slot in station.slots:
+            x, y, z = station.slot_in_map(slot)
+            for dx, dy in offsets:
+                for dyaw in (-params.max_yaw_drift, 0.0, params.max_yaw_drift):
+                    bx, by, yaw = station.dock.x + dx, station.dock.y + dy, station.dock.yaw + dyaw
+                    c, s = math.cos(yaw), math.sin(yaw)
+                    for lift in (0.0, 0.12):  # grasp and approach heights of config/params/arm.yaml
+                        target = np.eye(4)
+                        target[:3, :3] = TOP_DOWN
+                        target[:3, 3] = [c * (x - bx) + s * (y - by), -s * (x - bx) + c * (y - by), z + 0.06 + lift]
+                        try:
+                            chain.ik(target, np.zeros(7))
+                        except Unreachable:
+                            unreachable.append((station.name, slot, round(dx, 3), round(dy, 3), dyaw, lift))
+    assert not unreachable, unreachable

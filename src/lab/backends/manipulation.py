@@ -9,6 +9,7 @@ states agree with the last point.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -20,7 +21,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
 from lab.core.kinematics import Chain, Unreachable, joint_trajectory
-from lab.nodes.common import POLL, SimDeadline, sim_now, wait_for
+from lab.nodes.common import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
 
 GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)
 
@@ -70,10 +71,13 @@ class EmbeddedManipulation(ManipulationBackend):
                 return MotionOutcome(False, "cancelled: the arm was stopped", sim_now(self.node) - began)
             q = self.current()
             elapsed = sim_now(self.node) - began
-            if q is not None and elapsed >= duration and np.max(np.abs(q - target)) < 1e-3:
+            if q is not None and elapsed >= duration - CLOCK_SLACK and np.max(np.abs(q - target)) < 1e-3:
                 return MotionOutcome(True, "done", elapsed)
             if deadline.passed():
-                return MotionOutcome(False, f"the arm did not reach its target within {duration + 30.0:.0f} s", elapsed)
+                error = float(np.max(np.abs(q - target))) if q is not None else math.nan
+                return MotionOutcome(False, f"the arm did not reach its target within {duration + 30.0:.0f} s "
+                                            f"(after {elapsed:.2f} s of a {duration:.2f} s move, "
+                                            f"{error:.4f} rad off)", elapsed)
             threading.Event().wait(POLL)
 
     def move_named(self, name: str, cancelled: Cancelled) -> MotionOutcome:
@@ -94,8 +98,6 @@ class EmbeddedManipulation(ManipulationBackend):
         return self._execute(q, cancelled)
 
     def set_gripper(self, closed: bool) -> MotionOutcome:
-        began = sim_now(self.node)
-        while sim_now(self.node) - began < GRIPPER_TIME:
-            threading.Event().wait(POLL)
+        wait_sim(self.node, GRIPPER_TIME)
         self.gripper_closed = closed
         return MotionOutcome(True, "closed" if closed else "open", GRIPPER_TIME)

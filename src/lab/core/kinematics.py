@@ -156,17 +156,25 @@ class Chain:
                     seeds.append(np.clip(np.array([heading, bend, 0.0, -1.5, 0.0, 1.6 - bend, 0.0]),
                                          self.lower, self.upper))
         seeds += [rng.uniform(self.lower, self.upper) * 0.8 for _ in range(restarts)]
-        best_error = math.inf
+        best_error, best_q = math.inf, seeds[0]
         for q0 in seeds:
             q, pos_err, rot_err = self._solve(target, q0)
+            if pos_err <= position_tolerance and rot_err <= orientation_tolerance:
+                return q
+            if pos_err < best_error:
+                best_error, best_q = pos_err, q
+        if best_error < 0.005:
+            # near the edge of the workspace (arm almost stretched) damped steps converge slowly:
+            # polish the closest solution with lighter damping and more iterations
+            q, pos_err, rot_err = self._solve(target, best_q, iterations=1000, damping=1e-3)
             if pos_err <= position_tolerance and rot_err <= orientation_tolerance:
                 return q
             best_error = min(best_error, pos_err)
         raise Unreachable(f"no solution within the joint limits for {np.round(target[:3, 3], 3).tolist()} "
                           f"(closest {best_error * 1000:.1f} mm)")
 
-    def _solve(self, target: np.ndarray, q: np.ndarray, iterations: int = 200) -> tuple[np.ndarray, float, float]:
-        damping = 1e-2
+    def _solve(self, target: np.ndarray, q: np.ndarray, iterations: int = 200,
+               damping: float = 1e-2) -> tuple[np.ndarray, float, float]:
         pos_err = rot_err = math.inf
         for _ in range(iterations):
             current = self.fk(q)

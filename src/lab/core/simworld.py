@@ -192,8 +192,20 @@ class SimLab:
         robot.follower = None
 
     # ----------------------------------------------------------------- physics
-    def step(self, dt: float) -> None:
-        """Advance the lab by dt simulated seconds."""
+    @property
+    def busy(self) -> bool:
+        """Whether anything moves or is commanded to: a base following a path or a velocity
+        command, an arm on a trajectory (what a lockstep clock must keep time for)."""
+        for robot in self.robots.values():
+            if robot.follower is not None or robot.trajectory is not None or robot.moving:
+                return True
+            if self.time < robot.cmd_vel_until and any(v != 0.0 for v in robot.cmd_vel):
+                return True
+        return False
+
+    def step(self, dt: float, until_idle: bool = False) -> float:
+        """Advance the lab by dt simulated seconds; with `until_idle`, stop at the first
+        integration step after which nothing is busy. Returns the time advanced."""
         remaining = dt
         while remaining > 1e-12:
             h = min(self.params.physics_step, remaining)
@@ -203,6 +215,9 @@ class SimLab:
                 self._step_battery(robot, h)
             self.time += h
             remaining -= h
+            if until_idle and not self.busy:
+                break
+        return dt - max(remaining, 0.0)
 
     def _step_base(self, robot: SimRobot, h: float) -> None:
         if robot.follower is not None:

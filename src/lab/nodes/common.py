@@ -31,26 +31,104 @@ def sim_now(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+class ClockWaits:
+    """Tell a lockstep simulation which simulated times this node waits for.
+
+    The embedded simulation advances /clock only while a robot moves or some node has said it
+    waits on the clock (lab_interfaces/ClockWait on /sim/clock_waits); otherwise the clock
+    holds, so the time nodes spend computing between motions costs no simulated time. A
+    simulation that ignores the topic (free-running, Gazebo) loses nothing by it. Without
+    use_sim_time nothing is published.
+    """
+
+    TOPIC = "/sim/clock_waits"
+    #: transient local: a wait announced before the simulation's reader has matched this new
+    #: publisher (the first wait of a node) reaches it when it does; lost, the clock would hold
+    QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                     reliability=ReliabilityPolicy.RELIABLE)
+
+    def __init__(self, node: Node) -> None:
+        from lab_interfaces.msg import ClockWait
+
+        self._msg = ClockWait
+        self._owner = node.get_fully_qualified_name()
+        self._pub = node.create_publisher(ClockWait, self.TOPIC, self.QOS)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def of(node: Node) -> ClockWaits | None:
+        """The node's ClockWaits (made on first use); None when the node runs on the wall clock."""
+        if not node.get_parameter("use_sim_time").value:
+            return None
+        with _CLOCK_WAITS_LOCK:
+            waits = getattr(node, "_lab_clock_waits", None)
+            if waits is None:
+                waits = ClockWaits(node)
+                node._lab_clock_waits = waits  # type: ignore[attr-defined]
+        return waits
+
+    def begin(self, until: float) -> int:
+        """Announce a wait until `until` (simulated s); returns its id for end()."""
+        with self._lock:
+            self._next += 1
+            ident = self._next
+        self._publish(ident, until, True)
+        return ident
+
+    def end(self, ident: int) -> None:
+        """The wait ended early: the clock need not run on for it."""
+        self._publish(ident, 0.0, False)
+
+    def _publish(self, ident: int, until: float, active: bool) -> None:
+        from builtin_interfaces.msg import Time
+
+        sec = int(until)
+        self._pub.publish(self._msg(owner=self._owner, id=ident, active=active,
+                                    until=Time(sec=sec, nanosec=min(int((until - sec) * 1e9), 999_999_999))))
+
+
+_CLOCK_WAITS_LOCK = threading.Lock()
+#: simulated s: a time counts as reached this close to it. A lockstep clock stops exactly on
+#: the time waited for, and the ns of the clock messages need not round back to the same float
+CLOCK_SLACK = 1e-6
+
+
+def sim_reached(node: Node, when: float) -> bool:
+    """Whether the node's clock has reached `when` (simulated s), within CLOCK_SLACK."""
+    return sim_now(node) >= when - CLOCK_SLACK
+
+
 def wait_sim(node: Node, duration: float, cancelled: Callable[[], bool] = lambda: False,
              on_tick: Callable[[float], None] | None = None, tick: float = 0.25) -> bool:
     """Wait `duration` s of the node's clock; False if cancelled first.
 
     `on_tick(elapsed)` is called about every `tick` wall seconds (for feedback). Works with the
-    simulated clock and with the wall clock alike (use_sim_time false).
+    simulated clock and with the wall clock alike (use_sim_time false). A lockstep simulation
+    is told (ClockWaits), so that it runs its clock on for this wait.
     """
     start = sim_now(node)
     end = start + max(0.0, duration)
+    waits = ClockWaits.of(node) if duration > 0 else None
+    ident = waits.begin(end) if waits is not None else 0
     last = time.monotonic()
-    while True:
-        if cancelled():
-            return False
-        now = sim_now(node)
-        if now >= end:
-            return True
-        if on_tick is not None and time.monotonic() - last >= tick:
-            last = time.monotonic()
-            on_tick(now - start)
-        time.sleep(POLL)
+    try:
+        while True:
+            if cancelled():
+                if waits is not None:
+                    waits.end(ident)
+                return False
+            now = sim_now(node)
+            if now >= end - CLOCK_SLACK:
+                return True
+            if on_tick is not None and time.monotonic() - last >= tick:
+                last = time.monotonic()
+                on_tick(now - start)
+            time.sleep(POLL)
+    except BaseException:
+        if waits is not None:
+            waits.end(ident)
+        raise
 
 
 class SimDeadline:
@@ -58,16 +136,26 @@ class SimDeadline:
 
     With a free-running simulation at high speed, a node that is late reading its messages
     sees the simulated clock run far ahead (30 simulated s are 20 wall ms at 1500x): that
-    must not count as the thing it waits for having timed out.
+    must not count as the thing it waits for having timed out. With a lockstep simulation
+    the clock holds when nothing moves (a motion that never started, a lost command): the
+    limit also passes once the clock has stood still for `stalled` wall seconds.
     """
 
-    def __init__(self, node: Node, seconds: float, wall_floor: float = 5.0) -> None:
+    def __init__(self, node: Node, seconds: float, wall_floor: float = 5.0, stalled: float = 10.0) -> None:
         self.node = node
         self.end = sim_now(node) + seconds
         self.wall_end = time.monotonic() + wall_floor
+        self.stalled = stalled
+        self._seen = sim_now(node)
+        self._seen_at = time.monotonic()
 
     def passed(self) -> bool:
-        return sim_now(self.node) > self.end and time.monotonic() > self.wall_end
+        now, wall = sim_now(self.node), time.monotonic()
+        if now != self._seen:
+            self._seen, self._seen_at = now, wall
+        if wall <= self.wall_end:
+            return False
+        return now > self.end or wall - self._seen_at > self.stalled
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = POLL) -> bool:

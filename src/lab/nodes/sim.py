@@ -35,8 +35,8 @@ from lab.core.kinematics import Chain, expand_xacro, named_poses
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab, SimParams
 from lab.core.vision import CameraModel, render_marker_view
 from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, default_file, quaternion_to_yaw, run, yaw_to_quaternion
-from lab_interfaces.msg import WorldState
+from lab.nodes.common import LATCHED, ClockWaits, default_file, quaternion_to_yaw, run, yaw_to_quaternion
+from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
 
@@ -67,6 +67,7 @@ class SimNode(Node):
         p("camera_rate", 4.0)             # wall Hz of rendered images while subscribed
         p("camera_range", 1.0)            # m: rendered only while a marker panel is this close in front
         p("max_step", 20.0)               # simulated s per tick at most (a slow machine slows the clock)
+        p("lockstep", True)               # the clock runs only while something moves or a node waits on it
         p("seed", 0)
         for key, value in vars(SimParams()).items():
             p(key, float(value))
@@ -110,6 +111,9 @@ class SimNode(Node):
         self.world_pub = self.create_publisher(WorldState, "/world_state", LATCHED)
         self.marker_pub = self.create_publisher(MarkerArray, "/lab_markers", LATCHED)
         self.create_service(MoveObject, "~/move_object", self._move_object)
+        self._lockstep = bool(self.get_parameter("lockstep").value)
+        self._waits: dict[tuple[str, int], float] = {}   # (owner, id) -> simulated s it waits for
+        self.create_subscription(ClockWait, ClockWaits.TOPIC, self._clock_wait, ClockWaits.QOS)
         self.pubs: dict[str, dict] = {}
         for name in self.robot_names:
             ns = f"/{name}"
@@ -134,6 +138,7 @@ class SimNode(Node):
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
         self._last_camera = 0.0
+        self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
         self.create_timer(1.0 / float(self.get_parameter("clock_rate").value), self._tick)
         self._publish_world(force=True)
@@ -197,15 +202,46 @@ class SimNode(Node):
         self._publish_world()
         return response
 
+    def _clock_wait(self, msg: ClockWait) -> None:
+        key = (msg.owner, int(msg.id))
+        if msg.active:
+            self._waits[key] = msg.until.sec + msg.until.nanosec * 1e-9
+        else:
+            self._waits.pop(key, None)
+
     # ------------------------------------------------------------ the loop
+    def _advance(self, dt: float) -> None:
+        """Run the lab on by up to dt simulated s.
+
+        Free-running: always dt. Lockstep: only while something moves (stopping when it comes
+        to rest) or some node waits on the clock (landing exactly on the earliest time waited
+        for); otherwise the clock holds while the nodes compute what comes next.
+        """
+        if not self._lockstep:
+            self.lab.step(dt)
+            return
+        now = self.lab.time
+        for key in [k for k, until in self._waits.items() if until <= now + 1e-7]:
+            del self._waits[key]
+        if self._waits:
+            # a hair past the time waited for: floats and the ns of /clock must not leave it a
+            # rounding error short (then it would never be reached: nothing else runs the clock)
+            self.lab.step(min(dt, min(self._waits.values()) - now + 2e-7))
+        elif self.lab.busy:
+            self.lab.step(dt, until_idle=True)
+
     def _tick(self) -> None:
         wall = time.monotonic()
         dt = min((wall - self._last_wall) * self._speed, float(self.get_parameter("max_step").value))
         self._last_wall = wall
         if dt > 0:
-            self.lab.step(dt)
+            self._advance(dt)
         now = _stamp(self.lab.time)
-        self.clock_pub.publish(Clock(clock=now))
+        # a held clock is published once a wall second, not every tick: every node with
+        # use_sim_time wakes for each /clock message (10 idle stations were most of a core)
+        if self.lab.time != self._clock_sent or wall - self._clock_sent_at >= 1.0:
+            self.clock_pub.publish(Clock(clock=now))
+            self._clock_sent, self._clock_sent_at = self.lab.time, wall
         for robot in self.lab.robots.values():
             while robot.events:
                 event = robot.events.pop(0)

@@ -31,7 +31,7 @@ from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.station import StationCore, Step, load_kinds
 from lab.core.world import parse_stations
-from lab.nodes.common import LATCHED, default_file, node_main, sim_now, wait_sim
+from lab.nodes.common import LATCHED, ClockWaits, default_file, node_main, sim_now, sim_reached, wait_sim
 from lab.nodes.station_msgs import measurement_to_msg, msg_to_formulation
 from lab_interfaces.action import RunStation
 from lab_interfaces.msg import StationStatus, WorldState
@@ -135,7 +135,7 @@ class StationNode(Node):
 
     def _publish_status(self) -> None:
         with self._state_lock:
-            if self.state == StationStatus.FAULT and sim_now(self) >= self.fault_until and not self._lock.locked():
+            if self.state == StationStatus.FAULT and sim_reached(self, self.fault_until) and not self._lock.locked():
                 self.state, self.message = StationStatus.IDLE, "recovered from fault"
             msg = StationStatus(name=self.station, kind=self.kind, state=self.state,
                                 state_text=STATE_TEXT[self.state], message=self.message, queue=list(self.queue),
@@ -212,7 +212,7 @@ class StationNode(Node):
 
     def _run(self, goal_handle, request, samples, steps: list[Step]):
         try:
-            if self.state == StationStatus.FAULT and sim_now(self) < self.fault_until:
+            if self.state == StationStatus.FAULT and not sim_reached(self, self.fault_until):
                 raise InvalidGoal(f"{self.station} is in fault ({self.message}) for another "
                                   f"{self.fault_until - sim_now(self):.0f} s")
             self._check_presence(request.rack_id)
@@ -253,6 +253,9 @@ class StationNode(Node):
             return RunStation.Result(success=False, message="cancelled", duration=float(sim_now(self) - began))
         except (StationFault, LabError) as exc:
             self.fault_until = sim_now(self) + float(self.get_parameter("fault_recovery").value)
+            waits = ClockWaits.of(self)  # a lockstep clock must run on until the fault clears
+            if waits is not None:
+                waits.begin(self.fault_until)
             self._set(StationStatus.FAULT, str(exc), "", 0.0)
             self.get_logger().error(f"{self.station}: {exc}")
             goal_handle.abort()

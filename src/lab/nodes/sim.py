@@ -1,7 +1,8 @@
 """`sim`: the embedded simulation, standing in for Gazebo where Gazebo is not installed.
 
 Reads worlds/lab.sdf, config/stations.yaml and the robot's xacro; owns /clock (simulated
-time at `speed` x real time); per robot (namespace = robot name) it takes what Gazebo's
+time at up to `speed` x real time; in lockstep, the default, only while a robot moves or a node
+waits on the clock: see lab.nodes.common.ClockWaits); per robot (namespace = robot name) it takes what Gazebo's
 plugins and a base controller would take: `cmd_vel` (geometry_msgs/Twist), `follow_path`
 (nav_msgs/Path, map frame: the base controller follows it), `arm_controller/joint_trajectory`
 (trajectory_msgs/JointTrajectory) and `initialpose` (localisation correction), and publishes

@@ -1,0 +1,59 @@
+"""The embedded simulation's lockstep clock, over DDS: it holds while nothing moves and nobody
+waits, runs for a node's wait to exactly the time waited for, and stops when a wait is cancelled."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import ros_available
+from labproc import lab
+from procs import wait_for
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+
+    from lab.nodes.common import sim_now, wait_sim
+
+    with lab(tmp_path, ["robots:=1", "speed:=1000", "record:=false"], keep={"sim"}):
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = Node("clock_test", context=context, parameter_overrides=[Parameter("use_sim_time", value=True)])
+        seen: list[float] = []
+        node.create_subscription(Clock, "/clock", lambda m: seen.append(m.clock.sec + m.clock.nanosec * 1e-9), 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            wait_for(lambda: bool(seen), 60, what="/clock from the simulation")
+            held = sim_now(node)
+            time.sleep(2.5)  # 2500 simulated s at 1000x if it ran free
+            assert sim_now(node) == held and seen[-1] == held, "the clock ran with nothing moving or waiting"
+
+            assert wait_sim(node, 600.0)
+            time.sleep(1.5)  # the clock stops on the time waited for and stays there
+            assert sim_now(node) == pytest.approx(held + 600.0, abs=1e-3)
+
+            stop = threading.Event()
+            threading.Timer(0.3, stop.set).start()
+            assert not wait_sim(node, 1e6, cancelled=stop.is_set)
+            time.sleep(0.5)
+            cancelled_at = sim_now(node)
+            time.sleep(1.5)
+            assert sim_now(node) == cancelled_at, "the clock ran on for a cancelled wait"
+            assert cancelled_at < held + 600.0 + 1e5
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            context.try_shutdown()
+            spinner.join(timeout=5)

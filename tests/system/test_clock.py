@@ -1,5 +1,6 @@
 """The embedded simulation's lockstep clock, over DDS: it holds while nothing moves and nobody
-waits, runs for a node's wait to exactly the time waited for, and stops when a wait is cancelled."""
+waits, runs for a node's wait to exactly the time waited for, stops when a wait is cancelled,
+and while a node holds it (a robot's nodes between motions) runs only for the holder's waits."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
 
-    from lab.nodes.common import sim_now, wait_sim
+    from lab.nodes.common import clock_hold, sim_now, wait_sim
 
     with lab(tmp_path, ["robots:=1", "speed:=1000", "record:=false"], keep={"sim"}):
         context = rclpy.Context()
@@ -52,6 +53,26 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
             time.sleep(1.5)
             assert sim_now(node) == cancelled_at, "the clock ran on for a cancelled wait"
             assert cancelled_at < held + 600.0 + 1e5
+
+            # a hold by another node: a station's wait does not run the clock, the holder's own does
+            other = Node("clock_holder", context=context, parameter_overrides=[Parameter("use_sim_time", value=True)])
+            executor.add_node(other)
+            start = sim_now(node)
+            station_wait = threading.Thread(target=wait_sim, args=(node, 3600.0), daemon=True)
+            with clock_hold(other):
+                time.sleep(0.5)  # the hold reaches the simulation before the wait does
+                station_wait.start()
+                time.sleep(2.0)
+                assert sim_now(node) == start, "a station's wait ran the clock through a hold"
+                assert wait_sim(other, 30.0)
+                assert sim_now(node) == pytest.approx(start + 30.0, abs=1e-3)
+                time.sleep(1.0)
+                assert sim_now(node) == pytest.approx(start + 30.0, abs=1e-3)
+            station_wait.join(timeout=20.0)
+            assert not station_wait.is_alive(), "the hold ended but the station's wait did not complete"
+            assert sim_now(node) == pytest.approx(start + 3600.0, abs=1e-3)
+            executor.remove_node(other)
+            other.destroy_node()
         finally:
             executor.shutdown()
             node.destroy_node()

@@ -37,3 +37,15 @@ def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
 def test_unknown_bench_is_refused(capsys):
     assert bench(["nonsense"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_the_lab_bench_bound_counts_the_robots_as_one_pool() -> None:
+    from lab.bench.lab import throughput_bounds
+
+    busy = {"gas_chromatograph": 3840.0 * 4, "photoreactor": 3600.0 * 4, "robot1": 20000.0, "robot2": 10000.0}
+    bounds = throughput_bounds(busy, robots=2, experiments=64)
+    assert bounds["gas_chromatograph"] == pytest.approx(86400 * 64 / 15360.0)   # 360/day
+    assert bounds["robots"] == pytest.approx(86400 * 64 * 2 / 30000.0)          # 369/day
+    assert min(bounds, key=lambda k: bounds[k]) == "gas_chromatograph"
+    assert throughput_bounds(busy, robots=1, experiments=64)["robots"] < bounds["gas_chromatograph"]
+    assert throughput_bounds({}, robots=1, experiments=0) == {}

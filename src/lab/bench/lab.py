@@ -5,7 +5,7 @@ timings, and reports the simulated lab time, experiments per simulated day (the 
 688 in 8 days, about 86 a day; Burger et al. 2020), station utilisation, the throughput bound
 the busiest station sets, and the wall time.
 
-    lab bench lab [--experiments 688] [--robots 1] [--speed 2000] [--batch 16] [--seed 0] [--json OUT]
+    lab bench lab [--experiments 688] [--robots 1] [--speed 2000] [--batch 16] [--in-flight N] [--seed 0] [--json OUT]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sqlite3
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,18 @@ def utilisation(db: Path, campaign_id: str) -> tuple[dict[str, float], dict[str,
     return dict(busy), {k: v / horizon for k, v in busy.items()}, horizon
 
 
+def throughput_bounds(busy: dict[str, float], robots: int, experiments: int) -> dict[str, float]:
+    """Experiments per day each resource could sustain at the busy time per experiment it had:
+    one per station, one for the robots as a pool (any robot carries any rack)."""
+    if experiments <= 0:
+        return {}
+    bounds = {name: 86400.0 * experiments / t for name, t in busy.items() if not name.startswith("robot") and t > 0}
+    robot_time = sum(t for name, t in busy.items() if name.startswith("robot"))
+    if robot_time > 0:
+        bounds["robots"] = 86400.0 * experiments * robots / robot_time
+    return bounds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", type=int, default=688)
@@ -44,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=2000.0)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--in-flight", type=int, default=None,
+                        help="batches the planner keeps running at once (default: config/params/planner.yaml)")
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
 
@@ -56,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path("runs") / ("bench-lab-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = plan({"sim": "embedded", "robots": str(ns.robots), "speed": str(ns.speed), "record": "false"})
+    if ns.in_flight is not None:
+        specs = [replace(s, parameters={**s.parameters, "batches_in_flight": ns.in_flight})
+                 if s.executable == "planner" else s for s in specs]
     with open(run_dir / "nodes.log", "w", buffering=1) as log:
         lab = Bringup(specs, out=log, colour=False)
         rclpy.init()
@@ -74,15 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     db = Path(result.database)
     busy, fraction, horizon = utilisation(db, result.campaign_id)
-    stations = {k: v for k, v in busy.items() if not k.startswith("robot")}
     days = horizon / 86400.0
     per_day = result.experiments_done / days if days else 0.0
-    bottleneck = max(stations, key=lambda k: stations[k]) if stations else ""
-    # the busiest station's time per experiment bounds the lab's throughput
-    bound = 86400.0 / (stations[bottleneck] / result.experiments_done) if bottleneck else 0.0
+    bounds = throughput_bounds(busy, ns.robots, result.experiments_done)
+    bottleneck = min(bounds, key=lambda k: bounds[k]) if bounds else ""
+    bound = bounds.get(bottleneck, 0.0)
     figures = {
         "experiments": result.experiments_done, "failed": result.experiments_failed, "robots": ns.robots,
-        "speed_requested": ns.speed, "sim_days": days, "experiments_per_day": per_day,
+        "speed_requested": ns.speed, "batches_in_flight": ns.in_flight, "sim_days": days, "experiments_per_day": per_day,
         "paper_experiments_per_day": PAPER_PER_DAY, "bottleneck": bottleneck, "bottleneck_bound_per_day": bound,
         "fraction_of_bound": per_day / bound if bound else 0.0, "wall_s": wall,
         "speed_achieved": horizon / wall if wall else 0.0, "utilisation": fraction,

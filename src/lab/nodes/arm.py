@@ -26,7 +26,7 @@ from lab.backends.base import ManipulationBackend, MotionOutcome, backend_class
 from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, Unreachable, expand_xacro, named_poses
 from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, default_file, quaternion_to_yaw, run, sim_now, wait_for
+from lab.nodes.common import LATCHED, clock_hold, default_file, quaternion_to_yaw, run, sim_now, wait_for
 from lab_interfaces.action import Manipulate
 from lab_interfaces.msg import WorldState
 from lab_interfaces.srv import MoveObject
@@ -150,7 +150,7 @@ class ArmNode(Node):
 
     # ------------------------------------------------------------------ the action
     def _execute(self, goal_handle):
-        with self._busy:
+        with self._busy, clock_hold(self):
             started = sim_now(self)
             request = goal_handle.request
             result = Manipulate.Result(object_id=request.object_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,14 @@ class ClockWaits:
                 node._lab_clock_waits = waits  # type: ignore[attr-defined]
         return waits
 
-    def begin(self, until: float) -> int:
-        """Announce a wait until `until` (simulated s); returns its id for end()."""
+    def _ident(self) -> int:
         with self._lock:
             self._next += 1
-            ident = self._next
+            return self._next
+
+    def begin(self, until: float) -> int:
+        """Announce a wait until `until` (simulated s); returns its id for end()."""
+        ident = self._ident()
         self._publish(ident, until, True)
         return ident
 
@@ -80,12 +84,34 @@ class ClockWaits:
         """The wait ended early: the clock need not run on for it."""
         self._publish(ident, 0.0, False)
 
-    def _publish(self, ident: int, until: float, active: bool) -> None:
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the clock (but for motion and this node's own waits) for the block."""
+        ident = self._ident()
+        self._publish(ident, 0.0, True, hold=True)
+        try:
+            yield
+        finally:
+            self._publish(ident, 0.0, False, hold=True)
+
+    def _publish(self, ident: int, until: float, active: bool, hold: bool = False) -> None:
         from builtin_interfaces.msg import Time
 
         sec = int(until)
-        self._pub.publish(self._msg(owner=self._owner, id=ident, active=active,
+        self._pub.publish(self._msg(owner=self._owner, id=ident, active=active, hold=hold,
                                     until=Time(sec=sec, nanosec=min(int((until - sec) * 1e9), 999_999_999))))
+
+
+@contextmanager
+def clock_hold(node: Node) -> Iterator[None]:
+    """ClockWaits.hold for a node, or nothing when it runs on the wall clock. The navigator and
+    the arm hold the clock through each action: the robot's compute between motions is free."""
+    waits = ClockWaits.of(node)
+    if waits is None:
+        yield
+        return
+    with waits.hold():
+        yield
 
 
 _CLOCK_WAITS_LOCK = threading.Lock()

@@ -26,7 +26,17 @@ from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, expand_xacro
 from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
 from lab.core.world import LabWorld, Pose2D, Station
-from lab.nodes.common import LATCHED, ActionClient, call_action, default_file, run, sim_now, wait_for, yaw_to_quaternion
+from lab.nodes.common import (
+    LATCHED,
+    ActionClient,
+    call_action,
+    clock_hold,
+    default_file,
+    run,
+    sim_now,
+    wait_for,
+    yaw_to_quaternion,
+)
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
 
 
@@ -106,7 +116,7 @@ class NavigatorNode(Node):
         return result
 
     def _to_pose(self, goal_handle):
-        with self._busy:
+        with self._busy, clock_hold(self):
             started = sim_now(self)
             p = goal_handle.request.pose
             result = NavigateToPose.Result()
@@ -116,7 +126,7 @@ class NavigatorNode(Node):
             return self._finish(goal_handle, result, outcome, outcome.message, outcome.success)
 
     def _to_station(self, goal_handle):
-        with self._busy:
+        with self._busy, clock_hold(self):
             started = sim_now(self)
             request = goal_handle.request
             result = NavigateToStation.Result()

@@ -114,6 +114,9 @@ class SimNode(Node):
         self.create_service(MoveObject, "~/move_object", self._move_object)
         self._lockstep = bool(self.get_parameter("lockstep").value)
         self._waits: dict[tuple[str, int], float] = {}   # (owner, id) -> simulated s it waits for
+        self._holds: dict[tuple[str, int], float] = {}   # (owner, id) of the holds in force
+        self._missing: dict[str, float] = {}             # owner -> wall time it was first missed
+        self.create_timer(1.0, self._forget_departed)
         self.create_subscription(ClockWait, ClockWaits.TOPIC, self._clock_wait, ClockWaits.QOS)
         self.pubs: dict[str, dict] = {}
         for name in self.robot_names:
@@ -205,10 +208,26 @@ class SimNode(Node):
 
     def _clock_wait(self, msg: ClockWait) -> None:
         key = (msg.owner, int(msg.id))
+        table = self._holds if msg.hold else self._waits
         if msg.active:
-            self._waits[key] = msg.until.sec + msg.until.nanosec * 1e-9
+            table[key] = msg.until.sec + msg.until.nanosec * 1e-9
         else:
-            self._waits.pop(key, None)
+            table.pop(key, None)
+
+    def _forget_departed(self) -> None:
+        """Drop the waits and holds of nodes gone from the graph for 5 s (a node that died
+        holding the clock must not stop it for ever)."""
+        present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
+        wall = time.monotonic()
+        for owner in {k[0] for k in [*self._waits, *self._holds]}:
+            if owner in present:
+                self._missing.pop(owner, None)
+            elif wall - self._missing.setdefault(owner, wall) > 5.0:
+                self.get_logger().warning(f"{owner} left the graph: its clock waits and holds are dropped")
+                for table in (self._waits, self._holds):
+                    for key in [k for k in table if k[0] == owner]:
+                        del table[key]
+                self._missing.pop(owner, None)
 
     # ------------------------------------------------------------ the loop
     def _advance(self, dt: float) -> None:
@@ -216,7 +235,11 @@ class SimNode(Node):
 
         Free-running: always dt. Lockstep: only while something moves (stopping when it comes
         to rest) or some node waits on the clock (landing exactly on the earliest time waited
-        for); otherwise the clock holds while the nodes compute what comes next.
+        for); otherwise the clock holds while the nodes compute what comes next. Holds go
+        further: a node holding the clock (navigator, arm, station in an action) that neither
+        waits on it nor has a robot moving is computing, and the clock waits for it even when
+        others wait on the clock (a station's process does not run on while the robot's nodes
+        compute between motions).
         """
         if not self._lockstep:
             self.lab.step(dt)
@@ -224,6 +247,15 @@ class SimNode(Node):
         now = self.lab.time
         for key in [k for k, until in self._waits.items() if until <= now + 1e-7]:
             del self._waits[key]
+        if self._holds:
+            # a holder that neither waits on the clock nor has a robot moving for it is computing
+            # (a robot's nodes between motions, a station between steps): the clock holds for it
+            computing = {owner for owner, _ in self._holds} - {owner for owner, _ in self._waits}
+            if computing and not self.lab.busy:
+                return
+            land = min(self._waits.values(), default=math.inf) - now + 2e-7
+            self.lab.step(min(dt, land), until_idle=bool(computing))
+            return
         if self._waits:
             # a hair past the time waited for: floats and the ns of /clock must not leave it a
             # rounding error short (then it would never be reached: nothing else runs the clock)

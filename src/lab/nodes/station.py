@@ -31,7 +31,7 @@ from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.station import StationCore, Step, load_kinds
 from lab.core.world import parse_stations
-from lab.nodes.common import LATCHED, ClockWaits, default_file, node_main, sim_now, sim_reached, wait_sim
+from lab.nodes.common import LATCHED, ClockWaits, clock_hold, default_file, node_main, sim_now, sim_reached, wait_sim
 from lab.nodes.station_msgs import measurement_to_msg, msg_to_formulation
 from lab_interfaces.action import RunStation
 from lab_interfaces.msg import StationStatus, WorldState
@@ -201,7 +201,8 @@ class StationNode(Node):
                     goal_handle.canceled()
                     return RunStation.Result(success=False, message="cancelled while queued")
             try:
-                return self._run(goal_handle, request, samples, steps)
+                with clock_hold(self):  # between its steps the station computes: the clock waits for it
+                    return self._run(goal_handle, request, samples, steps)
             finally:
                 self._lock.release()
         finally:

@@ -94,6 +94,34 @@ def _write_temp(text: str, name: str) -> str:
     return str(path)
 
 
+def moveit_parameters(share: Path, robot: str, description: str) -> dict[str, Any]:
+    """move_group's parameters for one robot, through moveit_configs_utils' MoveItConfigsBuilder
+    (package lab holds the MoveIt configuration; the URDF, SRDF and controller names carry the
+    robot's prefix, so the builder is given the per-robot files written here)."""
+    from moveit_configs_utils import MoveItConfigsBuilder
+
+    moveit = share / "config" / "moveit"
+    urdf = _write_temp(description, f"{robot}.urdf")
+    srdf = _write_temp(prefix_srdf((share / "urdf" / "kmr_iiwa.srdf").read_text(encoding="utf-8"), f"{robot}/"),
+                       f"{robot}.srdf")
+    controllers = _write_temp(yaml.safe_dump(prefixed_controllers(moveit / "moveit_controllers.yaml", f"{robot}/")),
+                              f"{robot}_moveit_controllers.yaml")
+    return (MoveItConfigsBuilder("kmr_iiwa", package_name="lab")
+            .robot_description(file_path=urdf)
+            .robot_description_semantic(file_path=srdf)
+            .robot_description_kinematics(file_path=str(moveit / "kinematics.yaml"))
+            .joint_limits(file_path=str(moveit / "joint_limits.yaml"))
+            .cartesian_limits(file_path=str(moveit / "cartesian_limits.yaml"))
+            .trajectory_execution(file_path=controllers)
+            .planning_pipelines(pipelines=["ompl"])
+            .to_moveit_configs()
+            .to_dict())
+
+
+#: each robot's tf on /<robot>/tf, as nav2_bringup's namespaced nodes expect (they remap /tf to tf)
+TF_REMAPPINGS = [("/tf", "tf"), ("/tf_static", "tf_static")]
+
+
 def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
     """Launch actions for sim:=gazebo (Gazebo + bridge + spawners) or sim:=none (real robots:
     drivers are the user's; Nav2 and MoveIt still run)."""
@@ -119,7 +147,8 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
         description = robot_description(share, robot)
         actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                             namespace=robot, parameters=[{"robot_description": description,
-                                                          "use_sim_time": gazebo}], output="screen"))
+                                                          "use_sim_time": gazebo}], output="screen",
+                            remappings=TF_REMAPPINGS))
         if gazebo:
             actions.append(Node(package="ros_gz_sim", executable="create", output="screen", arguments=[
                 "-name", robot, "-topic", f"/{robot}/robot_description",
@@ -135,15 +164,8 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
                     launch_arguments={"namespace": robot, "params_file": params, "use_sim_time": use_sim_time,
                                       "map": str(share / "maps" / "lab.yaml"), "autostart": "true"}.items()))
         if given.get("arm") in ("moveit", "auto"):
-            srdf = prefix_srdf((share / "urdf" / "kmr_iiwa.srdf").read_text(encoding="utf-8"), f"{robot}/")
-            moveit = share / "config" / "moveit"
             actions.append(Node(package="moveit_ros_move_group", executable="move_group", namespace=robot,
-                                output="screen", parameters=[
-                                    {"robot_description": description, "robot_description_semantic": srdf,
-                                     "use_sim_time": gazebo},
-                                    {"robot_description_kinematics": yaml.safe_load(
-                                        (moveit / "kinematics.yaml").read_text(encoding="utf-8"))},
-                                    {"robot_description_planning": yaml.safe_load(
-                                        (moveit / "joint_limits.yaml").read_text(encoding="utf-8"))},
-                                    prefixed_controllers(moveit / "moveit_controllers.yaml", f"{robot}/")]))
+                                output="screen", parameters=[moveit_parameters(share, robot, description),
+                                                             {"use_sim_time": gazebo}],
+                                remappings=TF_REMAPPINGS))
     return actions

@@ -118,3 +118,152 @@ def test_full_stack_backends_say_what_to_install(capability, name, module, packa
         pytest.skip(f"{module} is installed here")
     with pytest.raises(BackendUnavailable, match=package):
         backend_class(capability, name)
+
+
+#: Gazebo Harmonic (gz-sim 8) systems this lab may load: plugin library -> class name. Source: gz-sim's
+#: src/systems/<name>/CMakeLists.txt (`gz_add_system(<name> ...)` builds library gz-sim-<name>-system)
+#: and the system's header (class gz::sim::systems::<Class>); gz_ros2_control's CMakeLists.txt
+#: (library gz_ros2_control-system) and src/gz_ros2_control_plugin.cpp (the class it registers).
+GZ_HARMONIC_SYSTEMS = {
+    "gz-sim-physics-system": "gz::sim::systems::Physics",
+    "gz-sim-user-commands-system": "gz::sim::systems::UserCommands",
+    "gz-sim-scene-broadcaster-system": "gz::sim::systems::SceneBroadcaster",
+    "gz-sim-sensors-system": "gz::sim::systems::Sensors",
+    "gz-sim-imu-system": "gz::sim::systems::Imu",
+    "gz-sim-contact-system": "gz::sim::systems::Contact",
+    "gz-sim-velocity-control-system": "gz::sim::systems::VelocityControl",
+    "gz-sim-odometry-publisher-system": "gz::sim::systems::OdometryPublisher",
+    "gz-sim-joint-state-publisher-system": "gz::sim::systems::JointStatePublisher",
+    "gz-sim-diff-drive-system": "gz::sim::systems::DiffDrive",
+    "gz-sim-mecanum-drive-system": "gz::sim::systems::MecanumDrive",
+    "gz-sim-detachable-joint-system": "gz::sim::systems::DetachableJoint",
+    "gz_ros2_control-system": "gz_ros2_control::GazeboSimROS2ControlPlugin",
+}
+
+
+def test_every_gazebo_plugin_names_a_system_gazebo_harmonic_ships(urdf_robot2):
+    _, robot = urdf_robot2
+    world = ET.parse(SHARE / "worlds" / "lab.sdf").getroot()
+    plugins = [(p.get("filename"), p.get("name")) for root in (robot, world) for p in root.iter("plugin")
+               if p.get("filename")]
+    assert len(plugins) >= 7
+    unknown = [(f, n) for f, n in plugins if GZ_HARMONIC_SYSTEMS.get(f) != n]
+    assert not unknown, f"not Gazebo Harmonic systems (library, class): {unknown}"
+    # the ros2_control hardware plugin (pluginlib, gz_ros2_control's gz_hardware_plugins.xml)
+    assert {h.text for h in robot.iter("plugin") if not h.get("filename")} == {"gz_ros2_control/GazeboSimSystem"}
+
+
+def test_bridge_topics_are_ones_gazebo_publishes_or_subscribes(urdf_robot2):
+    text, robot = urdf_robot2
+    gz_topics = {t.text for t in robot.iter() if t.tag in ("topic", "odom_topic", "tf_topic") and t.text}
+    images = {t for t in gz_topics if t.endswith("/image")}
+    # a camera sensor publishes its camera_info beside the image (gz-sensors: <topic dir>/camera_info)
+    gz_topics |= {t.rsplit("/", 1)[0] + "/camera_info" for t in images}
+    gz_topics.add("/clock")  # the world's clock (gz sim's /clock, published with the scene broadcaster)
+    entries = [e for e in bridge_config(SHARE, ["robot1", "robot2"]) if "robot1" not in e["gz_topic_name"]]
+    missing = [e["gz_topic_name"] for e in entries if e["gz_topic_name"] not in gz_topics]
+    assert not missing, f"bridged, but nothing in Gazebo publishes or subscribes: {missing}"
+    ros = {e["ros_topic_name"]: e for e in entries}
+    assert ros["/robot2/tf"]["ros_type_name"] == "tf2_msgs/msg/TFMessage" and \
+        ros["/robot2/tf"]["gz_type_name"] == "gz.msgs.Pose_V"
+    # joint states come from joint_state_broadcaster, never from the bridge as well
+    controllers = yaml.safe_load((SHARE / "config" / "ros2_controllers.yaml").read_text())
+    assert "joint_state_broadcaster" in yaml.safe_dump(controllers)
+    assert not any(e["ros_topic_name"].endswith("/joint_states") for e in entries)
+
+
+#: the Nav2 Jazzy plugins this lab may name (pluginlib class names, Jazzy's '::' form). Source: the
+#: plugin description XMLs of navigation2's jazzy branch (nav2_controller, nav2_mppi_controller,
+#: nav2_costmap_2d, nav2_smac_planner, nav2_navfn_planner, nav2_amcl, nav2_behaviors,
+#: opennav_docking) and nav2_bringup/params/nav2_params.yaml.
+NAV2_JAZZY_PLUGINS = {
+    "nav2_amcl::OmniMotionModel", "nav2_amcl::DifferentialMotionModel",
+    "nav2_controller::SimpleProgressChecker", "nav2_controller::SimpleGoalChecker",
+    "nav2_controller::StoppedGoalChecker", "nav2_mppi_controller::MPPIController",
+    "dwb_core::DWBLocalPlanner", "nav2_regulated_pure_pursuit_controller::RegulatedPurePursuitController",
+    "nav2_costmap_2d::StaticLayer", "nav2_costmap_2d::ObstacleLayer", "nav2_costmap_2d::InflationLayer",
+    "nav2_costmap_2d::VoxelLayer", "nav2_smac_planner::SmacPlanner2D", "nav2_smac_planner::SmacPlannerHybrid",
+    "nav2_navfn_planner::NavfnPlanner", "nav2_behaviors::Spin", "nav2_behaviors::BackUp",
+    "nav2_behaviors::DriveOnHeading", "nav2_behaviors::Wait", "nav2_behaviors::AssistedTeleop",
+    "opennav_docking::SimpleChargingDock",
+}
+
+
+def _plugins(node, path=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "plugin":
+                yield f"{path}/plugin", value
+            else:
+                yield from _plugins(value, f"{path}/{key}")
+
+
+def test_nav2_params_name_only_plugins_nav2_jazzy_ships():
+    params = yaml.safe_load((SHARE / "config" / "nav2_params.yaml").read_text())["/**"]
+    found = list(_plugins(params))
+    found.append(("amcl/robot_model_type", params["amcl"]["ros__parameters"]["robot_model_type"]))
+    assert len(found) >= 10
+    unknown = [(where, name) for where, name in found if name not in NAV2_JAZZY_PLUGINS]
+    assert not unknown, unknown
+    # every plugin list names entries that are configured with a plugin
+    controller = params["controller_server"]["ros__parameters"]
+    for key in ("controller_plugins", "goal_checker_plugins", "progress_checker_plugins"):
+        assert all("plugin" in controller[name] for name in controller[key])
+    behaviors = params["behavior_server"]["ros__parameters"]
+    assert all("plugin" in behaviors[name] for name in behaviors["behavior_plugins"])
+
+
+def test_nav2_jazzy_nodes_that_need_parameters_have_them():
+    """Jazzy's navigation_launch.py starts collision_monitor and docking_server, which refuse to
+    configure without their parameters; the velocity smoother's defaults allow no lateral speed."""
+    params = yaml.safe_load((SHARE / "config" / "nav2_params.yaml").read_text())["/**"]
+    monitor = params["collision_monitor"]["ros__parameters"]
+    assert monitor["polygons"] and all(name in monitor for name in monitor["polygons"])
+    assert all(name in monitor for name in monitor["observation_sources"])
+    docking = params["docking_server"]["ros__parameters"]
+    assert docking["dock_plugins"] and all("plugin" in docking[name] for name in docking["dock_plugins"])
+    smoother = params["velocity_smoother"]["ros__parameters"]
+    mppi = params["controller_server"]["ros__parameters"]["FollowPath"]
+    assert smoother["max_velocity"] == [mppi["vx_max"], mppi["vy_max"], mppi["wz_max"]]
+
+
+def test_move_group_parameters_are_built_by_moveit_configs_utils(monkeypatch):
+    """Where moveit_configs_utils is installed the real MoveItConfigsBuilder runs; where it is not
+    (here), a stand-in records the calls: every file handed to the builder exists and parses, and
+    the package it reads the pipeline from (lab) has config/ompl_planning.yaml."""
+    from lab.launch_full_stack import moveit_parameters
+
+    calls: dict[str, object] = {}
+    if importlib.util.find_spec("moveit_configs_utils") is None:
+        import types
+
+        class Builder:
+            def __init__(self, robot_name, package_name=None, **_):
+                calls["package"] = package_name
+
+            def __getattr__(self, name):
+                def record(*args, **kwargs):
+                    calls[name] = kwargs.get("file_path", kwargs or args)
+                    return self
+                return record
+
+            def to_dict(self):
+                return {"robot_description": "..."}
+
+        monkeypatch.setitem(sys.modules, "moveit_configs_utils", types.SimpleNamespace(MoveItConfigsBuilder=Builder))
+    else:
+        pytest.importorskip("xacro")
+    description = expand_xacro(SHARE / "urdf" / "kmr_iiwa.urdf.xacro", prefix="robot2/", ros2_control="true",
+                               gazebo="false", robot_name="robot2")
+    params = moveit_parameters(SHARE, "robot2", description)
+    assert "robot_description" in params
+    if calls:
+        assert calls["package"] == "lab" and (SHARE / "config" / "ompl_planning.yaml").is_file()
+        assert ET.parse(calls["robot_description"]).getroot().get("name")
+        srdf = ET.parse(calls["robot_description_semantic"]).getroot()
+        assert all(j.get("name", "").startswith("robot2/") for j in srdf.iter("joint"))
+        for key in ("robot_description_kinematics", "joint_limits", "cartesian_limits", "trajectory_execution"):
+            assert yaml.safe_load(open(calls[key])), key
+        assert calls["planning_pipelines"] == {"pipelines": ["ompl"]}
+        ompl = yaml.safe_load((SHARE / "config" / "ompl_planning.yaml").read_text())
+        assert ompl["planning_plugins"] == ["ompl_interface/OMPLPlanner"] and "arm" in ompl

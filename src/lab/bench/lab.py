@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     bound = bounds.get(bottleneck, 0.0)
     figures = {
         "experiments": result.experiments_done, "failed": result.experiments_failed, "robots": ns.robots,
-        "speed_requested": ns.speed, "batches_in_flight": ns.in_flight, "sim_days": days, "experiments_per_day": per_day,
+        "speed_requested": ns.speed, "batches_in_flight": ns.in_flight, "sim_days": days,
+        "experiments_per_day": per_day,
         "paper_experiments_per_day": PAPER_PER_DAY, "bottleneck": bottleneck, "bottleneck_bound_per_day": bound,
         "fraction_of_bound": per_day / bound if bound else 0.0, "wall_s": wall,
         "speed_achieved": horizon / wall if wall else 0.0, "utilisation": fraction,

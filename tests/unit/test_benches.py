@@ -13,7 +13,8 @@ from lab.bench import main as bench
 @pytest.mark.parametrize("name,args", [
     ("cost", ["--sizes", "30", "--skopt-sizes", "10"]),
     ("planner", ["--trials", "1", "--budget", "12"]),
-    ("campaign", ["--seeds", "1", "--her-budget", "32", "--barrel-budget", "16", "--polymer-budget", "8"]),
+    ("campaign", ["--seeds", "1", "--her-budget", "32", "--barrel-budget", "16", "--polymer-budget", "8",
+                  "--skopt-seeds", "1", "--skopt-budget", "16"]),
     ("emulators", ["--folds", "2", "--quick"]),
 ])
 def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
@@ -29,6 +30,8 @@ def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
             assert len(curve) == 12 and all(0 <= a <= b <= 1 for a, b in zip(curve, curve[1:], strict=False))
     elif name == "campaign":
         assert set(result["photocatalysis"]["checkpoints"]) == {"16"}
+        assert result["photocatalysis"]["checkpoints"]["16"]["skopt_median"] > 0
+        assert len(result["photocatalysis"]["curves"]["skopt_defaults"]) == 16
         assert result["photopolymer"]["hv_guided_median"] > 0
     else:
         assert result["her_cv_fixed_hyperparameters"]["r2"] > 0.75
@@ -49,3 +52,22 @@ def test_the_lab_bench_bound_counts_the_robots_as_one_pool() -> None:
     assert min(bounds, key=lambda k: bounds[k]) == "gas_chromatograph"
     assert throughput_bounds(busy, robots=1, experiments=64)["robots"] < bounds["gas_chromatograph"]
     assert throughput_bounds({}, robots=1, experiments=0) == {}
+
+
+def test_repair_puts_any_box_point_on_the_grid_and_in_the_vial() -> None:
+    import numpy as np
+
+    from lab.bench.campaign import repair
+    from lab.core.space import campaign_path, load_campaign
+
+    space = load_campaign(campaign_path("photocatalysis")).space
+    rng = np.random.default_rng(3)
+    liquids = space.constraints[0].names
+    overfull = 0
+    for _ in range(300):
+        box = {d.name: float(rng.uniform(d.low, d.high)) for d in space.dimensions}
+        overfull += sum(box[n] for n in liquids) > 5.0
+        point = repair(space, box)
+        space.validate(point)                   # on the grid, in bounds, the vial not overfilled
+        assert repair(space, point) == point    # a valid point is left as it is
+    assert overfull > 250                       # the box is mostly outside the vial: repair was exercised

@@ -9,7 +9,8 @@ search, on the emulators of the real data, without ROS (the loop the planner nod
   random sampling of the pool.
 - photopolymer: hypervolume (Peak_Stress x Peak_Strain, emulator means) after N experiments.
 
-    lab bench campaign [--seeds 5] [--her-budget 160] [--json OUT] [--plot OUT]
+    lab bench campaign [--seeds 5] [--her-budget 160] [--skopt-seeds 0] [--skopt-budget 96]
+                       [--json OUT] [--plot OUT]
 """
 
 from __future__ import annotations
@@ -42,11 +43,55 @@ def run_loop(config: CampaignConfig, budget: int, seed: int,
         return [r.point for r in runner.records()]
 
 
+def repair(space, point: Point) -> Point:
+    """A point of the box made a point of the campaign's space: every value snapped to its
+    grid, and the parts of an over-full sum constraint scaled down (then floored to the grid)
+    until the constraint holds. What a planner that ignores the grid and the vial must be
+    given before the robot can dispense its proposals."""
+    out = {d.name: d.snap(float(point[d.name])) for d in space.dimensions}
+    for c in space.constraints:
+        if c.max is None:
+            continue
+        total = sum(out[n] for n in c.names)
+        if total <= c.max + 1e-9:
+            continue
+        factor = c.max / total
+        for n in c.names:
+            grid = space.dim(n).values
+            out[n] = max([v for v in grid if v <= out[n] * factor + 1e-9], default=grid[0])
+        while sum(out[n] for n in c.names) > c.max + 1e-9:  # the lower bounds can still overfill
+            name = max(c.names, key=lambda n: out[n] - space.dim(n).low)
+            grid = space.dim(name).values
+            out[name] = grid[max(0, grid.index(out[name]) - 1)]
+    return out
+
+
+def run_skopt_defaults(config: CampaignConfig, budget: int, seed: int, batch: int,
+                       measure: Callable[[Point, np.random.Generator], float]) -> list[Point]:
+    """scikit-optimize as it comes: Optimizer(base_estimator="GP") on the box of the space
+    (gp_hedge, 10 random starts, constant liar for ask(n_points)), proposals repaired onto the
+    grid and into the vial (repair()), batches of `batch` without controls; maximises."""
+    from skopt import Optimizer
+    from skopt.space import Real
+
+    names = config.space.names
+    opt = Optimizer([Real(config.space.dim(n).low, config.space.dim(n).high, name=n) for n in names],
+                    base_estimator="GP", random_state=seed)
+    rng = np.random.default_rng(seed + 2000)
+    points: list[Point] = []
+    while len(points) < budget:
+        asked = opt.ask(n_points=min(batch, budget - len(points)))
+        made = [repair(config.space, dict(zip(names, x, strict=True))) for x in asked]
+        opt.tell([[p[n] for n in names] for p in made], [-measure(p, rng) for p in made])
+        points += made
+    return points
+
+
 def _running_max(values: list[float]) -> np.ndarray:
     return np.maximum.accumulate(np.array(values))
 
 
-def bench_her(seeds: int, budget: int) -> dict:
+def bench_her(seeds: int, budget: int, skopt_seeds: int = 0, skopt_budget: int = 96) -> dict:
     from lab.core.emulators import HerEmulator
     from lab.core.report import BURGER2020_BEST_SO_FAR
 
@@ -61,22 +106,32 @@ def bench_her(seeds: int, budget: int) -> dict:
         random.append(_running_max(truth(config.space.sample(budget, np.random.default_rng(seed + 500)))))
         print(f"  photocatalysis seed {seed}: best {guided[-1][-1]:.2f} guided, {random[-1][-1]:.2f} random "
               f"({time.monotonic() - started:.0f} s)", flush=True)
+    skopt: list[np.ndarray] = []
+    for seed in range(skopt_seeds):
+        points = run_skopt_defaults(config, skopt_budget, seed, 16, lambda p, rng: her.measure(p, rng)[0])
+        skopt.append(_running_max(truth(points)))
+        print(f"  photocatalysis seed {seed}: best {skopt[-1][-1]:.2f} scikit-optimize defaults after {skopt_budget} "
+              f"({time.monotonic() - started:.0f} s)", flush=True)
     checkpoints = [n for n in (16, 48, 96, 160, 320, 688) if n <= budget]
-    out = {"budget": budget, "seeds": seeds, "checkpoints": {}, "curves": {
-        "guided": np.median(guided, axis=0).tolist(), "random": np.median(random, axis=0).tolist()},
+    out = {"budget": budget, "seeds": seeds, "skopt_seeds": skopt_seeds, "skopt_budget": skopt_budget,
+           "checkpoints": {}, "curves": {
+        "guided": np.median(guided, axis=0).tolist(), "random": np.median(random, axis=0).tolist(),
+        "skopt_defaults": np.median(skopt, axis=0).tolist() if skopt else []},
         "real_robot_measured": BURGER2020_BEST_SO_FAR, "emulator_max_over_data": float(her.predict(her.x_raw)[0].max())}
     thresholds = {}
     for _, value in BURGER2020_BEST_SO_FAR[1:4]:
         reach = {}
-        for label, curves in (("guided", guided), ("random", random)):
+        for label, curves in (("guided", guided), ("random", random), ("skopt_defaults", skopt)):
+            if not curves:
+                continue
             hits = [int(np.argmax(c >= value)) + 1 if c[-1] >= value else None for c in curves]
             got = [h for h in hits if h is not None]
             reach[label] = {"median": float(np.median(got)) if len(got) * 2 > len(hits) else None,
                             "reached": len(got), "seeds": len(hits)}
         thresholds[str(value)] = reach
-        print(f"experiments to reach {value} umol/h (the real robot's level): guided median "
-              f"{reach['guided']['median']} ({reach['guided']['reached']}/{seeds} seeds reach it), random median "
-              f"{reach['random']['median']} ({reach['random']['reached']}/{seeds})")
+        print(f"experiments to reach {value} umol/h (the real robot's level): "
+              + ", ".join(f"{k} median {v['median']} ({v['reached']}/{v['seeds']} seeds reach it)"
+                          for k, v in reach.items()))
     out["experiments_to_real_robot_levels"] = thresholds
     for n in checkpoints:
         g = [float(c[n - 1]) for c in guided]
@@ -86,6 +141,11 @@ def bench_her(seeds: int, budget: int) -> dict:
                                  "random_min": round(min(r), 2), "random_max": round(max(r), 2)}
         print(f"photocatalysis after {n:4d}: guided median {np.median(g):5.2f} [{min(g):.2f}, {max(g):.2f}]  "
               f"random median {np.median(r):5.2f} [{min(r):.2f}, {max(r):.2f}] umol/h")
+        if skopt and n <= skopt_budget:
+            k = [float(c[n - 1]) for c in skopt]
+            out["checkpoints"][n].update(skopt_median=round(float(np.median(k)), 2), skopt_min=round(min(k), 2),
+                                         skopt_max=round(max(k), 2))
+            print(f"{'':>26}scikit-optimize defaults median {np.median(k):5.2f} [{min(k):.2f}, {max(k):.2f}]")
     return out
 
 
@@ -147,6 +207,9 @@ def _plot(her: dict, path: Path) -> None:
     xs = np.arange(1, her["budget"] + 1)
     ax.plot(xs, her["curves"]["guided"], label="this planner (median over seeds)", lw=2)
     ax.plot(xs, her["curves"]["random"], label="random search (median)", lw=2)
+    if her["curves"].get("skopt_defaults"):
+        ks = np.arange(1, len(her["curves"]["skopt_defaults"]) + 1)
+        ax.plot(ks, her["curves"]["skopt_defaults"], label="scikit-optimize defaults (median)", lw=2)
     rx, ry = zip(*her["real_robot_measured"], strict=True)
     ax.step(rx, ry, where="post", ls="--", color="C3", label="real robot, Burger et al. 2020 (measured)")
     ax.set_xlabel("experiments")
@@ -164,13 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench campaign")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--her-budget", type=int, default=160)
+    parser.add_argument("--skopt-seeds", type=int, default=0,
+                        help="also run scikit-optimize's defaults on photocatalysis, this many seeds")
+    parser.add_argument("--skopt-budget", type=int, default=96)
     parser.add_argument("--barrel-budget", type=int, default=120)
     parser.add_argument("--polymer-budget", type=int, default=24)
     parser.add_argument("--json", default="benchmarks/campaign.json")
     parser.add_argument("--plot", default="benchmarks/campaign_photocatalysis.png")
     ns = parser.parse_args(argv)
     started = time.monotonic()
-    results = {"photocatalysis": bench_her(ns.seeds, ns.her_budget),
+    results = {"photocatalysis": bench_her(ns.seeds, ns.her_budget, ns.skopt_seeds, ns.skopt_budget),
                "crossed_barrel": bench_barrel(ns.seeds, ns.barrel_budget),
                "photopolymer": bench_polymer(ns.seeds, ns.polymer_budget)}
     results["wall_s"] = round(time.monotonic() - started, 1)

@@ -52,40 +52,42 @@ def test_action_round_trip_across_processes(rclpy_context) -> None:
         executor.shutdown()
 
 
+def _late_answer(rclpy_context, name: str, *flags: str):
+    """Run rack_9 on an echo station that answers the first goal 2.5 s late (ack_timeout 1 s):
+    (how the goal ended, the task, what the server printed)."""
+    import select
+
+    from lab.commander import LabCommander
+
+    server = Path(__file__).with_name("action_server_proc.py")
+    with process([sys.executable, str(server), "--namespace", "/stations/echo", "--slow-first-answer", "2.5",
+                  *flags]) as proc:
+        assert proc.stdout.readline().strip() == "READY"
+        cmd = LabCommander(name, context=rclpy_context)
+        cmd.ack_timeout = 1.0
+        try:
+            task = cmd.run_station("echo", "rack_9")
+            outcome = cmd.wait(task, timeout=30.0)
+            printed = []
+            while select.select([proc.stdout], [], [], 1.0)[0]:
+                printed.append(proc.stdout.readline().strip())
+            return outcome, task, printed
+        finally:
+            cmd.destroy_node()
+
+
 def test_a_goal_sent_again_after_a_late_answer_runs_once(rclpy_context) -> None:
     """LabCommander re-sends a goal nobody answered within ack_timeout (a response Fast DDS
     could not deliver yet). The copy carries the same goal id: a server that did accept the
     first send refuses it, and the commander follows the first goal to its result instead of
     the goal running twice (which moved a rack, then failed on the empty slot)."""
-    import select
+    from lab.commander import TaskResult
 
-    from lab.commander import LabCommander, TaskResult
-
-    server = Path(__file__).with_name("action_server_proc.py")
-    with process([sys.executable, str(server), "--namespace", "/stations/echo", "--slow-first-answer", "2.5"]) as proc:
-        assert proc.stdout.readline().strip() == "READY"
-        cmd = LabCommander("resend_client", context=rclpy_context)
-        cmd.ack_timeout = 1.0
-        try:
-            task = cmd.run_station("echo", "rack_9")
-            assert cmd.wait(task, timeout=30.0) is TaskResult.SUCCEEDED
-            assert task.adopted, "the first answer came in time: the test did not exercise a re-send"
-            assert task.result.message == "ran rack_9"
-            runs = [proc.stdout.readline().strip()]
-            while select.select([proc.stdout], [], [], 1.0)[0]:
-                runs.append(proc.stdout.readline().strip())
-            assert runs == ["RAN rack_9"]
-        finally:
-            cmd.destroy_node()
+    outcome, task, printed = _late_answer(rclpy_context, "resend_client")
+    assert outcome is TaskResult.SUCCEEDED
+    assert task.adopted, "the first answer came in time: the test did not exercise a re-send"
+    assert task.result.message == "ran rack_9"
+    assert printed == ["RAN rack_9"]
     # a goal the server refuses is still reported as refused when the refusal came late
-    with process([sys.executable, str(server), "--namespace", "/stations/echo", "--slow-first-answer", "2.5",
-                  "--refuse"]) as proc:
-        assert proc.stdout.readline().strip() == "READY"
-        cmd = LabCommander("resend_client_2", context=rclpy_context)
-        cmd.ack_timeout = 1.0
-        try:
-            task = cmd.run_station("echo", "rack_9")
-            assert cmd.wait(task, timeout=30.0) is TaskResult.REJECTED
-            assert task.adopted
-        finally:
-            cmd.destroy_node()
+    outcome, task, printed = _late_answer(rclpy_context, "resend_client_2", "--refuse")
+    assert outcome is TaskResult.REJECTED and task.adopted and printed == []

@@ -74,3 +74,16 @@ def test_offset_is_zero_when_exactly_docked_and_none_without_a_marker(setup) -> 
     t_cam_marker = np.linalg.inv(station.dock.as_matrix3d() @ t_base_cam) @ station.marker_pose_in_map()
     image = render_marker_view(camera, station.marker.id, station.marker.size, t_cam_marker)
     assert estimate_marker_pose(image, camera, station.marker.id + 1, station.marker.size) is None
+
+
+def test_a_marker_pose_that_moves_the_robot_further_than_drift_can_is_rejected() -> None:
+    from lab.core.world import Pose2D
+    from lab.nodes.navigator import implausible_correction
+
+    here = Pose2D(1.35, 1.6, 3.1416)
+    assert implausible_correction(here, Pose2D(1.39, 1.57, 3.12), 0.2, 0.17) == ""       # drift-sized: accepted
+    assert implausible_correction(None, Pose2D(0.28, 1.64, 3.14), 0.2, 0.17) == ""       # nothing to compare with
+    why = implausible_correction(here, Pose2D(0.28, 1.64, 3.1416), 0.2, 0.17)          # the 1.07 m jump seen in a run
+    assert "1.07 m" in why
+    assert "deg" in implausible_correction(here, Pose2D(1.35, 1.6, 3.1416 + 0.3), 0.2, 0.17)
+    assert implausible_correction(Pose2D(0, 0, 3.13), Pose2D(0, 0, -3.13), 0.2, 0.17) == ""  # across +-pi

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab")
@@ -30,5 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in BENCHES:
         print(f"lab bench: unknown benchmark '{name}' (choose from {', '.join(BENCHES)}, all)", file=sys.stderr)
         return 2
+    # SIGTERM as an exception, so that a bench's `finally` stops the nodes it brought up (killed
+    # with the default handler, `lab bench lab` once left its lab_manager running)
+    signal.signal(signal.SIGTERM, _terminated)
     module = importlib.import_module(f"lab.bench.{MODULES.get(name, name)}")
     return int(module.main(rest) or 0)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)

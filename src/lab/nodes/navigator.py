@@ -50,7 +50,8 @@ class NavigatorNode(Node):
         for name, default in (("backend", "embedded"), ("robot_name", "robot1"), ("world_file", ""),
                               ("stations_file", ""), ("urdf_file", ""), ("max_speed", 0.7),
                               ("goal_tolerance", 0.02), ("refine", True), ("camera_timeout", 10.0),
-                              ("inspect_pose", "inspect")):
+                              ("inspect_pose", "inspect"), ("max_correction", 0.2),
+                              ("max_correction_yaw", 0.17), ("refine_attempts", 3)):
             self.declare_parameter(name, default)
         self.robot = str(self.get_parameter("robot_name").value)
         self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
@@ -160,13 +161,24 @@ class NavigatorNode(Node):
     def _refine(self, station: Station, goal_handle) -> Pose2D:
         """Arm to `inspect`, one fresh camera image, marker pose, base pose; corrects localisation."""
         self._move_arm(str(self.get_parameter("inspect_pose").value))
-        settle = sim_now(self)
-        camera, image = self._fresh_image(settle)
-        t_cam_marker = estimate_marker_pose(image, camera, station.marker.id, station.marker.size)
-        if t_cam_marker is None:
-            raise InvalidGoal(f"marker {station.marker.id} not seen by the wrist camera")
-        q = np.array([self._joints.get(j, 0.0) for j in self.camera_chain.joint_names])
-        pose = refine_base_pose(station, self.camera_chain.fk(q), t_cam_marker)
+        current = getattr(self.backend, "pose", None)
+        limits = (float(self.get_parameter("max_correction").value),
+                  float(self.get_parameter("max_correction_yaw").value))
+        why = ""
+        for _ in range(max(1, int(self.get_parameter("refine_attempts").value))):
+            camera, image = self._fresh_image(sim_now(self))
+            t_cam_marker = estimate_marker_pose(image, camera, station.marker.id, station.marker.size)
+            if t_cam_marker is None:
+                why = f"marker {station.marker.id} not seen by the wrist camera"
+                continue
+            q = np.array([self._joints.get(j, 0.0) for j in self.camera_chain.joint_names])
+            pose = refine_base_pose(station, self.camera_chain.fk(q), t_cam_marker)
+            why = implausible_correction(current, pose, *limits)
+            if not why:
+                break
+            self.get_logger().warning(f"{self.robot}: {station.name}: marker pose rejected ({why}); another image")
+        else:
+            raise InvalidGoal(why)
         msg = PoseWithCovarianceStamped()
         msg.header.frame_id, msg.header.stamp = "map", self.get_clock().now().to_msg()
         msg.pose.pose.position.x, msg.pose.pose.position.y = pose.x, pose.y
@@ -229,6 +241,21 @@ class NavigatorNode(Node):
         (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
          msg.pose.orientation.w) = yaw_to_quaternion(offset.yaw)
         self.offset_pub.publish(msg)
+
+
+def implausible_correction(current: Pose2D | None, refined: Pose2D, max_shift: float, max_turn: float) -> str:
+    """Why a marker-refined pose cannot be right ('' when it can): it moves the robot further
+    from where it believes it is than localisation drift can explain. A wrong marker pose (the
+    planar-target ambiguity of a noisy detection) once put the robot's estimate 1.07 m away,
+    inside a wall, and every later navigation failed."""
+    if current is None:
+        return ""
+    shift = math.hypot(refined.x - current.x, refined.y - current.y)
+    turn = abs(math.remainder(refined.yaw - current.yaw, math.tau))
+    if shift > max_shift or turn > max_turn:
+        return (f"it would move the estimate {shift:.2f} m and {math.degrees(turn):.1f} deg; "
+                f"localisation drifts at most {max_shift:.2f} m and {math.degrees(max_turn):.1f} deg")
+    return ""
 
 
 def main(args: list[str] | None = None) -> None:

@@ -214,8 +214,9 @@ def test_nav2_params_name_only_plugins_nav2_jazzy_ships():
 
 
 def test_nav2_jazzy_nodes_that_need_parameters_have_them():
-    """Jazzy's navigation_launch.py starts collision_monitor and docking_server, which refuse to
-    configure without their parameters; the velocity smoother's defaults allow no lateral speed."""
+    """Jazzy's navigation_launch.py starts collision_monitor (and later releases docking_server),
+    which refuse to configure without their parameters; the velocity smoother's defaults allow no
+    lateral speed."""
     params = yaml.safe_load((SHARE / "config" / "nav2_params.yaml").read_text())["/**"]
     monitor = params["collision_monitor"]["ros__parameters"]
     assert monitor["polygons"] and all(name in monitor for name in monitor["polygons"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from rclpy.action import ActionClient as _RclpyActionClient
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -25,6 +26,17 @@ LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, durability=Durabi
 #: how long a waiting loop sleeps (wall s) between looks at the clock; the simulation's
 #: clock moves hundreds of simulated seconds per wall second, so this is the resolution
 POLL = 0.004
+
+
+def to_time(seconds: float) -> Time:
+    """A builtin_interfaces/Time of `seconds` (truncated to the ns below, as /clock carries it)."""
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=min(int((seconds - sec) * 1e9), 999_999_999))
+
+
+def seconds_of(stamp: Any) -> float:
+    """Seconds of a builtin_interfaces Time or Duration."""
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def sim_now(node: Node) -> float:
@@ -95,11 +107,7 @@ class ClockWaits:
             self._publish(ident, 0.0, False, hold=True)
 
     def _publish(self, ident: int, until: float, active: bool, hold: bool = False) -> None:
-        from builtin_interfaces.msg import Time
-
-        sec = int(until)
-        self._pub.publish(self._msg(owner=self._owner, id=ident, active=active, hold=hold,
-                                    until=Time(sec=sec, nanosec=min(int((until - sec) * 1e9), 999_999_999))))
+        self._pub.publish(self._msg(owner=self._owner, id=ident, active=active, hold=hold, until=to_time(until)))
 
 
 @contextmanager
@@ -138,23 +146,21 @@ def wait_sim(node: Node, duration: float, cancelled: Callable[[], bool] = lambda
     waits = ClockWaits.of(node) if duration > 0 else None
     ident = waits.begin(end) if waits is not None else 0
     last = time.monotonic()
+    reached = False
     try:
-        while True:
-            if cancelled():
-                if waits is not None:
-                    waits.end(ident)
-                return False
+        while not cancelled():
             now = sim_now(node)
             if now >= end - CLOCK_SLACK:
+                reached = True
                 return True
             if on_tick is not None and time.monotonic() - last >= tick:
                 last = time.monotonic()
                 on_tick(now - start)
             time.sleep(POLL)
-    except BaseException:
-        if waits is not None:
-            waits.end(ident)
-        raise
+        return False
+    finally:
+        if waits is not None and not reached:
+            waits.end(ident)  # cancelled or interrupted: the clock need not run on for it
 
 
 class SimDeadline:

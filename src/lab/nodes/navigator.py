@@ -33,6 +33,7 @@ from lab.nodes.common import (
     clock_hold,
     default_file,
     run,
+    seconds_of,
     sim_now,
     wait_for,
     yaw_to_quaternion,
@@ -208,7 +209,7 @@ class NavigatorNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         with self._image_lock:
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            stamp = seconds_of(msg.header.stamp)
             # 1 µs slack: a held (lockstep) clock stamps images with the very time `after` was read,
             # and sec + nanosec * 1e-9 need not round like nanoseconds * 1e-9
             if self._camera_image is None and stamp >= self._image_after - 1e-6:

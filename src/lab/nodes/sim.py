@@ -36,14 +36,18 @@ from lab.core.kinematics import Chain, expand_xacro, named_poses
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab, SimParams
 from lab.core.vision import CameraModel, render_marker_view
 from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, ClockWaits, default_file, quaternion_to_yaw, run, yaw_to_quaternion
+from lab.nodes.common import (
+    LATCHED,
+    ClockWaits,
+    default_file,
+    quaternion_to_yaw,
+    run,
+    seconds_of,
+    to_time,
+    yaw_to_quaternion,
+)
 from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
-
-
-def _stamp(seconds: float) -> Time:
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=int((seconds - sec) * 1e9))
 
 
 def _pose_to_matrix(pose: Pose2D, z: float = 0.0) -> np.ndarray:
@@ -184,7 +188,7 @@ class SimNode(Node):
         self.lab.follow_path(robot, path)
 
     def _trajectory(self, robot: str, msg: JointTrajectory) -> None:
-        times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points]
+        times = [seconds_of(pt.time_from_start) for pt in msg.points]
         try:
             names = [j.removeprefix(f"{robot}/") for j in msg.joint_names]
             self.lab.set_trajectory(robot, names, times, [list(pt.positions) for pt in msg.points])
@@ -210,7 +214,7 @@ class SimNode(Node):
         key = (msg.owner, int(msg.id))
         table = self._holds if msg.hold else self._waits
         if msg.active:
-            table[key] = msg.until.sec + msg.until.nanosec * 1e-9
+            table[key] = seconds_of(msg.until)
         else:
             table.pop(key, None)
 
@@ -247,21 +251,17 @@ class SimNode(Node):
         now = self.lab.time
         for key in [k for k, until in self._waits.items() if until <= now + 1e-7]:
             del self._waits[key]
-        if self._holds:
-            # a holder that neither waits on the clock nor has a robot moving for it is computing
-            # (a robot's nodes between motions, a station between steps): the clock holds for it
-            computing = {owner for owner, _ in self._holds} - {owner for owner, _ in self._waits}
-            if computing and not self.lab.busy:
-                return
-            land = min(self._waits.values(), default=math.inf) - now + 2e-7
-            self.lab.step(min(dt, land), until_idle=bool(computing))
+        # a holder that neither waits on the clock nor has a robot moving for it is computing
+        # (a robot's nodes between motions, a station between steps): the clock holds for it
+        computing = {owner for owner, _ in self._holds} - {owner for owner, _ in self._waits}
+        busy = self.lab.busy
+        if not busy and (computing or not self._waits):
             return
-        if self._waits:
-            # a hair past the time waited for: floats and the ns of /clock must not leave it a
-            # rounding error short (then it would never be reached: nothing else runs the clock)
-            self.lab.step(min(dt, min(self._waits.values()) - now + 2e-7))
-        elif self.lab.busy:
-            self.lab.step(dt, until_idle=True)
+        # land a hair past the earliest time waited for: floats and the ns of /clock must not
+        # leave it a rounding error short (then it would never be reached: nothing else runs the clock)
+        land = min(self._waits.values(), default=math.inf) - now + 2e-7
+        # motion alone (nobody waiting, or a holder computing) stops when everything comes to rest
+        self.lab.step(min(dt, land), until_idle=bool(computing) or not self._waits)
 
     def _tick(self) -> None:
         wall = time.monotonic()
@@ -269,7 +269,7 @@ class SimNode(Node):
         self._last_wall = wall
         if dt > 0:
             self._advance(dt)
-        now = _stamp(self.lab.time)
+        now = to_time(self.lab.time)
         # a held clock is published once a wall second, not every tick: every node with
         # use_sim_time wakes for each /clock message (10 idle stations were most of a core)
         if self.lab.time != self._clock_sent or wall - self._clock_sent_at >= 1.0:
@@ -352,7 +352,7 @@ class SimNode(Node):
         if not force and snapshot == self._world_version:
             return
         self._world_version = snapshot
-        msg = WorldState(stamp=_stamp(self.lab.time))
+        msg = WorldState(stamp=to_time(self.lab.time))
         msg.objects = [o for o, _, _ in snapshot]
         msg.kinds = [k for _, k, _ in snapshot]
         msg.locations = [loc for _, _, loc in snapshot]

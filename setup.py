@@ -26,6 +26,7 @@ NODES = {
     "lab_manager": "lab.nodes.lab_manager:main",
     "planner": "lab.nodes.planner:main",
     "recorder": "lab.nodes.recorder:main",
+    "traffic": "lab.nodes.traffic:main",
 }
 
 setup(

@@ -4,6 +4,13 @@ The path (lab.core.gridnav.plan_path on worlds/lab.sdf + config/stations.yaml, c
 robot's real footprint) goes to the base controller as nav_msgs/Path on `follow_path`; this
 backend watches odometry for progress and `bumper` for what stopped the base, and stops
 the base (an empty path) when the goal is cancelled.
+
+With other robots on the floor (`others`), the path is planned around their footprints where
+their odometry puts them (what a costmap's obstacle layer would see), and the robot drives
+only once the `traffic` node has reserved that path for it (lab.core.traffic: no two reserved
+paths come within a footprint of each other); it hands the reservation back when it stops.
+While the way is blocked (another robot on the goal, or its reserved path in the way) the
+robot waits where it is, replanning every simulated second, up to `traffic_timeout`.
 """
 
 from __future__ import annotations
@@ -13,16 +20,32 @@ import threading
 import time
 from typing import Any
 
+from geometry_msgs.msg import Pose2D as Pose2DMsg
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
 from lab.core.gridnav import NoPath, plan_path
-from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, POLL, SimDeadline, quaternion_to_yaw, sim_now, wait_for, yaw_to_quaternion
+from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, rectangles_overlap
+from lab.nodes.common import (
+    LATCHED,
+    POLL,
+    SimDeadline,
+    quaternion_to_yaw,
+    sim_now,
+    wait_for,
+    wait_sim,
+    yaw_to_quaternion,
+)
+from lab_interfaces.srv import ReservePath
+
+
+class _Blocked(Exception):
+    """Waiting for the way to clear ended without a path (cancelled or timed out)."""
 
 
 def path_length(path: list[Pose2D]) -> float:
@@ -44,6 +67,22 @@ class EmbeddedNavigation(NavigationBackend):
         self.plan_pub = node.create_publisher(PathMsg, "plan", LATCHED)
         node.create_subscription(Odometry, "odom", self._odom, 10)
         node.create_subscription(String, "bumper", self._bumped, 10)
+        self.others: dict[str, Pose2D | None] = {r: None for r in params.get("others", [])}
+        self.margin = float(params.get("robot_margin", 0.06))
+        self.traffic_timeout = float(params.get("traffic_timeout", 900.0))
+        self.traffic = None
+        if self.others:
+            group = ReentrantCallbackGroup()
+            for other in self.others:
+                node.create_subscription(Odometry, f"/{other}/odom", lambda m, r=other: self._other_odom(r, m), 10,
+                                         callback_group=group)
+            self.traffic = node.create_client(ReservePath, "/traffic/reserve_path", callback_group=group)
+
+    def _other_odom(self, robot: str, msg: Odometry) -> None:
+        q = msg.pose.pose.orientation
+        with self._lock:
+            self.others[robot] = Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
+                                        quaternion_to_yaw(q.x, q.y, q.z, q.w))
 
     def _odom(self, msg: Odometry) -> None:
         q = msg.pose.pose.orientation
@@ -86,9 +125,65 @@ class EmbeddedNavigation(NavigationBackend):
         start = self.pose
         assert start is not None
         try:
-            path = plan_path(self.world, start, goal)
+            path = self._clear_path(start, goal, feedback, cancelled)
         except NoPath as exc:
             return NavOutcome(False, f"no path: {exc}", start, 0.0)
+        except _Blocked as exc:
+            return NavOutcome(False, str(exc), start, 0.0)
+        try:
+            return self._follow(path, goal, feedback, cancelled)
+        finally:
+            if self.others:
+                try:
+                    self._reserve([])
+                except _Blocked as exc:
+                    self.node.get_logger().warning(f"{self.robot}: could not hand back the reserved path: {exc}")
+
+    # ------------------------------------------------------------------ traffic
+    def _reserve(self, path: list[Pose2D]) -> str:
+        """Ask the traffic node for `path` (empty: release); '' when granted, else who is in the way."""
+        assert self.traffic is not None
+        if not self.traffic.wait_for_service(timeout_sec=10.0):
+            raise _Blocked("no traffic node (/traffic/reserve_path) to share the floor with "
+                           f"{', '.join(self.others)}")
+        request = ReservePath.Request(robot=self.robot, path=[Pose2DMsg(x=p.x, y=p.y, theta=p.yaw) for p in path])
+        future = self.traffic.call_async(request)
+        if not wait_for(future.done, 10.0) or future.result() is None:
+            raise _Blocked("the traffic node did not answer")
+        answer = future.result()
+        return "" if answer.granted else (answer.blocked_by or answer.message)
+
+    def _clear_path(self, start: Pose2D, goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> list[Pose2D]:
+        """A path around the other robots that the traffic node has reserved for this robot;
+        waits (simulated s) while other robots are in the way. NoPath if the lab itself has none."""
+        path = plan_path(self.world, start, goal)
+        if not self.others:
+            return path
+        until = sim_now(self.node) + self.traffic_timeout
+        while True:
+            with self._lock:
+                standing = {r: p for r, p in self.others.items() if p is not None}
+            boxes = [self.world.robot_box(r, p, self.margin) for r, p in standing.items()]
+            # a robot already touching this one's footprint cannot be planned around (the base
+            # would stop against it): leave it to the bumper rather than refuse every path
+            boxes = [b for b in boxes if not rectangles_overlap(start, ROBOT_FOOTPRINT, b.pose, b.size[:2])]
+            world = self.world.with_obstacles(boxes)
+            try:
+                path = plan_path(world, start, goal)
+                blocker = self._reserve(path)
+                if not blocker:
+                    return path
+                why = f"waiting: {blocker}'s path is in the way"
+            except NoPath as exc:
+                why = f"waiting: other robots are in the way ({exc})"
+            if sim_now(self.node) >= until:
+                raise _Blocked(f"blocked for {self.traffic_timeout:.0f} s: {why.removeprefix('waiting: ')}")
+            feedback(why, start, path_length(path), path_length(path) / self.max_speed)
+            if not wait_sim(self.node, 1.0, cancelled):
+                raise _Blocked("cancelled while waiting for the way to clear")
+
+    def _follow(self, path: list[Pose2D], goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> NavOutcome:
+        start = path[0]
         total = path_length(path)
         self.plan_pub.publish(self._path_msg(path))
         with self._lock:

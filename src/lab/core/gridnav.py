@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, footprint_collides, wrap
+from lab.core.world import ROBOT_FOOTPRINT, Box, LabWorld, Pose2D, footprint_collides, wrap
 
 
 class NoPath(ValueError):
@@ -32,18 +32,23 @@ class OccupancyGrid:
     def from_world(cls, world: LabWorld, resolution: float = 0.05, inflation: float = 0.0) -> OccupancyGrid:
         cols = int(round(world.width / resolution))
         rows = int(round(world.length / resolution))
-        xs = (np.arange(cols) + 0.5) * resolution
-        ys = (np.arange(rows) + 0.5) * resolution
+        grid = cls(resolution, (0.0, 0.0), np.zeros((rows, cols), dtype=bool))
+        grid.mark(world.obstacles, inflation)
+        return grid
+
+    def mark(self, boxes: list[Box], inflation: float) -> None:
+        """Occupy every cell within `inflation` of one of the boxes."""
+        rows, cols = self.occupied.shape
+        xs = self.origin[0] + (np.arange(cols) + 0.5) * self.resolution
+        ys = self.origin[1] + (np.arange(rows) + 0.5) * self.resolution
         gx, gy = np.meshgrid(xs, ys)
-        occupied = np.zeros((rows, cols), dtype=bool)
-        for box in world.obstacles:
+        for box in boxes:
             c, s = math.cos(box.pose.yaw), math.sin(box.pose.yaw)
             dx, dy = gx - box.pose.x, gy - box.pose.y
             lx, ly = c * dx + s * dy, -s * dx + c * dy
             ex = np.maximum(np.abs(lx) - box.size[0] / 2, 0.0)
             ey = np.maximum(np.abs(ly) - box.size[1] / 2, 0.0)
-            occupied |= np.hypot(ex, ey) <= inflation
-        return cls(resolution, (0.0, 0.0), occupied)
+            self.occupied |= np.hypot(ex, ey) <= inflation
 
     def cell(self, x: float, y: float) -> tuple[int, int]:
         return int((y - self.origin[1]) / self.resolution), int((x - self.origin[0]) / self.resolution)
@@ -74,6 +79,11 @@ _GRIDS: dict[tuple[int, float, float], OccupancyGrid] = {}
 
 
 def _grid(world: LabWorld, resolution: float, inflation: float) -> OccupancyGrid:
+    if world.base is not None:  # a world with extra obstacles: its base's grid plus those (not kept)
+        base = _grid(world.base, resolution, inflation)
+        grid = OccupancyGrid(base.resolution, base.origin, base.occupied.copy())
+        grid.mark(world.extra, inflation)
+        return grid
     key = (id(world), resolution, inflation)
     if key not in _GRIDS:
         _GRIDS[key] = OccupancyGrid.from_world(world, resolution, inflation)

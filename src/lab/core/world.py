@@ -144,12 +144,28 @@ def _pose6(text: str | None) -> tuple[float, ...]:
 class LabWorld:
     """Walls and stations; obstacles are what the base must not touch."""
 
-    def __init__(self, width: float, length: float, stations: dict[str, Station], walls: list[Box]) -> None:
+    def __init__(self, width: float, length: float, stations: dict[str, Station], walls: list[Box],
+                 parking: list[Pose2D] | None = None) -> None:
         self.width = width
         self.length = length
         self.stations = stations
         self.walls = walls
+        self.parking: list[Pose2D] = list(parking or [])  # where idle robots wait out of the way, one each
         self.obstacles: list[Box] = walls + [s.box() for s in stations.values()]
+        self.base: LabWorld | None = None      # set on a copy with extra obstacles (with_obstacles)
+        self.extra: list[Box] = []
+
+    def with_obstacles(self, boxes: list[Box]) -> LabWorld:
+        """This world with more obstacles (e.g. the other robots where they stand); the
+        static grid of this world is reused by lab.core.gridnav."""
+        world = LabWorld(self.width, self.length, self.stations, self.walls, self.parking)
+        world.obstacles = self.obstacles + list(boxes)
+        world.base, world.extra = self, list(boxes)
+        return world
+
+    def robot_box(self, name: str, pose: Pose2D, margin: float = 0.0) -> Box:
+        """A robot's footprint as an obstacle (margin added on every side)."""
+        return Box(name, pose, (ROBOT_FOOTPRINT[0] + 2 * margin, ROBOT_FOOTPRINT[1] + 2 * margin, 1.0))
 
     @classmethod
     def load(cls, sdf_path: Path, stations_path: Path) -> LabWorld:
@@ -201,7 +217,22 @@ class LabWorld:
         extra = set(models) - set(stations)
         if extra:
             raise ConfigError(f"{sdf_path}: station model(s) {sorted(extra)} missing from {stations_path}")
-        return cls(width, length, stations, walls)
+        parking = doc.get("parking") or []
+        if not isinstance(parking, list):
+            raise ConfigError(f"{stations_path}: parking: must be a list of [x, y, yaw]")
+        spots = [Pose2D(*_floats(p, 3, f"{stations_path}: parking[{i}]")) for i, p in enumerate(parking)]
+        world_ = cls(width, length, stations, walls, spots)
+        for i, spot in enumerate(spots):
+            hit = footprint_collides(world_, spot, margin=0.05)
+            if hit or not (0 < spot.x < width and 0 < spot.y < length):
+                raise ConfigError(f"{stations_path}: parking[{i}] ({spot.x:g}, {spot.y:g}): a robot there "
+                                  f"would stand in {hit or 'no lab (outside the floor)'}")
+            others = [(f"parking[{j}]", q) for j, q in enumerate(spots) if j != i]
+            others += [(f"{n}'s dock", st.dock) for n, st in stations.items()]
+            for what, q in others:
+                if rectangles_overlap(spot, ROBOT_FOOTPRINT, q, ROBOT_FOOTPRINT):
+                    raise ConfigError(f"{stations_path}: parking[{i}]: a robot there overlaps one at {what}")
+        return world_
 
     def station(self, name: str) -> Station:
         if name not in self.stations:

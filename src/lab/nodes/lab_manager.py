@@ -13,9 +13,12 @@ prepares the next, and two batches never use a station at the same time.
 Failures: a failed station run is retried, on another station of the kind when there is
 one (rerouted), up to `max_retries`; then the samples are marked failed with the reason.
 A failed transport leg is retried once. A robot whose battery is low goes to the charger
-before its next transport. Operator services `~/estop` (every child goal is cancelled at
-once, nothing new starts), `~/pause` (current steps finish, nothing new starts) and
-`~/resume`; `/lab_status` (LabStatus) is published every second (wall).
+before its next transport. With several robots, an idle robot standing at the dock another
+robot is sent to is first driven to its parking spot (config/stations.yaml `parking`, one per
+robot in order); robots meeting on the floor are the navigators' business (lab.nodes.traffic).
+Operator services `~/estop` (every child goal is cancelled at once, nothing new starts),
+`~/pause` (current steps finish, nothing new starts) and `~/resume`; `/lab_status`
+(LabStatus) is published every second (wall).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import yaml
+from geometry_msgs.msg import Pose2D as Pose2DMsg
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -47,7 +51,7 @@ from lab.nodes.common import (
     sim_now,
     wait_sim,
 )
-from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunStation
+from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation, RunBatch, RunStation
 from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
 
 DECK = "deck1"
@@ -90,6 +94,7 @@ class LabManager(Node):
         except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
             raise ConfigError(f"{stations_path}: cannot read the stations: {exc}") from None
         self.kind_of = {name: str(body["kind"]) for name, body in self.stations.items()}
+        self.parking: list[list[float]] = list(doc.get("parking") or [])
         self.workflows: dict[str, Workflow] = load_workflows(
             default_file(self, "workflows_file", "config/workflows.yaml"), set(self.kind_of.values()))
         self.robots = [r for r in self.get_parameter("robots").value if r]
@@ -119,6 +124,8 @@ class LabManager(Node):
         self.nav = {r: ActionClient(self, NavigateToStation, f"/{r}/navigate_to_station", callback_group=group)
                     for r in self.robots}
         self.arm = {r: ActionClient(self, Manipulate, f"/{r}/manipulate", callback_group=group) for r in self.robots}
+        self.nav_pose = {r: ActionClient(self, NavigateToPose, f"/{r}/navigate_to_pose", callback_group=group)
+                         for r in self.robots}
         self.run_station = {s: ActionClient(self, RunStation, f"/stations/{s}/run_station", callback_group=group)
                             for s in self.stations}
         for s in self.stations:
@@ -255,6 +262,7 @@ class LabManager(Node):
             began = sim_now(self)
             self.robot_state[robot] = "navigating"
             if self.robot_at[robot] != station:
+                self._make_way(robot, station, batch_id)
                 nav = self._call(self.nav[robot], NavigateToStation.Goal(station=station),
                                  f"{robot}: drive to {station}", f"{batch_id}/{robot}")
                 if not nav.succeeded:
@@ -278,6 +286,41 @@ class LabManager(Node):
                 self._gate(goal_handle)
         raise InvalidGoal(reason)
 
+    def _standing_at(self, station: str, tolerance: float = 0.3) -> list[str]:
+        """The robots whose odometry puts them at the station's dock."""
+        dock = self.stations[station].get("dock") or []
+        if len(dock) < 2:
+            return []
+        return [r for r, (x, y, _) in list(self.robot_pose.items())
+                if (x - float(dock[0])) ** 2 + (y - float(dock[1])) ** 2 <= tolerance ** 2]
+
+    def _make_way(self, robot: str, station: str, batch_id: str) -> None:
+        """Before `robot` drives to `station`: an idle robot standing at its dock drives to its
+        parking spot. A busy one is left to finish (the navigator waits for it to leave)."""
+        for other in self._standing_at(station):
+            if other == robot or other not in self.robots:
+                continue
+            index = self.robots.index(other)
+            if index >= len(self.parking):
+                self.get_logger().warning(f"{other} stands at {station} and has no parking spot "
+                                          f"(config/stations.yaml parking); {robot} waits for it to leave")
+                continue
+            try:
+                self.robot_pool.acquire([other], f"{batch_id}/make-way", timeout=0.0)
+            except Unavailable:
+                continue  # busy: it will leave when its own task takes it elsewhere
+            try:
+                x, y, yaw = (float(v) for v in self.parking[index])
+                self.robot_state[other] = "parking"
+                nav = self._call(self.nav_pose[other], NavigateToPose.Goal(pose=Pose2DMsg(x=x, y=y, theta=yaw)),
+                                 f"{other}: out of {robot}'s way to its parking spot", f"{batch_id}/{other}")
+                self.robot_at[other] = ""
+                if not nav.succeeded:
+                    self.get_logger().warning(f"{other} could not clear {station} for {robot}: {nav.message}")
+            finally:
+                self.robot_state[other] = "idle"
+                self.robot_pool.release(other, f"{batch_id}/make-way")
+
     def _charge_if_needed(self, robot: str, batch_id: str, goal_handle) -> None:
         level = self.battery.get(robot, 1.0)
         if level >= float(self.get_parameter("battery_low").value):
@@ -288,6 +331,7 @@ class LabManager(Node):
         self.get_logger().info(f"{robot}: battery {level:.0%}, going to charge")
         with self.station_pool.reserved(chargers, f"{batch_id}/{robot}",
                                         cancelled=lambda: goal_handle.is_cancel_requested) as charger:
+            self._make_way(robot, charger, batch_id)
             nav = self._call(self.nav[robot], NavigateToStation.Goal(station=charger, skip_refinement=True),
                              f"{robot}: drive to {charger}", f"{batch_id}/{robot}")
             self.robot_at[robot] = charger if nav.succeeded else ""

@@ -52,7 +52,8 @@ class NavigatorNode(Node):
                               ("stations_file", ""), ("urdf_file", ""), ("max_speed", 0.7),
                               ("goal_tolerance", 0.02), ("refine", True), ("camera_timeout", 10.0),
                               ("inspect_pose", "inspect"), ("max_correction", 0.2),
-                              ("max_correction_yaw", 0.17), ("refine_attempts", 3)):
+                              ("max_correction_yaw", 0.17), ("refine_attempts", 3), ("robots", [""]),
+                              ("robot_margin", 0.06), ("traffic_timeout", 900.0)):
             self.declare_parameter(name, default)
         self.robot = str(self.get_parameter("robot_name").value)
         self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
@@ -60,7 +61,10 @@ class NavigatorNode(Node):
         urdf = expand_xacro(default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro"))
         self.camera_chain = Chain.from_urdf(urdf, "base_link", "wrist_camera_optical_frame")
         params = {"world": self.world, "max_speed": float(self.get_parameter("max_speed").value),
-                  "goal_tolerance": float(self.get_parameter("goal_tolerance").value)}
+                  "goal_tolerance": float(self.get_parameter("goal_tolerance").value),
+                  "others": [r for r in self.get_parameter("robots").value if r and r != self.robot],
+                  "robot_margin": float(self.get_parameter("robot_margin").value),
+                  "traffic_timeout": float(self.get_parameter("traffic_timeout").value)}
         name = str(self.get_parameter("backend").value)
         self.backend: NavigationBackend = backend_class("navigation", name)(self, self.robot, params)
         self._busy = threading.Lock()

@@ -65,7 +65,7 @@ class SimNode(Node):
         p("stations_file", "")
         p("urdf_file", "")
         p("srdf_file", "")
-        p("start_poses", [0.0])           # x, y, yaw per robot; [0.0] = along the aisle by the charger
+        p("start_poses", [0.0])           # x, y, yaw per robot; [0.0] = robot1 at the charger, the others parked
         p("objects", ["rack_1@rack_storage/slot1"])  # '<id>@<owner>/<slot>'; ids starting 'tray' are trays
         p("clock_rate", 100.0)            # wall Hz of /clock and physics
         p("publish_rate", 20.0)           # wall Hz of odometry, joint states, battery
@@ -162,9 +162,13 @@ class SimNode(Node):
         first = charger.dock if charger else Pose2D(self.world.width / 2, 1.5, math.pi / 2)
         poses = {}
         for i, r in enumerate(self.robot_names):
-            # park further along the charger's heading-normal, one robot length apart
-            poses[r] = Pose2D(first.x - 1.2 * i * math.sin(first.yaw), first.y + 1.2 * i * math.cos(first.yaw),
-                              first.yaw) if i else first
+            if i == 0:
+                poses[r] = first  # the first robot starts docked at the charger
+            elif i < len(self.world.parking):
+                poses[r] = self.world.parking[i]  # the others on their parking spots
+            else:  # further along the charger's heading-normal, one robot length apart
+                poses[r] = Pose2D(first.x - 1.2 * i * math.sin(first.yaw), first.y + 1.2 * i * math.cos(first.yaw),
+                                  first.yaw)
         return poses
 
     def _on_set(self, params) -> SetParametersResult:

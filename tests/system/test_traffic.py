@@ -1,0 +1,93 @@
+"""Two robots on one floor, over DDS: sim, two navigators and the traffic node as processes.
+
+Crossing drives both arrive (the simulation stops a base that touches another robot, and the
+navigator then fails: arriving means no contact), one of them having waited for the other's
+reserved path; a robot sent to a dock another robot stands on waits, says who is in the way,
+and gives up after its traffic timeout without moving.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import ros_available
+from labproc import lab
+from test_robot import spin_until
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+@pytest.fixture(scope="module")
+def two_robots(tmp_path_factory):
+    import rclpy
+    from nav_msgs.msg import Odometry
+
+    from lab.commander import LabCommander
+
+    tmp = tmp_path_factory.mktemp("traffic")
+    truth: dict[str, tuple[float, float]] = {}
+
+    def watch(robot):
+        def on(msg) -> None:
+            truth[robot] = (msg.pose.pose.position.x, msg.pose.pose.position.y)
+        return on
+
+    overrides = {"navigator": {"refine": False, "traffic_timeout": 20.0}}
+    with lab(tmp, ["robots:=2", "speed:=200"], keep={"sim", "navigator", "traffic"}, overrides=overrides) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("traffic_test", context=context)
+        for r in ("robot1", "robot2"):
+            cmd.create_subscription(Odometry, f"/{r}/ground_truth", watch(r), 10)
+        try:
+            spin_until(cmd, lambda: len(truth) == 2, 60, what="both robots' ground truth")
+            yield cmd, truth, out
+        finally:
+            cmd.destroy_node()
+            context.try_shutdown()
+
+
+def _run(cmd, tasks, timeout=180.0):
+    """Wait for every task, keeping each one's feedback phases."""
+    phases: dict[int, list[str]] = {id(t): [] for t in tasks}
+    deadline = time.monotonic() + timeout
+    while not all(t.done.is_set() for t in tasks):
+        cmd.spin_for(0.01)
+        for t in tasks:
+            if t.feedback is not None and (not phases[id(t)] or phases[id(t)][-1] != t.feedback.phase):
+                phases[id(t)].append(t.feedback.phase)
+        assert time.monotonic() < deadline, "no results in time"
+    return [cmd.get_result(t) for t in tasks], phases
+
+
+def test_crossing_robots_take_turns_and_both_arrive(two_robots) -> None:
+    from lab.commander import TaskResult
+
+    cmd, truth, out = two_robots
+    # robot1 starts at the charger (south-east), robot2 parked in the north-east: each drives to
+    # the far end of the other's side, so their shortest paths cross in the aisle
+    first = cmd.navigate_to_station("robot1", "gas_chromatograph")
+    second = cmd.navigate_to_station("robot2", "rack_storage")
+    outcomes, phases = _run(cmd, [first, second])
+    assert outcomes == [TaskResult.SUCCEEDED, TaskResult.SUCCEEDED], (
+        first.result.message if first.result else "", second.result.message if second.result else "", out.text(60))
+    waited = [p for t in (first, second) for p in phases[id(t)] if p.startswith("waiting")]
+    assert waited and "path is in the way" in waited[0], phases
+    assert "stopped against" not in out.text(400)
+
+
+def test_a_robot_on_the_goal_dock_blocks_until_the_timeout(two_robots) -> None:
+    from lab.commander import TaskResult
+
+    cmd, truth, out = two_robots
+    # robot1 stands at the gas chromatograph now (previous test): robot2 is sent there
+    spin_until(cmd, lambda: abs(truth["robot1"][1] - 9.3) < 0.1, 30, what="robot1 at the gas chromatograph")
+    before = truth["robot2"]
+    task = cmd.navigate_to_station("robot2", "gas_chromatograph")
+    (outcome,), phases = _run(cmd, [task])
+    assert outcome is TaskResult.FAILED
+    assert "blocked for 20 s" in task.result.message and "robot1" in task.result.message, task.result.message
+    assert any("robot1" in p for p in phases[id(task)]), phases
+    assert truth["robot2"] == pytest.approx(before, abs=1e-3)   # it waited where it stood

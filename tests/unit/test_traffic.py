@@ -35,6 +35,11 @@ def test_crossing_paths_are_granted_one_at_a_time_and_released():
     assert table.reserve("robot1", along) == ""           # a robot's own reservation is not in its way
     assert table.release("robot1") and not table.release("robot1")
     assert table.reserve("robot2", across) == ""
+    # where robots stand: said on release, forgotten while the robot drives again
+    table.release("robot3", standing=apart[-1])
+    assert table.standing() == {"robot3": apart[-1]} and table.standing(but="robot3") == {}
+    assert table.reserve("robot3", [apart[-1], Pose2D(5.5, 1.0, 0)]) == ""
+    assert table.standing() == {}
     # just inside / outside the clearance
     table = TrafficTable()
     table.reserve("a", [Pose2D(1.0, 1.0, 0), Pose2D(1.0, 4.0, 0)])

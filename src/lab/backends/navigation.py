@@ -61,6 +61,8 @@ class EmbeddedNavigation(NavigationBackend):
         self._lock = threading.Lock()
         self._pose: Pose2D | None = None
         self._moving = False
+        self._odom_count = 0
+        self._told_ever: set[str] = set()
         self._bumper = ""
         self._bumper_count = 0
         self.path_pub = node.create_publisher(PathMsg, "follow_path", 10)
@@ -68,7 +70,7 @@ class EmbeddedNavigation(NavigationBackend):
         node.create_subscription(Odometry, "odom", self._odom, 10)
         node.create_subscription(String, "bumper", self._bumped, 10)
         self.others: dict[str, Pose2D | None] = {r: None for r in params.get("others", [])}
-        self.margin = float(params.get("robot_margin", 0.06))
+        self.margin = float(params.get("robot_margin", 0.3))
         self.traffic_timeout = float(params.get("traffic_timeout", 900.0))
         self.traffic = None
         if self.others:
@@ -91,6 +93,7 @@ class EmbeddedNavigation(NavigationBackend):
                                 quaternion_to_yaw(q.x, q.y, q.z, q.w))
             t = msg.twist.twist
             self._moving = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z) > 1e-6
+            self._odom_count += 1
 
     def _bumped(self, msg: String) -> None:
         with self._lock:
@@ -129,19 +132,34 @@ class EmbeddedNavigation(NavigationBackend):
         except NoPath as exc:
             return NavOutcome(False, f"no path: {exc}", start, 0.0)
         except _Blocked as exc:
+            self._hand_back(start)
             return NavOutcome(False, str(exc), start, 0.0)
         try:
             return self._follow(path, goal, feedback, cancelled)
         finally:
-            if self.others:
-                try:
-                    self._reserve([])
-                except _Blocked as exc:
-                    self.node.get_logger().warning(f"{self.robot}: could not hand back the reserved path: {exc}")
+            self._hand_back(None)
+
+    def _hand_back(self, here: Pose2D | None) -> None:
+        """Release this robot's reservation, telling the traffic node where it stands (`here`,
+        or where odometry puts it once the next two messages, sent after the base stopped, came)."""
+        if not self.others:
+            return
+        try:
+            if here is None:
+                with self._lock:
+                    seen = self._odom_count
+                wait_for(lambda: self._odom_count >= seen + 2, 1.0)
+                here = self.pose
+            if here is not None:
+                self._ask([here])
+        except _Blocked as exc:
+            self.node.get_logger().warning(f"{self.robot}: could not hand back the reserved path: {exc}")
 
     # ------------------------------------------------------------------ traffic
-    def _reserve(self, path: list[Pose2D]) -> str:
-        """Ask the traffic node for `path` (empty: release); '' when granted, else who is in the way."""
+    def _ask(self, path: list[Pose2D]) -> tuple[str, dict[str, Pose2D]]:
+        """One request to the traffic node (lab.core.traffic's rules: 2+ poses reserve, 1 releases
+        and says where this robot stands, none just asks). Returns who is in the way ('' when
+        granted) and where the other robots stand, as they last said."""
         assert self.traffic is not None
         if not self.traffic.wait_for_service(timeout_sec=10.0):
             raise _Blocked("no traffic node (/traffic/reserve_path) to share the floor with "
@@ -151,7 +169,19 @@ class EmbeddedNavigation(NavigationBackend):
         if not wait_for(future.done, 10.0) or future.result() is None:
             raise _Blocked("the traffic node did not answer")
         answer = future.result()
-        return "" if answer.granted else (answer.blocked_by or answer.message)
+        standing = {r: Pose2D(p.x, p.y, p.theta) for r, p in zip(answer.standing_robots, answer.standing_poses,
+                                                                  strict=False)}
+        return ("" if answer.granted else (answer.blocked_by or answer.message)), standing
+
+    def _standing(self, told: dict[str, Pose2D]) -> dict[str, Pose2D]:
+        """The other robots where they stand: as they told the traffic node; for a robot that
+        never has (it has not driven yet, so its odometry is current), its odometry. A robot
+        told once and absent now is driving on its reserved path, which the traffic node
+        keeps this robot's path clear of."""
+        self._told_ever |= set(told)
+        with self._lock:
+            heard = {r: p for r, p in self.others.items() if p is not None and r not in self._told_ever}
+        return {**heard, **told}
 
     def _clear_path(self, start: Pose2D, goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> list[Pose2D]:
         """A path around the other robots that the traffic node has reserved for this robot;
@@ -160,9 +190,10 @@ class EmbeddedNavigation(NavigationBackend):
         if not self.others:
             return path
         until = sim_now(self.node) + self.traffic_timeout
+        _, told = self._ask([])
+        holding = False
         while True:
-            with self._lock:
-                standing = {r: p for r, p in self.others.items() if p is not None}
+            standing = self._standing(told)
             boxes = [self.world.robot_box(r, p, self.margin) for r, p in standing.items()]
             # a robot already touching this one's footprint cannot be planned around (the base
             # would stop against it): leave it to the bumper rather than refuse every path
@@ -170,17 +201,24 @@ class EmbeddedNavigation(NavigationBackend):
             world = self.world.with_obstacles(boxes)
             try:
                 path = plan_path(world, start, goal)
-                blocker = self._reserve(path)
-                if not blocker:
+                blocker, told = self._ask(path)
+                holding = holding or not blocker
+                if not blocker and self._standing(told) == standing:
                     return path
+                if not blocker:
+                    continue  # someone stopped somewhere new since: plan again (the reservation is replaced)
                 why = f"waiting: {blocker}'s path is in the way"
             except NoPath as exc:
                 why = f"waiting: other robots are in the way ({exc})"
+            if holding:  # a path granted before a replan that found none: not kept while waiting
+                self._ask([start])
+                holding = False
             if sim_now(self.node) >= until:
                 raise _Blocked(f"blocked for {self.traffic_timeout:.0f} s: {why.removeprefix('waiting: ')}")
             feedback(why, start, path_length(path), path_length(path) / self.max_speed)
             if not wait_sim(self.node, 1.0, cancelled):
                 raise _Blocked("cancelled while waiting for the way to clear")
+            _, told = self._ask([])
 
     def _follow(self, path: list[Pose2D], goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> NavOutcome:
         start = path[0]

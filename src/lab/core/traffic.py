@@ -8,8 +8,11 @@ circumscribed diameter around points sampled every `step` along them: conservati
 robots whose paths run side by side closer than that take turns), and with one decision maker
 there is no race between two robots that ask at once.
 
-Robots standing still are not in this table: a navigator plans around the other robots where
-they stand (lab.backends.navigation), so a granted path never runs through a parked robot.
+Where each robot stands still is kept here too, as its navigator said when it last stopped: a
+navigator plans around the others where they stand (lab.backends.navigation), and must plan
+with this rather than with their odometry, which a fast simulation can leave a whole drive
+behind (a robot that has just stopped is still seen where it was a wall tick ago). A robot
+that reserves a path no longer stands anywhere until it stops again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import numpy as np
 
 from lab.core.world import ROBOT_FOOTPRINT, Pose2D
 
-CLEARANCE = math.hypot(*ROBOT_FOOTPRINT) + 0.1  # m: two circumscribed discs apart, and 5 cm each side
+# m: two circumscribed discs apart plus, on each side, what puts a robot off its planned path:
+# the follower's corner cutting (up to 0.1 m with its 0.4 m look-ahead), localisation drift
+# (the simulation's 0.06 m and 3 deg: 0.09 m at a corner) and the sampling (0.05 m)
+CLEARANCE = math.hypot(*ROBOT_FOOTPRINT) + 2 * (0.1 + 0.09 + 0.05)
 
 
 def sample_path(path: Sequence[Pose2D], step: float = 0.1) -> np.ndarray:
@@ -49,6 +55,7 @@ class TrafficTable:
     def __init__(self, clearance: float = CLEARANCE, step: float = 0.1) -> None:
         self.clearance, self.step = clearance, step
         self._held: dict[str, np.ndarray] = {}
+        self._standing: dict[str, Pose2D] = {}
 
     def reserve(self, robot: str, path: Sequence[Pose2D]) -> str:
         """Grant `robot` the floor along `path` ('' ) or name the robot whose reservation is in
@@ -58,10 +65,18 @@ class TrafficTable:
             if other != robot and closest(points, held) < self.clearance:
                 return other
         self._held[robot] = points
+        self._standing.pop(robot, None)
         return ""
 
-    def release(self, robot: str) -> bool:
+    def release(self, robot: str, standing: Pose2D | None = None) -> bool:
+        """Hand back `robot`'s reservation; `standing`: where it now stands still."""
+        if standing is not None:
+            self._standing[robot] = standing
         return self._held.pop(robot, None) is not None
 
     def holders(self) -> list[str]:
         return sorted(self._held)
+
+    def standing(self, but: str = "") -> dict[str, Pose2D]:
+        """Where the robots (but `but`) stand still, as they last said."""
+        return {r: p for r, p in sorted(self._standing.items()) if r != but}

@@ -53,7 +53,7 @@ class NavigatorNode(Node):
                               ("goal_tolerance", 0.02), ("refine", True), ("camera_timeout", 10.0),
                               ("inspect_pose", "inspect"), ("max_correction", 0.2),
                               ("max_correction_yaw", 0.17), ("refine_attempts", 3), ("robots", [""]),
-                              ("robot_margin", 0.06), ("traffic_timeout", 900.0)):
+                              ("robot_margin", 0.3), ("traffic_timeout", 900.0)):
             self.declare_parameter(name, default)
         self.robot = str(self.get_parameter("robot_name").value)
         self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),

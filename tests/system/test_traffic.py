@@ -3,7 +3,7 @@
 Crossing drives both arrive (the simulation stops a base that touches another robot, and the
 navigator then fails: arriving means no contact), one of them having waited for the other's
 reserved path; a robot sent to a dock another robot stands on waits, says who is in the way,
-and gives up after its traffic timeout without moving.
+and gives up after its traffic timeout without moving. (The lab manager's side: test_parking.)
 """
 
 from __future__ import annotations
@@ -69,8 +69,13 @@ def test_crossing_robots_take_turns_and_both_arrive(two_robots) -> None:
     # robot1 starts at the charger (south-east), robot2 parked in the north-east: each drives to
     # the far end of the other's side, so their shortest paths cross in the aisle
     from lab.cli import _set_sim_speed
+    from lab_interfaces.action import NavigateToStation
 
-    _set_sim_speed(cmd, 20.0)  # at 200x robot1 could arrive before robot2's goal is even accepted
+    # both action servers discovered first, and 20x: else robot1 could arrive before robot2's
+    # goal is even sent (the first goal to a server waits for its discovery)
+    clients = [cmd._client(NavigateToStation, f"/{r}/navigate_to_station") for r in ("robot1", "robot2")]
+    spin_until(cmd, lambda: all(c.server_is_ready() for c in clients), 30, what="both navigators")
+    _set_sim_speed(cmd, 20.0)
     try:
         first = cmd.navigate_to_station("robot1", "gas_chromatograph")
         second = cmd.navigate_to_station("robot2", "rack_storage")
@@ -116,3 +121,4 @@ def test_a_robot_on_the_goal_dock_blocks_until_the_timeout(two_robots) -> None:
     assert "blocked for 20 s" in task.result.message and "robot1" in task.result.message, task.result.message
     assert any("robot1" in p for p in phases[id(task)]), phases
     assert truth["robot2"] == pytest.approx(before, abs=1e-3)   # it waited where it stood
+

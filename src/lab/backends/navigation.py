@@ -191,6 +191,10 @@ class EmbeddedNavigation(NavigationBackend):
             return path
         until = sim_now(self.node) + self.traffic_timeout
         _, told = self._ask([])
+        unknown = [r for r in self.others if r not in told and r not in self._told_ever]
+        if not wait_for(lambda: all(self.others[r] is not None for r in unknown), 10.0):
+            raise _Blocked("cannot plan around " + ", ".join(r for r in unknown if self.others[r] is None) +
+                           ": no odometry from it, and it has not told the traffic node where it stands")
         holding = False
         while True:
             standing = self._standing(told)

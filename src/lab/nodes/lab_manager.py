@@ -49,6 +49,7 @@ from lab.nodes.common import (
     node_main,
     quaternion_to_yaw,
     sim_now,
+    wait_for,
     wait_sim,
 )
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation, RunBatch, RunStation
@@ -287,10 +288,12 @@ class LabManager(Node):
         raise InvalidGoal(reason)
 
     def _standing_at(self, station: str, tolerance: float = 0.3) -> list[str]:
-        """The robots whose odometry puts them at the station's dock."""
+        """The robots whose odometry puts them at the station's dock (waits up to 5 wall s for
+        every robot's first odometry)."""
         dock = self.stations[station].get("dock") or []
         if len(dock) < 2:
             return []
+        wait_for(lambda: all(r in self.robot_pose for r in self.robots), 5.0)
         return [r for r, (x, y, _) in list(self.robot_pose.items())
                 if (x - float(dock[0])) ** 2 + (y - float(dock[1])) ** 2 <= tolerance ** 2]
 
@@ -311,6 +314,8 @@ class LabManager(Node):
                 continue  # busy: it will leave when its own task takes it elsewhere
             try:
                 x, y, yaw = (float(v) for v in self.parking[index])
+                self.get_logger().info(f"{other} stands idle at {station}, where {robot} must go: "
+                                       f"parking it at ({x:g}, {y:g})")
                 self.robot_state[other] = "parking"
                 nav = self._call(self.nav_pose[other], NavigateToPose.Goal(pose=Pose2DMsg(x=x, y=y, theta=yaw)),
                                  f"{other}: out of {robot}'s way to its parking spot", f"{batch_id}/{other}")
@@ -350,9 +355,11 @@ class LabManager(Node):
                    release_after_pick: str | None) -> None:
         src_station, dst_station = source.partition("/")[0], target.partition("/")[0]
         on_robot = src_station in self.robots  # left on a robot by a failed transfer: that robot takes it
+        at_source = set() if on_robot else \
+            {r for r in self.robots if self.robot_at[r] == src_station} | set(self._standing_at(src_station))
         robot = self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
                                         cancelled=lambda: goal_handle.is_cancel_requested,
-                                        prefer=lambda r: 0.0 if self.robot_at[r] == src_station else 1.0)
+                                        prefer=lambda r: 0.0 if r in at_source else 1.0)
         try:
             self._charge_if_needed(robot, batch_id, goal_handle)
             deck = f"{robot}/{DECK}"

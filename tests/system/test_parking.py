@@ -1,0 +1,43 @@
+"""Two robots through the lab manager, over DDS: an idle robot standing on the dock a batch
+needs is driven to its parking spot, and the batch completes. Its own module: two labs must
+not run at once (test_traffic's lab lives as long as its module).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import ros_available
+from labproc import lab
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_path) -> None:
+    import rclpy
+
+    from lab.commander import LabCommander, TaskResult
+
+    # robot1 idles at the solid dispenser, robot2 stands at rack storage: robot2 (nearest the
+    # rack) carries it to the solid dispenser, so robot1 must make way
+    starts = [1.35, 3.2, 3.1416, 1.35, 1.6, 3.1416]
+    keep = {"sim", "navigator", "arm", "station", "lab_manager", "planner", "traffic"}
+    with lab(tmp_path, ["robots:=2", "speed:=1500"], keep=keep, overrides={"sim": {"start_poses": starts}}) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("parking_test", context=context)
+        try:
+            task = cmd.run_campaign("photocatalysis", budget=8, batch_size=8, seed=1)
+            deadline = time.monotonic() + 240
+            while not cmd.is_task_complete(task, wait=0.1):
+                assert time.monotonic() < deadline, out.text(80)
+            assert cmd.get_result(task) is TaskResult.SUCCEEDED, (task.result.message if task.result else "",
+                                                                  out.text(80))
+            assert task.result.experiments_done == 8, out.text(80)
+        finally:
+            cmd.destroy_node()
+            context.try_shutdown()
+    assert "robot1 stands idle at solid_dispenser, where robot2 must go: parking it at (6.5, 10.3)" in out.text(2000)
+    assert "stopped against" not in out.text(2000)

@@ -87,6 +87,29 @@ def test_planner_batches_are_feasible_distinct_and_avoid_pending():
         PHOTO.space.validate(p)
 
 
+def test_sparse_candidates_leave_ingredients_out_and_stay_feasible():
+    """Each random candidate gets a sparser copy in a mixture space (members of a sum
+    constraint dropped to their lower bound with probability `sparse`); none in a space
+    without sum constraints, none with sparse=0."""
+    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, seed=3, sparse=0.7)
+    base = PHOTO.space.sample(400, np.random.default_rng(3))
+    copies = planner._sparse(base)
+    assert len(copies) > 300
+    members = PHOTO.space.constraints[0].names
+    lows = {n: PHOTO.space.dim(n).low for n in members}
+
+    def present(points):
+        return np.mean([sum(p[n] > lows[n] for n in members) for p in points])
+
+    assert present(copies) < 0.5 * present(base), (present(copies), present(base))
+    for q in copies:
+        PHOTO.space.validate(q)
+        assert q["P10-MIX1"] in {p["P10-MIX1"] for p in base}   # free dimensions untouched
+    barrel = BatchPlanner(BARREL.space, BARREL.objectives, seed=3)
+    assert barrel._sparse(BARREL.space.sample(50, np.random.default_rng(0))) == []
+    assert BatchPlanner(PHOTO.space, PHOTO.objectives, sparse=0.0)._sparse(base) == []
+
+
 def test_planner_beats_random_search_on_the_her_emulator():
     """160 vials (10 batches), seeds 0-2: the model-guided campaign's best vial (emulator mean)
     beats random sampling's on average. Single seeds vary a lot (measured 8.7 to 22.5 umol/h

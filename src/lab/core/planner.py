@@ -7,8 +7,9 @@ over feasible candidates of the campaign's space.
   subclass, which forms the inverse), on the space scaled to the unit cube; objectives to
   maximise are negated (skopt minimises), `log_objectives` modelled on log10.
 - The acquisition: skopt.acquisition.gaussian_ei, evaluated on candidates drawn from the
-  space (its pool when it has one; otherwise `candidates` random feasible grid points plus
-  neighbours of the best points so far), excluding points already measured or pending.
+  space (its pool when it has one; otherwise `candidates` random feasible grid points, a
+  sparser copy of each where the space has mixtures (sum constraints), and neighbours of the
+  best points so far), excluding points already measured or pending.
 - A batch: kriging believer. Each pick is added to the data at the model's mean, which
   leaves the posterior mean unchanged and lowers its variance by an exact rank-one update
   before the next pick; points still running in the lab (`pending`) are added the same way
@@ -46,13 +47,14 @@ class BatchPlanner:
     def __init__(self, space: Space, objectives: Sequence[Objective], log_objectives: Sequence[str] = (),
                  initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
-                 fit_subset: int = 250, refit_growth: float = 1.1) -> None:
+                 fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
         self.n_candidates, self.xi = candidates, xi
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.refit_growth = refit_growth
+        self.sparse = sparse
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
@@ -78,8 +80,28 @@ class BatchPlanner:
         if self.space.pool is not None:
             pool = self.space.pool
         else:
-            pool = self.space.sample(self.n_candidates, self.rng) + self._neighbours(best)
+            base = self.space.sample(self.n_candidates, self.rng)
+            pool = base + self._sparse(base) + self._neighbours(best)
         return self._unseen(pool, set(exclude))
+
+    def _sparse(self, points: Sequence[Point]) -> list[Point]:
+        """A sparser copy of each point: every member of a sum constraint (an ingredient of a
+        mixture) dropped to its lower bound with probability `sparse`, so that mixtures of a
+        few ingredients are proposed as often as full ones (uniform draws on a simplex almost
+        never leave most ingredients out). Nothing for a space without sum constraints."""
+        members = [n for c in self.space.constraints for n in c.names]
+        if not members or self.sparse <= 0:
+            return []
+        lows = {n: self.space.dim(n).low for n in members}
+        out = []
+        for p in points:
+            q = dict(p)
+            for n in members:
+                if self.rng.random() < self.sparse:
+                    q[n] = lows[n]
+            if q != p and all(c.holds(q) for c in self.space.constraints):
+                out.append(q)
+        return out
 
     def _unseen(self, points: Sequence[Point], seen: set[tuple[float, ...]], limit: int | None = None) -> list[Point]:
         """The points whose grid key is not in `seen` (which grows), in order, at most `limit`."""

@@ -4,8 +4,9 @@ over feasible candidates of the campaign's space.
 - The model: a Gaussian process, Matern 5/2 with one length scale per dimension (ARD, at most
   `length_scale_max` on the unit cube: 2 by default, so that a fit cannot switch a variable
   off altogether; with 20 the fits of two campaign seeds in ten called NaCl and NaOH
-  irrelevant early and never proposed the mixtures that matter) plus white noise (scikit-learn's GaussianProcessRegressor, which skopt's GP models build on; its
-  own predict solves with the Cholesky factor, ~20x faster at 700 points than skopt's
+  irrelevant early and never proposed the mixtures that matter) plus white noise
+  (scikit-learn's GaussianProcessRegressor, which skopt's GP models build on; its own predict
+  solves with the Cholesky factor, ~20x faster at 700 points than skopt's
   subclass, which forms the inverse), on the space scaled to the unit cube; objectives to
   maximise are negated (skopt minimises), `log_objectives` modelled on log10.
 - The acquisition: skopt.acquisition.gaussian_ei, evaluated on candidates drawn from the

@@ -48,6 +48,13 @@ class _Blocked(Exception):
     """Waiting for the way to clear ended without a path (cancelled or timed out)."""
 
 
+def odom_pose(msg: Odometry) -> Pose2D:
+    """The planar pose an Odometry message gives (map frame here: the simulation's odometry
+    is the robot's localised estimate)."""
+    q = msg.pose.pose.orientation
+    return Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
+
+
 def path_length(path: list[Pose2D]) -> float:
     return sum(math.hypot(b.x - a.x, b.y - a.y) for a, b in zip(path, path[1:], strict=False))
 
@@ -81,16 +88,14 @@ class EmbeddedNavigation(NavigationBackend):
             self.traffic = node.create_client(ReservePath, "/traffic/reserve_path", callback_group=group)
 
     def _other_odom(self, robot: str, msg: Odometry) -> None:
-        q = msg.pose.pose.orientation
+        pose = odom_pose(msg)
         with self._lock:
-            self.others[robot] = Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
-                                        quaternion_to_yaw(q.x, q.y, q.z, q.w))
+            self.others[robot] = pose
 
     def _odom(self, msg: Odometry) -> None:
-        q = msg.pose.pose.orientation
+        pose = odom_pose(msg)
         with self._lock:
-            self._pose = Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
-                                quaternion_to_yaw(q.x, q.y, q.z, q.w))
+            self._pose = pose
             t = msg.twist.twist
             self._moving = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z) > 1e-6
             self._odom_count += 1

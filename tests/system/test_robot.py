@@ -113,6 +113,40 @@ def test_docking_is_refined_from_the_marker(robot_lab) -> None:
     assert all(f.distance_remaining >= 0 and f.estimated_time_remaining >= 0 for f in driving)
 
 
+def test_refinement_takes_the_joints_at_the_images_time(robot_lab) -> None:
+    """Joint states that arrive late (older than the image) must not be used for the camera's
+    pose. A late message with the stowed arm, whose camera sits 1.01 m behind the inspecting
+    one, put the base pose 1.06 m off and the image was rejected (seen in long runs). Here the
+    test floods the navigator with such stale messages while it docks and refines."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import JointState
+
+    from lab.commander import TaskResult
+
+    cmd, probe, out = robot_lab
+    stale = JointState()
+    stale.header.stamp = Time(sec=0)
+    stale.name = [f"robot1/joint_a{i}" for i in range(1, 8)]
+    stale.position = [0.0, -0.3, 0.0, 1.6, 0.0, -1.2, 0.0]  # the SRDF's `stow`
+    publisher = cmd.create_publisher(JointState, "/robot1/joint_states", 10)
+    rejected_before = sum("marker pose rejected" in line for line in out.lines)
+    try:
+        for station in ("solid_dispenser", "photoreactor"):
+            task = cmd.navigate_to_station("robot1", station)
+            while not cmd.is_task_complete(task, wait=0.002):
+                publisher.publish(stale)
+            outcome, result = cmd.get_result(task), task.result
+            assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text(40))
+            assert "refined" in result.message
+            spin_until(cmd, lambda: probe.speed == 0.0, 10, what="base at rest")
+            _spin_for(cmd, 0.3)
+            x, y, _ = probe.truth
+            assert math.hypot(result.final_pose.x - x, result.final_pose.y - y) < 0.005, station
+    finally:
+        cmd.destroy_publisher(publisher)
+    assert sum("marker pose rejected" in line for line in out.lines) == rejected_before, out.text(40)
+
+
 def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
     from lab.commander import TaskResult
     from lab_interfaces.action import NavigateToPose

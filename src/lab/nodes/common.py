@@ -200,6 +200,33 @@ def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = POLL) 
     return True
 
 
+class Stamped:
+    """The latest value of a topic with its stamp (simulated s), and a wait for one stamped at
+    or after a given time: what was true when another message (an image) was taken, rather
+    than whatever arrived last, which on a busy executor can be older."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._stamp = -math.inf
+
+    def put(self, value: Any, stamp: float) -> None:
+        with self._lock:
+            if stamp >= self._stamp:
+                self._value, self._stamp = value, stamp
+
+    def at_or_after(self, stamp: float, timeout: float) -> Any:
+        """The latest value if it is stamped at or after `stamp` (1 µs slack: sec + nanosec * 1e-9
+        need not round alike on both sides), waiting up to `timeout` wall s for one; else None."""
+        def fresh() -> bool:
+            with self._lock:
+                return self._stamp >= stamp - 1e-6
+        if not wait_for(fresh, timeout):
+            return None
+        with self._lock:
+            return self._value
+
+
 def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
     """(x, y, z, w) of a rotation by yaw about z."""
     return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)

@@ -29,6 +29,7 @@ from lab.core.world import LabWorld, Pose2D, Station
 from lab.nodes.common import (
     LATCHED,
     ActionClient,
+    Stamped,
     call_action,
     clock_hold,
     default_file,
@@ -68,7 +69,7 @@ class NavigatorNode(Node):
         name = str(self.get_parameter("backend").value)
         self.backend: NavigationBackend = backend_class("navigation", name)(self, self.robot, params)
         self._busy = threading.Lock()
-        self._joints: dict[str, float] = {}
+        self._joints = Stamped()  # {joint: position} with the stamp of its joint_states message
         self._image_lock = threading.Lock()
         self._image_after = math.inf  # wanted: the first image stamped at or after this (sim s)
         self._camera_image: Image | None = None
@@ -98,7 +99,8 @@ class NavigatorNode(Node):
         return GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT
 
     def _joint_states(self, msg: JointState) -> None:
-        self._joints = {n.rsplit("/", 1)[-1]: p for n, p in zip(msg.name, msg.position, strict=False)}
+        self._joints.put({n.rsplit("/", 1)[-1]: p for n, p in zip(msg.name, msg.position, strict=False)},
+                         seconds_of(msg.header.stamp))
 
     # ------------------------------------------------------------------ actions
     def _drive(self, goal_handle, goal: Pose2D, feedback_type) -> NavOutcome:
@@ -171,12 +173,18 @@ class NavigatorNode(Node):
                   float(self.get_parameter("max_correction_yaw").value))
         why = ""
         for _ in range(max(1, int(self.get_parameter("refine_attempts").value))):
-            camera, image = self._fresh_image(sim_now(self))
+            camera, image, stamp = self._fresh_image(sim_now(self))
             t_cam_marker = estimate_marker_pose(image, camera, station.marker.id, station.marker.size)
             if t_cam_marker is None:
                 why = f"marker {station.marker.id} not seen by the wrist camera"
                 continue
-            q = np.array([self._joints.get(j, 0.0) for j in self.camera_chain.joint_names])
+            # the arm's joints as they were when the image was taken, not the last joint_states
+            # that happened to arrive: that can still be the stowed arm, whose camera sits 1.01 m
+            # further back, and then the base pose comes out 1.06 m off (seen in long runs)
+            joints = self._joints.at_or_after(stamp, float(self.get_parameter("camera_timeout").value))
+            if joints is None:
+                raise TimeoutError("no joint_states stamped at or after the wrist camera's image")
+            q = np.array([joints.get(j, 0.0) for j in self.camera_chain.joint_names])
             pose = refine_base_pose(station, self.camera_chain.fk(q), t_cam_marker)
             why = implausible_correction(current, pose, *limits)
             if not why:
@@ -222,8 +230,8 @@ class NavigatorNode(Node):
     def _on_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    def _fresh_image(self, after: float) -> tuple[CameraModel, np.ndarray]:
-        """The first camera image stamped at or after `after` (simulated s)."""
+    def _fresh_image(self, after: float) -> tuple[CameraModel, np.ndarray, float]:
+        """The first camera image stamped at or after `after` (simulated s), and its stamp."""
         with self._image_lock:
             self._image_after, self._camera_image = after, None
         if not wait_for(lambda: self._camera_image is not None and self._camera_info is not None,
@@ -237,7 +245,7 @@ class NavigatorNode(Node):
         k = info.k
         camera = CameraModel(int(info.width), int(info.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
         image = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
-        return camera, image
+        return camera, image, seconds_of(msg.header.stamp)
 
     def _publish_offset(self, station: Station, offset: Pose2D) -> None:
         msg = PoseStamped()

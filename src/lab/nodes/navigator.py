@@ -258,9 +258,10 @@ class NavigatorNode(Node):
 
 def implausible_correction(current: Pose2D | None, refined: Pose2D, max_shift: float, max_turn: float) -> str:
     """Why a marker-refined pose cannot be right ('' when it can): it moves the robot further
-    from where it believes it is than localisation drift can explain. A wrong marker pose (the
-    planar-target ambiguity of a noisy detection) once put the robot's estimate 1.07 m away,
-    inside a wall, and every later navigation failed."""
+    from where it believes it is than localisation drift can explain. A wrong marker pose once
+    put the robot's estimate 1.07 m away, inside a wall, and every later navigation failed (the
+    cause then: joint states of the stowed arm used with an image taken at `inspect`; fixed in
+    _refine, the check kept as the guard for whatever else can make a pose wrong)."""
     if current is None:
         return ""
     shift = math.hypot(refined.x - current.x, refined.y - current.y)

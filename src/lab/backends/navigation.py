@@ -35,7 +35,7 @@ from lab.nodes.common import (
     LATCHED,
     POLL,
     SimDeadline,
-    quaternion_to_yaw,
+    planar_pose,
     sim_now,
     wait_for,
     wait_sim,
@@ -46,13 +46,6 @@ from lab_interfaces.srv import ReservePath
 
 class _Blocked(Exception):
     """Waiting for the way to clear ended without a path (cancelled or timed out)."""
-
-
-def odom_pose(msg: Odometry) -> Pose2D:
-    """The planar pose an Odometry message gives (map frame here: the simulation's odometry
-    is the robot's localised estimate)."""
-    q = msg.pose.pose.orientation
-    return Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
 
 
 def path_length(path: list[Pose2D]) -> float:
@@ -88,12 +81,12 @@ class EmbeddedNavigation(NavigationBackend):
             self.traffic = node.create_client(ReservePath, "/traffic/reserve_path", callback_group=group)
 
     def _other_odom(self, robot: str, msg: Odometry) -> None:
-        pose = odom_pose(msg)
+        pose = planar_pose(msg.pose.pose)  # map frame: the simulation's odometry is the localised estimate
         with self._lock:
             self.others[robot] = pose
 
     def _odom(self, msg: Odometry) -> None:
-        pose = odom_pose(msg)
+        pose = planar_pose(msg.pose.pose)  # map frame: the simulation's odometry is the localised estimate
         with self._lock:
             self._pose = pose
             t = msg.twist.twist

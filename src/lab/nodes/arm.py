@@ -26,7 +26,7 @@ from lab.backends.base import ManipulationBackend, MotionOutcome, backend_class
 from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, Unreachable, expand_xacro, named_poses
 from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, clock_hold, default_file, quaternion_to_yaw, run, sim_now, wait_for
+from lab.nodes.common import LATCHED, clock_hold, default_file, planar_pose, run, sim_now, wait_for
 from lab_interfaces.action import Manipulate
 from lab_interfaces.msg import WorldState
 from lab_interfaces.srv import MoveObject
@@ -77,10 +77,8 @@ class ArmNode(Node):
         self.backend.shutdown()
 
     def _odom(self, msg: Odometry) -> None:
-        q = msg.pose.pose.orientation
         with self._state_lock:
-            self._pose = Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
-                                quaternion_to_yaw(q.x, q.y, q.z, q.w))
+            self._pose = planar_pose(msg.pose.pose)
             self._odom_count += 1
 
     def _fresh_pose(self) -> None:

@@ -17,6 +17,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from lab.core.world import Pose2D
 from lab.paths import share_dir
 
 #: latched: late subscribers get the last message (robot_description, world state, markers, status)
@@ -234,6 +235,13 @@ def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
 
 def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def planar_pose(pose: Any) -> Pose2D:
+    """x, y and yaw of a geometry_msgs/Pose (an Odometry's or a PoseWithCovarianceStamped's
+    msg.pose.pose)."""
+    q = pose.orientation
+    return Pose2D(pose.position.x, pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
 
 
 def default_file(node: Node, parameter: str, relative: str) -> Path:

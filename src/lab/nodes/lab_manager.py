@@ -47,7 +47,7 @@ from lab.nodes.common import (
     call_action,
     default_file,
     node_main,
-    quaternion_to_yaw,
+    planar_pose,
     sim_now,
     wait_for,
     wait_sim,
@@ -152,9 +152,8 @@ class LabManager(Node):
 
     # ------------------------------------------------------------------ inputs
     def _odom(self, robot: str, msg: Odometry) -> None:
-        q = msg.pose.pose.orientation
-        self.robot_pose[robot] = (msg.pose.pose.position.x, msg.pose.pose.position.y,
-                                  quaternion_to_yaw(q.x, q.y, q.z, q.w))
+        pose = planar_pose(msg.pose.pose)
+        self.robot_pose[robot] = (pose.x, pose.y, pose.yaw)
 
     def _world_state(self, msg: WorldState) -> None:
         with self._lock:

@@ -40,7 +40,7 @@ from lab.nodes.common import (
     LATCHED,
     ClockWaits,
     default_file,
-    quaternion_to_yaw,
+    planar_pose,
     run,
     seconds_of,
     to_time,
@@ -186,9 +186,7 @@ class SimNode(Node):
         self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
 
     def _follow(self, robot: str, msg: PathMsg) -> None:
-        path = [Pose2D(ps.pose.position.x, ps.pose.position.y,
-                       quaternion_to_yaw(ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
-                                         ps.pose.orientation.w)) for ps in msg.poses]
+        path = [planar_pose(ps.pose) for ps in msg.poses]
         self.lab.follow_path(robot, path)
 
     def _trajectory(self, robot: str, msg: JointTrajectory) -> None:
@@ -200,9 +198,7 @@ class SimNode(Node):
             self.get_logger().error(f"{robot}: trajectory refused: {exc}")
 
     def _initial_pose(self, robot: str, msg: PoseWithCovarianceStamped) -> None:
-        q = msg.pose.pose.orientation
-        self.lab.reset_estimate(robot, Pose2D(msg.pose.pose.position.x, msg.pose.pose.position.y,
-                                              quaternion_to_yaw(q.x, q.y, q.z, q.w)))
+        self.lab.reset_estimate(robot, planar_pose(msg.pose.pose))
 
     def _move_object(self, request: MoveObject.Request, response: MoveObject.Response) -> MoveObject.Response:
         try:

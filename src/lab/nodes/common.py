@@ -217,11 +217,11 @@ class Stamped:
                 self._value, self._stamp = value, stamp
 
     def at_or_after(self, stamp: float, timeout: float) -> Any:
-        """The latest value if it is stamped at or after `stamp` (1 µs slack: sec + nanosec * 1e-9
-        need not round alike on both sides), waiting up to `timeout` wall s for one; else None."""
+        """The latest value if it is stamped at or after `stamp` (within CLOCK_SLACK), waiting up
+        to `timeout` wall s for one; else None."""
         def fresh() -> bool:
             with self._lock:
-                return self._stamp >= stamp - 1e-6
+                return self._stamp >= stamp - CLOCK_SLACK
         if not wait_for(fresh, timeout):
             return None
         with self._lock:

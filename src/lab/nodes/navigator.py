@@ -27,6 +27,7 @@ from lab.core.kinematics import Chain, expand_xacro
 from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
 from lab.core.world import LabWorld, Pose2D, Station
 from lab.nodes.common import (
+    CLOCK_SLACK,
     LATCHED,
     ActionClient,
     Stamped,
@@ -222,9 +223,9 @@ class NavigatorNode(Node):
     def _on_image(self, msg: Image) -> None:
         with self._image_lock:
             stamp = seconds_of(msg.header.stamp)
-            # 1 µs slack: a held (lockstep) clock stamps images with the very time `after` was read,
+            # CLOCK_SLACK: a held (lockstep) clock stamps images with the very time `after` was read,
             # and sec + nanosec * 1e-9 need not round like nanoseconds * 1e-9
-            if self._camera_image is None and stamp >= self._image_after - 1e-6:
+            if self._camera_image is None and stamp >= self._image_after - CLOCK_SLACK:
                 self._camera_image = msg
 
     def _on_info(self, msg: CameraInfo) -> None:

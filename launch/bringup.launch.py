@@ -3,7 +3,7 @@
 Which nodes run, in which namespaces and with which parameters comes from the node table
 (config/nodes.yaml) through lab.core.nodetable.expand(), the same function `lab bringup`
 uses where the launch system is not installed. `sim:=gazebo` adds Gazebo Harmonic, the
-ros_gz bridge, robot_state_publisher and the spawner (lab.launch_gazebo), which only exist on
+ros_gz bridge, robot_state_publisher and the spawner (lab.launch_full_stack), which only exist on
 a full ROS 2 installation.
 """
 

@@ -37,7 +37,7 @@ from sklearn.preprocessing import PowerTransformer
 from skopt.acquisition import gaussian_ei
 from skopt.learning import ExtraTreesRegressor
 
-import lab.core.campaign as campaign_module
+import lab.core.closed_loop as campaign_module
 import lab.core.planner as planner_module
 from lab.bench.campaign import run_loop
 from lab.core.emulators import HerEmulator

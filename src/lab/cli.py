@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from lab.core.nodetable import ARGUMENTS
+from lab.session import run_campaign_with_progress
 
 DEFAULT_DB = "runs/campaigns.db"
 
@@ -47,51 +47,6 @@ def _set_sim_speed(cmd, speed: float) -> None:
             print(f"lab: speed {speed} refused by /sim: {result.reason}", file=sys.stderr)
     finally:
         cmd.destroy_client(client)
-
-
-def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed: int, resume: bool = False,
-                               campaign_id: str = "") -> tuple[int, object]:
-    """Send a run_campaign goal, show progress until it ends; Ctrl-C cancels it cleanly."""
-    from lab.commander import TaskResult
-    from lab.progress import ProgressLine, bar, format_duration
-
-    task = cmd.run_campaign(campaign, budget=budget, batch_size=batch, seed=seed, resume=resume,
-                            campaign_id=campaign_id)
-    line = ProgressLine()
-    try:
-        while not cmd.is_task_complete(task, wait=0.2):
-            fb = cmd.get_feedback(task)
-            if fb is None:
-                continue
-            best = fb.best_summary or (f"best {fb.best_value:.3g}" if not math.isnan(fb.best_value) else "best -")
-            line.update(f"{fb.campaign_id} {bar(fb.experiments_done, fb.budget)} running {fb.experiments_running} "
-                        f"failed {fb.experiments_failed} | {best} | sim {format_duration(fb.sim_time)} "
-                        f"| left ~{format_duration(fb.estimated_time_left)}")
-    except KeyboardInterrupt:
-        line.close()
-        print("lab: cancelling the campaign (it can be resumed with `lab campaign resume ID`) ...")
-        outcome = cmd.cancel(task, timeout=120.0)
-        print(f"lab: campaign {outcome.name.lower()}")
-        return 130, task.result
-    line.close()
-    outcome = cmd.get_result(task)
-    result = task.result
-    if outcome is TaskResult.SUCCEEDED:
-        print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments "
-              f"({result.experiments_failed} failed); record {result.database}"
-              + (f"; recording {result.recording}" if result.recording else ""))
-        for formulation, measurement in zip(result.best, result.best_measurements, strict=False):
-            units = list(formulation.units) + [""] * len(formulation.components)
-            amounts = ", ".join(f"{c} {a:g} {u}".rstrip() for c, a, u in
-                                zip(formulation.components, formulation.amounts, units, strict=False) if a)
-            value_units = list(measurement.units) + [""] * len(measurement.objectives)
-            values = ", ".join(f"{o} {v:.4g} {u}".rstrip() for o, v, u in
-                               zip(measurement.objectives, measurement.values, value_units, strict=False))
-            print(f"  best: {values} <- {amounts}")
-        return 0, result
-    message = getattr(result, "message", "") if result is not None else "goal rejected"
-    print(f"lab: campaign {outcome.name.lower()}: {message}", file=sys.stderr)
-    return 1, result
 
 
 def _with_commander(fn):
@@ -139,19 +94,19 @@ def _operator(cmd, ns: argparse.Namespace) -> int:
 
 
 def _campaign_list(ns: argparse.Namespace) -> int:
-    from lab.campaigns import list_campaigns
+    from lab.records import list_campaigns
 
     return list_campaigns(Path(ns.db))
 
 
 def _campaign_status(ns: argparse.Namespace) -> int:
-    from lab.campaigns import campaign_status
+    from lab.records import campaign_status
 
     return campaign_status(Path(ns.db), ns.campaign_id)
 
 
 def _campaign_report(ns: argparse.Namespace) -> int:
-    from lab.campaigns import campaign_report
+    from lab.records import campaign_report
 
     return campaign_report(Path(ns.db), ns.campaign_id, Path(ns.out) if ns.out else None)
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 import enum
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import rclpy
 from action_msgs.msg import GoalStatus
-from rclpy.action.client import ClientGoalHandle
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
-from unique_identifier_msgs.msg import UUID
 
-from lab.nodes.common import ActionClient
+from lab.ros.actions import ACK_TIMEOUT, ActionClient, send_goal
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunCampaign, RunStation
 from lab_interfaces.msg import Formulation
 
@@ -59,7 +56,7 @@ class Task:
 class LabCommander(Node):
     def __init__(self, node_name: str = "lab_commander", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.ack_timeout = 5.0  # wall s to wait for a goal to be accepted or rejected before sending it again
+        self.ack_timeout = ACK_TIMEOUT  # wall s to wait for a goal's answer before sending it again
         self._action_clients: dict[tuple[type, str], ActionClient] = {}
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self)
@@ -77,52 +74,25 @@ class LabCommander(Node):
             self._executor.spin_once(timeout_sec=seconds)
 
     def _send_goal(self, action_type: type, name: str, goal: Any, server_timeout: float = 30.0) -> Task:
+        """Send through lab.ros.actions.send_goal (the path nodes use too), spinning while it waits."""
         client = self._client(action_type, name)
-        deadline = time.monotonic() + server_timeout
-        while not client.server_is_ready():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"action server {name} is not available (is the lab brought up?)")
-            self.spin_for(0.1)
         task = Task(action=name)
 
-        def on_feedback(msg: Any) -> None:
-            task.feedback = msg.feedback
+        def on_feedback(feedback: Any) -> None:
+            task.feedback = feedback
 
-        # A request sent just as a server appears can go unanswered (a restarted server's old
-        # DDS entities still look alive; or the server has not yet matched our response reader,
-        # Fast DDS: "failed to send response (timeout)") -> send the goal again after
-        # `ack_timeout`, with the same goal id, so that a server which did accept it the first
-        # time refuses the copy instead of running the goal twice (see below).
-        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
-        attempt = 0
-        for attempt in range(max(1, int(server_timeout // self.ack_timeout))):
-            future = client.send_goal_async(goal, feedback_callback=on_feedback, goal_uuid=goal_id)
-            answer_by = time.monotonic() + self.ack_timeout
-            while not future.done() and time.monotonic() < answer_by:
-                self.spin_for(0.1)
-            if future.done():
-                break
-            self.get_logger().warning(f"{name}: no answer to the goal after {self.ack_timeout:.0f} s; sending again "
-                                      f"(attempt {attempt + 2})")
-        if not future.done():
-            raise TimeoutError(f"action server {name} does not answer goals")
-        task.goal_handle = future.result()
-        if attempt and task.goal_handle is not None and not task.goal_handle.accepted:
-            # refused copy: either the server refuses the goal, or it accepted our first send
-            # and knows the id. Ask for that goal's result: an unknown goal answers at once with
-            # STATUS_UNKNOWN (then it was a refusal), a known one when it ends.
-            accepted = action_type.Impl.SendGoalService.Response(accepted=True)
-            task.goal_handle = ClientGoalHandle(client, goal_id, accepted)
-            task.adopted = True
-        if task.goal_handle is None or not task.goal_handle.accepted:
+        sent = send_goal(client, goal, pause=self.spin_for, feedback=on_feedback, server_timeout=server_timeout,
+                         ack_timeout=self.ack_timeout, log=self.get_logger().warning)
+        task.goal_handle, task.adopted = sent.handle, sent.adopted
+        if not sent.accepted:
             task.status = GoalStatus.STATUS_ABORTED
             task.done.set()
             return task
-        task.result_future = task.goal_handle.get_result_async()
+        task.result_future = sent.handle.get_result_async()
 
         def on_result(fut: Any) -> None:
             response = fut.result()
-            if task.adopted and response.status == GoalStatus.STATUS_UNKNOWN:
+            if sent.refused(response.status):
                 task.goal_handle = None  # the server never had the goal: it refused it
             task.result, task.status = response.result, response.status
             task.done.set()

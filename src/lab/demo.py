@@ -13,8 +13,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.bringup import Bringup, plan
+from lab.bringup import plan
 from lab.core.errors import ConfigError
+from lab.session import lab_session, run_campaign_with_progress
 
 
 def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0, robots: int = 1,
@@ -28,37 +29,24 @@ def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0,
         return 2
     log_path = run_dir / "nodes.log"
     print(f"lab demo: starting {len(specs)} nodes (their output: {log_path})")
-    import rclpy
+    from lab.records import campaign_report
 
-    from lab.campaigns import campaign_report
-    from lab.cli import run_campaign_with_progress
-    from lab.commander import LabCommander
-
-    with open(log_path, "w", buffering=1) as log:
-        lab = Bringup(specs, out=log, colour=False)
-        status = 1
-        rclpy.init()
-        cmd = LabCommander("lab_demo")
+    status = 1
+    with lab_session(specs, log_path, "lab_demo") as (lab, cmd):
+        started = time.monotonic()
+        print(f"lab demo: campaign '{campaign}', {budget} experiments in batches of {batch}, "
+              f"simulation at {speed:g}x real time")
         try:
-            lab.start()
-            started = time.monotonic()
-            print(f"lab demo: campaign '{campaign}', {budget} experiments in batches of {batch}, "
-                  f"simulation at {speed:g}x real time")
-            try:
-                code, result = run_campaign_with_progress(cmd, campaign, budget, batch, seed)
-            except TimeoutError as exc:
-                dead = lab.dead_required()
-                print(f"lab demo: {exc}" + (f"; node(s) died: {', '.join(dead)}" if dead else ""), file=sys.stderr)
-                return 1
-            print(f"lab demo: wall time {time.monotonic() - started:.0f} s")
-            if code == 0 and result is not None:
-                status = campaign_report(Path(result.database), result.campaign_id, run_dir / "report")
-            else:
-                status = code
-        finally:
-            cmd.destroy_node()
-            rclpy.try_shutdown()
-            lab.stop()
+            code, result = run_campaign_with_progress(cmd, campaign, budget, batch, seed)
+        except TimeoutError as exc:
+            dead = lab.dead_required()
+            print(f"lab demo: {exc}" + (f"; node(s) died: {', '.join(dead)}" if dead else ""), file=sys.stderr)
+            return 1
+        print(f"lab demo: wall time {time.monotonic() - started:.0f} s")
+        if code == 0 and result is not None:
+            status = campaign_report(Path(result.database), result.campaign_id, run_dir / "report")
+        else:
+            status = code
     if status == 0:
         print(f"lab demo: done; report: {run_dir / 'report' / 'index.html'}")
     return status

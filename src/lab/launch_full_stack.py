@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from lab.core.world import load_stations
+
 PACKAGES = {
     "gazebo": ["ros-jazzy-ros-gz", "ros-jazzy-gz-ros2-control", "ros-jazzy-ros2-controllers"],
     "nav2": ["ros-jazzy-navigation2", "ros-jazzy-nav2-bringup", "ros-jazzy-nav2-simple-commander"],
@@ -141,8 +143,9 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
         bridge = _write_temp(yaml.safe_dump(bridge_config(share, robots)), "gz_bridge.yaml")
         actions.append(Node(package="ros_gz_bridge", executable="parameter_bridge", name="gz_bridge",
                             parameters=[{"config_file": bridge, "use_sim_time": True}], output="screen"))
-    stations = yaml.safe_load((share / "config" / "stations.yaml").read_text(encoding="utf-8"))["stations"]
-    start = stations.get("rack_storage", next(iter(stations.values())))["dock"]
+    stations = load_stations(share / "config" / "stations.yaml").stations
+    dock = stations["rack_storage"].dock if "rack_storage" in stations else next(iter(stations.values())).dock
+    start = (dock.x, dock.y, dock.yaw)
     for i, robot in enumerate(robots):
         description = robot_description(share, robot)
         actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",

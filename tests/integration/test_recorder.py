@@ -59,6 +59,10 @@ def test_records_lab_topics_readably(rclpy_context, tmp_path: Path) -> None:
         spinner.join()
         rec.close()
         executor.shutdown()
+        # destroyed, not only dropped: a node outlives its context's shutdown until destroyed, and
+        # this one's latched /recorder/path would reach the planners of later tests' labs
+        rec.destroy_node()
+        pub_node.destroy_node()
     decoded = list(read_ros2_messages(str(tmp_path / "test.mcap")))
     assert {m.channel.topic for m in decoded} == {"/stations/photoreactor_1/status"}
     statuses = [m.ros_msg for m in decoded]

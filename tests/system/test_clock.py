@@ -23,7 +23,7 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
 
-    from lab.nodes.common import clock_hold, sim_now, wait_sim
+    from lab.ros.clock import clock_hold, sim_now, wait_sim
 
     with lab(tmp_path, ["robots:=1", "speed:=1000", "record:=false"], keep={"sim"}):
         context = rclpy.Context()

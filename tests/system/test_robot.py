@@ -25,7 +25,7 @@ class Probe:
     def __init__(self, cmd) -> None:
         from nav_msgs.msg import Odometry
 
-        from lab.nodes.common import LATCHED
+        from lab.ros.qos import LATCHED
         from lab_interfaces.msg import WorldState
 
         self.truth = None
@@ -35,7 +35,7 @@ class Probe:
         cmd.create_subscription(WorldState, "/world_state", self._world, LATCHED)
 
     def _truth(self, msg) -> None:
-        from lab.nodes.common import quaternion_to_yaw
+        from lab.ros.conversions import quaternion_to_yaw
 
         q = msg.pose.pose.orientation
         self.truth = (msg.pose.pose.position.x, msg.pose.pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))

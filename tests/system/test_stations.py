@@ -34,7 +34,7 @@ def stations(tmp_path_factory):
         rclpy.init(context=context)
         cmd = LabCommander("station_test", context=context)
         statuses: dict = {}
-        from lab.nodes.common import LATCHED
+        from lab.ros.qos import LATCHED
         from lab_interfaces.msg import StationStatus
 
         for name in ("liquid_dispenser", "photoreactor"):

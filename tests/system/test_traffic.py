@@ -122,3 +122,33 @@ def test_a_robot_on_the_goal_dock_blocks_until_the_timeout(two_robots) -> None:
     assert any("robot1" in p for p in phases[id(task)]), phases
     assert truth["robot2"] == pytest.approx(before, abs=1e-3)   # it waited where it stood
 
+
+
+def test_traffic_requests_say_what_they_do_and_malformed_ones_are_refused(two_robots) -> None:
+    """lab_interfaces/Traffic names its operation: a RESERVE without a path, a RELEASE without
+    the pose the robot stands at and an unknown operation are refused with the reason, and
+    change nothing (an ASK afterwards shows no robot standing where the bad requests said)."""
+    from geometry_msgs.msg import Pose2D as Pose2DMsg
+
+    from lab_interfaces.srv import Traffic
+
+    cmd, _truth, _out = two_robots
+    client = cmd.create_client(Traffic, "/traffic/request")
+    try:
+        spin_until(cmd, client.service_is_ready, 30, what="the traffic service")
+
+        def call(operation: int, poses: list[tuple[float, float]]) -> Traffic.Response:
+            future = client.call_async(Traffic.Request(operation=operation, robot="robot9",
+                                                       path=[Pose2DMsg(x=x, y=y) for x, y in poses]))
+            spin_until(cmd, future.done, 10, what="the traffic node's answer")
+            return future.result()
+
+        for operation, poses, words in ((Traffic.Request.RESERVE, [(1.0, 1.0)], "RESERVE needs a path"),
+                                        (Traffic.Request.RELEASE, [], "RELEASE needs the one pose"),
+                                        (7, [(3.0, 3.0)], "unknown operation 7")):
+            answer = call(operation, poses)
+            assert not answer.granted and words in answer.message, answer.message
+        answer = call(Traffic.Request.ASK, [])
+        assert answer.granted and "robot9" not in answer.standing_robots
+    finally:
+        cmd.destroy_client(client)

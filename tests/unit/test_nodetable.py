@@ -21,7 +21,14 @@ TABLE = {
         {"name": "recorder", "executable": "recorder", "when": {"record": True}},
     ]
 }
-PARAMS = {"/**": {"ros__parameters": {"a": 1, "nested": {"b": [1.0, 2.0]}}}}
+PARAMS = {"sim": {"/**": {"ros__parameters": {"seed": 3, "start_poses": [1.0, 2.0, 0.0]}}},
+          "nav": {"/**": {"ros__parameters": {"max_speed": 0.5}}},
+          "station": {"/**": {"ros__parameters": {"fault_probability": 0.1}}}}
+
+
+def _station(kind: str, y: float, marker: int) -> dict:
+    return {"kind": kind, "pose": [0.35, y, 0.0], "size": [0.7, 1.0, 0.9], "dock": [1.35, y, 3.1416],
+            "marker": {"id": marker, "size": 0.1, "position": [0.27, 0.0, 0.9]}, "slots": {"rack": [0.15, 0.0, 0.9]}}
 
 
 @pytest.fixture
@@ -29,9 +36,10 @@ def config(tmp_path: Path) -> Path:
     (tmp_path / "params").mkdir()
     (tmp_path / "nodes.yaml").write_text(yaml.safe_dump(TABLE, sort_keys=False))
     for name in ("sim", "nav", "station"):
-        (tmp_path / "params" / f"{name}.yaml").write_text(yaml.safe_dump(PARAMS))
+        (tmp_path / "params" / f"{name}.yaml").write_text(yaml.safe_dump(PARAMS[name]))
     (tmp_path / "stations.yaml").write_text(yaml.safe_dump(
-        {"stations": {"photoreactor_1": {"kind": "photoreactor"}, "charger_1": {"kind": "charger"}}}, sort_keys=False))
+        {"stations": {"photoreactor_1": _station("photoreactor", 3.0, 1), "charger_1": _station("charger", 5.0, 2)}},
+        sort_keys=False))
     return tmp_path
 
 
@@ -133,3 +141,46 @@ def test_real_table_expands(repo_root: Path) -> None:
         assert ("/sim" in names) == (sim == "embedded")
         assert "/robot2/navigator" in names and "/robot2/arm" in names
         assert any(n.startswith("/stations/") for n in names)
+
+
+@pytest.mark.parametrize("file, params, words", [
+    ("nav", {"max_speed": -1.0}, ["/robot1/navigator", "nav.yaml", "max_speed", "greater than 0", "-1.0"]),
+    ("nav", {"max_sped": 0.5}, ["/robot1/navigator", "max_sped", "Extra inputs are not permitted"]),
+    ("station", {"fault_probability": 2.0}, ["/stations/photoreactor_1", "fault_probability", "less than or equal"]),
+    ("sim", {"objects": ["rack_1-rack_storage/slot1"]}, ["/sim", "objects", "'<id>@<owner>/<slot>'"]),
+    ("sim", {"seed": "one"}, ["/sim", "seed", "valid integer"]),
+])
+def test_parameter_values_checked_against_the_node_model(config: Path, file: str, params: dict,
+                                                          words: list[str]) -> None:
+    """Each node's files and settings are checked against lab.core.params before any node starts."""
+    (config / "params" / f"{file}.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    with pytest.raises(ConfigError) as err:
+        expand(config, {})
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_node_name_keys_override_wildcard_like_rcl(config: Path) -> None:
+    """A bad value under '/**' overridden for the node by name is not an error, and vice versa."""
+    path = config / "params" / "nav.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"max_speed": -1.0}},
+                                    "/robot1/navigator": {"ros__parameters": {"max_speed": 0.4}}}))
+    expand(config, {})
+    path.write_text(yaml.safe_dump({"/robot1/navigator": {"ros__parameters": {"max_retries": 3}}}))
+    with pytest.raises(ConfigError, match="max_retries"):
+        expand(config, {})
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"dock": ["abc", 7.7, 0.0]}, ["stations.photoreactor_1.dock", "all finite", "abc"]),
+    ({"pose": [0.35, float("nan"), 0.0]}, ["stations.photoreactor_1.pose", "all finite"]),
+    ({"kind": ""}, ["stations.photoreactor_1.kind"]),
+])
+def test_bad_station_values_stop_the_bringup(config: Path, body: dict, words: list[str]) -> None:
+    doc = yaml.safe_load((config / "stations.yaml").read_text())
+    doc["stations"]["photoreactor_1"].update(body)
+    (config / "stations.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        expand(config, {})
+    for word in words:
+        assert word in str(err.value)

@@ -6,12 +6,12 @@ import pytest
 import yaml
 
 from lab.core.errors import ConfigError, InvalidGoal
-from lab.core.nodetable import load_stations
 from lab.core.workflow import load_workflows, parse_workflows, workflow
+from lab.core.world import load_stations
 
 
 def test_shipped_workflows_name_only_stations_the_lab_has(repo_root: Path) -> None:
-    kinds = {kind for _, kind in load_stations(repo_root / "config" / "stations.yaml")}
+    kinds = set(load_stations(repo_root / "config" / "stations.yaml").kinds().values())
     flows = load_workflows(repo_root / "config" / "workflows.yaml", kinds)
     photo = flows["photocatalysis"]
     assert photo.capacity == 16 and photo.carrier == "rack"

@@ -21,7 +21,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
 from lab.core.kinematics import Chain, Unreachable, joint_trajectory
-from lab.nodes.common import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
+from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
 
 GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)
 

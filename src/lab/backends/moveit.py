@@ -19,6 +19,7 @@ import numpy as np
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
 from lab.core.errors import BackendUnavailable
+from lab.ros.conversions import rotation_to_quaternion
 
 try:
     from geometry_msgs.msg import PoseStamped
@@ -27,15 +28,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise BackendUnavailable(
         "manipulation backend 'moveit' needs MoveIt 2's Python API: apt install ros-jazzy-moveit-py "
         f"ros-jazzy-moveit (and source /opt/ros/jazzy/setup.bash) ({exc})") from exc
-
-
-def _quaternion(r: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix."""
-    w = float(np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2.0)
-    x = float(np.copysign(np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2.0, r[2, 1] - r[1, 2]))
-    y = float(np.copysign(np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2.0, r[0, 2] - r[2, 0]))
-    z = float(np.copysign(np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2.0, r[1, 0] - r[0, 1]))
-    return x, y, z, w
 
 
 class MoveItBackend(ManipulationBackend):
@@ -66,7 +58,7 @@ class MoveItBackend(ManipulationBackend):
         goal.header.frame_id = f"{self.prefix}base_link"
         goal.pose.position.x, goal.pose.position.y, goal.pose.position.z = (float(v) for v in target[:3, 3])
         (goal.pose.orientation.x, goal.pose.orientation.y, goal.pose.orientation.z,
-         goal.pose.orientation.w) = _quaternion(target[:3, :3])
+         goal.pose.orientation.w) = rotation_to_quaternion(target[:3, :3])
         self.arm.set_goal_state(pose_stamped_msg=goal, pose_link=f"{self.prefix}tool0")
         return self._plan_and_execute(self.arm, "tool pose", cancelled)
 

@@ -21,6 +21,7 @@ from typing import Any
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
 from lab.core.errors import BackendUnavailable
 from lab.core.world import Pose2D
+from lab.ros.conversions import planar_pose, pose_msg
 
 try:
     from geometry_msgs.msg import PoseStamped
@@ -29,10 +30,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise BackendUnavailable(
         "navigation backend 'nav2' needs Nav2's Python commander: apt install ros-jazzy-nav2-simple-commander "
         f"ros-jazzy-navigation2 (and source /opt/ros/jazzy/setup.bash) ({exc})") from exc
-
-
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 
 class Nav2Backend(NavigationBackend):
@@ -55,8 +52,7 @@ class Nav2Backend(NavigationBackend):
         msg = PoseStamped()
         msg.header.frame_id = "map"
         msg.header.stamp = self.nav.get_clock().now().to_msg()
-        msg.pose.position.x, msg.pose.position.y = pose.x, pose.y
-        msg.pose.orientation.z, msg.pose.orientation.w = math.sin(pose.yaw / 2.0), math.cos(pose.yaw / 2.0)
+        msg.pose = pose_msg(pose)
         return msg
 
     def navigate(self, goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> NavOutcome:
@@ -74,8 +70,7 @@ class Nav2Backend(NavigationBackend):
                     return NavOutcome(False, "cancelled: Nav2 goal cancelled", last, 0.0)
                 fb = self.nav.getFeedback()
                 if fb is not None:
-                    p = fb.current_pose.pose
-                    last = Pose2D(p.position.x, p.position.y, _yaw(p.orientation))
+                    last = planar_pose(fb.current_pose.pose)
                     eta = fb.estimated_time_remaining.sec + fb.estimated_time_remaining.nanosec * 1e-9
                     feedback("driving", last, float(fb.distance_remaining), float(eta))
             result = self.nav.getResult()

@@ -15,7 +15,6 @@ robot waits where it is, replanning every simulated second, up to `traffic_timeo
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any
@@ -29,35 +28,26 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
-from lab.core.gridnav import NoPath, plan_path
-from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, rectangles_overlap
-from lab.nodes.common import (
-    LATCHED,
-    POLL,
-    SimDeadline,
-    planar_pose,
-    sim_now,
-    wait_for,
-    wait_sim,
-    yaw_to_quaternion,
-)
-from lab_interfaces.srv import ReservePath
+from lab.core.gridnav import NoPath, path_length, plan_path
+from lab.core.params import NavigatorParams
+from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, rectangles_overlap, wrap
+from lab.ros.clock import POLL, SimDeadline, sim_now, wait_for, wait_sim
+from lab.ros.conversions import planar_pose, pose_msg
+from lab.ros.qos import LATCHED
+from lab_interfaces.srv import Traffic
 
 
 class _Blocked(Exception):
     """Waiting for the way to clear ended without a path (cancelled or timed out)."""
 
 
-def path_length(path: list[Pose2D]) -> float:
-    return sum(math.hypot(b.x - a.x, b.y - a.y) for a, b in zip(path, path[1:], strict=False))
-
-
 class EmbeddedNavigation(NavigationBackend):
     def __init__(self, node: Node, robot: str, params: dict[str, Any]) -> None:
         super().__init__(node, robot, params)
         self.world: LabWorld = params["world"]
-        self.max_speed = float(params.get("max_speed", 0.7))
-        self.tolerance = float(params.get("goal_tolerance", 0.02))
+        settings: NavigatorParams = params["params"]
+        self.max_speed = settings.max_speed
+        self.tolerance = settings.goal_tolerance
         self._lock = threading.Lock()
         self._pose: Pose2D | None = None
         self._moving = False
@@ -70,15 +60,15 @@ class EmbeddedNavigation(NavigationBackend):
         node.create_subscription(Odometry, "odom", self._odom, 10)
         node.create_subscription(String, "bumper", self._bumped, 10)
         self.others: dict[str, Pose2D | None] = {r: None for r in params.get("others", [])}
-        self.margin = float(params.get("robot_margin", 0.3))
-        self.traffic_timeout = float(params.get("traffic_timeout", 900.0))
+        self.margin = settings.robot_margin
+        self.traffic_timeout = settings.traffic_timeout
         self.traffic = None
         if self.others:
             group = ReentrantCallbackGroup()
             for other in self.others:
                 node.create_subscription(Odometry, f"/{other}/odom", lambda m, r=other: self._other_odom(r, m), 10,
                                          callback_group=group)
-            self.traffic = node.create_client(ReservePath, "/traffic/reserve_path", callback_group=group)
+            self.traffic = node.create_client(Traffic, "/traffic/request", callback_group=group)
 
     def _other_odom(self, robot: str, msg: Odometry) -> None:
         pose = planar_pose(msg.pose.pose)  # map frame: the simulation's odometry is the localised estimate
@@ -110,9 +100,7 @@ class EmbeddedNavigation(NavigationBackend):
         for p in path:
             ps = PoseStamped()
             ps.header = msg.header
-            ps.pose.position.x, ps.pose.position.y = p.x, p.y
-            (ps.pose.orientation.x, ps.pose.orientation.y, ps.pose.orientation.z,
-             ps.pose.orientation.w) = yaw_to_quaternion(p.yaw)
+            ps.pose = pose_msg(p)
             msg.poses.append(ps)
         return msg
 
@@ -149,20 +137,21 @@ class EmbeddedNavigation(NavigationBackend):
                 wait_for(lambda: self._odom_count >= seen + 2, 1.0)
                 here = self.pose
             if here is not None:
-                self._ask([here])
+                self._ask(Traffic.Request.RELEASE, [here])
         except _Blocked as exc:
             self.node.get_logger().warning(f"{self.robot}: could not hand back the reserved path: {exc}")
 
     # ------------------------------------------------------------------ traffic
-    def _ask(self, path: list[Pose2D]) -> tuple[str, dict[str, Pose2D]]:
-        """One request to the traffic node (lab.core.traffic's rules: 2+ poses reserve, 1 releases
-        and says where this robot stands, none just asks). Returns who is in the way ('' when
-        granted) and where the other robots stand, as they last said."""
+    def _ask(self, operation: int, path: list[Pose2D]) -> tuple[str, dict[str, Pose2D]]:
+        """One request to the traffic node (lab_interfaces/Traffic: ASK, RESERVE a path, RELEASE
+        saying where this robot stands). Returns who is in the way ('' when granted) and where
+        the other robots stand, as they last said."""
         assert self.traffic is not None
         if not self.traffic.wait_for_service(timeout_sec=10.0):
-            raise _Blocked("no traffic node (/traffic/reserve_path) to share the floor with "
+            raise _Blocked("no traffic node (/traffic/request) to share the floor with "
                            f"{', '.join(self.others)}")
-        request = ReservePath.Request(robot=self.robot, path=[Pose2DMsg(x=p.x, y=p.y, theta=p.yaw) for p in path])
+        request = Traffic.Request(operation=operation, robot=self.robot,
+                                  path=[Pose2DMsg(x=p.x, y=p.y, theta=p.yaw) for p in path])
         future = self.traffic.call_async(request)
         if not wait_for(future.done, 10.0) or future.result() is None:
             raise _Blocked("the traffic node did not answer")
@@ -188,7 +177,7 @@ class EmbeddedNavigation(NavigationBackend):
         if not self.others:
             return path
         until = sim_now(self.node) + self.traffic_timeout
-        _, told = self._ask([])
+        _, told = self._ask(Traffic.Request.ASK, [])
         unknown = [r for r in self.others if r not in told and r not in self._told_ever]
         if not wait_for(lambda: all(self.others[r] is not None for r in unknown), 10.0):
             raise _Blocked("cannot plan around " + ", ".join(r for r in unknown if self.others[r] is None) +
@@ -203,7 +192,7 @@ class EmbeddedNavigation(NavigationBackend):
             world = self.world.with_obstacles(boxes)
             try:
                 path = plan_path(world, start, goal)
-                blocker, told = self._ask(path)
+                blocker, told = self._ask(Traffic.Request.RESERVE, path)
                 holding = holding or not blocker
                 if not blocker and self._standing(told) == standing:
                     return path
@@ -213,14 +202,14 @@ class EmbeddedNavigation(NavigationBackend):
             except NoPath as exc:
                 why = f"waiting: other robots are in the way ({exc})"
             if holding:  # a path granted before a replan that found none: not kept while waiting
-                self._ask([start])
+                self._ask(Traffic.Request.RELEASE, [start])
                 holding = False
             if sim_now(self.node) >= until:
                 raise _Blocked(f"blocked for {self.traffic_timeout:.0f} s: {why.removeprefix('waiting: ')}")
             feedback(why, start, path_length(path), path_length(path) / self.max_speed)
             if not wait_sim(self.node, 1.0, cancelled):
                 raise _Blocked("cancelled while waiting for the way to clear")
-            _, told = self._ask([])
+            _, told = self._ask(Traffic.Request.ASK, [])
 
     def _follow(self, path: list[Pose2D], goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> NavOutcome:
         start = path[0]
@@ -238,7 +227,7 @@ class EmbeddedNavigation(NavigationBackend):
         while True:
             pose = self.pose
             assert pose is not None
-            travelled += math.hypot(pose.x - travelled_from.x, pose.y - travelled_from.y)
+            travelled += pose.distance_to(travelled_from)
             travelled_from = pose
             if cancelled():
                 self.stop()
@@ -247,8 +236,8 @@ class EmbeddedNavigation(NavigationBackend):
                 bumper, count, moving = self._bumper, self._bumper_count, self._moving
             if count != bumps:
                 return NavOutcome(False, f"blocked: the base stopped against {bumper}", pose, travelled)
-            error = math.hypot(goal.x - pose.x, goal.y - pose.y)
-            yaw_error = abs(math.atan2(math.sin(goal.yaw - pose.yaw), math.cos(goal.yaw - pose.yaw)))
+            error = pose.distance_to(goal)
+            yaw_error = abs(wrap(goal.yaw - pose.yaw))
             if error <= self.tolerance and yaw_error <= 0.02 and not moving:
                 settled_since = settled_since or time.monotonic()
                 if time.monotonic() - settled_since > 0.05:

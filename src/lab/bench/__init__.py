@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab")
 MODULES = {"planner": "pool"}
@@ -40,3 +43,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _terminated(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def write_json(figures: Any, path: Path | str | None, indent: int = 2) -> None:
+    """A bench's figures as JSON (what BENCHMARKS.md quotes), when a path is given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(figures, indent=indent) + "\n")
+
+
+def print_figures(figures: dict[str, Any], width: int = 24) -> None:
+    """One line a figure: name, value (3 decimals for floats)."""
+    for key, value in figures.items():
+        print(f"{key:>{width}}: {value:.3f}" if isinstance(value, float) else f"{key:>{width}}: {value}")

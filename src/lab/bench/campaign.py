@@ -16,7 +16,6 @@ search, on the emulators of the real data, without ROS (the loop the planner nod
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.bench import write_json
 from lab.bench.pool import top_share
-from lab.core.campaign import CampaignRunner
+from lab.core.closed_loop import CampaignRunner
 from lab.core.formulation import MeasurementData
 from lab.core.space import CampaignConfig, Point, campaign_path, load_campaign
 from lab.core.store import CampaignStore
@@ -240,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                "crossed_barrel": bench_barrel(ns.seeds, ns.barrel_budget),
                "photopolymer": bench_polymer(ns.seeds, ns.polymer_budget)}
     results["wall_s"] = round(time.monotonic() - started, 1)
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(results, indent=1) + "\n")
+    write_json(results, ns.json, indent=1)
     _plot(results["photocatalysis"], Path(ns.plot))
     print(f"written {ns.json} and {ns.plot} ({results['wall_s']:.0f} s)")
     return 0

@@ -9,13 +9,13 @@ constraint: skopt cannot express the 5 mL one), at the sizes it finishes in reas
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import tracemalloc
 import warnings
-from pathlib import Path
 
 import numpy as np
+
+from lab.bench import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - started
         out["skopt_default_ask"][n] = {"s": round(took, 2)}
         print(f"skopt Optimizer(base_estimator='GP').ask(n_points=16), {n:5d} observations: {took:.2f} s", flush=True)
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(out, ns.json, indent=1)
     print(f"written {ns.json}")
     return 0

@@ -12,12 +12,12 @@ error is the replicate scatter itself (reported as the pooled replicate sd).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
+
+from lab.bench import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     out["crossed_barrel_replicate_sd"] = round(pooled, 3)
     print(f"crossed barrel: answers with measured replicates; pooled replicate sd {pooled:.3f} J "
           f"over {len(sds)} designs")
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(out, indent=1) + "\n")
+    write_json(out, ns.json, indent=1)
     print(f"written {ns.json}")
     return 0

@@ -12,7 +12,6 @@ a dispenser when one of its stocks falls below 30 % of its capacity; the refills
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 import time
@@ -20,6 +19,8 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from lab.bench import write_json
 
 PAPER_PER_DAY = 688 / 8.0
 
@@ -50,7 +51,7 @@ class Operator:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        from lab.nodes.common import LATCHED
+        from lab.ros.qos import LATCHED
         from lab_interfaces.msg import StationStatus
         from lab_interfaces.srv import RefillStock
 
@@ -108,35 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
 
-    import rclpy
-
-    from lab.bringup import Bringup, plan
-    from lab.cli import run_campaign_with_progress
-    from lab.commander import LabCommander
+    from lab.bringup import plan
+    from lab.session import lab_session, run_campaign_with_progress
 
     run_dir = Path("runs") / ("bench-lab-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    run_dir.mkdir(parents=True, exist_ok=True)
     specs = plan({"sim": "embedded", "robots": str(ns.robots), "speed": str(ns.speed), "record": "false"})
     if ns.in_flight is not None:
         specs = [replace(s, parameters={**s.parameters, "batches_in_flight": ns.in_flight})
                  if s.executable == "planner" else s for s in specs]
-    with open(run_dir / "nodes.log", "w", buffering=1) as log:
-        lab = Bringup(specs, out=log, colour=False)
-        rclpy.init()
-        cmd = LabCommander("lab_bench")
+    with lab_session(specs, run_dir / "nodes.log", "lab_bench") as (_lab, cmd):
+        operator = Operator(["solid_dispenser", "liquid_dispenser"])
+        wall0 = time.monotonic()
         try:
-            lab.start()
-            operator = Operator(["solid_dispenser", "liquid_dispenser"])
-            wall0 = time.monotonic()
-            try:
-                code, result = run_campaign_with_progress(cmd, "photocatalysis", ns.experiments, ns.batch, ns.seed)
-            finally:
-                operator.stop()
-            wall = time.monotonic() - wall0
+            code, result = run_campaign_with_progress(cmd, "photocatalysis", ns.experiments, ns.batch, ns.seed)
         finally:
-            cmd.destroy_node()
-            rclpy.try_shutdown()
-            lab.stop()
+            operator.stop()
+        wall = time.monotonic() - wall0
     if code != 0 or result is None:
         print(f"lab bench lab: the campaign did not complete (see {run_dir / 'nodes.log'})", file=sys.stderr)
         return 1
@@ -164,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bottleneck {bottleneck}: bound {bound:.0f}/day; achieved {figures['fraction_of_bound']:.0%} of it")
     print(f"wall time {wall:.0f} s ({figures['speed_achieved']:.0f}x real time on average); "
           f"the operator refilled a dispenser {operator.refills} times")
-    if ns.json:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_json(figures, ns.json)
     print(f"{ns.robots} robot(s): {per_day:.0f} experiments/simulated day, {wall / 60:.1f} min wall")
     return 0
 

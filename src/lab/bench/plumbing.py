@@ -11,7 +11,6 @@ loopback, as the lab's nodes do.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from lab.bench import print_figures, write_json
 
 
 def serve() -> None:
@@ -132,11 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
-    for key, value in figures.items():
-        print(f"{key:>22}: {value:.3f}" if isinstance(value, float) else f"{key:>22}: {value}")
-    if ns.json:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print_figures(figures, 22)
+    write_json(figures, ns.json)
     print(f"action round trip (send -> result): median {figures['result_median_ms']:.2f} ms, "
           f"p99 {figures['result_p99_ms']:.2f} ms over {ns.goals} goals")
     return 0

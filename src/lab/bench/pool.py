@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import resource
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.bench import write_json
 from lab.core.planner import BatchPlanner, Observation
 from lab.core.report import Objective
 from lab.core.space import Dimension, Space
@@ -166,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:8s} " + "; ".join(parts) + f"; EF max {results[label]['ef_max']:.1f}")
     print(f"AF(0.5) {results['af_0.5']}, AF(0.8) {results['af_0.8']}; {results['planner']['seconds_per_trial']} s "
           f"per planner trial; peak RSS {results['peak_rss_mb']} MB")
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(results, indent=1) + "\n")
+    write_json(results, ns.json, indent=1)
     _plot(results, Path(ns.plot))
     p8 = results["planner"]["to_0.8"]
     anchor = f" (Liang et al. 2021 GP: {LIANG2021_CROSSED_BARREL['0.8']})" if "liang2021_gp_ard_lcb" in results else ""

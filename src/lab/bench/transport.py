@@ -11,12 +11,13 @@ put it home. Prints the wall time per move and the simulated-time speed factor a
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from lab.bench import print_figures, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,44 +27,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
 
-    import rclpy
-
-    from lab.bringup import Bringup, plan
-    from lab.commander import LabCommander, TaskResult
+    from lab.bringup import plan
+    from lab.commander import TaskResult
+    from lab.session import lab_session
 
     run_dir = Path("runs") / ("bench-transport-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    run_dir.mkdir(parents=True, exist_ok=True)
     specs = plan({"sim": "embedded", "robots": "1", "speed": str(ns.speed), "record": "false"})
     moves: list[tuple[str, float, float]] = []  # (what, wall s, simulated s)
-    with open(run_dir / "nodes.log", "w", buffering=1) as log:
-        lab = Bringup(specs, out=log, colour=False)
-        rclpy.init()
-        cmd = LabCommander("transport_bench")
-        try:
-            lab.start()
-            plan_ = [("nav", "rack_storage"), ("arm", "rack_storage/slot1", "robot1/deck1"),
-                     ("nav", "photoreactor"), ("arm", "robot1/deck1", "photoreactor/rack"),
-                     ("arm", "photoreactor/rack", "robot1/deck1"), ("nav", "rack_storage"),
-                     ("arm", "robot1/deck1", "rack_storage/slot1")]
-            for cycle in range(ns.cycles):
-                for step in plan_:
-                    t0 = time.monotonic()
-                    if step[0] == "nav":
-                        task = cmd.navigate_to_station("robot1", step[1])
-                        what = f"drive to {step[1]}"
-                    else:
-                        task = cmd.manipulate("robot1", "transfer", step[1], step[2])
-                        what = f"{step[1]} -> {step[2]}"
-                    if cmd.wait(task, timeout=300) is not TaskResult.SUCCEEDED:
-                        print(f"lab bench transport: cycle {cycle + 1}: {what} failed: "
-                              f"{getattr(task.result, 'message', '')}", file=sys.stderr)
-                        return 1
-                    moves.append((what, time.monotonic() - t0, float(task.result.duration)))
-                print(f"cycle {cycle + 1}/{ns.cycles}: {sum(m[1] for m in moves[-len(plan_):]):.2f} s wall")
-        finally:
-            cmd.destroy_node()
-            rclpy.try_shutdown()
-            lab.stop()
+    plan_ = [("nav", "rack_storage"), ("arm", "rack_storage/slot1", "robot1/deck1"),
+             ("nav", "photoreactor"), ("arm", "robot1/deck1", "photoreactor/rack"),
+             ("arm", "photoreactor/rack", "robot1/deck1"), ("nav", "rack_storage"),
+             ("arm", "robot1/deck1", "rack_storage/slot1")]
+    with lab_session(specs, run_dir / "nodes.log", "transport_bench") as (_lab, cmd):
+        for cycle in range(ns.cycles):
+            for step in plan_:
+                t0 = time.monotonic()
+                if step[0] == "nav":
+                    task = cmd.navigate_to_station("robot1", step[1])
+                    what = f"drive to {step[1]}"
+                else:
+                    task = cmd.manipulate("robot1", "transfer", step[1], step[2])
+                    what = f"{step[1]} -> {step[2]}"
+                if cmd.wait(task, timeout=300) is not TaskResult.SUCCEEDED:
+                    print(f"lab bench transport: cycle {cycle + 1}: {what} failed: "
+                          f"{getattr(task.result, 'message', '')}", file=sys.stderr)
+                    return 1
+                moves.append((what, time.monotonic() - t0, float(task.result.duration)))
+            print(f"cycle {cycle + 1}/{ns.cycles}: {sum(m[1] for m in moves[-len(plan_):]):.2f} s wall")
     wall = sum(m[1] for m in moves)
     sim = sum(m[2] for m in moves)
     figures = {"cycles": ns.cycles, "moves": len(moves), "speed_requested": ns.speed,
@@ -72,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                "sim_per_move_median_s": statistics.median(m[2] for m in moves),
                "drive_wall_median_s": statistics.median(m[1] for m in moves if m[0].startswith("drive")),
                "arm_wall_median_s": statistics.median(m[1] for m in moves if not m[0].startswith("drive"))}
-    for key, value in figures.items():
-        print(f"{key:>24}: {value:.3f}" if isinstance(value, float) else f"{key:>24}: {value}")
-    if ns.json:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print_figures(figures, 24)
+    write_json(figures, ns.json)
     print(f"transport: {figures['speed_achieved']:.0f}x real time achieved "
           f"({ns.speed:g}x asked), {figures['wall_per_move_median_s']:.2f} s wall per move (median)")
     return 0

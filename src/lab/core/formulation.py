@@ -1,7 +1,7 @@
 """Plain-data formulations and measurements (what stations, planner and store exchange).
 
 The ROS messages (lab_interfaces/Formulation, Measurement) carry the same content;
-lab.nodes.station_msgs converts between the two, so nothing under lab.core imports rclpy.
+lab.ros.conversions converts between the two, so nothing under lab.core imports rclpy.
 """
 
 from __future__ import annotations

@@ -226,6 +226,18 @@ def joint_trajectory(q_from: np.ndarray, q_to: np.ndarray, velocity_limits: np.n
     return times, q_from[None, :] + s[:, None] * delta[None, :]
 
 
+def deck_places(urdf_xml: str, base_link: str = "base_link") -> dict[str, np.ndarray]:
+    """The robot's deck places (links deck1, deck2, ... fixed to the base) as 4x4 poses in base_link."""
+    places: dict[str, np.ndarray] = {}
+    k = 1
+    while True:
+        try:
+            places[f"deck{k}"] = Chain.from_urdf(urdf_xml, base_link, f"deck{k}").fk(np.zeros(0))
+        except (ValueError, KeyError):
+            return places
+        k += 1
+
+
 def named_poses(srdf_path: Path, group: str) -> dict[str, dict[str, float]]:
     """The SRDF's group_states of one group: name -> {joint: value}."""
     root = ET.parse(srdf_path).getroot()

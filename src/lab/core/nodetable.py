@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from lab.core.errors import ConfigError
+from lab.core.params import NODE_PARAMS, validate
+from lab.core.world import load_stations
 
 Scalar = bool | int | float | str
 ParamValue = Scalar | list[Any]
@@ -133,24 +135,6 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}:{line} not valid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
-def load_stations(path: Path) -> list[tuple[str, str]]:
-    """(name, kind) of every station in config/stations.yaml, in file order."""
-    doc = load_yaml(path)
-    stations = doc.get("stations") if isinstance(doc, dict) else None
-    if isinstance(stations, dict):
-        items = list(stations.items())
-    elif isinstance(stations, list):
-        items = [(s.get("name") if isinstance(s, dict) else None, s) for s in stations]
-    else:
-        raise ConfigError(f"{path}: key 'stations' must be a mapping of station name to settings")
-    result = []
-    for name, body in items:
-        if not isinstance(name, str) or not isinstance(body, dict) or not isinstance(body.get("kind"), str):
-            raise ConfigError(f"{path}: stations.{name}: needs a name and a string 'kind'")
-        result.append((name, body["kind"]))
-    return result
-
-
 def check_param_file(path: Path) -> dict[str, dict[str, ParamValue]]:
     """Validate a ros__parameters YAML file; return {node pattern: {param: value}}.
 
@@ -255,7 +239,7 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
                 contexts = [dict(base, robot=r) for r in args["robot_names"]]
             elif for_each == "station":
                 if stations is None:
-                    stations = load_stations(config_dir / "stations.yaml")
+                    stations = list(load_stations(config_dir / "stations.yaml").kinds().items())
                 contexts = [dict(base, station=s, kind=k) for s, k in stations]
             elif for_each == "":
                 contexts = [base]
@@ -286,11 +270,31 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
                     arguments=tuple(_substitute(list(entry.get("arguments") or []), ctx, f"{where}.arguments")),
                     required=bool(entry.get("required", True)),
                 ))
+    for spec in specs:
+        check_parameters(spec, table_path)
     names = [s.full_name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"{table_path}: two nodes would share the name(s) {', '.join(duplicates)}")
     return specs
+
+
+def check_parameters(spec: NodeSpec, table_path: Path) -> None:
+    """A node's parameters, from its files and the table's `set`, checked against its model
+    (lab.core.params) the way rcl merges them: later files and `set` win, node-name keys over
+    '/**'. ConfigError naming the node, the files and the key."""
+    model = NODE_PARAMS.get(spec.executable) if spec.package == "lab" else None
+    if model is None:
+        return
+    keys = {"/**", spec.name, spec.full_name, spec.full_name.lstrip("/")}
+    merged: dict[str, Any] = {}
+    for path in spec.param_files:
+        for node, params in check_param_file(path).items():
+            if node in keys:
+                merged.update(params)
+    merged.update(spec.parameters)
+    sources = ", ".join(str(p) for p in spec.param_files) or "no parameter file"
+    validate(model, merged, f"{spec.full_name} ({sources}; {table_path.name} set)")
 
 
 def ros_arguments(spec: NodeSpec) -> list[str]:

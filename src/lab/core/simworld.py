@@ -14,35 +14,17 @@ Units: m, rad, s (simulated), battery as a state of charge 0..1.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lab.core.errors import InvalidGoal
 from lab.core.gridnav import PathFollower
-from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, footprint_collides, rectangles_overlap
+from lab.core.params import SimParams
+from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, footprint_collides, rectangles_overlap, wrap
 
 GRIPPER = "gripper"
-
-
-@dataclass
-class SimParams:
-    """Tunable physics; defaults are stated assumptions, not measurements."""
-
-    physics_step: float = 0.1             # s of simulated time per integration step
-    drift_per_metre: float = 0.012        # m of localisation error (1 sd) gained per metre driven
-    yaw_drift_per_metre: float = math.radians(0.6)
-    max_drift: float = 0.06               # m; localisation is never worse than this (a map-based base)
-    max_yaw_drift: float = math.radians(3.0)
-    battery_drain_idle: float = 0.02      # per hour: electronics
-    battery_drain_driving: float = 0.25   # per hour of driving (KMR-class base, assumption)
-    battery_drain_arm: float = 0.10       # per hour of arm motion
-    battery_charge_rate: float = 0.60     # per hour on the charger
-    charger_radius: float = 0.15          # m from the charger's dock pose counts as on the charger
-    grasp_tolerance: float = 0.015        # m: a grasp/release further than this from the slot misses
-    grasp_height: float = 0.06            # m above the slot point where tool0 holds a rack
-    cmd_vel_timeout: float = 0.5          # s: a velocity command stops mattering after this
 
 
 @dataclass
@@ -79,6 +61,22 @@ class SimRobot:
         return self.trajectory is not None
 
 
+def check_move(objects_at: Mapping[str, str], obj: str, source: str, target: str) -> str:
+    """The rules of moving a rack or tray: which object a move from `source` to `target` takes
+    (obj '' = whatever is at source), given what stands where (location -> object); InvalidGoal
+    when there is nothing at the source, another object than `obj`, or the target is occupied.
+    The simulation applies them to its truth, the arm to the world state it last saw."""
+    present = objects_at.get(source)
+    if present is None:
+        raise InvalidGoal(f"nothing at {source}")
+    if obj and present != obj:
+        raise InvalidGoal(f"{source} holds {present}, not {obj}")
+    occupant = objects_at.get(target)
+    if occupant is not None:
+        raise InvalidGoal(f"{target} is occupied by {occupant}")
+    return present
+
+
 class ObjectRegistry:
     """Where every rack and tray is: one location '<owner>/<slot>' per object, one object per slot."""
 
@@ -98,15 +96,7 @@ class ObjectRegistry:
 
     def check_move(self, obj: str, source: str, target: str) -> str:
         """The object to move (obj may be '' = whatever is at source); InvalidGoal when it cannot."""
-        present = self.at(source)
-        if present is None:
-            raise InvalidGoal(f"nothing at {source}")
-        if obj and present != obj:
-            raise InvalidGoal(f"{source} holds {present}, not {obj}")
-        occupant = self.at(target)
-        if occupant is not None:
-            raise InvalidGoal(f"{target} is occupied by {occupant}")
-        return present
+        return check_move({loc: o for o, loc in self.locations.items()}, obj, source, target)
 
     def move(self, obj: str, source: str, target: str) -> str:
         moved = self.check_move(obj, source, target)
@@ -115,10 +105,6 @@ class ObjectRegistry:
 
     def snapshot(self) -> list[tuple[str, str, str]]:
         return [(obj, self.kinds.get(obj, "rack"), loc) for obj, loc in sorted(self.locations.items())]
-
-
-def _wrap(angle: float) -> float:
-    return math.atan2(math.sin(angle), math.cos(angle))
 
 
 class SimLab:
@@ -251,12 +237,12 @@ class SimLab:
         sd, sd_yaw = self.params.drift_per_metre * math.sqrt(dist), self.params.yaw_drift_per_metre * math.sqrt(dist)
         ex = estimate.x - new_truth.x + self.rng.normal(0.0, sd)
         ey = estimate.y - new_truth.y + self.rng.normal(0.0, sd)
-        eyaw = _wrap(estimate.yaw - new_truth.yaw + self.rng.normal(0.0, sd_yaw))
+        eyaw = wrap(estimate.yaw - new_truth.yaw + self.rng.normal(0.0, sd_yaw))
         norm = math.hypot(ex, ey)
         if norm > self.params.max_drift:
             ex, ey = ex * self.params.max_drift / norm, ey * self.params.max_drift / norm
         eyaw = max(-self.params.max_yaw_drift, min(self.params.max_yaw_drift, eyaw))
-        robot.estimate = Pose2D(new_truth.x + ex, new_truth.y + ey, _wrap(new_truth.yaw + eyaw))
+        robot.estimate = Pose2D(new_truth.x + ex, new_truth.y + ey, wrap(new_truth.yaw + eyaw))
 
     def _robot_collision(self, robot: SimRobot, pose: Pose2D) -> str:
         for other in self.robots.values():

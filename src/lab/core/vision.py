@@ -127,11 +127,10 @@ def refine_base_pose(station: Station, t_base_cam: np.ndarray, t_cam_marker: np.
     r_base_marker = t_base_cam[:3, :3] @ t_cam_marker[:3, :3]
     yaw_in_base = math.atan2(float(r_base_marker[1, 0]), float(r_base_marker[0, 0]))
     t_map_marker = station.marker_pose_in_map()
-    yaw = math.atan2(float(t_map_marker[1, 0]), float(t_map_marker[0, 0])) - yaw_in_base
-    c, s = math.cos(yaw), math.sin(yaw)
-    x = float(t_map_marker[0, 3]) - (c * point[0] - s * point[1])
-    y = float(t_map_marker[1, 3]) - (s * point[0] + c * point[1])
-    return Pose2D(x, y, math.atan2(math.sin(yaw), math.cos(yaw)))
+    marker_in_map = Pose2D(float(t_map_marker[0, 3]), float(t_map_marker[1, 3]),
+                           math.atan2(float(t_map_marker[1, 0]), float(t_map_marker[0, 0])))
+    marker_in_base = Pose2D(float(point[0]), float(point[1]), yaw_in_base)
+    return marker_in_map.compose(marker_in_base.inverse())
 
 
 def dock_offset(station: Station, base_pose: Pose2D) -> Pose2D:

@@ -19,6 +19,7 @@ ROBOT_FOOTPRINT = (1.1, 0.63)
 
 
 def wrap(angle: float) -> float:
+    """The angle in [-pi, pi] (rad): the one angle wrap of the lab."""
     return math.atan2(math.sin(angle), math.cos(angle))
 
 
@@ -94,12 +95,42 @@ class Station:
 
 
 def _floats(value: Any, n: int, where: str) -> tuple[float, ...]:
-    if not isinstance(value, list | tuple) or len(value) != n or not all(isinstance(v, int | float) for v in value):
-        raise ConfigError(f"{where}: must be a list of {n} numbers, got {value!r}")
+    if (not isinstance(value, list | tuple) or len(value) != n
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+        raise ConfigError(f"{where}: must be a list of {n} numbers, all finite, got {value!r}")
     return tuple(float(v) for v in value)
 
 
-def parse_stations(doc: Any, source: str) -> dict[str, Station]:
+@dataclass(frozen=True)
+class StationsConfig:
+    """config/stations.yaml, typed: the stations (file order) and the robots' parking spots."""
+
+    path: Path
+    stations: dict[str, Station]
+    parking: list[Pose2D]
+
+    def kinds(self) -> dict[str, str]:
+        return {name: s.kind for name, s in self.stations.items()}
+
+
+def load_stations(path: Path) -> StationsConfig:
+    """The one reader of config/stations.yaml; ConfigError naming the file and key on anything
+    malformed. (LabWorld.load also checks it against the world file.)"""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    stations = _parse_stations(doc, str(path))
+    parking = doc.get("parking") or []
+    if not isinstance(parking, list):
+        raise ConfigError(f"{path}: parking: must be a list of [x, y, yaw]")
+    spots = [Pose2D(*_floats(p, 3, f"{path}: parking[{i}]")) for i, p in enumerate(parking)]
+    return StationsConfig(Path(path), stations, spots)
+
+
+def _parse_stations(doc: Any, source: str) -> dict[str, Station]:
     """config/stations.yaml's stations; ConfigError naming the file and key on anything malformed."""
     if not isinstance(doc, dict) or not isinstance(doc.get("stations"), dict):
         raise ConfigError(f"{source}: needs a mapping 'stations'")
@@ -112,7 +143,7 @@ def parse_stations(doc: Any, source: str) -> dict[str, Station]:
         for required in ("kind", "pose", "size", "dock", "marker"):
             if required not in body:
                 raise ConfigError(f"{key}.{required}: missing")
-        if not isinstance(body["kind"], str):
+        if not isinstance(body["kind"], str) or not body["kind"]:
             raise ConfigError(f"{key}.kind: must be a string")
         marker = body["marker"]
         if not isinstance(marker, dict) or not isinstance(marker.get("id"), int):
@@ -169,13 +200,8 @@ class LabWorld:
 
     @classmethod
     def load(cls, sdf_path: Path, stations_path: Path) -> LabWorld:
-        try:
-            doc = yaml.safe_load(Path(stations_path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{stations_path}: file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{stations_path}: not valid YAML: {exc}") from None
-        stations = parse_stations(doc, str(stations_path))
+        config = load_stations(stations_path)
+        stations = config.stations
         try:
             root = ET.parse(sdf_path).getroot()
         except FileNotFoundError:
@@ -217,10 +243,7 @@ class LabWorld:
         extra = set(models) - set(stations)
         if extra:
             raise ConfigError(f"{sdf_path}: station model(s) {sorted(extra)} missing from {stations_path}")
-        parking = doc.get("parking") or []
-        if not isinstance(parking, list):
-            raise ConfigError(f"{stations_path}: parking: must be a list of [x, y, yaw]")
-        spots = [Pose2D(*_floats(p, 3, f"{stations_path}: parking[{i}]")) for i, p in enumerate(parking)]
+        spots = config.parking
         world_ = cls(width, length, stations, walls, spots)
         for i, spot in enumerate(spots):
             hit = footprint_collides(world_, spot, margin=0.05)

@@ -13,7 +13,6 @@ through the simulation's `move_object`, which misses when the gripper is not tru
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np
@@ -23,10 +22,16 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from lab.backends.base import ManipulationBackend, MotionOutcome, backend_class
-from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
-from lab.core.kinematics import Chain, Unreachable, expand_xacro, named_poses
-from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import LATCHED, clock_hold, default_file, planar_pose, run, sim_now, wait_for
+from lab.core.errors import InvalidGoal
+from lab.core.kinematics import Chain, Unreachable, deck_places, named_poses
+from lab.core.params import ArmParams
+from lab.core.simworld import check_move
+from lab.core.world import Pose2D
+from lab.ros.clock import clock_hold, sim_now, wait_for
+from lab.ros.conversions import planar_pose
+from lab.ros.main import node_main
+from lab.ros.params import declare_params, file_or_default, load_world, robot_urdf
+from lab.ros.qos import LATCHED
 from lab_interfaces.action import Manipulate
 from lab_interfaces.msg import WorldState
 from lab_interfaces.srv import MoveObject
@@ -38,27 +43,17 @@ TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 class ArmNode(Node):
     def __init__(self) -> None:
         super().__init__("arm")
-        for name, default in (("backend", "embedded"), ("robot_name", "robot1"), ("world_file", ""),
-                              ("stations_file", ""), ("urdf_file", ""), ("srdf_file", ""),
-                              ("grasp_height", 0.06), ("approach_height", 0.12), ("speed_scale", 0.5),
-                              ("dock_tolerance", 0.15), ("park_pose", "stow")):
-            self.declare_parameter(name, default)
-        self.robot = str(self.get_parameter("robot_name").value)
-        self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
-                                   default_file(self, "stations_file", "config/stations.yaml"))
-        urdf = expand_xacro(default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro"))
+        self.params = params = declare_params(self, ArmParams)
+        self.robot = params.robot_name
+        self.world = load_world(params)
+        urdf = robot_urdf(params)
         self.chain = Chain.from_urdf(urdf, "base_link", "tool0")
-        self.deck: dict[str, np.ndarray] = {}
-        for k in range(1, 4):
-            try:
-                self.deck[f"deck{k}"] = Chain.from_urdf(urdf, "base_link", f"deck{k}").fk(np.zeros(0))
-            except (ValueError, KeyError):
-                break
-        self.named = named_poses(default_file(self, "srdf_file", "urdf/kmr_iiwa.srdf"), "arm")
-        name = str(self.get_parameter("backend").value)
+        self.deck = deck_places(urdf)
+        self.named = named_poses(file_or_default(params.srdf_file, "urdf/kmr_iiwa.srdf"), "arm")
+        name = params.backend
         self.backend: ManipulationBackend = backend_class("manipulation", name)(
             self, self.robot, {"chain": self.chain, "named_poses": self.named,
-                               "speed_scale": float(self.get_parameter("speed_scale").value)})
+                               "speed_scale": params.speed_scale})
         self._busy = threading.Lock()
         self._state_lock = threading.Lock()
         self._pose: Pose2D | None = None
@@ -108,22 +103,21 @@ class ArmNode(Node):
             pose = self._pose
         if pose is None:
             raise InvalidGoal(f"no odometry for {self.robot}")
-        off = math.hypot(pose.x - station.dock.x, pose.y - station.dock.y)
-        if off > float(self.get_parameter("dock_tolerance").value):
+        off = pose.distance_to(station.dock)
+        if off > self.params.dock_tolerance:
             raise InvalidGoal(f"{self.robot} is not docked at {owner} ({off:.2f} m from its dock)")
         x, y, z = station.slot_in_map(slot)
-        c, s = math.cos(pose.yaw), math.sin(pose.yaw)
-        dx, dy = x - pose.x, y - pose.y
-        return np.array([c * dx + s * dy, -s * dx + c * dy, z])
+        local = pose.inverse().compose(Pose2D(x, y))
+        return np.array([local.x, local.y, z])
 
     def tool_pose(self, point: np.ndarray, lift: float) -> np.ndarray:
         target = np.eye(4)
         target[:3, :3] = TOP_DOWN
-        target[:3, 3] = point + np.array([0.0, 0.0, float(self.get_parameter("grasp_height").value) + lift])
+        target[:3, 3] = point + np.array([0.0, 0.0, self.params.grasp_height + lift])
         return target
 
     def _check_reachable(self, targets: list[np.ndarray]) -> None:
-        seed = np.array([self.named.get(str(self.get_parameter("park_pose").value), {}).get(j, 0.0)
+        seed = np.array([self.named.get(self.params.park_pose, {}).get(j, 0.0)
                          for j in self.chain.joint_names])
         for target in targets:
             try:
@@ -137,14 +131,7 @@ class ArmNode(Node):
             world = None if self._world is None else dict(self._world)
         if world is None:
             return object_id
-        present = world.get(source)
-        if present is None:
-            raise InvalidGoal(f"nothing at {source}")
-        if object_id and present != object_id:
-            raise InvalidGoal(f"{source} holds {present}, not {object_id}")
-        if target in world:
-            raise InvalidGoal(f"{target} is occupied by {world[target]}")
-        return present
+        return check_move(world, object_id, source, target)
 
     # ------------------------------------------------------------------ the action
     def _execute(self, goal_handle):
@@ -196,7 +183,7 @@ class ArmNode(Node):
         for source, target in legs:
             slot = target if source == gripper else source
             point = self.slot_in_base(slot)
-            targets += [self.tool_pose(point, float(self.get_parameter("approach_height").value)),
+            targets += [self.tool_pose(point, self.params.approach_height),
                         self.tool_pose(point, 0.0)]
         phase("planning", 0.05)
         self._check_reachable(targets)
@@ -218,10 +205,10 @@ class ArmNode(Node):
             phase("lift" if grasp else "retreat", base + 0.7 / len(legs))
             self._must(self.backend.move_tool(approach, cancelled))
             if moved is not None:
-                self.backend.move_named(str(self.get_parameter("park_pose").value), cancelled)
+                self.backend.move_named(self.params.park_pose, cancelled)
                 raise InvalidGoal(moved)
         phase("retreat", 0.95)
-        self._must(self.backend.move_named(str(self.get_parameter("park_pose").value), cancelled))
+        self._must(self.backend.move_named(self.params.park_pose, cancelled))
         result.object_id = obj
         return f"{obj or 'object'} moved {request.source or gripper} -> {request.target or gripper}", \
             legs[-1][1]
@@ -245,11 +232,4 @@ class ArmNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        run(ArmNode)
-    except (BackendUnavailable, ConfigError) as exc:
-        raise SystemExit(f"arm: {exc}") from None
-
-
-if __name__ == "__main__":
-    main()
+    node_main(ArmNode, "arm")

@@ -28,7 +28,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import yaml
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -38,20 +37,17 @@ from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 
-from lab.core.errors import ConfigError, InvalidGoal
+from lab.core.errors import InvalidGoal
+from lab.core.params import LabManagerParams
 from lab.core.resources import ResourcePool, Unavailable
 from lab.core.workflow import Workflow, load_workflows, workflow
-from lab.nodes.common import (
-    LATCHED,
-    ActionClient,
-    call_action,
-    default_file,
-    node_main,
-    planar_pose,
-    sim_now,
-    wait_for,
-    wait_sim,
-)
+from lab.core.world import Pose2D, Station, load_stations
+from lab.ros.actions import ActionClient, call_action
+from lab.ros.clock import sim_now, wait_for, wait_sim
+from lab.ros.conversions import planar_pose
+from lab.ros.main import node_main
+from lab.ros.params import declare_params, file_or_default
+from lab.ros.qos import LATCHED
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation, RunBatch, RunStation
 from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
 
@@ -84,33 +80,26 @@ class Sample:
 class LabManager(Node):
     def __init__(self) -> None:
         super().__init__("lab_manager")
-        for name, default in (("robots", ["robot1"]), ("stations_file", ""), ("workflows_file", ""),
-                              ("database", "runs/campaigns.db"), ("max_retries", 1), ("battery_low", 0.25),
-                              ("battery_resume", 0.9), ("station_timeout", 86400.0), ("carriers", [""])):
-            self.declare_parameter(name, default)
-        stations_path = default_file(self, "stations_file", "config/stations.yaml")
-        try:
-            doc = yaml.safe_load(stations_path.read_text(encoding="utf-8"))
-            self.stations: dict[str, dict] = dict(doc["stations"])
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{stations_path}: cannot read the stations: {exc}") from None
-        self.kind_of = {name: str(body["kind"]) for name, body in self.stations.items()}
-        self.parking: list[list[float]] = list(doc.get("parking") or [])
+        self.params = params = declare_params(self, LabManagerParams)
+        config = load_stations(file_or_default(params.stations_file, "config/stations.yaml"))
+        self.stations: dict[str, Station] = config.stations
+        self.kind_of = config.kinds()
+        self.parking: list[Pose2D] = config.parking
         self.workflows: dict[str, Workflow] = load_workflows(
-            default_file(self, "workflows_file", "config/workflows.yaml"), set(self.kind_of.values()))
-        self.robots = [r for r in self.get_parameter("robots").value if r]
+            file_or_default(params.workflows_file, "config/workflows.yaml"), set(self.kind_of.values()))
+        self.robots = [r for r in params.robots if r]
         self.robot_pool = ResourcePool(self.robots)
         self.station_pool = ResourcePool(list(self.stations))
         self._lock = threading.RLock()
         self.carriers: dict[str, str] = {}       # carrier id -> location
         self.carrier_kind: dict[str, str] = {}
-        for entry in self.get_parameter("carriers").value:
+        for entry in params.carriers:
             if entry:
                 obj, _, loc = entry.partition("@")
                 self.carriers[obj], self.carrier_kind[obj] = loc, "tray" if obj.startswith("tray") else "rack"
         self.carrier_pool = ResourcePool(list(self.carriers))
         self.station_status: dict[str, StationStatus] = {}
-        self.robot_pose: dict[str, tuple[float, float, float]] = {}
+        self.robot_pose: dict[str, Pose2D] = {}
         self.battery: dict[str, float] = {}
         self.robot_state: dict[str, str] = {r: "idle" for r in self.robots}
         self.robot_at: dict[str, str] = {r: "" for r in self.robots}
@@ -153,7 +142,7 @@ class LabManager(Node):
     # ------------------------------------------------------------------ inputs
     def _odom(self, robot: str, msg: Odometry) -> None:
         pose = planar_pose(msg.pose.pose)
-        self.robot_pose[robot] = (pose.x, pose.y, pose.yaw)
+        self.robot_pose[robot] = pose
 
     def _world_state(self, msg: WorldState) -> None:
         with self._lock:
@@ -216,7 +205,7 @@ class LabManager(Node):
         with self._lock:
             self.active_steps[holder] = what
         try:
-            outcome = call_action(client, goal, timeout=float(self.get_parameter("station_timeout").value),
+            outcome = call_action(client, goal, timeout=self.params.station_timeout,
                                   feedback=feedback, cancel=lambda: cancel() or self._stopped(), on_handle=keep)
         finally:
             with self._lock:
@@ -236,7 +225,7 @@ class LabManager(Node):
 
                 from lab.core.store import CampaignStore
 
-                self._store = CampaignStore(Path(str(self.get_parameter("database").value)))
+                self._store = CampaignStore(Path(self.params.database))
             with self._lock:
                 self._store.add_interval(campaign_id, resource, start, end, what)
         except Exception as exc:
@@ -289,12 +278,9 @@ class LabManager(Node):
     def _standing_at(self, station: str, tolerance: float = 0.3) -> list[str]:
         """The robots whose odometry puts them at the station's dock (waits up to 5 wall s for
         every robot's first odometry)."""
-        dock = self.stations[station].get("dock") or []
-        if len(dock) < 2:
-            return []
+        dock = self.stations[station].dock
         wait_for(lambda: all(r in self.robot_pose for r in self.robots), 5.0)
-        return [r for r, (x, y, _) in list(self.robot_pose.items())
-                if (x - float(dock[0])) ** 2 + (y - float(dock[1])) ** 2 <= tolerance ** 2]
+        return [r for r, pose in list(self.robot_pose.items()) if pose.distance_to(dock) <= tolerance]
 
     def _make_way(self, robot: str, station: str, batch_id: str) -> None:
         """Before `robot` drives to `station`: an idle robot standing at its dock drives to its
@@ -312,7 +298,8 @@ class LabManager(Node):
             except Unavailable:
                 continue  # busy: it will leave when its own task takes it elsewhere
             try:
-                x, y, yaw = (float(v) for v in self.parking[index])
+                spot = self.parking[index]
+                x, y, yaw = spot.x, spot.y, spot.yaw
                 self.get_logger().info(f"{other} stands idle at {station}, where {robot} must go: "
                                        f"parking it at ({x:g}, {y:g})")
                 self.robot_state[other] = "parking"
@@ -327,7 +314,7 @@ class LabManager(Node):
 
     def _charge_if_needed(self, robot: str, batch_id: str, goal_handle) -> None:
         level = self.battery.get(robot, 1.0)
-        if level >= float(self.get_parameter("battery_low").value):
+        if level >= self.params.battery_low:
             return
         chargers = [s for s, k in self.kind_of.items() if k == "charger"]
         if not chargers:
@@ -344,7 +331,7 @@ class LabManager(Node):
                 return
             self.robot_state[robot] = "charging"
             began = sim_now(self)
-            target = float(self.get_parameter("battery_resume").value)
+            target = self.params.battery_resume
             while self.battery.get(robot, 1.0) < target and not goal_handle.is_cancel_requested:
                 wait_sim(self, 60.0)
             self.robot_state[robot] = "idle"
@@ -378,7 +365,7 @@ class LabManager(Node):
         return status is None or status.state in (StationStatus.IDLE, StationStatus.BUSY)
 
     def _slot(self, station: str) -> str:
-        slots = self.stations[station].get("slots") or {}
+        slots = self.stations[station].slots
         if not slots:
             raise InvalidGoal(f"station {station} has no slot to put a carrier in")
         return f"{station}/{next(iter(slots))}"
@@ -413,7 +400,7 @@ class LabManager(Node):
               samples: list[Sample], goal_handle, progress) -> tuple[str, str]:
         """Run one workflow step (with retries/rerouting); returns (location, station held)."""
         candidates = [s for s, k in self.kind_of.items() if k == kind]
-        retries = int(self.get_parameter("max_retries").value)
+        retries = self.params.max_retries
         avoid: set[str] = set()
         station = None
         for attempt in range(retries + 1):
@@ -577,7 +564,8 @@ class LabManager(Node):
         for robot in self.robots:
             status = RobotStatus(name=robot, state=self.robot_state[robot], docked_at=self.robot_at[robot])
             status.stamp = msg.stamp
-            x, y, yaw = self.robot_pose.get(robot, (0.0, 0.0, 0.0))
+            pose = self.robot_pose.get(robot, Pose2D(0.0, 0.0, 0.0))
+            x, y, yaw = pose.x, pose.y, pose.yaw
             status.pose.x, status.pose.y, status.pose.theta = x, y, yaw
             status.battery = float(self.battery.get(robot, 1.0))
             status.charging = self.robot_state[robot] == "charging"

@@ -22,24 +22,17 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from lab.backends.base import NavigationBackend, NavOutcome, backend_class
-from lab.core.errors import BackendUnavailable, ConfigError, InvalidGoal
-from lab.core.kinematics import Chain, expand_xacro
+from lab.core.errors import InvalidGoal
+from lab.core.kinematics import Chain
+from lab.core.params import NavigatorParams
 from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
-from lab.core.world import LabWorld, Pose2D, Station
-from lab.nodes.common import (
-    CLOCK_SLACK,
-    LATCHED,
-    ActionClient,
-    Stamped,
-    call_action,
-    clock_hold,
-    default_file,
-    run,
-    seconds_of,
-    sim_now,
-    wait_for,
-    yaw_to_quaternion,
-)
+from lab.core.world import Pose2D, Station
+from lab.ros.actions import ActionClient, call_action
+from lab.ros.clock import CLOCK_SLACK, Stamped, clock_hold, seconds_of, sim_now, wait_for
+from lab.ros.conversions import pose_msg
+from lab.ros.main import node_main
+from lab.ros.params import declare_params, load_world, robot_urdf
+from lab.ros.qos import LATCHED
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
 
 
@@ -50,25 +43,15 @@ def to_msg(pose: Pose2D) -> Pose2DMsg:
 class NavigatorNode(Node):
     def __init__(self) -> None:
         super().__init__("navigator")
-        for name, default in (("backend", "embedded"), ("robot_name", "robot1"), ("world_file", ""),
-                              ("stations_file", ""), ("urdf_file", ""), ("max_speed", 0.7),
-                              ("goal_tolerance", 0.02), ("refine", True), ("camera_timeout", 10.0),
-                              ("inspect_pose", "inspect"), ("max_correction", 0.2),
-                              ("max_correction_yaw", 0.17), ("refine_attempts", 3), ("robots", [""]),
-                              ("robot_margin", 0.3), ("traffic_timeout", 900.0)):
-            self.declare_parameter(name, default)
-        self.robot = str(self.get_parameter("robot_name").value)
-        self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
-                                   default_file(self, "stations_file", "config/stations.yaml"))
-        urdf = expand_xacro(default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro"))
+        self.params = params = declare_params(self, NavigatorParams)
+        self.robot = params.robot_name
+        self.world = load_world(params)
+        urdf = robot_urdf(params)
         self.camera_chain = Chain.from_urdf(urdf, "base_link", "wrist_camera_optical_frame")
-        params = {"world": self.world, "max_speed": float(self.get_parameter("max_speed").value),
-                  "goal_tolerance": float(self.get_parameter("goal_tolerance").value),
-                  "others": [r for r in self.get_parameter("robots").value if r and r != self.robot],
-                  "robot_margin": float(self.get_parameter("robot_margin").value),
-                  "traffic_timeout": float(self.get_parameter("traffic_timeout").value)}
-        name = str(self.get_parameter("backend").value)
-        self.backend: NavigationBackend = backend_class("navigation", name)(self, self.robot, params)
+        name = params.backend
+        self.backend: NavigationBackend = backend_class("navigation", name)(
+            self, self.robot, {"world": self.world, "params": params,
+                               "others": [r for r in params.robots if r and r != self.robot]})
         self._busy = threading.Lock()
         self._joints = Stamped()  # {joint: position} with the stamp of its joint_states message
         self._image_lock = threading.Lock()
@@ -150,7 +133,7 @@ class NavigatorNode(Node):
                 return self._finish(goal_handle, result, outcome, f"{station.name}: {outcome.message}", False)
             message = f"docked at {station.name}"
             pose = outcome.final_pose
-            if not request.skip_refinement and bool(self.get_parameter("refine").value) and station.kind != "charger":
+            if not request.skip_refinement and self.params.refine and station.kind != "charger":
                 goal_handle.publish_feedback(NavigateToStation.Feedback(phase="refining", current_pose=to_msg(pose)))
                 try:
                     pose = self._refine(station, goal_handle)
@@ -168,12 +151,11 @@ class NavigatorNode(Node):
     # ------------------------------------------------------------------ refinement
     def _refine(self, station: Station, goal_handle) -> Pose2D:
         """Arm to `inspect`, one fresh camera image, marker pose, base pose; corrects localisation."""
-        self._move_arm(str(self.get_parameter("inspect_pose").value))
+        self._move_arm(self.params.inspect_pose)
         current = getattr(self.backend, "pose", None)
-        limits = (float(self.get_parameter("max_correction").value),
-                  float(self.get_parameter("max_correction_yaw").value))
+        limits = (self.params.max_correction, self.params.max_correction_yaw)
         why = ""
-        for _ in range(max(1, int(self.get_parameter("refine_attempts").value))):
+        for _ in range(self.params.refine_attempts):
             camera, image, stamp = self._fresh_image(sim_now(self))
             t_cam_marker = estimate_marker_pose(image, camera, station.marker.id, station.marker.size)
             if t_cam_marker is None:
@@ -182,7 +164,7 @@ class NavigatorNode(Node):
             # the arm's joints as they were when the image was taken, not the last joint_states
             # that happened to arrive: that can still be the stowed arm, whose camera sits 1.01 m
             # further back, and then the base pose comes out 1.06 m off (seen in long runs)
-            joints = self._joints.at_or_after(stamp, float(self.get_parameter("camera_timeout").value))
+            joints = self._joints.at_or_after(stamp, self.params.camera_timeout)
             if joints is None:
                 raise TimeoutError("no joint_states stamped at or after the wrist camera's image")
             q = np.array([joints.get(j, 0.0) for j in self.camera_chain.joint_names])
@@ -195,9 +177,7 @@ class NavigatorNode(Node):
             raise InvalidGoal(why)
         msg = PoseWithCovarianceStamped()
         msg.header.frame_id, msg.header.stamp = "map", self.get_clock().now().to_msg()
-        msg.pose.pose.position.x, msg.pose.pose.position.y = pose.x, pose.y
-        (msg.pose.pose.orientation.x, msg.pose.pose.orientation.y, msg.pose.pose.orientation.z,
-         msg.pose.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
+        msg.pose.pose = pose_msg(pose)
         self.initial_pose_pub.publish(msg)
 
         def applied() -> bool:
@@ -236,7 +216,7 @@ class NavigatorNode(Node):
         with self._image_lock:
             self._image_after, self._camera_image = after, None
         if not wait_for(lambda: self._camera_image is not None and self._camera_info is not None,
-                        float(self.get_parameter("camera_timeout").value)):
+                        self.params.camera_timeout):
             raise TimeoutError("no image from the wrist camera")
         with self._image_lock:
             got = {"image": self._camera_image, "info": self._camera_info}
@@ -251,9 +231,7 @@ class NavigatorNode(Node):
     def _publish_offset(self, station: Station, offset: Pose2D) -> None:
         msg = PoseStamped()
         msg.header.frame_id, msg.header.stamp = f"{station.name}/dock", self.get_clock().now().to_msg()
-        msg.pose.position.x, msg.pose.position.y = offset.x, offset.y
-        (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
-         msg.pose.orientation.w) = yaw_to_quaternion(offset.yaw)
+        msg.pose = pose_msg(offset)
         self.offset_pub.publish(msg)
 
 
@@ -274,10 +252,7 @@ def implausible_correction(current: Pose2D | None, refined: Pose2D, max_shift: f
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        run(NavigatorNode)
-    except (BackendUnavailable, ConfigError) as exc:
-        raise SystemExit(f"navigator: {exc}") from None
+    node_main(NavigatorNode, "navigator")
 
 
 if __name__ == "__main__":

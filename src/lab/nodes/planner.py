@@ -1,6 +1,6 @@
 """`planner`: action `~/run_campaign`, the closed loop (propose a batch, run it, learn).
 
-The loop's logic is lab.core.campaign.CampaignRunner (scikit-optimize inside, every
+The loop's logic is lab.core.closed_loop.CampaignRunner (scikit-optimize inside, every
 proposal and result in SQLite as it happens); this node turns its batches into
 `/lab_manager/run_batch` goals, keeps `batches_in_flight` of them running at once (so the
 lab prepares the next rack while one is under the lamp; the planner accounts for the
@@ -20,12 +20,17 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from lab.core.campaign import CampaignRunner
-from lab.core.errors import ConfigError, InvalidGoal, LabError
+from lab.core.closed_loop import CampaignRunner
+from lab.core.errors import ConfigError, InvalidGoal
+from lab.core.params import PlannerParams
 from lab.core.space import campaign_path, load_campaign
 from lab.core.store import CampaignStore
-from lab.nodes.common import LATCHED, ActionClient, call_action, run, sim_now
-from lab.nodes.station_msgs import msg_to_measurement
+from lab.ros.actions import ActionClient, call_action
+from lab.ros.clock import sim_now
+from lab.ros.conversions import msg_to_measurement
+from lab.ros.main import node_main
+from lab.ros.params import declare_params
+from lab.ros.qos import LATCHED
 from lab_interfaces.action import RunBatch, RunCampaign
 from lab_interfaces.msg import Formulation, Measurement
 
@@ -33,10 +38,8 @@ from lab_interfaces.msg import Formulation, Measurement
 class PlannerNode(Node):
     def __init__(self) -> None:
         super().__init__("planner")
-        for name, default in (("database", "runs/campaigns.db"), ("campaigns_dir", ""), ("batches_in_flight", 2),
-                              ("batch_timeout", 7 * 86400.0)):
-            self.declare_parameter(name, default)
-        self.database = Path(str(self.get_parameter("database").value))
+        self.params = params = declare_params(self, PlannerParams)
+        self.database = Path(params.database)
         self.database.parent.mkdir(parents=True, exist_ok=True)
         group = ReentrantCallbackGroup()
         self.batch_client = ActionClient(self, RunBatch, "/lab_manager/run_batch", callback_group=group)
@@ -50,7 +53,7 @@ class PlannerNode(Node):
         self.get_logger().info(f"campaign database {self.database}")
 
     def _config_dir(self) -> Path | None:
-        value = str(self.get_parameter("campaigns_dir").value)
+        value = self.params.campaigns_dir
         return Path(value) if value else None
 
     def _execute(self, goal_handle):
@@ -84,7 +87,7 @@ class PlannerNode(Node):
         stop = threading.Event()
         workflow = runner.config.workflow
         specimen = runner.config.specimen_kind
-        limit = max(1, int(self.get_parameter("batches_in_flight").value))
+        limit = self.params.batches_in_flight
         self.get_logger().info(f"campaign {runner.campaign_id}: {runner.progress().budget} experiments")
         last_feedback = 0.0
         while True:
@@ -146,7 +149,7 @@ class PlannerNode(Node):
     def _run_batch(self, batch_id: str, workflow: str, formulations, finished: queue.Queue,
                    stop: threading.Event) -> None:
         goal = RunBatch.Goal(batch_id=batch_id, workflow=workflow, formulations=formulations)
-        outcome = call_action(self.batch_client, goal, timeout=float(self.get_parameter("batch_timeout").value),
+        outcome = call_action(self.batch_client, goal, timeout=self.params.batch_timeout,
                               cancel=stop.is_set)
         measurements = list(outcome.result.measurements) if outcome.result is not None else []
         if len(measurements) != len(formulations):
@@ -168,10 +171,7 @@ class PlannerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    try:
-        run(PlannerNode)
-    except LabError as exc:
-        raise SystemExit(f"planner: {exc}") from None
+    node_main(PlannerNode, "planner")
 
 
 if __name__ == "__main__":

@@ -15,22 +15,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import rclpy
 from ament_index_python.packages import get_package_share_directory
 from mcap.writer import CompressionType, Writer
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from lab.core.msgdefs import full_definition
-
-DEFAULT_TOPICS = [
-    r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
-    r"^/robot\d+/(odom|robot_status|joint_states|plan)$", r"^/measurements$",
-]
+from lab.core.params import RecorderParams
+from lab.ros.main import node_main
+from lab.ros.params import declare_params
+from lab.ros.qos import LATCHED
 
 
 def _find_msg(package: str, name: str) -> Path:
@@ -45,16 +41,12 @@ def _message_class(type_name: str) -> type:
 class Recorder(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("recorder", **node_kwargs)
-        self.declare_parameter("output_dir", "runs")
-        self.declare_parameter("file_name", "")
-        self.declare_parameter("topics", DEFAULT_TOPICS)
-        self.declare_parameter("discovery_period", 1.0)
-        self.add_on_set_parameters_callback(self._check_parameters)
-        patterns = list(self.get_parameter("topics").value)
+        self.params = params = declare_params(self, RecorderParams)
+        patterns = list(params.topics)
         self._patterns = [re.compile(p) for p in patterns]
-        out_dir = Path(self.get_parameter("output_dir").value).expanduser()
+        out_dir = Path(params.output_dir).expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
-        name = self.get_parameter("file_name").value or (
+        name = params.file_name or (
             "lab_" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ".mcap")
         self.path = (out_dir / name).resolve()
         self._file = open(self.path, "wb")
@@ -64,27 +56,13 @@ class Recorder(Node):
         self._schemas: dict[str, int] = {}
         self._subs = []
         self.count = 0
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
-        self._path_pub = self.create_publisher(String, "~/path", latched)
+        self._path_pub = self.create_publisher(String, "~/path", LATCHED)
         self._path_pub.publish(String(data=str(self.path)))
         # a wall-clock timer: with use_sim_time the node's clock runs hundreds of times too fast
-        self.create_timer(float(self.get_parameter("discovery_period").value), self._discover,
+        self.create_timer(params.discovery_period, self._discover,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._discover()
         self.get_logger().info(f"recording {', '.join(patterns)} to {self.path}")
-
-    def _check_parameters(self, params: list) -> SetParametersResult:
-        for p in params:
-            if p.name == "topics":
-                for pattern in p.value:
-                    try:
-                        re.compile(pattern)
-                    except re.error as exc:
-                        return SetParametersResult(successful=False, reason=f"topics: {pattern!r}: {exc}")
-            if p.name == "discovery_period" and not p.value > 0:
-                return SetParametersResult(successful=False, reason="discovery_period must be > 0")
-        return SetParametersResult(successful=True)
 
     def _discover(self) -> None:
         for topic, types in self.get_topic_names_and_types():
@@ -122,6 +100,9 @@ class Recorder(Node):
 
         return write
 
+    def shutdown(self) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._file.closed:
             return
@@ -131,18 +112,8 @@ class Recorder(Node):
         print(f"[recorder] wrote {self.count} messages to {self.path}", flush=True)
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = Recorder()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(args: list[str] | None = None) -> None:
+    node_main(Recorder, "recorder", threads=1)
 
 
 if __name__ == "__main__":

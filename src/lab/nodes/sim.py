@@ -2,7 +2,7 @@
 
 Reads worlds/lab.sdf, config/stations.yaml and the robot's xacro; owns /clock (simulated
 time at up to `speed` x real time; in lockstep, the default, only while a robot moves or a node
-waits on the clock: see lab.nodes.common.ClockWaits); per robot (namespace = robot name) it takes what Gazebo's
+waits on the clock: see lab.ros.clock.ClockWaits); per robot (namespace = robot name) it takes what Gazebo's
 plugins and a base controller would take: `cmd_vel` (geometry_msgs/Twist), `follow_path`
 (nav_msgs/Path, map frame: the base controller follows it), `arm_controller/joint_trajectory`
 (trajectory_msgs/JointTrajectory) and `initialpose` (localisation correction), and publishes
@@ -23,7 +23,6 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, CameraInfo, Image, JointState
@@ -31,21 +30,17 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from lab.core.errors import ConfigError, InvalidGoal
-from lab.core.kinematics import Chain, expand_xacro, named_poses
-from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab, SimParams
+from lab.core.errors import InvalidGoal
+from lab.core.kinematics import Chain, deck_places, expand_xacro, named_poses
+from lab.core.params import SimNodeParams
+from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
 from lab.core.vision import CameraModel, render_marker_view
-from lab.core.world import LabWorld, Pose2D
-from lab.nodes.common import (
-    LATCHED,
-    ClockWaits,
-    default_file,
-    planar_pose,
-    run,
-    seconds_of,
-    to_time,
-    yaw_to_quaternion,
-)
+from lab.core.world import Pose2D
+from lab.ros.clock import ClockWaits, seconds_of, to_time
+from lab.ros.conversions import planar_pose, pose_msg
+from lab.ros.main import node_main
+from lab.ros.params import declare_params, file_or_default, load_world
+from lab.ros.qos import LATCHED
 from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
@@ -58,54 +53,25 @@ def _pose_to_matrix(pose: Pose2D, z: float = 0.0) -> np.ndarray:
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
-        p = self.declare_parameter
-        p("speed", 60.0)
-        p("robots", ["robot1"])
-        p("world_file", "")
-        p("stations_file", "")
-        p("urdf_file", "")
-        p("srdf_file", "")
-        p("start_poses", [0.0])           # x, y, yaw per robot; [0.0] = robot1 at the charger, the others parked
-        p("objects", ["rack_1@rack_storage/slot1"])  # '<id>@<owner>/<slot>'; ids starting 'tray' are trays
-        p("clock_rate", 100.0)            # wall Hz of /clock and physics
-        p("publish_rate", 20.0)           # wall Hz of odometry, joint states, battery
-        p("camera_rate", 4.0)             # wall Hz of rendered images while subscribed
-        p("camera_range", 1.0)            # m: rendered only while a marker panel is this close in front
-        p("max_step", 20.0)               # simulated s per tick at most (a slow machine slows the clock)
-        p("lockstep", True)               # the clock runs only while something moves or a node waits on it
-        p("seed", 0)
-        for key, value in vars(SimParams()).items():
-            p(key, float(value))
-        self._speed = float(self.get_parameter("speed").value)
-        if not 0.0 < self._speed <= 100000.0:
-            raise ConfigError(f"sim: speed must be in (0, 100000], got {self._speed}")
-        self.world = LabWorld.load(default_file(self, "world_file", "worlds/lab.sdf"),
-                                   default_file(self, "stations_file", "config/stations.yaml"))
-        self.robot_names = list(self.get_parameter("robots").value)
-        urdf_path = default_file(self, "urdf_file", "urdf/kmr_iiwa.urdf.xacro")
-        srdf_path = default_file(self, "srdf_file", "urdf/kmr_iiwa.srdf")
+        self.params = params = declare_params(self, SimNodeParams)
+        self.world = load_world(params)
+        self.robot_names = list(params.robots)
+        urdf_path = file_or_default(params.urdf_file, "urdf/kmr_iiwa.urdf.xacro")
+        srdf_path = file_or_default(params.srdf_file, "urdf/kmr_iiwa.srdf")
         urdf = expand_xacro(urdf_path)
         self.arm = Chain.from_urdf(urdf, "base_link", "tool0")
         self.camera_chain = Chain.from_urdf(urdf, "base_link", "wrist_camera_optical_frame")
         self.camera = CameraModel.default() if hasattr(CameraModel, "default") else CameraModel(
             1280, 960, 914.0, 914.0, 640.0, 480.0)
-        deck = {}
-        for k in range(1, 4):
-            try:
-                deck[f"deck{k}"] = Chain.from_urdf(urdf, "base_link", f"deck{k}").fk(np.zeros(0))
-            except (ValueError, KeyError):
-                break
+        deck = deck_places(urdf)
         stow = named_poses(srdf_path, "arm").get("stow", {})
-        params = SimParams(**{k: float(self.get_parameter(k).value) for k in vars(SimParams())})
         objects, kinds = {}, {}
-        for entry in self.get_parameter("objects").value:
-            obj, sep, loc = entry.partition("@")
-            if not sep or "/" not in loc:
-                raise ConfigError(f"sim: objects entry '{entry}' is not '<id>@<owner>/<slot>'")
+        for entry in params.objects:  # '<id>@<owner>/<slot>', checked by the model
+            obj, _, loc = entry.partition("@")
             objects[obj] = loc
             kinds[obj] = "tray" if obj.startswith("tray") else "rack"
         self.lab = SimLab(self.world, self._start_poses(), self.arm.joint_names, ObjectRegistry(objects, kinds),
-                          params=params, seed=int(self.get_parameter("seed").value),
+                          params=params, seed=params.seed,
                           tool_fk=lambda joints: self.arm.fk(np.array([joints[j] for j in self.arm.joint_names])),
                           deck_slots=deck, initial_joints=stow)
         for loc in objects.values():
@@ -116,7 +82,7 @@ class SimNode(Node):
         self.world_pub = self.create_publisher(WorldState, "/world_state", LATCHED)
         self.marker_pub = self.create_publisher(MarkerArray, "/lab_markers", LATCHED)
         self.create_service(MoveObject, "~/move_object", self._move_object)
-        self._lockstep = bool(self.get_parameter("lockstep").value)
+        self._lockstep = params.lockstep
         self._waits: dict[tuple[str, int], float] = {}   # (owner, id) -> simulated s it waits for
         self._holds: dict[tuple[str, int], float] = {}   # (owner, id) of the holds in force
         self._missing: dict[str, float] = {}             # owner -> wall time it was first missed
@@ -142,20 +108,20 @@ class SimNode(Node):
                                      lambda m, r=name: self._trajectory(r, m), 10)
             self.create_subscription(PoseWithCovarianceStamped, f"{ns}/initialpose",
                                      lambda m, r=name: self._initial_pose(r, m), 10)
-        self.add_on_set_parameters_callback(self._on_set)
+        self.add_post_set_parameters_callback(self._on_set)
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
         self._last_camera = 0.0
         self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
-        self.create_timer(1.0 / float(self.get_parameter("clock_rate").value), self._tick)
+        self.create_timer(1.0 / params.clock_rate, self._tick)
         self._publish_world(force=True)
         self.get_logger().info(f"lab {self.world.width:g} x {self.world.length:g} m, {len(self.world.stations)} "
-                               f"stations, robots {', '.join(self.robot_names)}, {self._speed:g}x real time")
+                               f"stations, robots {', '.join(self.robot_names)}, {params.speed:g}x real time")
 
     # ------------------------------------------------------------ parameters
     def _start_poses(self) -> dict[str, Pose2D]:
-        flat = list(self.get_parameter("start_poses").value)
+        flat = list(self.params.start_poses)
         if len(flat) >= 3 * len(self.robot_names):
             return {r: Pose2D(*flat[3 * i:3 * i + 3]) for i, r in enumerate(self.robot_names)}
         charger = next((s for s in self.world.stations.values() if s.kind == "charger"), None)
@@ -171,15 +137,10 @@ class SimNode(Node):
                                   first.yaw)
         return poses
 
-    def _on_set(self, params) -> SetParametersResult:
-        for param in params:
-            if param.name == "speed":
-                value = float(param.value)
-                if not 0.0 < value <= 100000.0:
-                    return SetParametersResult(successful=False, reason="speed must be in (0, 100000]")
-                self._speed = value
-                self.get_logger().info(f"speed set to {value:g}x real time")
-        return SetParametersResult(successful=True)
+    def _on_set(self, params) -> None:
+        """After a change (validated by the model): say so when it is the speed."""
+        if any(param.name == "speed" for param in params):
+            self.get_logger().info(f"speed set to {self.params.speed:g}x real time")
 
     # ------------------------------------------------------------ commands
     def _cmd_vel(self, robot: str, msg: Twist) -> None:
@@ -265,7 +226,7 @@ class SimNode(Node):
 
     def _tick(self) -> None:
         wall = time.monotonic()
-        dt = min((wall - self._last_wall) * self._speed, float(self.get_parameter("max_step").value))
+        dt = min((wall - self._last_wall) * self.params.speed, self.params.max_step)
         self._last_wall = wall
         if dt > 0:
             self._advance(dt)
@@ -280,12 +241,12 @@ class SimNode(Node):
                 event = robot.events.pop(0)
                 self.get_logger().warning(event)
                 self.pubs[robot.name]["bumper"].publish(String(data=robot.bumper))
-        if wall - self._last_publish >= 1.0 / float(self.get_parameter("publish_rate").value):
+        if wall - self._last_publish >= 1.0 / self.params.publish_rate:
             self._last_publish = wall
             for robot in self.lab.robots.values():
                 self._publish_robot(robot, now)
             self._publish_markers(now)
-        if wall - self._last_camera >= 1.0 / float(self.get_parameter("camera_rate").value):
+        if wall - self._last_camera >= 1.0 / self.params.camera_rate:
             self._last_camera = wall
             for name in self.robot_names:
                 if self.pubs[name]["image"].get_subscription_count() > 0:
@@ -297,9 +258,7 @@ class SimNode(Node):
             msg = Odometry()
             msg.header.stamp, msg.header.frame_id = now, "map"
             msg.child_frame_id = f"{robot.name}/base_link"
-            msg.pose.pose.position.x, msg.pose.pose.position.y = pose.x, pose.y
-            (msg.pose.pose.orientation.x, msg.pose.pose.orientation.y, msg.pose.pose.orientation.z,
-             msg.pose.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
+            msg.pose.pose = pose_msg(pose)
             msg.twist.twist.linear.x, msg.twist.twist.linear.y = robot.velocity[0], robot.velocity[1]
             msg.twist.twist.angular.z = robot.velocity[2]
             pubs[key].publish(msg)
@@ -327,7 +286,7 @@ class SimNode(Node):
             z, distance = t_cam_marker[2, 3], float(np.linalg.norm(t_cam_marker[:3, 3]))
             if 0.1 < z and distance < min(best_d, 3.0):
                 best, best_d = (station, t_cam_marker), distance
-        if best is None or best_d > float(self.get_parameter("camera_range").value):
+        if best is None or best_d > self.params.camera_range:
             return  # nothing to render: the embedded camera publishes only while a marker panel is in range
         station, t_cam_marker = best
         image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker,
@@ -365,9 +324,7 @@ class SimNode(Node):
             m = Marker()
             m.header.stamp, m.header.frame_id = now, "map"
             m.ns, m.id, m.type, m.action = ns, ident, kind, Marker.ADD
-            m.pose.position.x, m.pose.position.y, m.pose.position.z = pose.x, pose.y, z
-            (m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z,
-             m.pose.orientation.w) = yaw_to_quaternion(pose.yaw)
+            m.pose = pose_msg(pose, z)
             m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
             m.color.r, m.color.g, m.color.b, m.color.a = colour
             m.text = text
@@ -391,7 +348,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    run(SimNode, threads=1)  # one thread: the physics and its commands never interleave
+    node_main(SimNode, "sim", threads=1)  # one thread: the physics and its commands never interleave
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -29,10 +28,14 @@ from rclpy.node import Node
 from lab.backends.base import backend_class
 from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
+from lab.core.params import StationParams
 from lab.core.station import StationCore, Step, load_kinds
-from lab.core.world import parse_stations
-from lab.nodes.common import LATCHED, ClockWaits, clock_hold, default_file, node_main, sim_now, sim_reached, wait_sim
-from lab.nodes.station_msgs import measurement_to_msg, msg_to_formulation
+from lab.core.world import load_stations
+from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
+from lab.ros.conversions import measurement_to_msg, msg_to_formulation
+from lab.ros.main import node_main
+from lab.ros.params import declare_params, file_or_default
+from lab.ros.qos import LATCHED
 from lab_interfaces.action import RunStation
 from lab_interfaces.msg import StationStatus, WorldState
 from lab_interfaces.srv import RefillStock
@@ -44,32 +47,23 @@ STATE_TEXT = {StationStatus.IDLE: "idle", StationStatus.BUSY: "busy", StationSta
 class StationNode(Node):
     def __init__(self) -> None:
         super().__init__("station")
-        for name, default in (("station_name", ""), ("kind", ""), ("backend", "simulated"), ("stations_file", ""),
-                              ("processes_file", ""), ("seed", 0), ("fault_probability", 0.0), ("fail_next", 0),
-                              ("fault_recovery", 600.0), ("status_period", 1.0), ("check_presence", True),
-                              ("presence_wait", 3.0)):
-            self.declare_parameter(name, default)
-        self.station = str(self.get_parameter("station_name").value) or self.get_name()
-        import yaml
-
-        stations_file = default_file(self, "stations_file", "config/stations.yaml")
-        try:
-            stations = parse_stations(yaml.safe_load(stations_file.read_text(encoding="utf-8")), str(stations_file))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{stations_file}: {exc}") from None
+        self.params = params = declare_params(self, StationParams)
+        self.station = params.station_name or self.get_name()
+        stations_file = file_or_default(params.stations_file, "config/stations.yaml")
+        stations = load_stations(stations_file).stations
         if self.station not in stations:
             raise ConfigError(f"station '{self.station}' is not in {stations_file} "
                               f"(stations: {', '.join(stations)})")
         self.slots = [f"{self.station}/{s}" for s in stations[self.station].slots]
-        kind = str(self.get_parameter("kind").value) or stations[self.station].kind
-        kinds = load_kinds(default_file(self, "processes_file", "config/station_processes.yaml"))
+        kind = params.kind or stations[self.station].kind
+        kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
         if kind not in kinds:
             raise ConfigError(f"station kind '{kind}' has no entry in station_processes.yaml "
                               f"(kinds: {', '.join(kinds)})")
         self.kind = kind
-        seed = int(self.get_parameter("seed").value) or sum(map(ord, self.station))
+        seed = params.seed or sum(map(ord, self.station))
         self.core = StationCore(self.station, kinds[kind], seed=seed)
-        self.backend: InstrumentBackend = backend_class("instrument", str(self.get_parameter("backend").value))(
+        self.backend: InstrumentBackend = backend_class("instrument", params.backend)(
             self.core, {"take_fault": self._take_fault})
         self.backend.connect()
 
@@ -87,9 +81,8 @@ class StationNode(Node):
                      callback_group=group)
         self.create_service(RefillStock, "~/refill_stock", self._refill, callback_group=group)
         # status on the wall clock: it must flow even when the simulated clock stops
-        self.create_timer(float(self.get_parameter("status_period").value), self._publish_status,
+        self.create_timer(params.status_period, self._publish_status,
                           callback_group=group, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.add_on_set_parameters_callback(self._check_params)
         self._publish_status()
         processes = ", ".join(self.core.spec.processes) or "none"
         self.get_logger().info(f"{self.station}: kind {kind}, processes {processes}")
@@ -97,23 +90,14 @@ class StationNode(Node):
     def shutdown(self) -> None:
         self.backend.disconnect()
 
-    @staticmethod
-    def _check_params(params) -> SetParametersResult:
-        for p in params:
-            if p.name == "fault_probability" and not 0.0 <= float(p.value) <= 1.0:
-                return SetParametersResult(successful=False, reason="fault_probability must be in [0, 1]")
-            if p.name == "fail_next" and int(p.value) < 0:
-                return SetParametersResult(successful=False, reason="fail_next must be >= 0")
-        return SetParametersResult(successful=True)
-
     def _take_fault(self, step: Step) -> bool:
-        pending = int(self.get_parameter("fail_next").value)
+        pending = self.params.fail_next
         if pending > 0:
             from rclpy.parameter import Parameter
 
             self.set_parameters([Parameter("fail_next", Parameter.Type.INTEGER, pending - 1)])
             return True
-        return bool(self.core.rng.random() < float(self.get_parameter("fault_probability").value))
+        return bool(self.core.rng.random() < self.params.fault_probability)
 
     def _world_state(self, msg: WorldState) -> None:
         self.world = dict(zip(msg.objects, msg.locations, strict=False))
@@ -169,7 +153,7 @@ class StationNode(Node):
         return RunStation.Result(success=False, message=reason)
 
     def _check_presence(self, rack_id: str) -> None:
-        if not bool(self.get_parameter("check_presence").value):
+        if not self.params.check_presence:
             return
         deadline = time.monotonic() + 5.0
         while self.world is None and time.monotonic() < deadline:
@@ -177,7 +161,7 @@ class StationNode(Node):
         if self.world is None:
             raise InvalidGoal("no /world_state received: cannot tell what is in the station")
         # the robot's last release may not be in the world state we hold yet: wait for it a little
-        deadline = time.monotonic() + float(self.get_parameter("presence_wait").value)
+        deadline = time.monotonic() + self.params.presence_wait
         while (self.world or {}).get(rack_id) not in self.slots and time.monotonic() < deadline:
             time.sleep(0.02)
         where = (self.world or {}).get(rack_id)
@@ -253,7 +237,7 @@ class StationNode(Node):
             goal_handle.canceled()
             return RunStation.Result(success=False, message="cancelled", duration=float(sim_now(self) - began))
         except (StationFault, LabError) as exc:
-            self.fault_until = sim_now(self) + float(self.get_parameter("fault_recovery").value)
+            self.fault_until = sim_now(self) + self.params.fault_recovery
             waits = ClockWaits.of(self)  # a lockstep clock must run on until the fault clears
             if waits is not None:
                 waits.begin(self.fault_until)

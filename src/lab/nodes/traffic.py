@@ -1,6 +1,6 @@
 """`traffic`: the lab's traffic arbiter for embedded navigation with several robots.
 
-Service `/traffic/reserve_path` (lab_interfaces/ReservePath): a navigator asks for the floor
+Service `/traffic/request` (lab_interfaces/Traffic): a navigator asks for the floor
 its planned path sweeps before it drives and hands it back when it stops, saying where it
 stands (one pose); every answer says where the other robots stand. lab.core.traffic decides.
 Requests are served one at a time, so two robots asking at once cannot both be granted
@@ -16,34 +16,45 @@ from __future__ import annotations
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from rclpy.node import Node
 
-from lab.core.traffic import CLEARANCE, TrafficTable
+from lab.core.params import TrafficParams
+from lab.core.traffic import TrafficTable
 from lab.core.world import Pose2D
-from lab.nodes.common import node_main
-from lab_interfaces.srv import ReservePath
+from lab.ros.main import node_main
+from lab.ros.params import declare_params
+from lab_interfaces.srv import Traffic
 
 
 class TrafficNode(Node):
     def __init__(self) -> None:
         super().__init__("traffic")
-        self.declare_parameter("clearance", CLEARANCE)
-        self.table = TrafficTable(float(self.get_parameter("clearance").value))
-        self.create_service(ReservePath, "/traffic/reserve_path", self._reserve)
+        self.params = declare_params(self, TrafficParams)
+        self.table = TrafficTable(self.params.clearance)
+        self.create_service(Traffic, "/traffic/request", self._request)
         self.get_logger().info(f"traffic: paths kept {self.table.clearance:.2f} m apart")
 
     def _navigators(self) -> set[str]:
         return {ns.strip("/") for name, ns in self.get_node_names_and_namespaces() if name == "navigator"}
 
-    def _reserve(self, request: ReservePath.Request, response: ReservePath.Response) -> ReservePath.Response:
+    def _request(self, request: Traffic.Request, response: Traffic.Response) -> Traffic.Response:
         robot = request.robot.strip()
         path = [Pose2D(p.x, p.y, p.theta) for p in request.path]
         if not robot:
             response.granted, response.message = False, "no robot named in the request"
-        elif len(path) == 1:
-            self.table.release(robot, standing=path[0])
-            self.get_logger().debug(f"{robot}: released at ({path[0].x:.2f},{path[0].y:.2f})")
-            response.granted, response.message = True, "released"
-        elif not path:
-            response.granted, response.message = True, "nothing asked"
+        elif request.operation == Traffic.Request.RELEASE:
+            if len(path) != 1:
+                response.granted = False
+                response.message = f"RELEASE needs the one pose the robot stands at, got {len(path)}"
+            else:
+                self.table.release(robot, standing=path[0])
+                self.get_logger().debug(f"{robot}: released at ({path[0].x:.2f},{path[0].y:.2f})")
+                response.granted, response.message = True, "released"
+        elif request.operation == Traffic.Request.ASK:
+            response.granted, response.message = True, "nothing reserved or released"
+        elif request.operation != Traffic.Request.RESERVE:
+            response.granted = False
+            response.message = f"unknown operation {request.operation} (ASK 0, RESERVE 1, RELEASE 2)"
+        elif len(path) < 2:
+            response.granted, response.message = False, f"RESERVE needs a path of 2 or more poses, got {len(path)}"
         else:
             alive = self._navigators()
             for holder in self.table.holders():

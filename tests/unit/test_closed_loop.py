@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.core.campaign import CampaignRunner
+from lab.core.closed_loop import CampaignRunner
 from lab.core.emulators import HerEmulator
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.formulation import MeasurementData

@@ -1,4 +1,5 @@
-"""What every node of the lab shares: QoS profiles, waiting in simulated time, the main idiom."""
+"""The node's clock (simulated when use_sim_time is set): reading it, waiting on it, and the
+lockstep protocol by which a node tells the embedded simulation what it waits for."""
 
 from __future__ import annotations
 
@@ -7,22 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.action import ActionClient as _RclpyActionClient
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-from lab.core.world import Pose2D
-from lab.paths import share_dir
-
-#: latched: late subscribers get the last message (robot_description, world state, markers, status)
-LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                     reliability=ReliabilityPolicy.RELIABLE)
 
 #: how long a waiting loop sleeps (wall s) between looks at the clock; the simulation's
 #: clock moves hundreds of simulated seconds per wall second, so this is the resolution
@@ -228,149 +218,3 @@ class Stamped:
             return self._value
 
 
-def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation by yaw about z."""
-    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
-
-
-def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
-
-def planar_pose(pose: Any) -> Pose2D:
-    """x, y and yaw of a geometry_msgs/Pose (an Odometry's or a PoseWithCovarianceStamped's
-    msg.pose.pose)."""
-    q = pose.orientation
-    return Pose2D(pose.position.x, pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
-
-
-def default_file(node: Node, parameter: str, relative: str) -> Path:
-    """A file parameter, defaulting to the package's share (the checkout when run from it)."""
-    value = node.get_parameter(parameter).value
-    return Path(value) if value else share_dir() / relative
-
-
-def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
-    """The shutdown idiom of ros2/examples, with a multi-threaded executor.
-
-    Action servers here block in their execute callbacks while waiting in simulated time,
-    so every node runs on several threads; a node decides its own callback groups.
-    """
-    rclpy.init()
-    node = None
-    try:
-        node = node_factory()
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            shutdown = getattr(node, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-
-
-def node_main(node_factory: Callable[[], Node], name: str, threads: int = 4) -> None:
-    """A node executable's main: run it; a LabError (bad configuration) exits with the reason."""
-    from lab.core.errors import LabError
-
-    try:
-        run(node_factory, threads)
-    except LabError as exc:
-        raise SystemExit(f"{name}: {exc}") from None
-
-
-class ActionClient(_RclpyActionClient):
-    """rclpy's ActionClient with a request/response race closed.
-
-    In rclpy 7.1 (Jazzy) `send_goal_async`, `_get_result_async` and `_cancel_goal_async`
-    send the request first and store its pending future after; when another thread sends
-    while the executor thread takes the response, the response can be looked up before it
-    is stored and is dropped ("Ignoring unexpected goal response ...") and the caller waits
-    forever. Seen here with two batches sending goals to one robot's arm at once. The lock
-    makes each send-and-store atomic with respect to handling a response.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._race_lock = threading.RLock()
-
-    def send_goal_async(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-        with self._race_lock:
-            return super().send_goal_async(*args, **kwargs)
-
-    def _get_result_async(self, goal_handle):  # type: ignore[no-untyped-def]
-        with self._race_lock:
-            return super()._get_result_async(goal_handle)
-
-    def _cancel_goal_async(self, goal_handle):  # type: ignore[no-untyped-def]
-        with self._race_lock:
-            return super()._cancel_goal_async(goal_handle)
-
-    async def execute(self, taken_data):  # type: ignore[no-untyped-def]
-        with self._race_lock:
-            pass  # a request being sent has stored its future once this lock is free
-        await super().execute(taken_data)
-
-
-class CallOutcome:
-    """How a child action ended: result (None when it never ran), status, reason."""
-
-    def __init__(self, result, status: int, reason: str = "") -> None:
-        self.result = result
-        self.status = status
-        self.reason = reason
-
-    @property
-    def succeeded(self) -> bool:
-        from action_msgs.msg import GoalStatus
-
-        return self.status == GoalStatus.STATUS_SUCCEEDED and bool(getattr(self.result, "success", True))
-
-    @property
-    def message(self) -> str:
-        return self.reason or str(getattr(self.result, "message", ""))
-
-
-def call_action(client, goal, timeout: float = 3600.0, feedback: Callable | None = None,
-                cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
-                server_timeout: float = 15.0) -> CallOutcome:
-    """Send goal on an rclpy ActionClient and wait (wall s) for its result, from a worker thread.
-
-    `cancel()` is polled: when it turns true the goal is cancelled and its final result
-    awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere).
-    """
-    import threading
-
-    from action_msgs.msg import GoalStatus
-
-    if not client.wait_for_server(timeout_sec=server_timeout):
-        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"no action server {client._action_name}")
-    sent = threading.Event()
-    future = client.send_goal_async(goal, feedback_callback=(lambda m: feedback(m.feedback)) if feedback else None)
-    future.add_done_callback(lambda _: sent.set())
-    if not sent.wait(server_timeout):
-        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client._action_name}: goal not acknowledged")
-    handle = future.result()
-    if not handle.accepted:
-        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client._action_name}: goal rejected (busy?)")
-    if on_handle is not None:
-        on_handle(handle)
-    done = threading.Event()
-    result_future = handle.get_result_async()
-    result_future.add_done_callback(lambda _: done.set())
-    deadline = time.monotonic() + timeout
-    cancelled = False
-    while not done.wait(0.02):
-        if not cancelled and (cancel() or time.monotonic() > deadline):
-            cancelled = True
-            handle.cancel_goal_async()
-            deadline = time.monotonic() + 30.0
-        elif cancelled and time.monotonic() > deadline:
-            return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client._action_name}: no result after cancel")
-    response = result_future.result()
-    return CallOutcome(response.result, response.status)

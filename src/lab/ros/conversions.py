@@ -1,17 +1,62 @@
-"""Conversions between lab_interfaces messages and lab.core's plain data."""
+"""Conversions between ROS messages and lab.core's plain data: planar poses, formulations,
+measurements. Nothing under lab.core imports a message type; this is where they meet."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from geometry_msgs.msg import Pose
+from transforms3d.quaternions import mat2quat
+
+from lab.core.errors import InvalidGoal
 from lab.core.formulation import Formulation, MeasurementData
+from lab.core.world import Pose2D
 from lab_interfaces.msg import Curve, Measurement
 from lab_interfaces.msg import Formulation as FormulationMsg
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation by yaw about z."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def planar_pose(pose: Any) -> Pose2D:
+    """x, y and yaw of a geometry_msgs/Pose (an Odometry's or a PoseWithCovarianceStamped's
+    msg.pose.pose)."""
+    q = pose.orientation
+    return Pose2D(pose.position.x, pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
+
+
+
+
+def rotation_to_quaternion(r: Any) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a 3x3 rotation matrix (transforms3d gives w first)."""
+    w, x, y, z = (float(v) for v in mat2quat(r))
+    return x, y, z, w
+
+
+def odom_pose(msg: Any) -> Pose2D:
+    """x, y and yaw of an Odometry's pose (map frame in the embedded simulation)."""
+    return planar_pose(msg.pose.pose)
+
+
+def pose_msg(pose: Pose2D, z: float = 0.0) -> Pose:
+    """A geometry_msgs/Pose of a planar pose (at height z)."""
+    msg = Pose()
+    msg.position.x, msg.position.y, msg.position.z = float(pose.x), float(pose.y), float(z)
+    (msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w) = yaw_to_quaternion(pose.yaw)
+    return msg
+
 
 
 def msg_to_formulation(msg: FormulationMsg) -> Formulation:
     units = list(msg.units) + [""] * (len(msg.components) - len(msg.units))
     if len(msg.amounts) != len(msg.components):
-        from lab.core.errors import InvalidGoal
-
         raise InvalidGoal(f"sample {msg.sample_id or '?'}: {len(msg.components)} components but "
                           f"{len(msg.amounts)} amounts")
     return Formulation(sample_id=msg.sample_id, amounts=dict(zip(msg.components, map(float, msg.amounts), strict=True)),

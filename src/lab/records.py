@@ -1,11 +1,11 @@
-"""`lab campaign list | status | report`: read the campaign record (no ROS needed)."""
+"""`lab campaign list | status | report`: what the campaign store records, for the operator (no ROS needed)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from lab.core.campaign import CampaignRunner
+from lab.core.closed_loop import CampaignRunner
 from lab.core.errors import LabError
 from lab.core.report import ExperimentRow, Interval, write_report
 from lab.core.store import CampaignStore

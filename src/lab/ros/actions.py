@@ -1,0 +1,190 @@
+"""Sending goals to action servers: one path for node-to-node calls and the operator's commander.
+
+`send_goal` is that path: it waits for the server, sends the goal, and when no answer comes
+within `ack_timeout` sends it again with the same goal id, so that a server which did accept
+the first send refuses the copy instead of running the goal twice; the goal it then follows
+is the one the server accepted ("adopted"). `call_action` (a node's worker thread, its
+executor spinning elsewhere) and `lab.commander.LabCommander` (spinning itself) both use it;
+they differ only in how they let time pass (`pause`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient as _RclpyActionClient
+from rclpy.action.client import ClientGoalHandle
+from unique_identifier_msgs.msg import UUID
+
+#: wall s to wait for a goal to be accepted or refused before sending it again
+ACK_TIMEOUT = 5.0
+
+
+class ActionClient(_RclpyActionClient):
+    """rclpy's ActionClient with a request/response race closed.
+
+    rclpy's `send_goal_async`, `_get_result_async` and `_cancel_goal_async` send the request
+    first and store its pending future after; when another thread sends while the executor
+    thread takes the response, the response is looked up before it is stored, dropped
+    ("Ignoring unexpected goal response ...") and the caller waits for ever. Upstream:
+    ros2/rclpy#1123, fixed by ros2/rclpy#1308 and its backports #1517/#1519 (merged
+    2025-10). The pinned rclpy 7.1.6 (requirements.txt) does not have the fix (its
+    send_goal_async stores the future after send_goal_request, with no lock; checked in the
+    installed client.py), so the override stays until the pin moves to a release that has
+    it. The lock makes each send-and-store atomic with respect to handling a response.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._race_lock = threading.RLock()
+
+    @property
+    def name(self) -> str:
+        return str(self._action_name)
+
+    @property
+    def action_type(self) -> Any:
+        return self._action_type
+
+    def send_goal_async(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            return super().send_goal_async(*args, **kwargs)
+
+    def _get_result_async(self, goal_handle):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            return super()._get_result_async(goal_handle)
+
+    def _cancel_goal_async(self, goal_handle):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            return super()._cancel_goal_async(goal_handle)
+
+    async def execute(self, taken_data):  # type: ignore[no-untyped-def]
+        with self._race_lock:
+            pass  # a request being sent has stored its future once this lock is free
+        await super().execute(taken_data)
+
+
+class GoalNotSent(TimeoutError):
+    """The server was not there, or did not answer the goal: says which and for how long."""
+
+
+@dataclass
+class SentGoal:
+    """A goal the server answered: its handle, and whether it is a re-sent goal's adopted first send."""
+
+    handle: Any
+    adopted: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.handle is not None and bool(self.handle.accepted)
+
+    def refused(self, status: int) -> bool:
+        """An adopted goal whose result comes back STATUS_UNKNOWN was never the server's: it
+        refused the copy because it refused the goal, not because it had it already."""
+        return self.adopted and status == GoalStatus.STATUS_UNKNOWN
+
+
+def sleep_pause(seconds: float) -> None:
+    """How a worker thread lets time pass while its node's executor spins elsewhere."""
+    time.sleep(seconds)
+
+
+def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] = sleep_pause,
+              feedback: Callable[[Any], None] | None = None, server_timeout: float = 15.0,
+              ack_timeout: float = ACK_TIMEOUT, log: Callable[[str], None] | None = None) -> SentGoal:
+    """Send `goal` and wait (wall s) until the server accepts or refuses it; GoalNotSent otherwise.
+
+    A request sent just as a server appears can go unanswered (a restarted server's old DDS
+    entities still look alive; or the server has not yet matched our response reader, Fast
+    DDS: "failed to send response (timeout)"), so the goal is sent again after `ack_timeout`
+    with the same id. When the copy is refused the first send may have been accepted: the
+    returned SentGoal then follows that goal (`adopted`); asking for its result tells (an
+    unknown goal answers at once with STATUS_UNKNOWN).
+    """
+    deadline = time.monotonic() + server_timeout
+    while not client.server_is_ready():
+        if time.monotonic() > deadline:
+            raise GoalNotSent(f"action server {client.name} is not available after {server_timeout:g} s "
+                              "(is the lab brought up?)")
+        pause(0.1)
+    goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+    callback = (lambda msg: feedback(msg.feedback)) if feedback is not None else None
+    attempts = max(1, int(server_timeout // ack_timeout))
+    future = None
+    attempt = 0
+    for attempt in range(attempts):
+        future = client.send_goal_async(goal, feedback_callback=callback, goal_uuid=goal_id)
+        answer_by = time.monotonic() + ack_timeout
+        while not future.done() and time.monotonic() < answer_by:
+            pause(0.02)
+        if future.done():
+            break
+        if log is not None:
+            log(f"{client.name}: no answer to the goal after {ack_timeout:g} s; sending it again "
+                f"(attempt {attempt + 2} of {attempts})")
+    if future is None or not future.done():
+        raise GoalNotSent(f"action server {client.name} did not answer the goal in {attempts} attempt(s) "
+                          f"of {ack_timeout:g} s")
+    handle = future.result()
+    if attempt and handle is not None and not handle.accepted:
+        accepted = client.action_type.Impl.SendGoalService.Response(accepted=True)
+        return SentGoal(ClientGoalHandle(client, goal_id, accepted), adopted=True)
+    return SentGoal(handle)
+
+
+class CallOutcome:
+    """How a child action ended: result (None when it never ran), status, reason."""
+
+    def __init__(self, result: Any, status: int, reason: str = "") -> None:
+        self.result = result
+        self.status = status
+        self.reason = reason
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == GoalStatus.STATUS_SUCCEEDED and bool(getattr(self.result, "success", True))
+
+    @property
+    def message(self) -> str:
+        return self.reason or str(getattr(self.result, "message", ""))
+
+
+def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
+                cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
+                server_timeout: float = 15.0, log: Callable[[str], None] | None = None) -> CallOutcome:
+    """Send goal (through `send_goal`) and wait (wall s) for its result, from a worker thread.
+
+    `cancel()` is polled: when it turns true the goal is cancelled and its final result
+    awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere).
+    """
+    try:
+        sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log)
+    except GoalNotSent as exc:
+        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, str(exc))
+    if not sent.accepted:
+        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
+    if on_handle is not None:
+        on_handle(sent.handle)
+    done = threading.Event()
+    result_future = sent.handle.get_result_async()
+    result_future.add_done_callback(lambda _: done.set())
+    deadline = time.monotonic() + timeout
+    cancelled = False
+    while not done.wait(0.02):
+        if not cancelled and (cancel() or time.monotonic() > deadline):
+            cancelled = True
+            sent.handle.cancel_goal_async()
+            deadline = time.monotonic() + 30.0
+        elif cancelled and time.monotonic() > deadline:
+            return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: no result after cancel")
+    response = result_future.result()
+    if sent.refused(response.status):
+        return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
+    return CallOutcome(response.result, response.status)

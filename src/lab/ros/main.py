@@ -1,0 +1,45 @@
+"""A node executable's main: the shutdown idiom of ros2/examples on a multi-threaded executor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+
+
+def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
+    """The shutdown idiom of ros2/examples, with a multi-threaded executor.
+
+    Action servers here block in their execute callbacks while waiting in simulated time,
+    so every node runs on several threads; a node decides its own callback groups.
+    """
+    rclpy.init()
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            shutdown = getattr(node, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def node_main(node_factory: Callable[[], Node], name: str, threads: int = 4) -> None:
+    """A node executable's main: run it; a LabError (bad configuration) exits with the reason."""
+    from lab.core.errors import LabError
+
+    try:
+        run(node_factory, threads)
+    except LabError as exc:
+        raise SystemExit(f"{name}: {exc}") from None
+
+

@@ -30,6 +30,7 @@ def _nodes(context, *args, **kwargs):
             namespace=spec.namespace or None,
             parameters=[str(p) for p in spec.param_files] + ([dict(spec.parameters)] if spec.parameters else []),
             arguments=list(spec.arguments),
+            remappings=list(spec.remappings),
             output="screen",
             emulate_tty=True,
         ))

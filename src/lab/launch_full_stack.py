@@ -17,13 +17,14 @@ has not been run on a full installation from this repository's CI (which has no 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lab.core.world import load_stations
+from lab.backends.moveit_config import moveit_parameters
+from lab.core.robot_files import prefixed_yaml, robot_description, write_temp
+from lab.core.world import LabWorld, start_poses
 
 PACKAGES = {
     "gazebo": ["ros-jazzy-ros-gz", "ros-jazzy-gz-ros2-control", "ros-jazzy-ros2-controllers"],
@@ -37,11 +38,6 @@ def robot_names(given: dict[str, str]) -> list[str]:
     return [f"robot{i}" for i in range(1, int(given.get("robots", "1")) + 1)]
 
 
-def prefixed_yaml(path: Path, robot: str) -> str:
-    """The file with 'robot1' replaced by `robot` (the templates are written for robot1)."""
-    return path.read_text(encoding="utf-8").replace("robot1", robot)
-
-
 def bridge_config(share: Path, robots: list[str]) -> list[dict[str, Any]]:
     """config/gz_bridge.yaml expanded for every robot (/clock once)."""
     template = yaml.safe_load((share / "config" / "gz_bridge.yaml").read_text(encoding="utf-8"))
@@ -51,73 +47,6 @@ def bridge_config(share: Path, robots: list[str]) -> list[dict[str, Any]]:
             if e["ros_topic_name"] != "/clock":
                 entries.append({k: (v.replace("robot1", robot) if isinstance(v, str) else v) for k, v in e.items()})
     return entries
-
-
-def robot_description(share: Path, robot: str) -> str:
-    import xacro
-
-    doc = xacro.process_file(str(share / "urdf" / "kmr_iiwa.urdf.xacro"), mappings={
-        "prefix": f"{robot}/", "ros2_control": "true", "gazebo": "true", "robot_name": robot,
-        "controllers_file": _write_temp(prefixed_yaml(share / "config" / "ros2_controllers.yaml", robot),
-                                        f"{robot}_controllers.yaml")})
-    return doc.toxml()
-
-
-_LINK_ATTRIBUTES = ("link1", "link2", "base_link", "tip_link", "parent_link", "child_link")
-
-
-def prefix_srdf(text: str, prefix: str) -> str:
-    """The SRDF (written without a prefix) for a robot whose URDF names carry `prefix`."""
-    import xml.etree.ElementTree as ET
-
-    root = ET.fromstring(text)
-    for element in root.iter():
-        if element.tag in ("joint", "link") and "name" in element.attrib:
-            element.set("name", prefix + element.attrib["name"])
-        for attribute in _LINK_ATTRIBUTES:
-            if attribute in element.attrib:
-                element.set(attribute, prefix + element.attrib[attribute])
-    return ET.tostring(root, encoding="unicode")
-
-
-def prefixed_controllers(path: Path, prefix: str) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for name in doc["moveit_simple_controller_manager"]["controller_names"]:
-        entry = doc["moveit_simple_controller_manager"][name]
-        entry["joints"] = [prefix + j for j in entry["joints"]]
-    return dict(doc)
-
-
-def _write_temp(text: str, name: str) -> str:
-    folder = Path(tempfile.gettempdir()) / "lab_full_stack"
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def moveit_parameters(share: Path, robot: str, description: str) -> dict[str, Any]:
-    """move_group's parameters for one robot, through moveit_configs_utils' MoveItConfigsBuilder
-    (package lab holds the MoveIt configuration; the URDF, SRDF and controller names carry the
-    robot's prefix, so the builder is given the per-robot files written here)."""
-    from moveit_configs_utils import MoveItConfigsBuilder
-
-    moveit = share / "config" / "moveit"
-    urdf = _write_temp(description, f"{robot}.urdf")
-    srdf = _write_temp(prefix_srdf((share / "urdf" / "kmr_iiwa.srdf").read_text(encoding="utf-8"), f"{robot}/"),
-                       f"{robot}.srdf")
-    controllers = _write_temp(yaml.safe_dump(prefixed_controllers(moveit / "moveit_controllers.yaml", f"{robot}/")),
-                              f"{robot}_moveit_controllers.yaml")
-    return (MoveItConfigsBuilder("kmr_iiwa", package_name="lab")
-            .robot_description(file_path=urdf)
-            .robot_description_semantic(file_path=srdf)
-            .robot_description_kinematics(file_path=str(moveit / "kinematics.yaml"))
-            .joint_limits(file_path=str(moveit / "joint_limits.yaml"))
-            .cartesian_limits(file_path=str(moveit / "cartesian_limits.yaml"))
-            .trajectory_execution(file_path=controllers)
-            .planning_pipelines(pipelines=["ompl"])
-            .to_moveit_configs()
-            .to_dict())
 
 
 #: each robot's tf on /<robot>/tf, as nav2_bringup's namespaced nodes expect (they remap /tf to tf)
@@ -140,13 +69,13 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource([FindPackageShare("ros_gz_sim"), "/launch/gz_sim.launch.py"]),
             launch_arguments={"gz_args": f"-r {share / 'worlds' / 'lab.sdf'}"}.items()))
-        bridge = _write_temp(yaml.safe_dump(bridge_config(share, robots)), "gz_bridge.yaml")
+        bridge = write_temp(yaml.safe_dump(bridge_config(share, robots)), "gz_bridge.yaml")
         actions.append(Node(package="ros_gz_bridge", executable="parameter_bridge", name="gz_bridge",
                             parameters=[{"config_file": bridge, "use_sim_time": True}], output="screen"))
-    stations = load_stations(share / "config" / "stations.yaml").stations
-    dock = stations["rack_storage"].dock if "rack_storage" in stations else next(iter(stations.values())).dock
-    start = (dock.x, dock.y, dock.yaw)
-    for i, robot in enumerate(robots):
+    # spawned where the embedded simulation starts them and where the Nav2 backend tells AMCL
+    # they are (lab.core.world.start_poses)
+    starts = start_poses(LabWorld.load(share / "worlds" / "lab.sdf", share / "config" / "stations.yaml"), robots)
+    for robot in robots:
         description = robot_description(share, robot)
         actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                             namespace=robot, parameters=[{"robot_description": description,
@@ -155,12 +84,12 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
         if gazebo:
             actions.append(Node(package="ros_gz_sim", executable="create", output="screen", arguments=[
                 "-name", robot, "-topic", f"/{robot}/robot_description",
-                "-x", str(start[0]), "-y", str(start[1] + 1.2 * i), "-Y", str(start[2])]))
+                "-x", str(starts[robot].x), "-y", str(starts[robot].y), "-Y", str(starts[robot].yaw)]))
         for controller in ("joint_state_broadcaster", "arm_controller", "gripper_controller"):
             actions.append(Node(package="controller_manager", executable="spawner", namespace=robot,
                                 arguments=[controller, "--controller-manager", f"/{robot}/controller_manager"]))
         if given.get("navigation") in ("nav2", "auto"):
-            params = _write_temp(prefixed_yaml(share / "config" / "nav2_params.yaml", robot), f"{robot}_nav2.yaml")
+            params = write_temp(prefixed_yaml(share / "config" / "nav2_params.yaml", robot), f"{robot}_nav2.yaml")
             for launch_file in ("localization_launch.py", "navigation_launch.py"):
                 actions.append(IncludeLaunchDescription(
                     PythonLaunchDescriptionSource([FindPackageShare("nav2_bringup"), f"/launch/{launch_file}"]),

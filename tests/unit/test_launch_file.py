@@ -71,12 +71,14 @@ def _expected_kwargs(spec: NodeSpec) -> dict[str, Any]:
         "package": spec.package, "executable": spec.executable, "name": spec.name,
         "namespace": spec.namespace or None,
         "parameters": [str(p) for p in spec.param_files] + ([dict(spec.parameters)] if spec.parameters else []),
-        "arguments": list(spec.arguments), "output": "screen", "emulate_tty": True,
+        "arguments": list(spec.arguments), "remappings": list(spec.remappings), "output": "screen",
+        "emulate_tty": True,
     }
 
 
 @pytest.mark.skipif(LAUNCH_INSTALLED, reason="ROS 2 launch is installed: test_real_launch_description runs instead")
-@pytest.mark.parametrize("given", [{}, {"robots": "3", "speed": "500", "record": "false"}])
+@pytest.mark.parametrize("given", [{}, {"robots": "3", "speed": "500", "record": "false"},
+                                   {"rviz": "true"}])
 def test_launch_file_matches_node_table_without_launch(repo_root: Path, monkeypatch: pytest.MonkeyPatch,
                                                        given: dict[str, str]) -> None:
     print("ROS 2 launch is not installed here: checking the launch file against recording stand-ins")

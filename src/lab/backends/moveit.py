@@ -1,13 +1,17 @@
 """Manipulation through MoveIt 2 (Jazzy), with the moveit_py Python API.
 
-Needs `ros-jazzy-moveit-py` and a running MoveIt stack (move_group parameters from
-config/moveit/, ros2_control's `arm_controller`), started by launch/launch_full_stack.py.
-Not installable from PyPI: importing this module without it raises BackendUnavailable
-naming the package.
+Needs `ros-jazzy-moveit-py` and ros2_control's `arm_controller` (started by
+lab.launch_full_stack). Not installable from PyPI: importing this module without it raises
+BackendUnavailable naming the package.
 
-MoveItPy creates its own node and executor thread; it shares nothing with the arm node's
-executor. Named configurations come from urdf/kmr_iiwa.srdf; poses are planned for tool0 in
-the robot's base_link, as the embedded backend does.
+MoveItPy is not an rclpy node: it needs its whole configuration as parameters. It gets the
+very parameters move_group gets (lab.backends.moveit_config.moveit_parameters: robot
+description and semantic description with the robot's prefix, kinematics, joint and
+Cartesian limits, the OMPL pipeline, controllers, and MoveItCpp's own block,
+config/moveit/moveit_py.yaml), and runs in the robot's namespace, so it reads that robot's
+joint_states. It creates its own node and executor thread; it shares nothing with the arm
+node's executor. Named configurations come from urdf/kmr_iiwa.srdf; poses are planned for
+tool0 in the robot's base_link, as the embedded backend does.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from typing import Any
 import numpy as np
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
+from lab.backends.moveit_config import moveit_parameters
 from lab.core.errors import BackendUnavailable
+from lab.core.robot_files import robot_description
+from lab.paths import share_dir
 from lab.ros.conversions import rotation_to_quaternion
 
 try:
@@ -33,7 +40,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 class MoveItBackend(ManipulationBackend):
     def __init__(self, node: Any, robot: str, params: dict[str, Any]) -> None:
         super().__init__(node, robot, params)
-        self.moveit = MoveItPy(node_name=f"{robot}_moveit_py")
+        share = share_dir()
+        config = moveit_parameters(share, robot, robot_description(share, robot))
+        config["use_sim_time"] = bool(node.get_parameter("use_sim_time").value)
+        self.moveit = MoveItPy(node_name="moveit_py", name_space=robot, config_dict=config)
         self.arm = self.moveit.get_planning_component("arm")
         self.gripper = self.moveit.get_planning_component("gripper")
         self.prefix = f"{robot}/" if robot else ""

@@ -20,7 +20,7 @@ from typing import Any
 
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
 from lab.core.errors import BackendUnavailable
-from lab.core.world import Pose2D
+from lab.core.world import Pose2D, start_poses
 from lab.ros.conversions import planar_pose, pose_msg
 
 try:
@@ -39,12 +39,17 @@ class Nav2Backend(NavigationBackend):
         self.nav = BasicNavigator(node_name=f"{robot}_basic_navigator", namespace=namespace)
         self.nav_lock = threading.Lock()  # BasicNavigator is not thread-safe
         self.active_timeout = float(params.get("nav2_active_timeout", 60.0))
+        robots = [r for r in params["params"].robots if r] or [robot]
+        self.start = start_poses(params["world"], robots)[robot]
         self._ready = False
 
     def _ensure_active(self) -> None:
         if self._ready:
             return
         # waitUntilNav2Active blocks until the lifecycle nodes (and AMCL, localizer='amcl') are active
+        # AMCL starts from the pose BasicNavigator publishes in waitUntilNav2Active: (0, 0, 0)
+        # unless set; the robot starts where lab.core.world.start_poses puts it (Gazebo's spawn)
+        self.nav.setInitialPose(self._pose_stamped(self.start))
         self.nav.waitUntilNav2Active(localizer=str(self.params.get("localizer", "amcl")))
         self._ready = True
 

@@ -91,6 +91,7 @@ class NodeSpec:
     param_files: tuple[Path, ...] = ()
     parameters: Mapping[str, ParamValue] = field(default_factory=dict)
     arguments: tuple[str, ...] = ()
+    remappings: tuple[tuple[str, str], ...] = ()
     required: bool = True
 
     @property
@@ -202,7 +203,19 @@ def _substitute(value: Any, context: Mapping[str, Any], where: str) -> Any:
 
 
 _ENTRY_KEYS = {"name", "executable", "package", "namespace", "for_each", "when", "params", "set",
-               "arguments", "required", "owns_clock"}
+               "arguments", "remap", "required", "owns_clock"}
+
+
+def _remappings(items: Any, context: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: must be a list of 'from:=to'")
+    pairs = []
+    for item in items:
+        source, sep, target = str(_substitute(item, context, where)).partition(":=")
+        if not sep or not source or not target:
+            raise ConfigError(f"{where}: {item!r} is not 'from:=to'")
+        pairs.append((source, target))
+    return tuple(pairs)
 
 
 def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml") -> list[NodeSpec]:
@@ -252,9 +265,9 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
                     check_param_file(path)
                     checked[path] = None
                 files.append(path)
-            # Every node runs on the simulation's /clock, except the node that publishes it.
-            uses_sim_time = args["sim"] != "none" and not entry.get("owns_clock", False)
-            sim_time = {"use_sim_time": uses_sim_time} if entry.get("package", "lab") == "lab" else {}
+            # Every node runs on the simulation's /clock (RViz included), except the node that
+            # publishes it.
+            sim_time = {"use_sim_time": args["sim"] != "none" and not entry.get("owns_clock", False)}
             overrides = entry.get("set") or {}
             if not isinstance(overrides, dict):
                 raise ConfigError(f"{where}.set: must be a mapping")
@@ -268,6 +281,7 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
                     parameters={**sim_time, **{k: _substitute(v, ctx, f"{where}.set.{k}")
                                                for k, v in overrides.items()}},
                     arguments=tuple(_substitute(list(entry.get("arguments") or []), ctx, f"{where}.arguments")),
+                    remappings=_remappings(entry.get("remap") or [], ctx, f"{where}.remap"),
                     required=bool(entry.get("required", True)),
                 ))
     for spec in specs:
@@ -302,6 +316,8 @@ def ros_arguments(spec: NodeSpec) -> list[str]:
     out = ["--ros-args", "-r", f"__node:={spec.name}"]
     if spec.namespace:
         out += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+    for source, target in spec.remappings:
+        out += ["-r", f"{source}:={target}"]
     for path in spec.param_files:
         out += ["--params-file", str(path)]
     for key, value in spec.parameters.items():

@@ -293,3 +293,21 @@ def footprint_collides(world: LabWorld, pose: Pose2D, footprint: tuple[float, fl
         if rectangles_overlap(pose, size, box.pose, (box.size[0], box.size[1])):
             return box.name
     return None
+
+
+def start_poses(world: LabWorld, robots: list[str]) -> dict[str, Pose2D]:
+    """Where each robot starts (and Gazebo spawns it, and its localisation is initialised): the
+    first docked at the charger, the others on their parking spots (config/stations.yaml), any
+    further ones along the charger's side, one robot length apart."""
+    charger = next((s for s in world.stations.values() if s.kind == "charger"), None)
+    first = charger.dock if charger else Pose2D(world.width / 2, 1.5, math.pi / 2)
+    poses = {}
+    for i, robot in enumerate(robots):
+        if i == 0:
+            poses[robot] = first
+        elif i < len(world.parking):
+            poses[robot] = world.parking[i]
+        else:
+            poses[robot] = Pose2D(first.x - 1.2 * i * math.sin(first.yaw), first.y + 1.2 * i * math.cos(first.yaw),
+                                  first.yaw)
+    return poses

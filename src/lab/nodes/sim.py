@@ -35,7 +35,7 @@ from lab.core.kinematics import Chain, deck_places, expand_xacro, named_poses
 from lab.core.params import SimNodeParams
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
 from lab.core.vision import CameraModel, render_marker_view
-from lab.core.world import Pose2D
+from lab.core.world import Pose2D, start_poses
 from lab.ros.clock import ClockWaits, seconds_of, to_time
 from lab.ros.conversions import planar_pose, pose_msg
 from lab.ros.main import node_main
@@ -124,18 +124,7 @@ class SimNode(Node):
         flat = list(self.params.start_poses)
         if len(flat) >= 3 * len(self.robot_names):
             return {r: Pose2D(*flat[3 * i:3 * i + 3]) for i, r in enumerate(self.robot_names)}
-        charger = next((s for s in self.world.stations.values() if s.kind == "charger"), None)
-        first = charger.dock if charger else Pose2D(self.world.width / 2, 1.5, math.pi / 2)
-        poses = {}
-        for i, r in enumerate(self.robot_names):
-            if i == 0:
-                poses[r] = first  # the first robot starts docked at the charger
-            elif i < len(self.world.parking):
-                poses[r] = self.world.parking[i]  # the others on their parking spots
-            else:  # further along the charger's heading-normal, one robot length apart
-                poses[r] = Pose2D(first.x - 1.2 * i * math.sin(first.yaw), first.y + 1.2 * i * math.cos(first.yaw),
-                                  first.yaw)
-        return poses
+        return start_poses(self.world, self.robot_names)
 
     def _on_set(self, params) -> None:
         """After a change (validated by the model): say so when it is the speed."""

@@ -5,7 +5,9 @@ within `ack_timeout` sends it again with the same goal id, so that a server whic
 the first send refuses the copy instead of running the goal twice; the goal it then follows
 is the one the server accepted ("adopted"). `call_action` (a node's worker thread, its
 executor spinning elsewhere) and `lab.commander.LabCommander` (spinning itself) both use it;
-they differ only in how they let time pass (`pause`).
+they differ only in how they let time pass: a worker thread blocks until the answer's future
+is done (its node's executor completes it), the commander spins its own executor meanwhile
+(`pause`).
 """
 
 from __future__ import annotations
@@ -91,15 +93,25 @@ class SentGoal:
         return self.adopted and status == GoalStatus.STATUS_UNKNOWN
 
 
-def sleep_pause(seconds: float) -> None:
-    """How a worker thread lets time pass while its node's executor spins elsewhere."""
-    time.sleep(seconds)
+def _wait_done(future: Any, seconds: float, pause: Callable[[float], None] | None) -> bool:
+    """Whether `future` is done within `seconds` (wall): woken by its completion where another
+    thread's executor completes it (`pause` None), else spinning with `pause` meanwhile."""
+    if pause is None:
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        return done.wait(seconds) or future.done()
+    end = time.monotonic() + seconds
+    while not future.done() and time.monotonic() < end:
+        pause(0.02)
+    return bool(future.done())
 
 
-def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] = sleep_pause,
+def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | None = None,
               feedback: Callable[[Any], None] | None = None, server_timeout: float = 15.0,
               ack_timeout: float = ACK_TIMEOUT, log: Callable[[str], None] | None = None) -> SentGoal:
     """Send `goal` and wait (wall s) until the server accepts or refuses it; GoalNotSent otherwise.
+    `pause(seconds)` lets time pass while the caller's own executor must spin (the commander);
+    None: another thread's executor spins (a node's worker thread).
 
     A request sent just as a server appears can go unanswered (a restarted server's old DDS
     entities still look alive; or the server has not yet matched our response reader, Fast
@@ -113,7 +125,7 @@ def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] = 
         if time.monotonic() > deadline:
             raise GoalNotSent(f"action server {client.name} is not available after {server_timeout:g} s "
                               "(is the lab brought up?)")
-        pause(0.1)
+        (pause or time.sleep)(0.1)
     goal_id = UUID(uuid=list(uuid.uuid4().bytes))
     callback = (lambda msg: feedback(msg.feedback)) if feedback is not None else None
     attempts = max(1, int(server_timeout // ack_timeout))
@@ -121,10 +133,7 @@ def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] = 
     attempt = 0
     for attempt in range(attempts):
         future = client.send_goal_async(goal, feedback_callback=callback, goal_uuid=goal_id)
-        answer_by = time.monotonic() + ack_timeout
-        while not future.done() and time.monotonic() < answer_by:
-            pause(0.02)
-        if future.done():
+        if _wait_done(future, ack_timeout, pause):
             break
         if log is not None:
             log(f"{client.name}: no answer to the goal after {ack_timeout:g} s; sending it again "

@@ -27,6 +27,7 @@ NODES = {
     "planner": "lab.nodes.planner:main",
     "recorder": "lab.nodes.recorder:main",
     "traffic": "lab.nodes.traffic:main",
+    "safety": "lab.nodes.safety:main",
 }
 
 setup(

@@ -4,7 +4,7 @@
     lab demo                                bring the lab up, run the demo campaign, write its report
     lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
     lab campaign list | status ID | resume ID | report ID
-    lab estop | pause | resume
+    lab estop [--release] [--reason TEXT] | pause | resume
     lab bench planner|campaign|cost|lab|plumbing|emulators ...
 """
 
@@ -14,9 +14,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from lab.core.nodetable import ARGUMENTS
-from lab.session import run_campaign_with_progress
 
 DEFAULT_DB = "runs/campaigns.db"
 
@@ -73,6 +70,8 @@ def _with_commander(fn):
 def _campaign_run(cmd, ns: argparse.Namespace) -> int:
     if ns.speed is not None:
         _set_sim_speed(cmd, ns.speed)
+    from lab.session import run_campaign_with_progress
+
     return run_campaign_with_progress(cmd, ns.name, ns.budget, ns.batch, ns.seed)[0]
 
 
@@ -82,13 +81,15 @@ def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
 
     with CampaignStore.open(Path(ns.db)) as store:
         info = store.campaign_info(ns.campaign_id)
+    from lab.session import run_campaign_with_progress
+
     return run_campaign_with_progress(cmd, info.name, info.budget, info.batch_size, info.seed, resume=True,
                                       campaign_id=ns.campaign_id)[0]
 
 
 @_with_commander
 def _operator(cmd, ns: argparse.Namespace) -> int:
-    ok, message = {"estop": cmd.estop, "pause": cmd.pause, "resume": cmd.resume}[ns.command]()
+    ok, message = {"pause": cmd.pause, "resume": cmd.resume}[ns.command]()
     print(f"lab {ns.command}: {message}")
     return 0 if ok else 1
 
@@ -124,6 +125,8 @@ def _bench(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lab.core.nodetable import ARGUMENTS
+
     parser = argparse.ArgumentParser(prog="lab", description="The mobile robotic chemist's operator command.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -164,9 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=DEFAULT_DB)
     p.set_defaults(func=_campaign_list)
 
-    for name, helptext in (("estop", "emergency stop: all motion stops, no new step starts"),
-                           ("pause", "finish current steps, start nothing new"),
-                           ("resume", "leave pause or emergency stop")):
+    p = sub.add_parser("estop", help="emergency stop: every motion and process stops now (--release lifts it)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda ns: _estop(ns.rest))
+    for name, helptext in (("pause", "finish current steps, start nothing new"),
+                           ("resume", "leave pause (not an emergency stop: release that with lab estop --release)")):
         sub.add_parser(name, help=helptext).set_defaults(func=_operator)
 
     p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
@@ -175,9 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _estop(rest: list[str]) -> int:
+    from lab.estop import main as estop_main
+
+    return estop_main(rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["estop"]:  # the fast path: no parser of the whole command, no lab imports
+        return _estop(args[1:])
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = parser.parse_args(args)
     return int(ns.func(ns) or 0)
 
 

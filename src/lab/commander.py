@@ -174,8 +174,24 @@ class LabCommander(Node):
         finally:
             self.destroy_client(client)
 
-    def estop(self) -> tuple[bool, str]:
-        return self._trigger("/lab_manager/estop")
+    def estop(self, reason: str = "", release: bool = False, by: str = "lab commander") -> tuple[bool, str]:
+        """Stop (or release) the lab through the safety node."""
+        from lab_interfaces.srv import SafetyCommand
+
+        service = "/safety/release" if release else "/safety/stop"
+        client = self.create_client(SafetyCommand, service)
+        try:
+            deadline = time.monotonic() + 10.0
+            while not client.service_is_ready():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
+                self.spin_for(0.02)
+            future = client.call_async(SafetyCommand.Request(by=by, reason=reason))
+            while not future.done():
+                self.spin_for(0.02)
+            return bool(future.result().success), str(future.result().message)
+        finally:
+            self.destroy_client(client)
 
     def pause(self) -> tuple[bool, str]:
         return self._trigger("/lab_manager/pause")

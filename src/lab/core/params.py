@@ -200,11 +200,17 @@ class TrafficParams(NodeParams):
     clearance: float = Field(CLEARANCE, gt=0)        # m between reserved paths (lab.core.traffic)
 
 
+class SafetyParams(NodeParams):
+    """lab.nodes.safety."""
+
+    state_file: str = "runs/safety_state.json"       # the stop survives a restart of the safety node
+
+
 #: executable (config/nodes.yaml) -> its parameters
 NODE_PARAMS: dict[str, type[NodeParams]] = {
     "sim": SimNodeParams, "navigator": NavigatorParams, "arm": ArmParams, "station": StationParams,
     "lab_manager": LabManagerParams, "planner": PlannerParams, "recorder": RecorderParams,
-    "traffic": TrafficParams,
+    "traffic": TrafficParams, "safety": SafetyParams,
 }
 
 

@@ -121,6 +121,7 @@ class SimLab:
         self.rng = np.random.default_rng(seed)
         self.objects = objects
         self.time = 0.0
+        self.stopped = ""  # the emergency stop's reason while set: the controllers refuse every command
         self.joint_names = list(joint_names)
         self._tool_fk = tool_fk
         self.deck_slots = deck_slots or {}
@@ -139,8 +140,28 @@ class SimLab:
             raise InvalidGoal(f"unknown robot '{name}' (known: {', '.join(self.robots)})")
         return self.robots[name]
 
+    def emergency_stop(self, reason: str) -> None:
+        """What a safety relay does: every base and arm stops where it is, now, and every new
+        motion command or grasp is refused until `release()`."""
+        self.stopped = reason or "emergency stop"
+        for robot in self.robots.values():
+            robot.follower, robot.trajectory = None, None
+            robot.cmd_vel, robot.velocity = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+            robot.bumper = self.stopped
+
+    def release(self) -> None:
+        self.stopped = ""
+        for robot in self.robots.values():
+            robot.bumper = ""
+
+    def _refuse_while_stopped(self) -> None:
+        if self.stopped:
+            raise InvalidGoal(f"refused: {self.stopped}")
+
     def follow_path(self, name: str, path: Sequence[Pose2D], **follower_options: float) -> None:
         """Drive along path (map frame, as the robot believes it is); an empty path stops."""
+        if path:
+            self._refuse_while_stopped()
         robot = self.robot(name)
         robot.bumper = ""
         robot.follower = PathFollower(list(path), **follower_options) if path else None
@@ -148,6 +169,8 @@ class SimLab:
             robot.velocity = (0.0, 0.0, 0.0)
 
     def set_cmd_vel(self, name: str, vx: float, vy: float, wz: float) -> None:
+        if any((vx, vy, wz)):
+            self._refuse_while_stopped()
         robot = self.robot(name)
         robot.follower = None
         robot.bumper = ""
@@ -156,6 +179,8 @@ class SimLab:
 
     def set_trajectory(self, name: str, joint_names: Sequence[str], times: Sequence[float],
                        positions: Sequence[Sequence[float]]) -> None:
+        if len(times):
+            self._refuse_while_stopped()
         robot = self.robot(name)
         unknown = [j for j in joint_names if j not in robot.joints]
         if unknown:
@@ -318,6 +343,7 @@ class SimLab:
         The gripper must truly be at the slot, within grasp_tolerance: a robot that believes
         it is somewhere it is not misses, and nothing moves.
         """
+        self._refuse_while_stopped()
         src_owner, _, src_slot = source.partition("/")
         dst_owner, _, dst_slot = target.partition("/")
         if (src_slot == GRIPPER) == (dst_slot == GRIPPER):

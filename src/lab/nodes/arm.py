@@ -32,6 +32,7 @@ from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default, load_world, robot_urdf
 from lab.ros.qos import LATCHED
+from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import Manipulate
 from lab_interfaces.msg import WorldState
 from lab_interfaces.srv import MoveObject
@@ -60,6 +61,7 @@ class ArmNode(Node):
         self._odom_count = 0
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
         group = ReentrantCallbackGroup()
+        self.safety = SafetyMonitor(self, callback_group=group)
         self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
         self.move_client = self.create_client(MoveObject, "/sim/move_object", callback_group=group)
@@ -139,16 +141,21 @@ class ArmNode(Node):
             started = sim_now(self)
             request = goal_handle.request
             result = Manipulate.Result(object_id=request.object_id)
-            cancelled = lambda: goal_handle.is_cancel_requested  # noqa: E731
+            cancelled = lambda: goal_handle.is_cancel_requested or self.safety.stopped  # noqa: E731
 
             def phase(name: str, progress: float) -> None:
                 goal_handle.publish_feedback(Manipulate.Feedback(phase=name, progress=float(progress)))
 
             try:
+                refusal = self.safety.refusal()
+                if refusal:
+                    raise InvalidGoal(refusal)
                 message, location = self._run(request, phase, cancelled, result)
                 ok = True
             except InvalidGoal as exc:
                 message, location, ok = str(exc), "", False
+            if not ok and self.safety.stopped and not message.startswith("refused"):
+                message = f"stopped: {self.safety.reason()} ({message})"
             result.success, result.message, result.location = ok, message, location
             result.duration = float(sim_now(self) - started)
             if ok:

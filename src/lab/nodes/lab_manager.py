@@ -16,9 +16,12 @@ A failed transport leg is retried once. A robot whose battery is low goes to the
 before its next transport. With several robots, an idle robot standing at the dock another
 robot is sent to is first driven to its parking spot (config/stations.yaml `parking`, one per
 robot in order); robots meeting on the floor are the navigators' business (lab.nodes.traffic).
-Operator services `~/estop` (every child goal is cancelled at once, nothing new starts),
-`~/pause` (current steps finish, nothing new starts) and `~/resume`; `/lab_status`
-(LabStatus) is published every second (wall).
+The emergency stop is the `safety` node's (/safety/state): robots, arms and stations enforce it
+themselves; the lab manager reacts to it (its goals cancelled, nothing new starts) and, after
+a release, stays paused until `~/resume`. Operator services `~/pause` (current steps finish,
+nothing new starts; checked again between delivering a carrier and starting the station),
+`~/resume` (refused while the stop is set: resume never releases it) and `~/estop` (forwards
+to /safety/stop); `/lab_status` (LabStatus) is published every second (wall).
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
+from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation, RunBatch, RunStation
 from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
+from lab_interfaces.srv import SafetyCommand
 
 DECK = "deck1"
 
@@ -131,6 +136,8 @@ class LabManager(Node):
         self.status_pub = self.create_publisher(LabStatus, "/lab_status", 10)
         self.create_timer(1.0, self._publish_status, callback_group=group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))  # wall: sim time runs hundreds x faster
+        self.safety = SafetyMonitor(self, self._on_safety, callback_group=group)
+        self.safety_stop = self.create_client(SafetyCommand, "/safety/stop", callback_group=group)
         for name in ("estop", "pause", "resume"):
             self.create_service(Trigger, f"~/{name}", getattr(self, f"_srv_{name}"), callback_group=group)
         ActionServer(self, RunBatch, "~/run_batch", execute_callback=self._execute,
@@ -155,20 +162,32 @@ class LabManager(Node):
                 self.carrier_pool = ResourcePool(list(self.carriers))
 
     # ------------------------------------------------------------------ operator
-    def _srv_estop(self, _request, response):
+    def _on_safety(self, stopped: bool, text: str) -> None:
+        """The lab manager reacts to the emergency stop (the robots and stations enforce it): its
+        own goals are cancelled and nothing new starts; after a release the lab stays paused
+        until the operator resumes it."""
         with self._lock:
-            self.mode = LabStatus.ESTOPPED
-            handles = list(self.handles.values())
+            self.mode = LabStatus.ESTOPPED if stopped else LabStatus.PAUSED
+            handles = list(self.handles.values()) if stopped else []
         for handle in handles:
             handle.cancel_goal_async()
-        self.get_logger().error(f"EMERGENCY STOP: {len(handles)} running goal(s) cancelled")
-        response.success, response.message = True, f"emergency stop: {len(handles)} motion/process goal(s) cancelled"
+        if stopped:
+            self.get_logger().error(f"{text}: {len(handles)} running goal(s) of the lab manager cancelled")
+        else:
+            self.get_logger().warning("emergency stop released: the lab is paused until `lab resume`")
+
+    def _srv_estop(self, _request, response):
+        """Kept for `ros2 service call /lab_manager/estop`: asks the safety node to stop the lab."""
+        self.safety_stop.call_async(SafetyCommand.Request(by="lab_manager/estop service", reason=""))
+        self._on_safety(True, "emergency stop requested through the lab manager")
+        response.success, response.message = True, "emergency stop sent to /safety/stop"
         return response
 
     def _srv_pause(self, _request, response):
         with self._lock:
-            if self.mode == LabStatus.ESTOPPED:
-                response.success, response.message = False, "the lab is emergency-stopped: resume first"
+            if self.mode == LabStatus.ESTOPPED or self.safety.stopped:
+                response.success = False
+                response.message = f"the lab is emergency-stopped ({self.safety.reason()}): release it first"
                 return response
             self.mode = LabStatus.PAUSED
         response.success, response.message = True, "paused: running steps finish, nothing new starts"
@@ -176,6 +195,11 @@ class LabManager(Node):
 
     def _srv_resume(self, _request, response):
         with self._lock:
+            if self.safety.stopped:
+                response.success = False
+                response.message = (f"{self.safety.reason()}: resume does not release it; "
+                                    "release first (lab estop --release)")
+                return response
             previous, self.mode = self.mode, LabStatus.RUNNING
         response.success = True
         response.message = "resumed" if previous != LabStatus.RUNNING else "already running"
@@ -192,7 +216,7 @@ class LabManager(Node):
             time.sleep(0.02)
 
     def _stopped(self) -> bool:
-        return self.mode == LabStatus.ESTOPPED
+        return self.mode == LabStatus.ESTOPPED or self.safety.stopped
 
     # ------------------------------------------------------------------ children
     def _call(self, client, goal, what: str, holder: str, cancel=lambda: False, feedback=None):
@@ -419,6 +443,7 @@ class LabManager(Node):
                 if location != target:
                     self._transport(batch_id, carrier, location, target, goal_handle, held)
                     location, held = target, station
+            self._gate(goal_handle)  # a pause or stop since the delivery: the station does not start
             ok, why = self._run_process(batch_id, station, carrier, process, alive, goal_handle, progress)
             if ok:
                 return location, held or ""

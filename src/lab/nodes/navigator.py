@@ -33,6 +33,7 @@ from lab.ros.conversions import pose_msg
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, load_world, robot_urdf
 from lab.ros.qos import LATCHED
+from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
 
 
@@ -59,6 +60,7 @@ class NavigatorNode(Node):
         self._camera_image: Image | None = None
         self._camera_info: CameraInfo | None = None
         group = ReentrantCallbackGroup()
+        self.safety = SafetyMonitor(self, callback_group=group)
         # subscribed for the node's life: destroying a subscription while another thread spins
         # the executor races with its wait set (rclpy InvalidHandle)
         self.create_subscription(Image, "wrist_camera/image", self._on_image, 2, callback_group=group)
@@ -93,9 +95,18 @@ class NavigatorNode(Node):
                                         distance_remaining=float(remaining), estimated_time_remaining=float(eta))
             goal_handle.publish_feedback(fb)
 
-        return self.backend.navigate(goal, feedback, lambda: goal_handle.is_cancel_requested)
+        refusal = self.safety.refusal()
+        if refusal:
+            return NavOutcome(False, refusal, self.backend_pose(), 0.0)
+        return self.backend.navigate(goal, feedback, lambda: goal_handle.is_cancel_requested or self.safety.stopped)
+
+    def backend_pose(self) -> Pose2D:
+        pose = getattr(self.backend, "pose", None)
+        return pose if pose is not None else Pose2D(float("nan"), float("nan"), float("nan"))
 
     def _finish(self, goal_handle, result, outcome: NavOutcome | None, message: str, success: bool):
+        if not success and self.safety.stopped and "refused" not in message:
+            message = f"stopped: {self.safety.reason()} ({message})"
         result.success, result.message = success, message
         if goal_handle.is_cancel_requested and not success:
             goal_handle.canceled()

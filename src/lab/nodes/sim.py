@@ -41,6 +41,7 @@ from lab.ros.conversions import planar_pose, pose_msg
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default, load_world
 from lab.ros.qos import LATCHED
+from lab.ros.safety import SafetyMonitor
 from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
@@ -109,6 +110,7 @@ class SimNode(Node):
             self.create_subscription(PoseWithCovarianceStamped, f"{ns}/initialpose",
                                      lambda m, r=name: self._initial_pose(r, m), 10)
         self.add_post_set_parameters_callback(self._on_set)
+        self.safety = SafetyMonitor(self, self._safety)
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
         self._last_camera = 0.0
@@ -132,12 +134,28 @@ class SimNode(Node):
             self.get_logger().info(f"speed set to {self.params.speed:g}x real time")
 
     # ------------------------------------------------------------ commands
+    def _safety(self, stopped: bool, text: str) -> None:
+        """The base and arm controllers obey the emergency stop themselves, as a safety relay
+        would: whoever commanded the motion, it stops now."""
+        if stopped:
+            self.lab.emergency_stop(text)
+            self.get_logger().error(f"{text}: every base and arm stopped")
+        else:
+            self.lab.release()
+            self.get_logger().warning("emergency stop released: motion commands accepted again")
+
     def _cmd_vel(self, robot: str, msg: Twist) -> None:
-        self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
+        try:
+            self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
+        except InvalidGoal as exc:
+            self.get_logger().warning(f"{robot}: cmd_vel {exc}", throttle_duration_sec=5.0)
 
     def _follow(self, robot: str, msg: PathMsg) -> None:
         path = [planar_pose(ps.pose) for ps in msg.poses]
-        self.lab.follow_path(robot, path)
+        try:
+            self.lab.follow_path(robot, path)
+        except InvalidGoal as exc:
+            self.get_logger().warning(f"{robot}: path {exc}")
 
     def _trajectory(self, robot: str, msg: JointTrajectory) -> None:
         times = [seconds_of(pt.time_from_start) for pt in msg.points]

@@ -36,6 +36,7 @@ from lab.ros.conversions import measurement_to_msg, msg_to_formulation
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
+from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import RunStation
 from lab_interfaces.msg import StationStatus, WorldState
 from lab_interfaces.srv import RefillStock
@@ -74,6 +75,7 @@ class StationNode(Node):
         self.fault_until = 0.0
         self.world: dict[str, str] | None = None  # object -> location
         group = ReentrantCallbackGroup()
+        self.safety = SafetyMonitor(self, callback_group=group)
         self.status_pub = self.create_publisher(StationStatus, "~/status", LATCHED)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
         ActionServer(self, RunStation, "~/run_station", execute_callback=self._execute,
@@ -171,6 +173,9 @@ class StationNode(Node):
 
     def _execute(self, goal_handle):
         request = goal_handle.request
+        refusal = self.safety.refusal()
+        if refusal:
+            return self._refuse(goal_handle, refusal)
         try:
             samples = [msg_to_formulation(f) for f in request.formulations]
             steps = self.core.plan(request.process, samples)
@@ -226,13 +231,20 @@ class StationNode(Node):
                 tick(0.0)
 
                 def wait(seconds: float, tick=tick) -> bool:
-                    return wait_sim(self, seconds, cancelled=lambda: goal_handle.is_cancel_requested,
-                                    on_tick=tick)
+                    return wait_sim(self, seconds, on_tick=tick,
+                                    cancelled=lambda: goal_handle.is_cancel_requested or self.safety.stopped)
 
                 self.backend.execute(step, samples, wait)
                 done_before += step.seconds
             measurements = self.backend.results(samples)
         except StepCancelled:
+            if self.safety.stopped and not goal_handle.is_cancel_requested:
+                # the process is ended, not held: the instrument is left safe (lamp off, nothing dispensing)
+                why = f"stopped: {self.safety.reason()}"
+                self._set(StationStatus.IDLE, f"{why} ({request.rack_id})", "", 0.0)
+                self.get_logger().error(f"{self.station}: {request.rack_id}: {why}")
+                goal_handle.abort()
+                return RunStation.Result(success=False, message=why, duration=float(sim_now(self) - began))
             self._set(StationStatus.IDLE, f"cancelled {request.rack_id}", "", 0.0)
             goal_handle.canceled()
             return RunStation.Result(success=False, message="cancelled", duration=float(sim_now(self) - began))

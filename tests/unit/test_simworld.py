@@ -83,6 +83,34 @@ def test_objects_move_only_between_an_occupied_source_and_a_free_target() -> Non
     assert reg.at("robot1/gripper") == "rack_1" and reg.at("rack_storage/slot1") is None
 
 
+def test_emergency_stop_halts_every_motion_and_refuses_commands_until_released(world: LabWorld) -> None:
+    """The simulated controllers as a safety relay: the base stops where it is, the arm holds,
+    motion commands and grasps are refused with the reason, and a release lets them run again."""
+    charger = next(s for s in world.stations.values() if s.kind == "charger")
+    other = next(s for s in world.stations.values() if s.kind != "charger")
+    sim = SimLab(world, {"r": charger.dock}, ["j1"], ObjectRegistry({"rack_1": "rack_storage/slot1"}, {}),
+                 params=SimParams(max_drift=0.0))
+    path = plan_path(world, charger.dock, other.dock)
+    sim.follow_path("r", path)
+    sim.step(2.0)
+    assert sim.robots["r"].moving
+    sim.emergency_stop("emergency stop by test: drill")
+    at = sim.robots["r"].truth
+    sim.step(5.0)
+    assert not sim.robots["r"].moving and sim.robots["r"].truth == at
+    assert sim.robots["r"].bumper == "emergency stop by test: drill"
+    for command in (lambda: sim.follow_path("r", path), lambda: sim.set_cmd_vel("r", 0.3, 0.0, 0.0),
+                    lambda: sim.set_trajectory("r", ["j1"], [0.0, 1.0], [[0.0], [1.0]]),
+                    lambda: sim.move_object("rack_1", "rack_storage/slot1", "r/gripper")):
+        with pytest.raises(InvalidGoal, match="refused: emergency stop by test: drill"):
+            command()
+    sim.follow_path("r", [])  # stopping is always allowed
+    sim.release()
+    sim.follow_path("r", plan_path(world, sim.robots["r"].estimate, other.dock))
+    sim.step(2.0)
+    assert sim.robots["r"].moving
+
+
 def test_battery_drains_while_driving_and_charges_at_the_charger(world: LabWorld) -> None:
     charger = next(s for s in world.stations.values() if s.kind == "charger")
     other = next(s for s in world.stations.values() if s.kind != "charger")

@@ -7,6 +7,7 @@
     plumbing    action round trips over DDS
     transport   station-to-station transport cycles, whole node graph up
     lab         a photocatalysis campaign through every node over DDS
+    estop       how fast the emergency stop stops a driving robot (wall and simulated time)
     all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
 
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab")
+BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop")
 MODULES = {"planner": "pool"}
 
 

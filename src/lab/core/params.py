@@ -16,6 +16,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.core.errors import ConfigError
+from lab.core.safety import OPERATOR_PORT
 from lab.core.traffic import CLEARANCE
 
 #: m above a slot's point where tool0 holds a rack: the arm and the simulation must agree
@@ -204,6 +205,9 @@ class SafetyParams(NodeParams):
     """lab.nodes.safety."""
 
     state_file: str = "runs/safety_state.json"       # the stop survives a restart of the safety node
+    # the operator's fast path: `lab estop` on this host sends one UDP datagram to 127.0.0.1 on
+    # this port + ROS_DOMAIN_ID (no DDS discovery to wait for); 0 = off (DDS services only)
+    operator_port: int = Field(OPERATOR_PORT, ge=0, le=65000)
 
 
 #: executable (config/nodes.yaml) -> its parameters

@@ -1,6 +1,9 @@
 """`safety`: the lab's emergency stop, one latched state for every node that moves or runs.
 
-Services `/safety/stop` and `/safety/release` (lab_interfaces/SafetyCommand: who, why);
+Services `/safety/stop` and `/safety/release` (lab_interfaces/SafetyCommand: who, why), and
+the operator's fast path on this host: a UDP datagram to 127.0.0.1:`operator_port` +
+ROS_DOMAIN_ID (`lab estop` tries it first: no DDS discovery to wait for, which can take
+seconds);
 topic `/safety/state` (lab_interfaces/SafetyState, transient local: a node that starts or
 restarts later gets the state at once). The state is written to `state_file` on every change
 and read back at start, so a restarted safety node keeps the lab stopped. Release is its own
@@ -10,12 +13,15 @@ operator act: nothing else (not `lab resume`) releases a stop.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 
 from rclpy.node import Node
 
 from lab.core.params import SafetyParams
+from lab.core.safety import operator_port
 from lab.ros.clock import to_time
 from lab.ros.main import node_main
 from lab.ros.params import declare_params
@@ -37,10 +43,14 @@ class SafetyNode(Node):
             except (OSError, ValueError) as exc:
                 self.get_logger().error(f"{self.path}: unreadable ({exc}); starting STOPPED to be safe")
                 self.state.update(stopped=True, by="safety", reason=f"state file unreadable: {exc}")
+        self._lock = threading.Lock()
         self.pub = self.create_publisher(SafetyState, TOPIC, LATCHED)
         self.create_service(SafetyCommand, "/safety/stop", lambda rq, rs: self._set(True, rq, rs))
         self.create_service(SafetyCommand, "/safety/release", lambda rq, rs: self._set(False, rq, rs))
         self._publish()
+        self._socket = None
+        if self.params.operator_port:
+            self._serve_operator(operator_port(self.params.operator_port))
         what = "STOPPED" if self.state["stopped"] else "released"
         self.get_logger().info(f"emergency stop {what} ({self.path})")
 
@@ -48,7 +58,44 @@ class SafetyNode(Node):
         self.pub.publish(SafetyState(stopped=bool(self.state["stopped"]), by=str(self.state["by"]),
                                      reason=str(self.state["reason"]), stamp=to_time(float(self.state["time"]))))
 
+    def _serve_operator(self, port: int) -> None:
+        try:
+            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._socket.bind(("127.0.0.1", port))
+        except OSError as exc:
+            self.get_logger().warning(f"operator fast path off: cannot bind 127.0.0.1:{port} ({exc}); "
+                                      "the DDS services still work")
+            self._socket = None
+            return
+        threading.Thread(target=self._operator_loop, daemon=True).start()
+
+    def _operator_loop(self) -> None:
+        assert self._socket is not None
+        while True:
+            try:
+                data, sender = self._socket.recvfrom(4096)
+            except OSError:
+                return  # closed at shutdown
+            try:
+                request = json.loads(data.decode())
+                stop = {"stop": True, "release": False}[request["op"]]
+                answer = self._set(stop, SafetyCommand.Request(by=str(request.get("by", "")),
+                                                               reason=str(request.get("reason", ""))),
+                                   SafetyCommand.Response())
+                reply = {"success": answer.success, "message": answer.message}
+            except (ValueError, KeyError, TypeError) as exc:
+                reply = {"success": False, "message": f"malformed request ({exc})"}
+            self._socket.sendto(json.dumps(reply).encode(), sender)
+
+    def shutdown(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+
     def _set(self, stopped: bool, request: SafetyCommand.Request, response: SafetyCommand.Response):
+        with self._lock:
+            return self._set_locked(stopped, request, response)
+
+    def _set_locked(self, stopped: bool, request: SafetyCommand.Request, response: SafetyCommand.Response):
         by = request.by.strip() or "unknown"
         if not stopped and not self.state["stopped"]:
             response.success, response.message = True, "not stopped: nothing to release"

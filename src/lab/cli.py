@@ -66,13 +66,23 @@ def _with_commander(fn):
     return wrapped
 
 
+def _exit_code(code: int, result: object) -> int:
+    """A campaign that ended with failed experiments says so and exits non-zero."""
+    failed = int(getattr(result, "experiments_failed", 0) or 0)
+    if code == 0 and failed:
+        print(f"lab: {failed} of {result.experiments_done} experiments failed "  # type: ignore[attr-defined]
+              f"(why: lab campaign status {result.campaign_id})", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    return code
+
+
 @_with_commander
 def _campaign_run(cmd, ns: argparse.Namespace) -> int:
     if ns.speed is not None:
         _set_sim_speed(cmd, ns.speed)
     from lab.session import run_campaign_with_progress
 
-    return run_campaign_with_progress(cmd, ns.name, ns.budget, ns.batch, ns.seed)[0]
+    return _exit_code(*run_campaign_with_progress(cmd, ns.name, ns.budget, ns.batch, ns.seed))
 
 
 @_with_commander
@@ -83,8 +93,8 @@ def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
         info = store.campaign_info(ns.campaign_id)
     from lab.session import run_campaign_with_progress
 
-    return run_campaign_with_progress(cmd, info.name, info.budget, info.batch_size, info.seed, resume=True,
-                                      campaign_id=ns.campaign_id)[0]
+    return _exit_code(*run_campaign_with_progress(cmd, info.name, info.budget, info.batch_size, info.seed,
+                                                  resume=True, campaign_id=ns.campaign_id))
 
 
 @_with_commander

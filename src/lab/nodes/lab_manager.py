@@ -57,6 +57,8 @@ from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus,
 from lab_interfaces.srv import SafetyCommand
 
 DECK = "deck1"
+#: wall s a batch waits for the first /world_state (a lab manager started before the simulation)
+WORLD_WAIT = 30.0
 
 
 class Interrupted(Exception):
@@ -388,6 +390,19 @@ class LabManager(Node):
         status = self.station_status.get(station)
         return status is None or status.state in (StationStatus.IDLE, StationStatus.BUSY)
 
+    def _free_for(self, carrier: str):
+        """A station may be reserved for `carrier` only when it is usable and the slot the carrier
+        goes to holds nothing else (as the world state says: a carrier a stop left there, say)."""
+        def usable(station: str) -> bool:
+            slot = self._slot(station)
+            with self._lock:
+                occupant = next((c for c, loc in self.carriers.items() if loc == slot and c != carrier), None)
+            if occupant is not None:
+                self.get_logger().warning(f"{station} holds {occupant}: not reserved for {carrier}",
+                                          throttle_duration_sec=30.0)
+            return occupant is None and self._usable(station)
+        return usable
+
     def _slot(self, station: str) -> str:
         slots = self.stations[station].slots
         if not slots:
@@ -434,7 +449,7 @@ class LabManager(Node):
                 break
             others = [c for c in candidates if c not in avoid and c != station]
             if station is None or others:
-                new = self.station_pool.acquire(others or candidates, batch_id, usable=self._usable,
+                new = self.station_pool.acquire(others or candidates, batch_id, usable=self._free_for(carrier),
                                                 cancelled=lambda: goal_handle.is_cancel_requested)
                 if station is not None:
                     self.get_logger().warning(f"{batch_id}: rerouting {kind} from {station} to {new}")
@@ -449,7 +464,7 @@ class LabManager(Node):
                 return location, held or ""
             self.get_logger().warning(f"{batch_id}: {station} failed (attempt {attempt + 1}): {why}")
             if self._stopped() or goal_handle.is_cancel_requested:
-                why = "interrupted (emergency stop or cancel)" if self._stopped() else "batch cancelled"
+                why = f"stopped: {self.safety.reason() or 'emergency stop'}" if self._stopped() else "batch cancelled"
                 for s in alive:
                     s.failure = f"{station}: {why}"
                 break
@@ -536,6 +551,8 @@ class LabManager(Node):
 
     def _take_carrier(self, wf: Workflow, batch_id: str, goal_handle) -> tuple[str, str]:
         homes = {s for s, k in self.kind_of.items() if k == wf.home}
+        if not self.carriers and not wait_for(lambda: bool(self.carriers), WORLD_WAIT):
+            raise InvalidGoal(f"no /world_state within {WORLD_WAIT:g} s: where the carriers are is unknown")
         with self._lock:
             pool = self.carrier_pool
             candidates = [c for c, loc in self.carriers.items()
@@ -549,7 +566,14 @@ class LabManager(Node):
     def _go_home(self, batch_id: str, carrier: str, home: str, held: str | None, goal_handle, message: str) -> str:
         try:
             location = self.carriers.get(carrier, home)
-            if location != home and not self._stopped():
+            if location != home and self._stopped():
+                # the rule after a stop: the carrier stays where the stop left it until the operator
+                # has released the stop and resumed the lab; then it goes home and the batch ends
+                self.get_logger().warning(f"{batch_id}: {carrier} stays at {location} until the emergency stop "
+                                          "is released and the lab resumed; then it goes home")
+                self._gate(goal_handle)
+                location = self.carriers.get(carrier, home)
+            if location != home:
                 self._transport(batch_id, carrier, location, home, _NeverCancelled(goal_handle), held)
             elif held:
                 self.station_pool.release(held, batch_id)

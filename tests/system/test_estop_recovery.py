@@ -1,0 +1,68 @@
+"""After an emergency stop the lab knows where everything is and can go on (the whole lab as
+processes, the lab manager driving a batch): a stop during a station's process ends that
+process, the batch reports its samples stopped with who stopped the lab and why (never as
+measured), its rack stays where the stop left it until the operator has released the stop
+and resumed the lab (resume alone is refused), then goes home, and no station is left
+holding a rack."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ros_available
+from labproc import lab
+from test_robot import spin_until
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+def test_a_stopped_batch_reports_stopped_and_its_rack_goes_home_after_release_and_resume(tmp_path) -> None:
+    import rclpy
+
+    from lab.cli import _set_sim_speed
+    from lab.commander import LabCommander, TaskResult
+    from lab.ros.qos import LATCHED
+    from lab_interfaces.msg import Formulation, LabStatus, WorldState
+
+    world: dict[str, str] = {}
+    mode: dict[str, int] = {}
+    with lab(tmp_path, ["robots:=1", "speed:=2000", "record:=false"],
+             keep={"safety", "sim", "navigator", "arm", "station", "lab_manager"}) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("recovery_test", context=context)
+        cmd.create_subscription(WorldState, "/world_state", lambda m: world.update(
+            dict(zip(m.objects, m.locations, strict=False))), LATCHED)
+        cmd.create_subscription(LabStatus, "/lab_status", lambda m: mode.update(mode=m.mode), 10)
+        try:
+            rack = [Formulation(sample_id=f"v{i}", specimen_kind="vial", components=["P10-MIX1"], amounts=[2.0],
+                                units=["mg"]) for i in range(2)]
+            spin_until(cmd, lambda: "rack_1" in world, 60, what="the simulation's world state")
+            _set_sim_speed(cmd, 20.0)  # the dispensing (2 x 90 simulated s) lasts 9 wall s: time to stop it
+            task = cmd.run_batch("photocatalysis", rack)
+            try:
+                spin_until(cmd, lambda: task.feedback is not None and task.feedback.phase.startswith(
+                    "solid_dispenser: dispense_solid"), 120, what="the solid dispenser to be dispensing")
+            except TimeoutError:
+                pytest.fail(f"never dispensing: {task.feedback}\n{out.text(400)}")
+            carrier = next(c for c, loc in world.items() if loc.startswith("solid_dispenser/"))
+            assert cmd.estop(reason="spill", by="test")[0]
+            spin_until(cmd, lambda: mode.get("mode") == LabStatus.ESTOPPED, 30, what="the lab manager to stop")
+            ok, message = cmd.resume()
+            assert not ok and "release first" in message, message
+            assert cmd.estop(release=True, by="test")[0]
+            spin_until(cmd, lambda: mode.get("mode") == LabStatus.PAUSED, 30, what="paused after the release")
+            assert not task.done.is_set() and world[carrier].startswith("solid_dispenser/")  # nothing moved yet
+            assert cmd.resume()[0]
+            _set_sim_speed(cmd, 2000.0)
+            outcome = cmd.wait(task, timeout=300)
+            result = task.result
+            assert outcome is TaskResult.FAILED, (result.message if result else "", out.text(40))
+            reasons = {m.failure_reason for m in result.measurements}
+            assert reasons == {"solid_dispenser: stopped: emergency stop by test: spill"}, reasons
+            spin_until(cmd, lambda: world.get(carrier, "").startswith("rack_storage/"), 60, what="the rack home")
+            stations = ("solid_dispenser", "liquid_dispenser", "photoreactor", "gas_chromatograph")
+            assert not [c for c, loc in world.items() if loc.partition("/")[0] in stations]
+        finally:
+            cmd.destroy_node()
+            context.try_shutdown()

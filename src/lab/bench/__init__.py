@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in BENCHES:
         print(f"lab bench: unknown benchmark '{name}' (choose from {', '.join(BENCHES)}, all)", file=sys.stderr)
         return 2
-    # SIGTERM as an exception, so that a bench's `finally` stops the nodes it brought up (killed
-    # with the default handler, `lab bench lab` once left its lab_manager running)
+    # SIGTERM as an exception, so that a bench's `finally` stops the nodes it brought up (with the
+    # default handler the bench dies at once and its node processes outlive it)
     signal.signal(signal.SIGTERM, _terminated)
     module = importlib.import_module(f"lab.bench.{MODULES.get(name, name)}")
     return int(module.main(rest) or 0)

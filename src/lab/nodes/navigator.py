@@ -174,7 +174,7 @@ class NavigatorNode(Node):
                 continue
             # the arm's joints as they were when the image was taken, not the last joint_states
             # that happened to arrive: that can still be the stowed arm, whose camera sits 1.01 m
-            # further back, and then the base pose comes out 1.06 m off (seen in long runs)
+            # further back, and then the base pose comes out about 1 m off
             joints = self._joints.at_or_after(stamp, self.params.camera_timeout)
             if joints is None:
                 raise TimeoutError("no joint_states stamped at or after the wrist camera's image")

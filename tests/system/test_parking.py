@@ -10,6 +10,7 @@ import time
 import pytest
 from conftest import ros_available
 from labproc import lab
+from test_robot import spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -29,6 +30,12 @@ def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_pa
         rclpy.init(context=context)
         cmd = LabCommander("parking_test", context=context)
         try:
+            # 15 node processes start at once: on 2 cores the planner's imports alone can take
+            # longer than run_campaign's own 30 s wait for its action server
+            from lab_interfaces.action import RunCampaign
+
+            client = cmd._client(RunCampaign, "/planner/run_campaign")
+            spin_until(cmd, client.server_is_ready, 120, what="the planner's action server")
             task = cmd.run_campaign("photocatalysis", budget=8, batch_size=8, seed=1)
             deadline = time.monotonic() + 240
             while not cmd.is_task_complete(task, wait=0.1):

@@ -25,38 +25,43 @@ pytestmark = [pytest.mark.system,
 LAB = [sys.executable, "-m", "lab.cli"]
 
 
-def graph_names(context) -> set[str]:
-    from rclpy.node import Node
+class GraphProbe:
+    """One node kept for the whole wait: a participant made anew for every look must discover
+    the whole lab again each time, which with 20 participants on 2 busy cores can take longer
+    than the look lasts."""
 
-    node = Node("bringup_probe", context=context)
-    try:
-        seen: set[str] = set()
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            seen = {f"{ns.rstrip('/')}/{n}" for n, ns in node.get_node_names_and_namespaces()}
-            time.sleep(0.2)
-        return seen
-    finally:
-        node.destroy_node()
+    def __init__(self, context) -> None:
+        from rclpy.node import Node
+
+        self.node = Node("bringup_probe", context=context)
+
+    def names(self) -> set[str]:
+        return {f"{ns.rstrip('/')}/{n}" for n, ns in self.node.get_node_names_and_namespaces()}
+
+    def close(self) -> None:
+        self.node.destroy_node()
 
 
 def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: Path, rclpy_context,
                                                                      tmp_path: Path) -> None:
     args = ["robots:=2", "speed:=200"]
     expected = {s.full_name for s in expand(repo_root / "config", dict(a.split(":=") for a in args))}
+    probe = GraphProbe(rclpy_context)
     with process(LAB + ["bringup", *args], cwd=tmp_path) as proc:
         lines: list[str] = []
 
         def all_up() -> bool:
-            return expected <= graph_names(rclpy_context)
+            return expected <= probe.names()
 
         try:
             wait_for(all_up, timeout=180.0, period=0.5, what="every node on the graph")
         except TimeoutError:
-            missing = expected - graph_names(rclpy_context)
+            missing = expected - probe.names()
+            probe.close()
             proc.send_signal(signal.SIGINT)
             out = proc.communicate(timeout=30)[0]
             pytest.fail(f"nodes never appeared: {sorted(missing)}\n{out[-4000:]}")
+        probe.close()
         kids = children_of(proc.pid)
         assert len(kids) >= len(expected)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

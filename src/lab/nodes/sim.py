@@ -46,11 +46,6 @@ from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
 
-def _pose_to_matrix(pose: Pose2D, z: float = 0.0) -> np.ndarray:
-    c, s = math.cos(pose.yaw), math.sin(pose.yaw)
-    return np.array([[c, -s, 0, pose.x], [s, c, 0, pose.y], [0, 0, 1, z], [0, 0, 0, 1.0]])
-
-
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
@@ -286,7 +281,7 @@ class SimNode(Node):
         """Render what the wrist camera sees of the nearest station's marker panel."""
         robot = self.lab.robots[name]
         q = np.array([robot.joints[j] for j in self.camera_chain.joint_names])
-        t_map_cam = _pose_to_matrix(robot.truth) @ self.camera_chain.fk(q)
+        t_map_cam = robot.truth.as_matrix3d() @ self.camera_chain.fk(q)
         best, best_d = None, 1e9
         for station in self.world.stations.values():
             t_cam_marker = np.linalg.inv(t_map_cam) @ station.marker_pose_in_map()

@@ -20,6 +20,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path("runs") / ("bench-estop-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     specs = [s for s in plan({"sim": "embedded", "robots": "1", "record": "false"})
              if s.executable in ("safety", "sim", "navigator", "arm")]
-    specs = [s if s.executable != "navigator" else s.__class__(**{**s.__dict__, "parameters": {
-        **s.parameters, "refine": False}}) for s in specs]
+    specs = [replace(s, parameters={**s.parameters, "refine": False}) if s.executable == "navigator" else s
+             for s in specs]
     figures: dict[str, object] = {"stops_per_speed": ns.stops}
     state = {"speed": 0.0, "stamp": 0.0}
 

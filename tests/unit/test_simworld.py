@@ -151,3 +151,35 @@ def test_every_slot_is_within_reach_however_far_off_the_dock_the_base_stops(worl
                         except Unreachable:
                             unreachable.append((station.name, slot, round(dx, 3), round(dy, 3), dyaw, lift))
     assert not unreachable, unreachable
+
+
+def test_one_trajectory_through_waypoints_rests_at_each_and_holds_on_emergency_stop(world: LabWorld) -> None:
+    """A multi-waypoint move (approach, grasp height, lift) is one trajectory: the joints pass
+    through every waypoint at rest (zero velocity there, so a grasp can happen), the sim's
+    trajectory controller plays it from one message, and an e-stop mid-way holds the arm."""
+    from lab.core.kinematics import waypoint_trajectory
+
+    waypoints = [np.array([0.5, -0.2]), np.array([0.5, 0.4]), np.array([-0.3, 0.4])]
+    times, positions, ends = waypoint_trajectory(np.zeros(2), waypoints, np.array([1.0, 1.0]), scale=0.5, dt=0.05)
+    assert np.all(np.diff(times) > 0)
+    for index, waypoint in zip(ends, waypoints, strict=True):
+        assert positions[index] == pytest.approx(waypoint)
+        if index + 1 < len(times):  # at rest there: the next sample barely moved
+            step = np.abs(positions[index + 1] - positions[index]).max()
+            assert step < 0.01, step
+    charger = next(s for s in world.stations.values() if s.kind == "charger")
+    sim = SimLab(world, {"r": charger.dock}, ["j1", "j2"], ObjectRegistry({}, {}), params=SimParams(max_drift=0.0))
+    sim.set_trajectory("r", ["j1", "j2"], list(times), positions.tolist())
+    arm = sim.robots["r"]
+    sim.step(float(times[ends[0]]))
+    assert [arm.joints["j1"], arm.joints["j2"]] == pytest.approx(waypoints[0], abs=1e-6)
+    sim.step(0.5)
+    assert arm.arm_moving
+    sim.emergency_stop("emergency stop by test")
+    held = dict(arm.joints)
+    sim.step(float(times[-1]))
+    assert not arm.arm_moving and arm.joints == held
+    sim.release()
+    sim.set_trajectory("r", ["j1", "j2"], list(times), positions.tolist())
+    sim.step(float(times[-1]) + 0.1)
+    assert [arm.joints["j1"], arm.joints["j2"]] == pytest.approx(waypoints[-1])

@@ -13,7 +13,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from lab.core.errors import BackendUnavailable, ConfigError
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 #: feedback(phase, current pose (map), distance remaining (m), estimated time remaining (simulated s))
 NavFeedback = Callable[[str, "Pose2D", float, float], None]
 Cancelled = Callable[[], bool]
+#: a tool pose (4x4 in base_link) or the name of an SRDF configuration
+Waypoint: TypeAlias = "np.ndarray | str"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,20 @@ class ManipulationBackend(ABC):
     @abstractmethod
     def set_gripper(self, closed: bool) -> MotionOutcome:
         """Close or open the gripper."""
+
+    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
+        """Move through `waypoints` in turn (tool poses as in move_tool, or names as in
+        move_named), coming to rest at each. This default makes one move per waypoint; a
+        backend that can send the whole path as one trajectory does so."""
+        duration = 0.0
+        outcome = MotionOutcome(True, "no waypoints")
+        for waypoint in waypoints:
+            outcome = (self.move_named(waypoint, cancelled) if isinstance(waypoint, str)
+                       else self.move_tool(waypoint, cancelled))
+            duration += outcome.duration
+            if not outcome.success:
+                return MotionOutcome(False, outcome.message, duration)
+        return MotionOutcome(True, outcome.message, duration)
 
     def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds."""

@@ -3,8 +3,9 @@
 Targets are solved with lab.core.kinematics on the robot's URDF chain (base_link -> tool0),
 turned into a joint-limit-respecting trajectory and sent to the arm's trajectory controller
 topic (`arm_controller/joint_trajectory`, what a ros2_control JointTrajectoryController
-takes); the move is done when the simulated clock has passed its duration and the joint
-states agree with the last point.
+takes); a path through several waypoints (approach, grasp height, ...) is one trajectory
+that comes to rest at each. The move is done when the simulated clock has passed its
+duration and the joint states agree with the last point.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
-from lab.core.kinematics import Chain, Unreachable, joint_trajectory
+from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome, Waypoint
+from lab.core.kinematics import Chain, Unreachable, waypoint_trajectory
 from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
 
 GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)
@@ -49,12 +50,14 @@ class EmbeddedManipulation(ManipulationBackend):
                 return None
             return np.array([self._joints[j] for j in self.chain.joint_names])
 
-    def _execute(self, target: np.ndarray, cancelled: Cancelled) -> MotionOutcome:
+    def _execute(self, targets: list[np.ndarray], cancelled: Cancelled) -> MotionOutcome:
+        """One trajectory through `targets` (joint positions), coming to rest at each."""
         if not wait_for(lambda: self.current() is not None, 10.0):
             return MotionOutcome(False, f"no joint states from {self.robot}/joint_states")
         start_q = self.current()
         assert start_q is not None
-        times, positions = joint_trajectory(start_q, target, self.chain.velocity, scale=self.speed_scale)
+        times, positions, _ = waypoint_trajectory(start_q, targets, self.chain.velocity, scale=self.speed_scale)
+        target = targets[-1]
         msg = JointTrajectory()
         msg.joint_names = [f"{self.robot}/{j}" for j in self.chain.joint_names]
         for t, q in zip(times, positions, strict=True):
@@ -80,22 +83,40 @@ class EmbeddedManipulation(ManipulationBackend):
                                             f"{error:.4f} rad off)", elapsed)
             threading.Event().wait(POLL)
 
-    def move_named(self, name: str, cancelled: Cancelled) -> MotionOutcome:
-        if name not in self.named:
-            return MotionOutcome(False, f"unknown arm configuration '{name}' (known: {', '.join(self.named)})")
-        values = self.named[name]
-        target = np.array([values.get(j, 0.0) for j in self.chain.joint_names])
-        return self._execute(target, cancelled)
+    def _joint_target(self, waypoint: Waypoint, seed: np.ndarray) -> np.ndarray:
+        """A waypoint's joint positions (IK seeded from the previous waypoint's); ValueError if none."""
+        if isinstance(waypoint, str):
+            if waypoint not in self.named:
+                raise ValueError(f"unknown arm configuration '{waypoint}' (known: {', '.join(self.named)})")
+            values = self.named[waypoint]
+            return np.array([values.get(j, 0.0) for j in self.chain.joint_names])
+        try:
+            return self.chain.ik(waypoint, seed)
+        except Unreachable as exc:
+            raise ValueError(f"unreachable: {exc}") from None
 
-    def move_tool(self, target: np.ndarray, cancelled: Cancelled) -> MotionOutcome:
+    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
+        """Every waypoint solved first (nothing moves if one fails), then one trajectory through
+        them all: one message to the trajectory controller, as a FollowJointTrajectory goal is."""
         seed = self.current()
         if seed is None:
             return MotionOutcome(False, f"no joint states from {self.robot}/joint_states")
+        targets = []
         try:
-            q = self.chain.ik(target, seed)
-        except Unreachable as exc:
-            return MotionOutcome(False, f"unreachable: {exc}")
-        return self._execute(q, cancelled)
+            for waypoint in waypoints:
+                seed = self._joint_target(waypoint, seed)
+                targets.append(seed)
+        except ValueError as exc:
+            return MotionOutcome(False, str(exc))
+        if not targets:
+            return MotionOutcome(True, "no waypoints")
+        return self._execute(targets, cancelled)
+
+    def move_named(self, name: str, cancelled: Cancelled) -> MotionOutcome:
+        return self.move_through([name], cancelled)
+
+    def move_tool(self, target: np.ndarray, cancelled: Cancelled) -> MotionOutcome:
+        return self.move_through([target], cancelled)
 
     def set_gripper(self, closed: bool) -> MotionOutcome:
         wait_sim(self.node, GRIPPER_TIME)

@@ -226,6 +226,29 @@ def joint_trajectory(q_from: np.ndarray, q_to: np.ndarray, velocity_limits: np.n
     return times, q_from[None, :] + s[:, None] * delta[None, :]
 
 
+def waypoint_trajectory(q_from: np.ndarray, waypoints: list[np.ndarray], velocity_limits: np.ndarray,
+                        scale: float = 0.5, dt: float = 0.1) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """One trajectory through several joint-space waypoints: each segment a synchronised move
+    (joint_trajectory) that comes to rest at its waypoint, so a grasp can be made there.
+    Returns the times, the positions, and for every waypoint the index of its point."""
+    times: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
+    ends: list[int] = []
+    t0, q = 0.0, np.asarray(q_from, dtype=float)
+    count = 0
+    for target in waypoints:
+        t, p = joint_trajectory(q, target, velocity_limits, scale=scale, dt=dt)
+        if t[-1] == 0.0 and count:  # no motion: the waypoint is the previous point
+            ends.append(count - 1)
+            continue
+        times.append(t + t0)
+        positions.append(p)
+        count += len(t)
+        ends.append(count - 1)
+        t0, q = float(t0 + t[-1]), np.asarray(target, dtype=float)
+    return np.concatenate(times), np.concatenate(positions), ends
+
+
 def deck_places(urdf_xml: str, base_link: str = "base_link") -> dict[str, np.ndarray]:
     """The robot's deck places (links deck1, deck2, ... fixed to the base) as 4x4 poses in base_link."""
     places: dict[str, np.ndarray] = {}

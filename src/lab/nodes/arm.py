@@ -21,7 +21,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
-from lab.backends.base import ManipulationBackend, MotionOutcome, backend_class
+from lab.backends.base import ManipulationBackend, MotionOutcome, Waypoint, backend_class
 from lab.core.errors import InvalidGoal
 from lab.core.kinematics import Chain, Unreachable, deck_places, named_poses
 from lab.core.params import ArmParams
@@ -194,15 +194,19 @@ class ArmNode(Node):
                         self.tool_pose(point, 0.0)]
         phase("planning", 0.05)
         self._check_reachable(targets)
+        # one trajectory from rest to rest: the arm stops only where the gripper acts
+        pending: list[Waypoint] = []  # the lift after a grasp, sent with the next leg's approach
         for k, (source, target) in enumerate(legs):
             grasp = source != gripper
             approach, at = targets[2 * k], targets[2 * k + 1]
             base = k / len(legs)
             phase("approach", base + 0.1 / len(legs))
             if grasp:
+                if pending:
+                    self._must(self.backend.move_through(pending, cancelled))
+                    pending = []
                 self._must(self.backend.set_gripper(False))
-            self._must(self.backend.move_tool(approach, cancelled))
-            self._must(self.backend.move_tool(at, cancelled))
+            self._must(self.backend.move_through([*pending, approach, at], cancelled))
             phase("grasp" if grasp else "release", base + 0.5 / len(legs))
             if grasp:
                 self._must(self.backend.set_gripper(True))
@@ -210,12 +214,12 @@ class ArmNode(Node):
             if not grasp:
                 self._must(self.backend.set_gripper(False))
             phase("lift" if grasp else "retreat", base + 0.7 / len(legs))
-            self._must(self.backend.move_tool(approach, cancelled))
             if moved is not None:
-                self.backend.move_named(self.params.park_pose, cancelled)
+                self.backend.move_through([approach, self.params.park_pose], cancelled)
                 raise InvalidGoal(moved)
+            pending = [approach]
         phase("retreat", 0.95)
-        self._must(self.backend.move_named(self.params.park_pose, cancelled))
+        self._must(self.backend.move_through([*pending, self.params.park_pose], cancelled))
         result.object_id = obj
         return f"{obj or 'object'} moved {request.source or gripper} -> {request.target or gripper}", \
             legs[-1][1]

@@ -81,6 +81,10 @@ class ManipulationBackend(ABC):
     def set_gripper(self, closed: bool) -> MotionOutcome:
         """Close or open the gripper."""
 
+    def joint_positions(self) -> np.ndarray | None:
+        """The arm's joints now (the chain's order), where the backend knows them."""
+        return None
+
     def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
         """Move through `waypoints` in turn (tool poses as in move_tool, or names as in
         move_named), coming to rest at each. This default makes one move per waypoint; a

@@ -44,6 +44,9 @@ class EmbeddedManipulation(ManipulationBackend):
             for name, position in zip(msg.name, msg.position, strict=False):
                 self._joints[name.rsplit("/", 1)[-1]] = position
 
+    def joint_positions(self) -> np.ndarray | None:
+        return self.current()
+
     def current(self) -> np.ndarray | None:
         with self._lock:
             if not all(j in self._joints for j in self.chain.joint_names):

@@ -61,6 +61,9 @@ class Chain:
         self.lower = np.array([j.lower for j in moving])
         self.upper = np.array([j.upper for j in moving])
         self.velocity = np.array([j.velocity for j in moving])
+        #: recent IK answers: the arm checks a whole pick-and-place before moving, then solves
+        #: the same targets from the same seeds again as it moves (each solve is 20-250 ms)
+        self._ik_memo: dict[bytes, np.ndarray | str] = {}
 
     @classmethod
     def from_urdf(cls, urdf_xml: str, base_link: str, tip_link: str) -> Chain:
@@ -137,8 +140,26 @@ class Chain:
 
     def ik(self, target: np.ndarray, seed: np.ndarray, position_tolerance: float = 1e-4,
            orientation_tolerance: float = 1e-3, restarts: int = 30, rng_seed: int = 0) -> np.ndarray:
-        """Joint values within the limits putting the tip at target (damped least squares, restarts)."""
+        """Joint values within the limits putting the tip at target (damped least squares, restarts).
+        Deterministic: the same target, seed and settings give the same answer (remembered)."""
         target = np.asarray(target, dtype=float)
+        key = b"".join([target.tobytes(), np.asarray(seed, dtype=float).tobytes(),
+                        np.array([position_tolerance, orientation_tolerance, restarts, rng_seed]).tobytes()])
+        known = self._ik_memo.get(key)
+        if known is None:
+            try:
+                known = self._ik(target, seed, position_tolerance, orientation_tolerance, restarts, rng_seed)
+            except Unreachable as exc:
+                known = str(exc)
+            if len(self._ik_memo) >= 256:
+                self._ik_memo.pop(next(iter(self._ik_memo)))
+            self._ik_memo[key] = known
+        if isinstance(known, str):
+            raise Unreachable(known)
+        return known.copy()
+
+    def _ik(self, target: np.ndarray, seed: np.ndarray, position_tolerance: float, orientation_tolerance: float,
+            restarts: int, rng_seed: int) -> np.ndarray:
         reach = sum(float(np.linalg.norm(j.origin[:3, 3])) for j in self._joints)
         if np.linalg.norm(target[:3, 3]) > reach + 1.0:
             raise Unreachable(f"target {np.round(target[:3, 3], 3).tolist()} is beyond the arm's reach")

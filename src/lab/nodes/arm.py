@@ -14,6 +14,7 @@ through the simulation's `move_object`, which misses when the gripper is not tru
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 from nav_msgs.msg import Odometry
@@ -118,14 +119,24 @@ class ArmNode(Node):
         target[:3, 3] = point + np.array([0.0, 0.0, self.params.grasp_height + lift])
         return target
 
-    def _check_reachable(self, targets: list[np.ndarray]) -> None:
-        seed = np.array([self.named.get(self.params.park_pose, {}).get(j, 0.0)
-                         for j in self.chain.joint_names])
-        for target in targets:
-            try:
-                seed = self.chain.ik(target, seed)
-            except Unreachable as exc:
-                raise InvalidGoal(f"unreachable: {exc}") from None
+    def _check_reachable(self, moves: list[list[Waypoint]]) -> None:
+        """Solve every waypoint of the moves in the order and from the seeds the moves will use
+        (the arm's joints now, then each waypoint's solution); InvalidGoal if one has none."""
+        seed = self.backend.joint_positions()
+        if seed is None:
+            seed = self._named_joints(self.params.park_pose)
+        for waypoints in moves:
+            for waypoint in waypoints:
+                if isinstance(waypoint, str):
+                    seed = self._named_joints(waypoint)
+                    continue
+                try:
+                    seed = self.chain.ik(waypoint, seed)
+                except Unreachable as exc:
+                    raise InvalidGoal(f"unreachable: {exc}") from None
+
+    def _named_joints(self, name: str) -> np.ndarray:
+        return np.array([self.named.get(name, {}).get(j, 0.0) for j in self.chain.joint_names])
 
     def _check_objects(self, object_id: str, source: str, target: str) -> str:
         """Refuse an empty source or an occupied target (when the world is known)."""
@@ -186,40 +197,46 @@ class ArmNode(Node):
         # everything is checked before anything moves
         self._fresh_pose()
         obj = self._check_objects(request.object_id, legs[0][0], legs[-1][1] if op != "transfer" else request.target)
-        targets = []
-        for source, target in legs:
-            slot = target if source == gripper else source
-            point = self.slot_in_base(slot)
-            targets += [self.tool_pose(point, self.params.approach_height),
-                        self.tool_pose(point, 0.0)]
-        phase("planning", 0.05)
-        self._check_reachable(targets)
-        # one trajectory from rest to rest: the arm stops only where the gripper acts
-        pending: list[Waypoint] = []  # the lift after a grasp, sent with the next leg's approach
+        # the whole operation as steps: one trajectory from rest to rest, the arm stopping only
+        # where the gripper acts (a lift after a grasp goes with the next leg's approach)
+        steps: list[tuple[str, Any]] = []
+        pending: list[Waypoint] = []
         for k, (source, target) in enumerate(legs):
             grasp = source != gripper
-            approach, at = targets[2 * k], targets[2 * k + 1]
+            point = self.slot_in_base(target if not grasp else source)
+            approach, at = (self.tool_pose(point, self.params.approach_height), self.tool_pose(point, 0.0))
             base = k / len(legs)
-            phase("approach", base + 0.1 / len(legs))
+            steps.append(("phase", ("approach", base + 0.1 / len(legs))))
             if grasp:
                 if pending:
-                    self._must(self.backend.move_through(pending, cancelled))
+                    steps.append(("move", pending))
                     pending = []
-                self._must(self.backend.set_gripper(False))
-            self._must(self.backend.move_through([*pending, approach, at], cancelled))
-            phase("grasp" if grasp else "release", base + 0.5 / len(legs))
+                steps.append(("gripper", False))
+            steps += [("move", [*pending, approach, at]),
+                      ("phase", ("grasp" if grasp else "release", base + 0.5 / len(legs)))]
             if grasp:
-                self._must(self.backend.set_gripper(True))
-            moved = self._world_move(obj, source, target)
+                steps.append(("gripper", True))
+            steps.append(("world", (source, target, approach)))
             if not grasp:
-                self._must(self.backend.set_gripper(False))
-            phase("lift" if grasp else "retreat", base + 0.7 / len(legs))
-            if moved is not None:
-                self.backend.move_through([approach, self.params.park_pose], cancelled)
-                raise InvalidGoal(moved)
+                steps.append(("gripper", False))
+            steps.append(("phase", ("lift" if grasp else "retreat", base + 0.7 / len(legs))))
             pending = [approach]
-        phase("retreat", 0.95)
-        self._must(self.backend.move_through([*pending, self.params.park_pose], cancelled))
+        steps += [("phase", ("retreat", 0.95)), ("move", [*pending, self.params.park_pose])]
+        phase("planning", 0.05)
+        self._check_reachable([arg for kind, arg in steps if kind == "move"])
+        for kind, arg in steps:
+            if kind == "phase":
+                phase(*arg)
+            elif kind == "gripper":
+                self._must(self.backend.set_gripper(arg))
+            elif kind == "move":
+                self._must(self.backend.move_through(arg, cancelled))
+            else:
+                source, target, approach = arg
+                moved = self._world_move(obj, source, target)
+                if moved is not None:
+                    self.backend.move_through([approach, self.params.park_pose], cancelled)
+                    raise InvalidGoal(moved)
         result.object_id = obj
         return f"{obj or 'object'} moved {request.source or gripper} -> {request.target or gripper}", \
             legs[-1][1]

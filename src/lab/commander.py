@@ -28,6 +28,9 @@ from lab.ros.actions import ACK_TIMEOUT, ActionClient, send_goal
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunCampaign, RunStation
 from lab_interfaces.msg import Formulation
 
+#: wall s an operator service (pause, resume, stop, release) has to answer: they answer at once,
+#: but a pause first waits (up to lab_manager.PAUSE_WAIT, 7 s) for goals being sent
+ANSWER_TIMEOUT = 15.0
 
 class TaskResult(enum.Enum):
     """How a goal ended."""
@@ -167,7 +170,10 @@ class LabCommander(Node):
                     raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
                 self.spin_for(0.1)
             future = client.call_async(Trigger.Request())
+            deadline = time.monotonic() + ANSWER_TIMEOUT  # a pause waits for goals being sent (up to 7 s)
             while not future.done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
                 self.spin_for(0.1)
             response = future.result()
             return bool(response.success), str(response.message)
@@ -187,7 +193,10 @@ class LabCommander(Node):
                     raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
                 self.spin_for(0.02)
             future = client.call_async(SafetyCommand.Request(by=by, reason=reason))
+            deadline = time.monotonic() + ANSWER_TIMEOUT
             while not future.done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
                 self.spin_for(0.02)
             return bool(future.result().success), str(future.result().message)
         finally:

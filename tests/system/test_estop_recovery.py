@@ -1,5 +1,6 @@
-"""After an emergency stop the lab knows where everything is and can go on (the whole lab as
-processes, the lab manager driving a batch): a stop during a station's process ends that
+"""A pause is exact, and after an emergency stop the lab knows where everything is and can go on
+(the whole lab as processes, the lab manager driving a batch). A pause while a rack goes into
+a station lets that transfer finish and starts nothing more until resumed. A stop during a station's process ends that
 process, the batch reports its samples stopped with who stopped the lab and why (never as
 measured), its rack stays where the stop left it until the operator has released the stop
 and resumed the lab (resume alone is refused), then goes home, and no station is left
@@ -16,7 +17,14 @@ pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
 
-def test_a_stopped_batch_reports_stopped_and_its_rack_goes_home_after_release_and_resume(tmp_path) -> None:
+def rack_of(world: dict[str, str]) -> set[str]:
+    """The racks out of rack storage."""
+    return {c for c, loc in world.items()
+            if c.startswith("rack_") and "/" not in c and not loc.startswith("rack_storage/")}
+
+
+def test_pause_is_exact_and_a_stopped_batch_reports_stopped_and_goes_home_after_release_and_resume(
+        tmp_path) -> None:
     import rclpy
 
     from lab.cli import _set_sim_speed
@@ -33,13 +41,35 @@ def test_a_stopped_batch_reports_stopped_and_its_rack_goes_home_after_release_an
         cmd = LabCommander("recovery_test", context=context)
         cmd.create_subscription(WorldState, "/world_state", lambda m: world.update(
             dict(zip(m.objects, m.locations, strict=False))), LATCHED)
-        cmd.create_subscription(LabStatus, "/lab_status", lambda m: mode.update(mode=m.mode), 10)
+        steps: dict[str, list[str]] = {}
+
+        def on_status(m: LabStatus) -> None:
+            mode.update(mode=m.mode)
+            steps["steps"] = list(m.active_steps)
+            steps.setdefault("seen", []).extend(m.active_steps)
+
+        cmd.create_subscription(LabStatus, "/lab_status", on_status, 10)
         try:
             rack = [Formulation(sample_id=f"v{i}", specimen_kind="vial", components=["P10-MIX1"], amounts=[2.0],
                                 units=["mg"]) for i in range(2)]
-            spin_until(cmd, lambda: "rack_1" in world, 60, what="the simulation's world state")
-            _set_sim_speed(cmd, 20.0)  # the dispensing (2 x 90 simulated s) lasts 9 wall s: time to stop it
+            spin_until(cmd, lambda: "rack_1" in world, 60, what="the simulated world state")
+            # an exact pause: paused while the rack goes into the solid dispenser, that transfer
+            # finishes and the dispenser does not start until the lab is resumed
+            _set_sim_speed(cmd, 5.0)  # the transfer into the dispenser (~18 simulated s) lasts ~4 wall s
             task = cmd.run_batch("photocatalysis", rack)
+            spin_until(cmd, lambda: any("-> solid_dispenser/" in step for step in steps.get("steps", [])), 180,
+                       what="the rack on its way into the solid dispenser")
+            ok, message = cmd.pause()
+            assert ok and message.startswith("paused: "), message
+            steps.clear()
+            spin_until(cmd, lambda: world.get(next(iter(rack_of(world))), "").startswith("solid_dispenser/") and
+                       not any("-> solid_dispenser/" in step for step in steps.get("steps", [])),
+                       60, what="the transfer under way at the pause to finish")
+            cmd.spin_for(4.0)  # the dispenser would have started at once, and runs 90 simulated s (18 wall s)
+            started = [step for step in steps.get("seen", []) if step.startswith("solid_dispenser:")]
+            assert not started and mode.get("mode") == LabStatus.PAUSED, (started, out.text(40))
+            assert cmd.resume()[0]
+            _set_sim_speed(cmd, 20.0)  # the dispensing (2 x 90 simulated s) lasts 9 wall s: time to stop it
             try:
                 spin_until(cmd, lambda: task.feedback is not None and task.feedback.phase.startswith(
                     "solid_dispenser: dispense_solid"), 120, what="the solid dispenser to be dispensing")

@@ -19,7 +19,8 @@ robot in order); robots meeting on the floor are the navigators' business (lab.n
 The emergency stop is the `safety` node's (/safety/state): robots, arms and stations enforce it
 themselves; the lab manager reacts to it (its goals cancelled, nothing new starts) and, after
 a release, stays paused until `~/resume`. Operator services `~/pause` (current steps finish,
-nothing new starts; checked again between delivering a carrier and starting the station),
+nothing new starts: every goal this node sends passes lab.core.gate.StartGate, and the pause
+returns once the goals already past it were answered),
 `~/resume` (refused while the stop is set: resume never releases it) and `~/estop` (forwards
 to /safety/stop); `/lab_status` (LabStatus) is published every second (wall).
 """
@@ -27,7 +28,6 @@ to /safety/stop); `/lab_status` (LabStatus) is published every second (wall).
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -41,6 +41,7 @@ from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 
 from lab.core.errors import InvalidGoal
+from lab.core.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 from lab.core.params import LabManagerParams
 from lab.core.resources import ResourcePool, Unavailable
 from lab.core.workflow import Workflow, load_workflows, workflow
@@ -59,10 +60,9 @@ from lab_interfaces.srv import SafetyCommand
 DECK = "deck1"
 #: wall s a batch waits for the first /world_state (a lab manager started before the simulation)
 WORLD_WAIT = 30.0
-
-
-class Interrupted(Exception):
-    """The batch was cancelled, or the lab stopped, while a step ran."""
+#: wall s `~/pause` waits for goals sent just before it to be answered (a goal's acceptance is
+#: one DDS round trip, ms; send_goal re-sends after 5 s; `lab pause` waits 10 s for the answer)
+PAUSE_WAIT = 7.0
 
 
 @dataclass
@@ -110,7 +110,7 @@ class LabManager(Node):
         self.battery: dict[str, float] = {}
         self.robot_state: dict[str, str] = {r: "idle" for r in self.robots}
         self.robot_at: dict[str, str] = {r: "" for r in self.robots}
-        self.mode = LabStatus.RUNNING
+        self.gate = StartGate()  # every goal this node sends starts through it (lab.core.gate)
         self.active_steps: dict[str, str] = {}
         self.active_batches: list[str] = []
         self.handles: dict[int, object] = {}
@@ -168,8 +168,8 @@ class LabManager(Node):
         """The lab manager reacts to the emergency stop (the robots and stations enforce it): its
         own goals are cancelled and nothing new starts; after a release the lab stays paused
         until the operator resumes it."""
+        self.gate.set_mode(STOPPED if stopped else PAUSED)
         with self._lock:
-            self.mode = LabStatus.ESTOPPED if stopped else LabStatus.PAUSED
             handles = list(self.handles.values()) if stopped else []
         for handle in handles:
             handle.cancel_goal_async()
@@ -186,53 +186,64 @@ class LabManager(Node):
         return response
 
     def _srv_pause(self, _request, response):
-        with self._lock:
-            if self.mode == LabStatus.ESTOPPED or self.safety.stopped:
-                response.success = False
-                response.message = f"the lab is emergency-stopped ({self.safety.reason()}): release it first"
-                return response
-            self.mode = LabStatus.PAUSED
-        response.success, response.message = True, "paused: running steps finish, nothing new starts"
+        if self.gate.mode == STOPPED or self.safety.stopped:
+            response.success = False
+            response.message = f"the lab is emergency-stopped ({self.safety.reason()}): release it first"
+            return response
+        # returns once the goals being sent have been answered: after it nothing new starts
+        settled = self.gate.set_mode(PAUSED, wait=PAUSE_WAIT)
+        response.success = True
+        response.message = "paused: running steps finish, nothing new starts" if settled else \
+            (f"paused, but {self.gate.starting} goal(s) sent before the pause were still unanswered "
+             f"after {PAUSE_WAIT:g} s: they may still start")
         return response
 
     def _srv_resume(self, _request, response):
-        with self._lock:
-            if self.safety.stopped:
-                response.success = False
-                response.message = (f"{self.safety.reason()}: resume does not release it; "
-                                    "release first (lab estop --release)")
-                return response
-            previous, self.mode = self.mode, LabStatus.RUNNING
+        if self.safety.stopped:
+            response.success = False
+            response.message = (f"{self.safety.reason()}: resume does not release it; "
+                                "release first (lab estop --release)")
+            return response
+        previous = self.gate.mode
+        self.gate.set_mode(RUNNING)
         response.success = True
-        response.message = "resumed" if previous != LabStatus.RUNNING else "already running"
+        response.message = "resumed" if previous != RUNNING else "already running"
         return response
 
     def _gate(self, goal_handle) -> None:
         """Block while paused or stopped; Interrupted when the batch is cancelled."""
-        while True:
-            if goal_handle.is_cancel_requested:
-                raise Interrupted("batch cancelled")
-            with self._lock:
-                if self.mode == LabStatus.RUNNING:
-                    return
-            time.sleep(0.02)
+        try:
+            with self.gate.start(lambda: goal_handle.is_cancel_requested):
+                pass
+        except Interrupted:
+            raise Interrupted("batch cancelled") from None
+
+    @property
+    def mode(self) -> int:
+        return {RUNNING: LabStatus.RUNNING, PAUSED: LabStatus.PAUSED, STOPPED: LabStatus.ESTOPPED}[self.gate.mode]
 
     def _stopped(self) -> bool:
-        return self.mode == LabStatus.ESTOPPED or self.safety.stopped
+        return self.gate.mode == STOPPED or self.safety.stopped
 
     # ------------------------------------------------------------------ children
-    def _call(self, client, goal, what: str, holder: str, cancel=lambda: False, feedback=None):
-        def keep(handle) -> None:
-            with self._lock:
-                self.handles[id(handle)] = handle
-                self._last_handle[threading.get_ident()] = handle
-
+    def _call(self, client, goal, what: str, holder: str, goal_handle, cancel=lambda: False, feedback=None):
+        """Send a goal through the start gate (it waits while the lab is paused; Interrupted when
+        the batch is cancelled meanwhile) and wait for its result."""
         self._last_handle = getattr(self, "_last_handle", {})
-        with self._lock:
-            self.active_steps[holder] = what
         try:
-            outcome = call_action(client, goal, timeout=self.params.station_timeout,
-                                  feedback=feedback, cancel=lambda: cancel() or self._stopped(), on_handle=keep)
+            with self.gate.start(lambda: goal_handle.is_cancel_requested) as started:
+                def keep(handle) -> None:
+                    started()
+                    with self._lock:
+                        self.handles[id(handle)] = handle
+                        self._last_handle[threading.get_ident()] = handle
+
+                with self._lock:
+                    self.active_steps[holder] = what
+                outcome = call_action(client, goal, timeout=self.params.station_timeout, feedback=feedback,
+                                      cancel=lambda: cancel() or self._stopped(), on_handle=keep)
+        except Interrupted:
+            raise Interrupted("batch cancelled") from None
         finally:
             with self._lock:
                 handle = self._last_handle.pop(threading.get_ident(), None)
@@ -277,9 +288,9 @@ class LabManager(Node):
             began = sim_now(self)
             self.robot_state[robot] = "navigating"
             if self.robot_at[robot] != station:
-                self._make_way(robot, station, batch_id)
+                self._make_way(robot, station, batch_id, goal_handle)
                 nav = self._call(self.nav[robot], NavigateToStation.Goal(station=station),
-                                 f"{robot}: drive to {station}", f"{batch_id}/{robot}")
+                                 f"{robot}: drive to {station}", f"{batch_id}/{robot}", goal_handle)
                 if not nav.succeeded:
                     reason = f"{robot} could not reach {station}: {nav.message}"
                     self.robot_at[robot] = ""
@@ -288,7 +299,7 @@ class LabManager(Node):
             self.robot_state[robot] = "manipulating"
             arm = self._call(self.arm[robot], Manipulate.Goal(operation="transfer", object_id=carrier, source=source,
                                                              target=target),
-                             f"{robot}: {carrier} {source} -> {target}", f"{batch_id}/{robot}")
+                             f"{robot}: {carrier} {source} -> {target}", f"{batch_id}/{robot}", goal_handle)
             self.robot_state[robot] = "idle"
             self._record(batch_id, robot, began, sim_now(self), f"{carrier} -> {target}")
             if arm.succeeded:
@@ -308,7 +319,7 @@ class LabManager(Node):
         wait_for(lambda: all(r in self.robot_pose for r in self.robots), 5.0)
         return [r for r, pose in list(self.robot_pose.items()) if pose.distance_to(dock) <= tolerance]
 
-    def _make_way(self, robot: str, station: str, batch_id: str) -> None:
+    def _make_way(self, robot: str, station: str, batch_id: str, goal_handle) -> None:
         """Before `robot` drives to `station`: an idle robot standing at its dock drives to its
         parking spot. A busy one is left to finish (the navigator waits for it to leave)."""
         for other in self._standing_at(station):
@@ -330,7 +341,8 @@ class LabManager(Node):
                                        f"parking it at ({x:g}, {y:g})")
                 self.robot_state[other] = "parking"
                 nav = self._call(self.nav_pose[other], NavigateToPose.Goal(pose=Pose2DMsg(x=x, y=y, theta=yaw)),
-                                 f"{other}: out of {robot}'s way to its parking spot", f"{batch_id}/{other}")
+                                 f"{other}: out of {robot}'s way to its parking spot", f"{batch_id}/{other}",
+                                 goal_handle)
                 self.robot_at[other] = ""
                 if not nav.succeeded:
                     self.get_logger().warning(f"{other} could not clear {station} for {robot}: {nav.message}")
@@ -348,9 +360,9 @@ class LabManager(Node):
         self.get_logger().info(f"{robot}: battery {level:.0%}, going to charge")
         with self.station_pool.reserved(chargers, f"{batch_id}/{robot}",
                                         cancelled=lambda: goal_handle.is_cancel_requested) as charger:
-            self._make_way(robot, charger, batch_id)
+            self._make_way(robot, charger, batch_id, goal_handle)
             nav = self._call(self.nav[robot], NavigateToStation.Goal(station=charger, skip_refinement=True),
-                             f"{robot}: drive to {charger}", f"{batch_id}/{robot}")
+                             f"{robot}: drive to {charger}", f"{batch_id}/{robot}", goal_handle)
             self.robot_at[robot] = charger if nav.succeeded else ""
             if not nav.succeeded:
                 self.get_logger().warning(f"{robot}: cannot reach the charger: {nav.message}")
@@ -414,7 +426,7 @@ class LabManager(Node):
         began = sim_now(self)
         goal = RunStation.Goal(rack_id=carrier, process=process, formulations=[s.formulation() for s in samples])
         outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {carrier}",
-                             f"{batch_id}/{station}", cancel=lambda: goal_handle.is_cancel_requested,
+                             f"{batch_id}/{station}", goal_handle, cancel=lambda: goal_handle.is_cancel_requested,
                              feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"))
         self._record(batch_id, station, began, sim_now(self), f"{process or 'process'} {carrier}")
         if not outcome.succeeded:
@@ -458,7 +470,6 @@ class LabManager(Node):
                 if location != target:
                     self._transport(batch_id, carrier, location, target, goal_handle, held)
                     location, held = target, station
-            self._gate(goal_handle)  # a pause or stop since the delivery: the station does not start
             ok, why = self._run_process(batch_id, station, carrier, process, alive, goal_handle, progress)
             if ok:
                 return location, held or ""

@@ -9,8 +9,15 @@ go on. Run at each speed asked for.
 
     lab bench estop [--stops 20] [--speeds 1,200] [--json OUT]
 
-Not measured here (issue 14 asks for them too): e-stops during a whole campaign (lab manager,
-planner, stations) and the arm's joint velocities.
+With `--campaign`, the whole lab instead (every node of `lab bringup`, the planner running a
+photocatalysis campaign): each stop falls after a random 0.5-3 s of running, at a random
+moment (0-0.3 s) of the next motion of the robot (within 30 s; else when nothing moves), the time is
+taken until the base is at rest and the arm's joints stand still (two joint-state messages
+alike, from the simulation's ground truth), and while the lab stands stopped any motion or
+any station turning busy counts as a step started while stopped (it must be 0); then the
+release, `lab resume`, and a random stretch of running before the next stop.
+
+    lab bench estop --campaign [--stops 50] [--speeds 1,2000] [--json OUT]
 """
 
 from __future__ import annotations
@@ -38,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speeds", default="1,200", help="simulation speeds (simulated s per wall s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--campaign", action="store_true", help="stop a running campaign of the whole lab")
     ns = parser.parse_args(argv)
     speeds = [float(s) for s in ns.speeds.split(",") if s]
+    if ns.campaign:
+        return _campaign(ns, speeds)
 
     from nav_msgs.msg import Odometry
 
@@ -114,6 +124,134 @@ def main(argv: list[str] | None = None) -> int:
                   f"max {1000 * max(walls):.1f} ms; new goals refused {refused}/{len(walls)}" if walls else
                   f"speed {speed:g}: no drive could be stopped")
     print_figures({k: v for k, v in figures.items()}, 28)
+    write_json(figures, ns.json)
+    return 0
+
+
+class _Watch:
+    """What the simulation and the stations show: base speed, arm joints, stations turning busy."""
+
+    def __init__(self, cmd, stations: list[str]) -> None:
+        from nav_msgs.msg import Odometry
+        from sensor_msgs.msg import JointState
+
+        from lab.ros.qos import LATCHED
+        from lab_interfaces.msg import StationStatus
+
+        self.busy_value = StationStatus.BUSY
+        self.base_speed, self.stamp = 0.0, 0.0
+        self.joints: list[tuple[float, ...]] = []  # the last two joint-state messages
+        self.joint_count = 0
+        self.busy: dict[str, bool] = {}
+        self.became_busy = 0
+        cmd.create_subscription(Odometry, "/robot1/ground_truth", self._truth, 10)
+        cmd.create_subscription(JointState, "/robot1/joint_states", self._joints, 10)
+        for station in stations:
+            cmd.create_subscription(StationStatus, f"/stations/{station}/status",
+                                    lambda m, s=station: self._station(s, m), LATCHED)
+
+    def _truth(self, msg) -> None:
+        t = msg.twist.twist
+        self.base_speed = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z)
+        self.stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+    def _joints(self, msg) -> None:
+        self.joints = [*self.joints[-1:], tuple(msg.position)]
+        self.joint_count += 1
+
+    def _station(self, station: str, msg) -> None:
+        busy = msg.state == self.busy_value
+        if busy and not self.busy.get(station, False):
+            self.became_busy += 1
+        self.busy[station] = busy
+
+    def arm_moving(self) -> bool:
+        return len(self.joints) == 2 and max((abs(a - b) for a, b in zip(*self.joints, strict=False)),
+                                             default=0.0) > 1e-9
+
+    def moving(self) -> bool:
+        return self.base_speed > 0 or self.arm_moving()
+
+
+def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
+    from lab.bringup import plan
+    from lab.cli import _set_sim_speed
+    from lab.core.world import load_stations
+    from lab.estop import fast_path
+    from lab.paths import share_dir
+    from lab.session import lab_session
+
+    rng = random.Random(ns.seed)
+    run_dir = Path("runs") / ("bench-estop-campaign-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    specs = plan({"sim": "embedded", "robots": "1", "record": "false"})
+    stations = list(load_stations(share_dir() / "config" / "stations.yaml").stations)
+    figures: dict[str, object] = {"mode": "campaign", "stops_per_speed": ns.stops}
+    with lab_session(specs, run_dir / "nodes.log", "estop_bench") as (_lab, cmd):
+        watch = _Watch(cmd, stations)
+        up = time.monotonic() + 60
+        while fast_path(True, "", None) is None:
+            if time.monotonic() > up:
+                print("lab bench estop: no safety node answers on this host", file=sys.stderr)
+                return 1
+        task = cmd.run_campaign("photocatalysis", budget=100000, batch_size=16, seed=ns.seed)
+        for speed in speeds:
+            _set_sim_speed(cmd, speed)
+            walls, sims, started_while_stopped, still = [], [], 0, 0
+            for k in range(ns.stops):
+                end = time.monotonic() + rng.uniform(0.5, 3.0)  # the lab runs a random while,
+                while time.monotonic() < end:
+                    cmd.spin_for(0.01)
+                end = time.monotonic() + 30.0  # then until something moves (stations' processes are long),
+                while not watch.moving() and time.monotonic() < end:
+                    cmd.spin_for(0.005)
+                end = time.monotonic() + rng.uniform(0.0, 0.3)  # and a random moment of that motion
+                while time.monotonic() < end:
+                    cmd.spin_for(0.005)
+                if cmd.is_task_complete(task, wait=0.0):
+                    print(f"lab bench estop: the campaign ended: {task.result}", file=sys.stderr)
+                    return 1
+                was_moving, sim0, wall0 = watch.moving(), watch.stamp, time.monotonic()
+                answer = fast_path(False, f"bench stop {k}", None, wait=5.0)
+                if answer is None or not answer.get("success"):
+                    print(f"lab bench estop: the stop was not answered: {answer}", file=sys.stderr)
+                    return 1
+                seen = watch.joint_count
+                while (watch.moving() or watch.joint_count < seen + 2) and time.monotonic() < wall0 + 30:
+                    cmd.spin_for(0.002)
+                if was_moving:
+                    walls.append(time.monotonic() - wall0)
+                    sims.append(max(0.0, watch.stamp - sim0))
+                else:
+                    still += 1
+                busy_before = watch.became_busy
+                hold = time.monotonic() + rng.uniform(0.3, 1.0)  # the lab stands stopped: nothing may start
+                while time.monotonic() < hold:
+                    cmd.spin_for(0.005)
+                    started_while_stopped += watch.moving()
+                started_while_stopped += watch.became_busy - busy_before
+                if fast_path(True, "", None, wait=5.0) is None:
+                    print("lab bench estop: the release was not answered", file=sys.stderr)
+                    return 1
+                resumed = time.monotonic() + 10
+                while not cmd.resume()[0] and time.monotonic() < resumed:  # it may not have seen the release
+                    cmd.spin_for(0.05)
+                print(f"speed {speed:g}: stop {k + 1}/{ns.stops}" +
+                      (f": at rest after {1000 * walls[-1]:.0f} ms wall" if was_moving else ": nothing was moving"),
+                      file=sys.stderr)
+            key = f"speed_{speed:g}"
+            figures[f"{key}_stops"] = ns.stops
+            figures[f"{key}_stops_while_moving"] = len(walls)
+            figures[f"{key}_stops_while_still"] = still
+            figures[f"{key}_started_while_stopped"] = started_while_stopped
+            if walls:
+                figures[f"{key}_wall_median_ms"] = 1000 * statistics.median(walls)
+                figures[f"{key}_wall_p99_ms"] = 1000 * _quantile(walls, 0.99)
+                figures[f"{key}_wall_max_ms"] = 1000 * max(walls)
+                figures[f"{key}_sim_median_s"] = statistics.median(sims)
+                figures[f"{key}_sim_p99_s"] = _quantile(sims, 0.99)
+                figures[f"{key}_sim_max_s"] = max(sims)
+        cmd.cancel(task, timeout=60)
+    print_figures(figures, 34)
     write_json(figures, ns.json)
     return 0
 

@@ -111,6 +111,7 @@ class LabManager(Node):
         self.robot_state: dict[str, str] = {r: "idle" for r in self.robots}
         self.robot_at: dict[str, str] = {r: "" for r in self.robots}
         self.gate = StartGate()  # every goal this node sends starts through it (lab.core.gate)
+        self._mode_lock = threading.Lock()  # the safety monitor's transitions vs resume
         self.active_steps: dict[str, str] = {}
         self.active_batches: list[str] = []
         self.handles: dict[int, object] = {}
@@ -168,7 +169,11 @@ class LabManager(Node):
         """The lab manager reacts to the emergency stop (the robots and stations enforce it): its
         own goals are cancelled and nothing new starts; after a release the lab stays paused
         until the operator resumes it."""
-        self.gate.set_mode(STOPPED if stopped else PAUSED)
+        with self._mode_lock:
+            # a release leaves a stopped lab paused; an operator who resumed between the release
+            # and this callback (the monitor already said "not stopped") has the last word
+            if stopped or self.gate.mode == STOPPED:
+                self.gate.set_mode(STOPPED if stopped else PAUSED)
         with self._lock:
             handles = list(self.handles.values()) if stopped else []
         for handle in handles:
@@ -199,13 +204,14 @@ class LabManager(Node):
         return response
 
     def _srv_resume(self, _request, response):
-        if self.safety.stopped:
-            response.success = False
-            response.message = (f"{self.safety.reason()}: resume does not release it; "
-                                "release first (lab estop --release)")
-            return response
-        previous = self.gate.mode
-        self.gate.set_mode(RUNNING)
+        with self._mode_lock:
+            if self.safety.stopped:
+                response.success = False
+                response.message = (f"{self.safety.reason()}: resume does not release it; "
+                                    "release first (lab estop --release)")
+                return response
+            previous = self.gate.mode
+            self.gate.set_mode(RUNNING)
         response.success = True
         response.message = "resumed" if previous != RUNNING else "already running"
         return response

@@ -16,13 +16,16 @@ The physics lives in lab.core.simworld; this file is ROS I/O.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, CameraInfo, Image, JointState
@@ -79,6 +82,7 @@ class SimNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/lab_markers", LATCHED)
         self.create_service(MoveObject, "~/move_object", self._move_object)
         self._lockstep = params.lockstep
+        self._physics = threading.Lock()  # the SimLab: the loop and commands vs the emergency stop
         self._waits: dict[tuple[str, int], float] = {}   # (owner, id) -> simulated s it waits for
         self._holds: dict[tuple[str, int], float] = {}   # (owner, id) of the holds in force
         self._missing: dict[str, float] = {}             # owner -> wall time it was first missed
@@ -105,7 +109,9 @@ class SimNode(Node):
             self.create_subscription(PoseWithCovarianceStamped, f"{ns}/initialpose",
                                      lambda m, r=name: self._initial_pose(r, m), 10)
         self.add_post_set_parameters_callback(self._on_set)
-        self.safety = SafetyMonitor(self, self._safety)
+        # the emergency stop has a callback group (and executor thread) of its own: it stops the
+        # controllers while the loop renders a camera image; the lock keeps it out of a physics step
+        self.safety = SafetyMonitor(self, self._safety, callback_group=MutuallyExclusiveCallbackGroup())
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
         self._last_camera = 0.0
@@ -132,23 +138,25 @@ class SimNode(Node):
     def _safety(self, stopped: bool, text: str) -> None:
         """The base and arm controllers obey the emergency stop themselves, as a safety relay
         would: whoever commanded the motion, it stops now."""
+        with self._physics:
+            (self.lab.emergency_stop(text) if stopped else self.lab.release())
         if stopped:
-            self.lab.emergency_stop(text)
             self.get_logger().error(f"{text}: every base and arm stopped")
         else:
-            self.lab.release()
             self.get_logger().warning("emergency stop released: motion commands accepted again")
 
     def _cmd_vel(self, robot: str, msg: Twist) -> None:
         try:
-            self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
+            with self._physics:
+                self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
         except InvalidGoal as exc:
             self.get_logger().warning(f"{robot}: cmd_vel {exc}", throttle_duration_sec=5.0)
 
     def _follow(self, robot: str, msg: PathMsg) -> None:
         path = [planar_pose(ps.pose) for ps in msg.poses]
         try:
-            self.lab.follow_path(robot, path)
+            with self._physics:
+                self.lab.follow_path(robot, path)
         except InvalidGoal as exc:
             self.get_logger().warning(f"{robot}: path {exc}")
 
@@ -156,21 +164,24 @@ class SimNode(Node):
         times = [seconds_of(pt.time_from_start) for pt in msg.points]
         try:
             names = [j.removeprefix(f"{robot}/") for j in msg.joint_names]
-            self.lab.set_trajectory(robot, names, times, [list(pt.positions) for pt in msg.points])
+            with self._physics:
+                self.lab.set_trajectory(robot, names, times, [list(pt.positions) for pt in msg.points])
         except InvalidGoal as exc:
             self.get_logger().error(f"{robot}: trajectory refused: {exc}")
 
     def _initial_pose(self, robot: str, msg: PoseWithCovarianceStamped) -> None:
-        self.lab.reset_estimate(robot, planar_pose(msg.pose.pose))
+        with self._physics:
+            self.lab.reset_estimate(robot, planar_pose(msg.pose.pose))
 
     def _move_object(self, request: MoveObject.Request, response: MoveObject.Response) -> MoveObject.Response:
-        try:
-            moved = self.lab.move_object(request.object_id, request.source, request.target)
-        except InvalidGoal as exc:
-            response.success, response.message = False, str(exc)
-            return response
-        response.success, response.message = True, f"{moved}: {request.source} -> {request.target}"
-        self._publish_world()
+        with self._physics:
+            try:
+                moved = self.lab.move_object(request.object_id, request.source, request.target)
+            except InvalidGoal as exc:
+                response.success, response.message = False, str(exc)
+                return response
+            response.success, response.message = True, f"{moved}: {request.source} -> {request.target}"
+            self._publish_world()
         return response
 
     def _clock_wait(self, msg: ClockWait) -> None:
@@ -227,6 +238,13 @@ class SimNode(Node):
         self.lab.step(min(dt, land), until_idle=bool(computing) or not self._waits)
 
     def _tick(self) -> None:
+        with self._physics:
+            views = self._tick_locked()
+        for name, view, now in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
+            self._publish_camera(name, view, now)
+
+    def _tick_locked(self) -> list[tuple[str, tuple[Any, np.ndarray], Time]]:
+        """One step of the loop; returns the camera views to render (robot, (station, marker in camera), stamp)."""
         wall = time.monotonic()
         dt = min((wall - self._last_wall) * self.params.speed, self.params.max_step)
         self._last_wall = wall
@@ -248,11 +266,15 @@ class SimNode(Node):
             for robot in self.lab.robots.values():
                 self._publish_robot(robot, now)
             self._publish_markers(now)
+        views = []
         if wall - self._last_camera >= 1.0 / self.params.camera_rate:
             self._last_camera = wall
             for name in self.robot_names:
                 if self.pubs[name]["image"].get_subscription_count() > 0:
-                    self._publish_camera(name, now)
+                    view = self._camera_view(name)
+                    if view is not None:
+                        views.append((name, view, now))
+        return views
 
     def _publish_robot(self, robot, now: Time) -> None:
         pubs = self.pubs[robot.name]
@@ -277,8 +299,9 @@ class SimNode(Node):
                                        else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
         pubs["battery"].publish(battery)
 
-    def _publish_camera(self, name: str, now: Time) -> None:
-        """Render what the wrist camera sees of the nearest station's marker panel."""
+    def _camera_view(self, name: str) -> tuple[Any, np.ndarray] | None:
+        """The station whose marker panel the wrist camera sees (nearest, in range) and the
+        marker's pose in the camera frame; None when none is in view."""
         robot = self.lab.robots[name]
         q = np.array([robot.joints[j] for j in self.camera_chain.joint_names])
         t_map_cam = robot.truth.as_matrix3d() @ self.camera_chain.fk(q)
@@ -289,8 +312,12 @@ class SimNode(Node):
             if 0.1 < z and distance < min(best_d, 3.0):
                 best, best_d = (station, t_cam_marker), distance
         if best is None or best_d > self.params.camera_range:
-            return  # nothing to render: the embedded camera publishes only while a marker panel is in range
-        station, t_cam_marker = best
+            return None  # nothing to render: the embedded camera publishes only while a marker panel is in range
+        return best
+
+    def _publish_camera(self, name: str, view: tuple[Any, np.ndarray], now: Time) -> None:
+        """Render and publish what the wrist camera sees of a station's marker panel."""
+        station, t_cam_marker = view
         image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker,
                                    rng=self.lab.rng)
         msg = Image()
@@ -350,7 +377,9 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    node_main(SimNode, "sim", threads=1)  # one thread: the physics and its commands never interleave
+    # two threads: the emergency stop's callback group runs beside the loop (self._physics keeps
+    # every command and step of the SimLab from interleaving)
+    node_main(SimNode, "sim", threads=2)
 
 
 if __name__ == "__main__":

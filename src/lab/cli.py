@@ -3,7 +3,7 @@
     lab bringup [name:=value ...]           start the lab's nodes (where `ros2 launch` is absent)
     lab demo                                bring the lab up, run the demo campaign, write its report
     lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
-    lab campaign list | status ID | resume ID | report ID
+    lab campaign list | status ID | resume ID | cancel ID | report ID
     lab estop [--release] [--reason TEXT] | pause | resume
     lab bench planner|campaign|cost|lab|plumbing|emulators ...
 """
@@ -46,19 +46,38 @@ def _set_sim_speed(cmd, speed: float) -> None:
         cmd.destroy_client(client)
 
 
+def _count(least: int):
+    """An argparse type: a whole number of at least `least` (a goal's unsigned field)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not least <= value < 2**31:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {least} (and below 2^31)")
+        return value
+    return parse
+
+
 def _with_commander(fn):
     def wrapped(ns: argparse.Namespace) -> int:
         import rclpy
+        from rclpy.signals import SignalHandlerOptions
 
         from lab.commander import LabCommander
 
-        rclpy.init()
+        # Ctrl-C is the command's to handle (a campaign is cancelled, not left running): rclpy's
+        # own handler would shut the context down under it, and nothing could be sent any more
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         cmd = LabCommander()
         try:
             return int(fn(cmd, ns) or 0)
         except TimeoutError as exc:
             print(f"lab: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("lab: interrupted", file=sys.stderr)
+            return 130
         finally:
             cmd.destroy_node()
             rclpy.try_shutdown()
@@ -95,6 +114,13 @@ def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
 
     return _exit_code(*run_campaign_with_progress(cmd, info.name, info.budget, info.batch_size, info.seed,
                                                   resume=True, campaign_id=ns.campaign_id))
+
+
+@_with_commander
+def _campaign_cancel(cmd, ns: argparse.Namespace) -> int:
+    ok, message = cmd.cancel_campaign(ns.campaign_id)
+    print(f"lab campaign cancel: {message}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
 
 @_with_commander
@@ -159,13 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     camp = sub.add_parser("campaign", help="run and inspect campaigns").add_subparsers(dest="verb", required=True)
     p = camp.add_parser("run", help="run a campaign (config/campaigns/NAME.yaml) on the running lab")
     p.add_argument("name")
-    p.add_argument("--budget", type=int, default=64, help="measured experiments, controls included")
-    p.add_argument("--batch", type=int, default=0, help="batch size (0: the campaign file's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=_count(1), default=64, help="measured experiments, controls included")
+    p.add_argument("--batch", type=_count(0), default=0, help="batch size (0: the campaign file's)")
+    p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--speed", type=float, default=None, help="set the embedded simulation's speed first")
     p.set_defaults(func=_campaign_run)
     for verb, helptext, fn in (("status", "one campaign's progress", _campaign_status),
                                ("resume", "continue a stopped campaign on the running lab", _campaign_resume),
+                               ("cancel", "end the running campaign (resumable), as Ctrl-C on its run does",
+                                _campaign_cancel),
                                ("report", "write a campaign's plots and HTML page", _campaign_report)):
         p = camp.add_parser(verb, help=helptext)
         p.add_argument("campaign_id")

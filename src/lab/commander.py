@@ -162,19 +162,25 @@ class LabCommander(Node):
 
     # --- operator services ---------------------------------------------------------------
     def _trigger(self, service: str, timeout: float = 10.0) -> tuple[bool, str]:
-        client = self.create_client(Trigger, service)
+        return self._call_service(Trigger, service, Trigger.Request(), timeout)
+
+    def _call_service(self, srv_type: type, service: str, request: Any, timeout: float = 10.0,
+                      poll: float = 0.1) -> tuple[bool, str]:
+        """Call an operator service whose response has success and message; TimeoutError naming
+        the service when it is not there within `timeout` or does not answer in ANSWER_TIMEOUT."""
+        client = self.create_client(srv_type, service)
         try:
             deadline = time.monotonic() + timeout
             while not client.service_is_ready():
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
-                self.spin_for(0.1)
-            future = client.call_async(Trigger.Request())
+                self.spin_for(poll)
+            future = client.call_async(request)
             deadline = time.monotonic() + ANSWER_TIMEOUT  # a pause waits for goals being sent (up to 7 s)
             while not future.done():
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
-                self.spin_for(0.1)
+                self.spin_for(poll)
             response = future.result()
             return bool(response.success), str(response.message)
         finally:
@@ -185,22 +191,14 @@ class LabCommander(Node):
         from lab_interfaces.srv import SafetyCommand
 
         service = "/safety/release" if release else "/safety/stop"
-        client = self.create_client(SafetyCommand, service)
-        try:
-            deadline = time.monotonic() + 10.0
-            while not client.service_is_ready():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
-                self.spin_for(0.02)
-            future = client.call_async(SafetyCommand.Request(by=by, reason=reason))
-            deadline = time.monotonic() + ANSWER_TIMEOUT
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
-                self.spin_for(0.02)
-            return bool(future.result().success), str(future.result().message)
-        finally:
-            self.destroy_client(client)
+        return self._call_service(SafetyCommand, service, SafetyCommand.Request(by=by, reason=reason), poll=0.02)
+
+    def cancel_campaign(self, campaign_id: str) -> tuple[bool, str]:
+        """Ask the planner to end its running campaign `campaign_id` (resumable)."""
+        from lab_interfaces.srv import CancelCampaign
+
+        return self._call_service(CancelCampaign, "/planner/cancel_campaign",
+                                  CancelCampaign.Request(campaign_id=campaign_id))
 
     def pause(self) -> tuple[bool, str]:
         return self._trigger("/lab_manager/pause")

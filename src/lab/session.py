@@ -32,7 +32,9 @@ def lab_session(specs: Sequence[NodeSpec], log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log:
         lab = Bringup(list(specs), out=log, colour=False)
-        rclpy.init()
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt, ours to handle
         cmd = LabCommander(node_name)
         try:
             lab.start()
@@ -63,9 +65,11 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
                         f"| left ~{format_duration(fb.estimated_time_left)}")
     except KeyboardInterrupt:
         line.close()
-        print("lab: cancelling the campaign (it can be resumed with `lab campaign resume ID`) ...")
+        fb = cmd.get_feedback(task)
+        ident = fb.campaign_id if fb is not None and fb.campaign_id else "ID (lab campaign list)"
+        print("lab: cancelling the campaign (batches in flight are cancelled; Ctrl-C again leaves them) ...")
         outcome = cmd.cancel(task, timeout=120.0)
-        print(f"lab: campaign {outcome.name.lower()}")
+        print(f"lab: campaign {outcome.name.lower()}; resume it with `lab campaign resume {ident}`")
         return 130, task.result
     line.close()
     outcome = cmd.get_result(task)

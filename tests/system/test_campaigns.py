@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from labproc import Output, lab
+from labproc import LAB, Output, lab
 from procs import process, wait_for
 
 pytestmark = [pytest.mark.system,
@@ -96,10 +97,12 @@ def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> N
     (bad / "photocatalysis.yaml").write_text(config_path("campaigns", "photocatalysis.yaml").read_text())
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"},
              overrides={"planner": {"campaigns_dir": str(bad)}}):
-        for name, budget, batch, words in (("no_such_campaign", 16, 8, "unknown campaign"),
-                                           ("photocatalysis", 4, 8, "below one batch"),
-                                           ("broken", 16, 8, "broken.yaml")):
-            outcome, result, _ = run(commander, name, budget=budget, batch=batch, timeout=60)
+        for name, budget, batch, seed, words in (("no_such_campaign", 16, 8, 1, "unknown campaign"),
+                                                 ("photocatalysis", 4, 8, 1, "below one batch"),
+                                                 ("photocatalysis", 64, 17, 1, "does not fit one carrier"),
+                                                 ("photocatalysis", 64, 16, -5, "seed must be 0 or more"),
+                                                 ("broken", 16, 8, 1, "broken.yaml")):
+            outcome, result, _ = run(commander, name, budget=budget, batch=batch, seed=seed, timeout=60)
             assert outcome is TaskResult.FAILED and words in result.message, result.message
     db = tmp_path / "runs" / "campaigns.db"
     if db.exists():
@@ -139,3 +142,42 @@ def test_planner_killed_mid_campaign_resumes_without_loss_or_duplicate(tmp_path:
     assert kept <= now, "a result measured before the kill was lost or changed"
 
 
+
+
+def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, commander) -> None:
+    """A second campaign is refused with the reason; `lab campaign cancel ID` ends the running one
+    (resumable); Ctrl-C on `lab campaign run` cancels its campaign, says how to resume, exits 130.
+    (The planner alone: its batches wait for a lab manager that is not there.)"""
+    from lab.commander import TaskResult
+
+    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"}):
+        first = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=1)
+        wait_for(lambda: commander.is_task_complete(first, wait=0.05) or
+                 (first.feedback is not None and bool(first.feedback.campaign_id)), 60, what="the campaign's id")
+        ident = first.feedback.campaign_id
+        outcome, result, _ = run(commander, "photocatalysis", budget=64, batch=16, timeout=60)
+        assert outcome is TaskResult.FAILED and f"campaign {ident} is running" in result.message, result.message
+        wrong = subprocess.run([*LAB, "campaign", "cancel", "no-such-id"], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+        assert wrong.returncode == 1 and f"not running here (running: {ident})" in wrong.stderr, wrong
+        right = subprocess.run([*LAB, "campaign", "cancel", ident], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+        assert right.returncode == 0 and f"cancelling {ident}" in right.stdout, right
+        assert commander.wait(first, timeout=90) is TaskResult.FAILED
+        assert "cancelled by the operator" in first.result.message, first.result.message
+        assert f"lab campaign resume {ident}" in first.result.message
+
+        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", "64"], cwd=tmp_path) as cli:
+            out = Output(cli)
+            wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
+            cli.send_signal(signal.SIGINT)
+            code = cli.wait(timeout=120)
+        assert code == 130, out.text()
+        assert "resume it with `lab campaign resume photocatalysis-" in out.text(), out.text()
+        assert "Traceback" not in out.text(), out.text()
+        # the planner is free again: the next campaign is not refused
+        again = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=2)
+        wait_for(lambda: commander.is_task_complete(again, wait=0.05) or
+                 (again.feedback is not None and bool(again.feedback.campaign_id)), 60, what="a new campaign")
+        assert not again.done.is_set(), again.result
+        commander.cancel(again, timeout=60)

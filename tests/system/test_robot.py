@@ -160,6 +160,9 @@ def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
     task = cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", NavigateToPose.Goal(pose=Pose2D(x=-3.0, y=2.0)))
     outcome, result = _wait(cmd, task)
     assert outcome is TaskResult.FAILED and "no path" in result.message
+    nan = NavigateToPose.Goal(pose=Pose2D(x=5.0, y=5.0, theta=float("nan")))
+    outcome, result = _wait(cmd, cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", nan))
+    assert outcome is TaskResult.FAILED and "is not finite" in result.message, result.message
     _spin_for(cmd, 0.3)
     assert probe.truth == pytest.approx(before, abs=1e-6)
 

@@ -170,9 +170,13 @@ def test_runner_refuses_bad_goals(tmp_path):
             CampaignRunner.start(store, PHOTO, budget=8, batch_size=16)
         with pytest.raises(InvalidGoal, match="no room beside the 2"):
             CampaignRunner.start(store, PHOTO, budget=10, batch_size=2)
+        with pytest.raises(InvalidGoal, match="seed must be 0 or more, not -5"):
+            CampaignRunner.start(store, PHOTO, budget=64, seed=-5)
+        with pytest.raises(InvalidGoal, match="batch_size 17 does not fit one carrier .* holds 16"):
+            CampaignRunner.start(store, PHOTO, budget=64, batch_size=17, capacity=16)
         with pytest.raises(InvalidGoal, match="no campaign 'x'"):
             CampaignRunner.resume(store, "x")
-        assert store.list_campaigns() == []
+        assert store.list_campaigns() == []  # nothing recorded for a refused goal
 
 
 def test_multi_objective_campaign_grows_its_hypervolume(tmp_path):

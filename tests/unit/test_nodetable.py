@@ -38,7 +38,8 @@ def config(tmp_path: Path) -> Path:
     for name in ("sim", "nav", "station"):
         (tmp_path / "params" / f"{name}.yaml").write_text(yaml.safe_dump(PARAMS[name]))
     (tmp_path / "stations.yaml").write_text(yaml.safe_dump(
-        {"stations": {"photoreactor_1": _station("photoreactor", 3.0, 1), "charger_1": _station("charger", 5.0, 2)}},
+        {"stations": {"photoreactor_1": _station("photoreactor", 3.0, 1), "charger_1": _station("charger", 5.0, 2)},
+         "parking": [[3.0, 1.0, 0.0], [3.0, 2.0, 0.0], [3.0, 4.0, 0.0]]},
         sort_keys=False))
     return tmp_path
 
@@ -69,6 +70,7 @@ def test_arguments_select_nodes_and_backends(config: Path) -> None:
     ({"robots": "0"}, ["robots:=0", "at least 1"]),
     ({"speed": "fast"}, ["speed:=fast"]),
     ({"rviz": "maybe"}, ["rviz:=maybe"]),
+    ({"robots": "1000000"}, ["robots:=1000000", "parking spots for 3 robots"]),
 ])
 def test_bad_arguments_are_named(config: Path, given: dict[str, str], words: list[str]) -> None:
     with pytest.raises(ConfigError) as err:

@@ -45,3 +45,14 @@ def test_unusable_and_preferred_and_cancelled() -> None:
         pool.acquire(["gc_2", "gc_3"], "z", cancelled=lambda: True)
     with pytest.raises(KeyError):
         pool.acquire(["nope"], "z")
+
+
+def test_a_long_wait_says_what_it_waits_for_and_who_holds_it() -> None:
+    pool = ResourcePool(["photoreactor", "gc"])
+    pool.acquire(["photoreactor"], "batch-a")
+    said: list[str] = []
+    with pytest.raises(Unavailable):
+        pool.acquire(["photoreactor", "gc"], "batch-b", usable=lambda name: name != "gc", timeout=0.35,
+                     waiting=said.append, report_every=0.1)
+    assert said and said[0] == "waits for photoreactor or gc: photoreactor held by batch-a, gc not usable now"
+    assert 2 <= len(said) <= 4  # every report_every s, not every poll

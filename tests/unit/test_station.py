@@ -51,6 +51,22 @@ def test_liquid_dispenser_refuses_out_of_bounds_and_changes_nothing(amounts, wor
     assert {k: s.level for k, s in core.stocks.items()} == levels
 
 
+def test_unknown_component_wrong_unit_and_too_many_samples_are_refused_and_change_nothing():
+    lab_components = {c for k in KINDS.values() for c in k.components}
+    core = StationCore("ld", KINDS["liquid_dispenser"], capacity=16, lab_components=lab_components)
+    levels = {k: s.level for k, s in core.stocks.items()}
+    good = {"L-Cysteine-100gL": 1.0, "P10-MIX1": 2.0}  # a solid for the solid dispenser is no stranger
+    assert core.plan("", [vial(0, **good)])
+    with pytest.raises(InvalidGoal, match="unknown component.s. Unobtainium"):
+        core.plan("", [vial(0, **good, Unobtainium=1.0)])
+    litres = Formulation("s1", {"L-Cysteine-100gL": 1.0}, units={"L-Cysteine-100gL": "L"}, specimen_kind="vial")
+    with pytest.raises(InvalidGoal, match="L-Cysteine-100gL is given in L; this station dispenses it in mL"):
+        core.plan("", [litres])
+    with pytest.raises(InvalidGoal, match="17 samples do not fit one carrier .it holds 16."):
+        core.plan("", [vial(i, **good) for i in range(17)])
+    assert {k: s.level for k, s in core.stocks.items()} == levels
+
+
 def test_unknown_process_and_stock_shortage_are_refused():
     core = StationCore("sd", KINDS["solid_dispenser"])
     with pytest.raises(InvalidGoal, match="no process 'bake'"):

@@ -11,11 +11,13 @@ go on. Run at each speed asked for.
 
 With `--campaign`, the whole lab instead (every node of `lab bringup`, the planner running a
 photocatalysis campaign): each stop falls after a random 0.5-3 s of running, at a random
-moment (0-0.3 s) of the next motion of the robot (within 30 s; else when nothing moves), the time is
-taken until the base is at rest and the arm's joints stand still (two joint-state messages
-alike, from the simulation's ground truth), and while the lab stands stopped any motion or
-any station turning busy counts as a step started while stopped (it must be 0); then the
-release, `lab resume`, and a random stretch of running before the next stop.
+moment (0-0.3 s; at once above 20x) of the robot's next motion (within 30 s; else when
+nothing moves). Two times are taken: until the simulation's controllers applied the stop
+(their log line, epoch-stamped, against the call's time) and until the simulation reports
+base and arm halted (on `bumper`, as a real base reports what stopped it) with two joint
+states after it alike (an upper bound: it includes the report's way back). While the lab
+stands stopped any motion or any station turning busy counts as a step started while
+stopped (it must be 0); then the release, `lab resume`, and a random stretch of running.
 
     lab bench estop --campaign [--stops 50] [--speeds 1,2000] [--json OUT]
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import time
@@ -134,9 +137,10 @@ class _Watch:
     def __init__(self, cmd, stations: list[str]) -> None:
         from nav_msgs.msg import Odometry
         from sensor_msgs.msg import JointState
+        from std_msgs.msg import String
 
         from lab.ros.qos import LATCHED
-        from lab_interfaces.msg import StationStatus
+        from lab_interfaces.msg import StationStatus, WorldState
 
         self.busy_value = StationStatus.BUSY
         self.base_speed, self.stamp = 0.0, 0.0
@@ -144,11 +148,17 @@ class _Watch:
         self.joint_count = 0
         self.busy: dict[str, bool] = {}
         self.became_busy = 0
+        self.last_busy = ""
         cmd.create_subscription(Odometry, "/robot1/ground_truth", self._truth, 10)
         cmd.create_subscription(JointState, "/robot1/joint_states", self._joints, 10)
+        self.bumper = ""
+        cmd.create_subscription(String, "/robot1/bumper", lambda m: setattr(self, "bumper", m.data), 10)
         for station in stations:
             cmd.create_subscription(StationStatus, f"/stations/{station}/status",
                                     lambda m, s=station: self._station(s, m), LATCHED)
+        self.world: dict[str, str] = {}
+        cmd.create_subscription(WorldState, "/world_state", lambda m: setattr(self, "world", dict(
+            zip(m.objects, m.locations, strict=False))), LATCHED)
 
     def _truth(self, msg) -> None:
         t = msg.twist.twist
@@ -163,6 +173,7 @@ class _Watch:
         busy = msg.state == self.busy_value
         if busy and not self.busy.get(station, False):
             self.became_busy += 1
+            self.last_busy = f"{station} busy since {msg.stamp.sec + msg.stamp.nanosec * 1e-9:.3f}: {msg.message}"
         self.busy[station] = busy
 
     def arm_moving(self) -> bool:
@@ -186,6 +197,7 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
     specs = plan({"sim": "embedded", "robots": "1", "record": "false"})
     stations = list(load_stations(share_dir() / "config" / "stations.yaml").stations)
     figures: dict[str, object] = {"mode": "campaign", "stops_per_speed": ns.stops}
+    called: dict[str, tuple[float, float]] = {}  # stop label -> (speed, epoch s of the fast-path call)
     with lab_session(specs, run_dir / "nodes.log", "estop_bench") as (_lab, cmd):
         watch = _Watch(cmd, stations)
         up = time.monotonic() + 60
@@ -193,6 +205,10 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
             if time.monotonic() > up:
                 print("lab bench estop: no safety node answers on this host", file=sys.stderr)
                 return 1
+        end = time.monotonic() + 60
+        while not watch.world and time.monotonic() < end:
+            cmd.spin_for(0.1)
+        first_world = dict(watch.world)  # where every carrier starts: its home
         task = cmd.run_campaign("photocatalysis", budget=100000, batch_size=16, seed=ns.seed)
         for speed in speeds:
             _set_sim_speed(cmd, speed)
@@ -204,17 +220,25 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                 end = time.monotonic() + 30.0  # then until something moves (stations' processes are long),
                 while not watch.moving() and time.monotonic() < end:
                     cmd.spin_for(0.005)
-                end = time.monotonic() + rng.uniform(0.0, 0.3)  # and a random moment of that motion
+                # and a random moment of that motion (above 20x a motion lasts only ms of wall time:
+                # the stop goes at once)
+                end = time.monotonic() + (rng.uniform(0.0, 0.3) if speed <= 20 else 0.0)
                 while time.monotonic() < end:
                     cmd.spin_for(0.005)
                 if cmd.is_task_complete(task, wait=0.0):
                     print(f"lab bench estop: the campaign ended: {task.result}", file=sys.stderr)
                     return 1
+                label = f"bench stop {speed:g}x/{k}"
                 was_moving, sim0, wall0 = watch.moving(), watch.stamp, time.monotonic()
-                answer = fast_path(False, f"bench stop {k}", None, wait=5.0)
+                called[label] = (speed, time.time())
+                answer = fast_path(False, label, None, wait=5.0)
                 if answer is None or not answer.get("success"):
                     print(f"lab bench estop: the stop was not answered: {answer}", file=sys.stderr)
                     return 1
+                # at rest: the simulation's controllers say they halted for this stop (on `bumper`,
+                # as a real base reports what stopped it), and two joint states after that agree
+                while not watch.bumper.endswith(label) and time.monotonic() < wall0 + 30:
+                    cmd.spin_for(0.002)
                 seen = watch.joint_count
                 while (watch.moving() or watch.joint_count < seen + 2) and time.monotonic() < wall0 + 30:
                     cmd.spin_for(0.002)
@@ -225,10 +249,16 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                     still += 1
                 busy_before = watch.became_busy
                 hold = time.monotonic() + rng.uniform(0.3, 1.0)  # the lab stands stopped: nothing may start
+                moved = 0
                 while time.monotonic() < hold:
                     cmd.spin_for(0.005)
-                    started_while_stopped += watch.moving()
-                started_while_stopped += watch.became_busy - busy_before
+                    moved += watch.moving()
+                started = moved + watch.became_busy - busy_before
+                if started:
+                    print(f"speed {speed:g}: stop {k + 1}: STARTED WHILE STOPPED: moving in {moved} polls "
+                          f"(base {watch.base_speed:g}); stations turned busy {watch.became_busy - busy_before} "
+                          f"({watch.last_busy}); stop sent at sim {sim0:.3f}", file=sys.stderr)
+                started_while_stopped += started
                 if fast_path(True, "", None, wait=5.0) is None:
                     print("lab bench estop: the release was not answered", file=sys.stderr)
                     return 1
@@ -250,7 +280,35 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                 figures[f"{key}_sim_median_s"] = statistics.median(sims)
                 figures[f"{key}_sim_p99_s"] = _quantile(sims, 0.99)
                 figures[f"{key}_sim_max_s"] = max(sims)
-        cmd.cancel(task, timeout=60)
+        cmd.cancel(task, timeout=120)
+        # after the campaign's cancel every carrier must come home, whatever the stops did
+        homes = {c: loc.partition("/")[0] for c, loc in first_world.items() if "/" not in c}
+        left = {c: watch.world.get(c, "?") for c in homes}
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            left = {c: watch.world.get(c, "?") for c, home in homes.items()
+                    if watch.world.get(c, "?").partition("/")[0] != home}
+            if not left:
+                break
+            cmd.spin_for(0.1)
+        figures["carriers_not_home_after_cancel"] = len(left)
+        if left:
+            print(f"lab bench estop: carriers not home 120 s after the cancel: {left}", file=sys.stderr)
+    # when the simulation's controllers applied each stop (the sim logs it, epoch-stamped, the
+    # moment base and arm are halted): the stop's own latency, without the report path above
+    applied: dict[float, list[float]] = {}
+    pattern = re.compile(r"^\[/sim\] \[\w+\] \[(\d+\.\d+)\] .*: (bench stop \S+): every base and arm stopped")
+    for line in (run_dir / "nodes.log").read_text(errors="replace").splitlines():
+        match = pattern.match(line)
+        if match and match.group(2) in called:
+            speed, at = called[match.group(2)]
+            applied.setdefault(speed, []).append(float(match.group(1)) - at)
+    for speed, delays in sorted(applied.items()):
+        key = f"speed_{speed:g}"
+        figures[f"{key}_applied_count"] = len(delays)
+        figures[f"{key}_applied_median_ms"] = 1000 * statistics.median(delays)
+        figures[f"{key}_applied_p99_ms"] = 1000 * _quantile(delays, 0.99)
+        figures[f"{key}_applied_max_ms"] = 1000 * max(delays)
     print_figures(figures, 34)
     write_json(figures, ns.json)
     return 0

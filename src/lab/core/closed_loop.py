@@ -61,12 +61,19 @@ class CampaignRunner:
 
     @classmethod
     def start(cls, store: CampaignStore, config: CampaignConfig, budget: int, batch_size: int = 0,
-              seed: int = 0) -> CampaignRunner:
+              seed: int = 0, capacity: int | None = None) -> CampaignRunner:
+        """A new campaign, recorded in `store`; InvalidGoal (nothing recorded) for a budget,
+        batch size or seed that cannot run. `capacity`: samples the workflow's carrier holds."""
         if budget < 1:
             raise InvalidGoal(f"budget must be at least 1 experiment, not {budget}")
+        if seed < 0:
+            raise InvalidGoal(f"seed must be 0 or more, not {seed}")
         batch_size = batch_size or config.batch_size
         if batch_size < 1:
             raise InvalidGoal(f"batch_size must be at least 1, not {batch_size}")
+        if capacity is not None and batch_size > capacity:
+            raise InvalidGoal(f"batch_size {batch_size} does not fit one carrier of workflow {config.workflow} "
+                              f"(it holds {capacity})")
         if budget < batch_size:
             raise InvalidGoal(f"budget {budget} is below one batch ({batch_size}); lower the batch size or raise "
                               "the budget")

@@ -221,6 +221,11 @@ def _remappings(items: Any, context: Mapping[str, Any], where: str) -> tuple[tup
 def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml") -> list[NodeSpec]:
     """The nodes to start for these bringup arguments, parameter files checked."""
     args = parse_arguments(given)
+    spots = len(load_stations(config_dir / "stations.yaml").parking)
+    if args["robots"] > max(1, spots):
+        raise ConfigError(f"bringup argument robots:={args['robots']}: the lab has parking spots for {spots} "
+                          f"robots ({config_dir / 'stations.yaml'}: parking); each robot but the first starts "
+                          "on one and every robot clears a dock to its own: add spots to run more")
     table_path = config_dir / table
     doc = load_yaml(table_path)
     entries = doc.get("nodes") if isinstance(doc, dict) else None

@@ -135,6 +135,7 @@ class StationParams(NodeParams):
     backend: str = "simulated"                       # instrument backend (lab.backends.instruments)
     stations_file: str = ""
     processes_file: str = ""                         # "" = config/station_processes.yaml
+    workflows_file: str = ""                         # "" = config/workflows.yaml (carrier capacities)
     seed: int = 0                                    # 0 = derived from the station's name
     fault_probability: float = Field(0.0, ge=0, le=1)  # chance that a step fails (fault injection)
     fail_next: int = Field(0, ge=0)                  # the next N steps fail (fault injection)
@@ -172,6 +173,7 @@ class PlannerParams(NodeParams):
     campaigns_dir: str = ""                          # "" = config/campaigns
     batches_in_flight: int = Field(2, ge=1)          # batches kept running at once
     batch_timeout: float = Field(7 * 86400.0, gt=0)  # wall s a batch may take at most
+    workflows_file: str = ""                         # "" = config/workflows.yaml (a batch must fit its carrier)
 
 
 class RecorderParams(NodeParams):

@@ -38,14 +38,17 @@ class ResourcePool:
 
     def acquire(self, candidates: Sequence[str], holder: str, usable: Callable[[str], bool] = lambda _: True,
                 cancelled: Callable[[], bool] = lambda: False, timeout: float = 3600.0,
-                prefer: Callable[[str], float] | None = None) -> str:
-        """Reserve one free, usable candidate for `holder`; waits (wall s) up to timeout."""
+                prefer: Callable[[str], float] | None = None, waiting: Callable[[str], None] | None = None,
+                report_every: float = 60.0) -> str:
+        """Reserve one free, usable candidate for `holder`; waits (wall s) up to timeout. While it
+        waits, `waiting(text)` is told every `report_every` s what it waits for and why."""
         unknown = [c for c in candidates if c not in self._names]
         if unknown:
             raise KeyError(f"unknown resources {unknown}")
         if not candidates:
             raise Unavailable("no candidates")
         deadline = time.monotonic() + timeout
+        report = time.monotonic() + report_every
         with self._cond:
             while True:
                 free = [c for c in candidates if c not in self._holder and usable(c)]
@@ -58,6 +61,11 @@ class ResourcePool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Unavailable("none of " + ", ".join(candidates) + " became free")
+                if waiting is not None and time.monotonic() >= report:
+                    report = time.monotonic() + report_every
+                    waiting("waits for " + " or ".join(candidates) + ": " + ", ".join(
+                        f"{c} held by {self._holder[c]}" if c in self._holder else f"{c} not usable now"
+                        for c in candidates))
                 self._cond.wait(min(left, 0.05))
 
     def release(self, name: str, holder: str) -> None:

@@ -148,6 +148,7 @@ class SimLab:
             robot.follower, robot.trajectory = None, None
             robot.cmd_vel, robot.velocity = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
             robot.bumper = self.stopped
+            robot.events.append(f"{robot.name}: base and arm halted: {self.stopped}")  # reported on `bumper`
 
     def release(self) -> None:
         self.stopped = ""

@@ -137,8 +137,13 @@ def load_kinds(path: Path | None = None) -> dict[str, KindSpec]:
 class StationCore:
     """One station's state and behaviour: bounds, stocks, dispensing, measuring."""
 
-    def __init__(self, name: str, spec: KindSpec, seed: int = 0) -> None:
+    def __init__(self, name: str, spec: KindSpec, seed: int = 0, capacity: int | None = None,
+                 lab_components: set[str] | None = None) -> None:
+        """`capacity`: samples the largest carrier visiting this station holds (a goal with more
+        is refused); `lab_components`: every component some station of the lab dispenses (a
+        dispensing station refuses a sample naming any other)."""
         self.name, self.spec = name, spec
+        self.capacity, self.lab_components = capacity, lab_components
         self.rng = np.random.default_rng(seed)
         self.stocks = {c: Stock(c, cap, cap, unit) for c, (cap, unit) in spec.stocks.items()}
 
@@ -154,6 +159,9 @@ class StationCore:
             raise InvalidGoal(f"{self.name} has no process {process!r}; it has {', '.join(spec.processes)}")
         if (spec.components or spec.measures or spec.prints) and not formulations:
             raise InvalidGoal(f"{self.name}: {process} needs the samples' formulations")
+        if self.capacity is not None and len(formulations) > self.capacity:
+            raise InvalidGoal(f"{self.name}: {len(formulations)} samples do not fit one carrier "
+                              f"(it holds {self.capacity})")
         ids = [f.sample_id for f in formulations]
         if len(set(ids)) != len(ids):
             repeated = sorted({i for i in ids if ids.count(i) > 1})
@@ -166,6 +174,16 @@ class StationCore:
 
     def _check(self, f: Formulation) -> None:
         spec = self.spec
+        if spec.components and self.lab_components is not None:
+            unknown = sorted(c for c in f.amounts if c not in self.lab_components)
+            if unknown:
+                raise InvalidGoal(f"{self.name}: sample {f.sample_id}: unknown component(s) {', '.join(unknown)} "
+                                  f"(the lab dispenses {', '.join(sorted(self.lab_components))})")
+        for comp, (_low, _high, unit) in spec.components.items():
+            given = f.units.get(comp, "")
+            if given and given != unit:
+                raise InvalidGoal(f"{self.name}: sample {f.sample_id}: {comp} is given in {given}; "
+                                  f"this station dispenses it in {unit}")
         mine = {c: float(f.amounts.get(c, 0.0)) for c in spec.components}
         for comp, value in mine.items():
             low, high, unit = spec.components[comp]

@@ -112,6 +112,7 @@ class LabManager(Node):
         self.robot_at: dict[str, str] = {r: "" for r in self.robots}
         self.gate = StartGate()  # every goal this node sends starts through it (lab.core.gate)
         self._mode_lock = threading.Lock()  # the safety monitor's transitions vs resume
+        self.stops = 0  # emergency stops seen: a step that failed while this changed was stopped
         self.active_steps: dict[str, str] = {}
         self.active_batches: list[str] = []
         self.handles: dict[int, object] = {}
@@ -169,6 +170,8 @@ class LabManager(Node):
         """The lab manager reacts to the emergency stop (the robots and stations enforce it): its
         own goals are cancelled and nothing new starts; after a release the lab stays paused
         until the operator resumes it."""
+        if stopped:
+            self.stops += 1
         with self._mode_lock:
             # a release leaves a stopped lab paused; an operator who resumed between the release
             # and this callback (the monitor already said "not stopped") has the last word
@@ -389,7 +392,9 @@ class LabManager(Node):
             {r for r in self.robots if self.robot_at[r] == src_station} | set(self._standing_at(src_station))
         robot = self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
                                         cancelled=lambda: goal_handle.is_cancel_requested,
-                                        prefer=lambda r: 0.0 if r in at_source else 1.0)
+                                        usable=lambda r: self._unladen(r, carrier),
+                                        prefer=lambda r: 0.0 if r in at_source else 1.0,
+                                        waiting=self._waiting(batch_id))
         try:
             self._charge_if_needed(robot, batch_id, goal_handle)
             deck = f"{robot}/{DECK}"
@@ -402,6 +407,16 @@ class LabManager(Node):
             self._leg(robot, batch_id, dst_station, deck, target, carrier, goal_handle)
         finally:
             self.robot_pool.release(robot, batch_id)
+
+    def _unladen(self, robot: str, carrier: str) -> bool:
+        """A robot may carry `carrier` only when nothing else is on it (a carrier a stop left on
+        its deck goes home first: its batch takes this robot for that)."""
+        with self._lock:
+            return not any(loc.partition("/")[0] == robot and c != carrier for c, loc in self.carriers.items())
+
+    def _waiting(self, batch_id: str):
+        """What a reservation that waits long says, every minute (wall), in the log."""
+        return lambda text: self.get_logger().warning(f"{batch_id}: {text}")
 
     # ------------------------------------------------------------------ stations
     def _usable(self, station: str) -> bool:
@@ -468,13 +483,20 @@ class LabManager(Node):
             others = [c for c in candidates if c not in avoid and c != station]
             if station is None or others:
                 new = self.station_pool.acquire(others or candidates, batch_id, usable=self._free_for(carrier),
-                                                cancelled=lambda: goal_handle.is_cancel_requested)
+                                                cancelled=lambda: goal_handle.is_cancel_requested,
+                                                waiting=self._waiting(batch_id))
                 if station is not None:
                     self.get_logger().warning(f"{batch_id}: rerouting {kind} from {station} to {new}")
                 station = new
                 target = self._slot(station)
                 if location != target:
-                    self._transport(batch_id, carrier, location, target, goal_handle, held)
+                    try:
+                        self._transport(batch_id, carrier, location, target, goal_handle, held)
+                    except BaseException:
+                        # the carrier never got there: the station is free for others (a leaked
+                        # reservation left every later batch waiting for it)
+                        self.station_pool.release(station, batch_id)
+                        raise
                     location, held = target, station
             ok, why = self._run_process(batch_id, station, carrier, process, alive, goal_handle, progress)
             if ok:
@@ -577,22 +599,33 @@ class LabManager(Node):
         if not candidates:
             raise InvalidGoal(f"no {wf.carrier} at {wf.home} for workflow {wf.name}")
         carrier = pool.acquire(candidates, batch_id, cancelled=lambda: goal_handle.is_cancel_requested,
-                               usable=lambda c: self.carriers.get(c, "").partition("/")[0] in homes)
+                               usable=lambda c: self.carriers.get(c, "").partition("/")[0] in homes,
+                               waiting=self._waiting(batch_id))
         return carrier, self.carriers[carrier]
 
     def _go_home(self, batch_id: str, carrier: str, home: str, held: str | None, goal_handle, message: str) -> str:
         try:
             location = self.carriers.get(carrier, home)
-            if location != home and self._stopped():
-                # the rule after a stop: the carrier stays where the stop left it until the operator
-                # has released the stop and resumed the lab; then it goes home and the batch ends
-                self.get_logger().warning(f"{batch_id}: {carrier} stays at {location} until the emergency stop "
-                                          "is released and the lab resumed; then it goes home")
-                self._gate(goal_handle)
+            while location != home:
+                if self._stopped():
+                    # the rule after a stop: the carrier stays where the stop left it until the operator
+                    # has released the stop and resumed the lab; then it goes home and the batch ends
+                    self.get_logger().warning(f"{batch_id}: {carrier} stays at {location} until the emergency "
+                                              "stop is released and the lab resumed; then it goes home")
+                    self._gate(goal_handle)
+                stops = self.stops
+                try:
+                    self._transport(batch_id, carrier, self.carriers.get(carrier, location), home,
+                                    _NeverCancelled(goal_handle), held)
+                except InvalidGoal:
+                    if self.stops == stops and not self._stopped():
+                        raise
+                    # stopped on the way home (the stop may be released already): once the lab runs
+                    # again it tries again, from where the carrier is now
+                    wait_sim(self, 1.0)  # /world_state after the stop says where that is
+                held = None if self.carriers.get(carrier, location).partition("/")[0] != held else held
                 location = self.carriers.get(carrier, home)
-            if location != home:
-                self._transport(batch_id, carrier, location, home, _NeverCancelled(goal_handle), held)
-            elif held:
+            if held:
                 self.station_pool.release(held, batch_id)
         except (Interrupted, Unavailable, InvalidGoal) as exc:
             self.get_logger().error(f"{batch_id}: {carrier} could not go home from {self.carriers.get(carrier)}: {exc}")

@@ -123,6 +123,9 @@ class NavigatorNode(Node):
             started = sim_now(self)
             p = goal_handle.request.pose
             result = NavigateToPose.Result()
+            if not all(math.isfinite(v) for v in (p.x, p.y, p.theta)):
+                return self._finish(goal_handle, result, None,
+                                    f"refused: the pose ({p.x}, {p.y}, {p.theta}) is not finite", False)
             outcome = self._drive(goal_handle, Pose2D(p.x, p.y, p.theta), NavigateToPose)
             result.final_pose, result.travelled = to_msg(outcome.final_pose), float(outcome.travelled)
             result.duration = float(sim_now(self) - started)

@@ -25,14 +25,16 @@ from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.params import PlannerParams
 from lab.core.space import campaign_path, load_campaign
 from lab.core.store import CampaignStore
+from lab.core.workflow import load_workflows, workflow
 from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import sim_now
 from lab.ros.conversions import msg_to_measurement
 from lab.ros.main import node_main
-from lab.ros.params import declare_params
+from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
 from lab_interfaces.action import RunBatch, RunCampaign
 from lab_interfaces.msg import Formulation, Measurement
+from lab_interfaces.srv import CancelCampaign
 
 
 class PlannerNode(Node):
@@ -47,29 +49,58 @@ class PlannerNode(Node):
         self.create_subscription(String, "/recorder/path", lambda m: setattr(self, "recording", m.data), LATCHED,
                                  callback_group=group)
         self._busy = threading.Lock()
+        self._running = ""               # the campaign id this planner runs ('' = none)
+        self._cancels: set[str] = set()  # campaign ids the operator cancelled (~/cancel_campaign)
+        # every goal is accepted and a refused one aborted with its reason: an action's
+        # rejection carries none
         ActionServer(self, RunCampaign, "~/run_campaign", execute_callback=self._execute,
-                     goal_callback=lambda _: GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT,
+                     goal_callback=lambda _: GoalResponse.ACCEPT,
                      cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group)
+        self.create_service(CancelCampaign, "~/cancel_campaign", self._srv_cancel, callback_group=group)
         self.get_logger().info(f"campaign database {self.database}")
 
     def _config_dir(self) -> Path | None:
         value = self.params.campaigns_dir
         return Path(value) if value else None
 
+    def _srv_cancel(self, request, response):
+        running = self._running
+        if not running or request.campaign_id not in (running, ""):
+            response.success = False
+            response.message = (f"campaign '{request.campaign_id}' is not running here " +
+                                (f"(running: {running})" if running else "(no campaign is running)"))
+            return response
+        self._cancels.add(running)
+        response.success = True
+        response.message = (f"cancelling {running}: its batches in flight are cancelled; "
+                            f"resume it with `lab campaign resume {running}`")
+        return response
+
     def _execute(self, goal_handle):
-        with self._busy:
+        result = RunCampaign.Result(database=str(self.database))
+        if not self._busy.acquire(blocking=False):
+            result.success = False
+            result.message = (f"refused: campaign {self._running or '(starting)'} is running on this lab; "
+                              f"one campaign at a time (`lab campaign cancel {self._running}` ends it)")
+            self.get_logger().warning(result.message)
+            goal_handle.abort()
+            return result
+        try:
             request = goal_handle.request
-            result = RunCampaign.Result(database=str(self.database))
             try:
                 with CampaignStore.open(self.database) as store:
                     runner = self._runner(store, request)
-                    result.campaign_id = runner.campaign_id
+                    result.campaign_id = self._running = runner.campaign_id
                     return self._loop(goal_handle, runner, result)
             except (InvalidGoal, ConfigError) as exc:
                 result.success, result.message = False, str(exc)
                 self.get_logger().warning(f"campaign refused: {exc}")
                 goal_handle.abort()
                 return result
+        finally:
+            self._cancels.discard(self._running)
+            self._running = ""
+            self._busy.release()
 
     def _runner(self, store, request) -> CampaignRunner:
         if request.resume:
@@ -78,7 +109,10 @@ class PlannerNode(Node):
             return CampaignRunner.resume(store, request.campaign_id, config_dir=self._config_dir())
         config = load_campaign(campaign_path(request.campaign, self._config_dir()))
         batch = int(request.batch_size) or config.batch_size
-        return CampaignRunner.start(store, config, int(request.budget), batch, int(request.seed))
+        flow = workflow(load_workflows(file_or_default(self.params.workflows_file, "config/workflows.yaml")),
+                        config.workflow)
+        return CampaignRunner.start(store, config, int(request.budget), batch, int(request.seed),
+                                    capacity=flow.capacity)
 
     def _loop(self, goal_handle, runner: CampaignRunner, result):
         started = sim_now(self)
@@ -99,7 +133,7 @@ class PlannerNode(Node):
                 runner.record(batch_id, [msg_to_measurement(m) for m in measurements])
                 if message:
                     self.get_logger().warning(f"{batch_id}: {message}")
-            if goal_handle.is_cancel_requested:
+            if goal_handle.is_cancel_requested or runner.campaign_id in self._cancels:
                 stop.set()
             if stop.is_set():
                 if not in_flight:
@@ -136,9 +170,14 @@ class PlannerNode(Node):
             result.best_measurements.append(Measurement(valid=True, objectives=list(values),
                                                         values=[float(v) for v in values.values()],
                                                         units=[objective_units.get(k, "") for k in values]))
-        if goal_handle.is_cancel_requested:
-            result.success, result.message = False, f"cancelled; resume with campaign id {runner.campaign_id}"
-            goal_handle.canceled()
+        if goal_handle.is_cancel_requested or runner.campaign_id in self._cancels:
+            by = "" if goal_handle.is_cancel_requested else " by the operator (lab campaign cancel)"
+            result.success = False
+            result.message = f"cancelled{by}; resume with `lab campaign resume {runner.campaign_id}`"
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
         else:
             result.success = True
             result.message = f"{progress.done} experiments ({progress.failed} failed); {progress.best_summary}"

@@ -30,6 +30,7 @@ from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.params import StationParams
 from lab.core.station import StationCore, Step, load_kinds
+from lab.core.workflow import load_workflows
 from lab.core.world import load_stations
 from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
 from lab.ros.conversions import measurement_to_msg, msg_to_formulation
@@ -63,7 +64,10 @@ class StationNode(Node):
                               f"(kinds: {', '.join(kinds)})")
         self.kind = kind
         seed = params.seed or sum(map(ord, self.station))
-        self.core = StationCore(self.station, kinds[kind], seed=seed)
+        flows = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"))
+        visiting = [w.capacity for w in flows.values() if any(step.kind == kind for step in w.steps)]
+        self.core = StationCore(self.station, kinds[kind], seed=seed, capacity=max(visiting, default=None),
+                                lab_components={c for k in kinds.values() for c in k.components})
         self.backend: InstrumentBackend = backend_class("instrument", params.backend)(
             self.core, {"take_fault": self._take_fault})
         self.backend.connect()
@@ -202,10 +206,15 @@ class StationNode(Node):
 
     def _run(self, goal_handle, request, samples, steps: list[Step]):
         try:
+            self._check_presence(request.rack_id)
+            # checked again here, not only on arrival: a goal that waited in the queue or for the
+            # rack's arrival while the lab was stopped must not start
+            refusal = self.safety.refusal()
+            if refusal:
+                raise InvalidGoal(refusal)
             if self.state == StationStatus.FAULT and not sim_reached(self, self.fault_until):
                 raise InvalidGoal(f"{self.station} is in fault ({self.message}) for another "
                                   f"{self.fault_until - sim_now(self):.0f} s")
-            self._check_presence(request.rack_id)
             self.core.plan(request.process, samples)  # stocks may have changed while queued
         except InvalidGoal as exc:
             return self._refuse(goal_handle, str(exc))

@@ -14,6 +14,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from lab.bringup import RESTARTS
 from lab.core.nodetable import ARGUMENTS, expand
 from launch import LaunchDescription
 
@@ -33,6 +34,11 @@ def _nodes(context, *args, **kwargs):
             remappings=list(spec.remappings),
             output="screen",
             emulate_tty=True,
+            # supervision as `lab bringup` does it (lab.bringup.RESTARTS): a node that dies is
+            # started again, up to 3 times (launch's ExecuteProcess; respawn_max_retries since Jazzy)
+            respawn=True,
+            respawn_delay=2.0,
+            respawn_max_retries=RESTARTS,
         ))
     if given["sim"] in ("gazebo", "none"):
         from lab.launch_full_stack import full_stack_actions

@@ -2,9 +2,14 @@
 
 Starts every node of config/nodes.yaml (expanded by lab.core.nodetable, exactly as
 launch/bringup.launch.py does) with the same `--ros-args` launch_ros would pass, prefixes each
-line of their output with the node's name, and stops them all on Ctrl-C, SIGTERM, or when a
-required node dies unexpectedly (saying which). Every child runs in its own process group and
-is killed if bringup itself dies (PR_SET_PDEATHSIG), so nothing is left behind.
+line of their output with the node's name, and stops them all on Ctrl-C or SIGTERM.
+
+Supervision: a node that dies is started again, after 1, 2, 4 ... s (doubling, at most 30 s),
+up to `restarts` times within `RESTART_WINDOW` (the launch file does the same with launch's
+respawn, respawn_delay and respawn_max_retries); each death and restart is logged with the
+exit code. A required node that dies more often than that stops the lab (saying so); an
+optional one is left stopped. Every child runs in its own process group and is killed if
+bringup itself dies (PR_SET_PDEATHSIG), so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from lab.core.errors import ConfigError
 from lab.core.nodetable import NodeSpec, expand, ros_arguments
 
 _PR_SET_PDEATHSIG = 1
+#: s over which a node's restarts are counted: one that ran this long since its last restart
+#: starts counting afresh
+RESTART_WINDOW = 600.0
+RESTARTS = 3
 _COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96]
 
 
@@ -63,13 +72,18 @@ def _node_module_exists(spec: NodeSpec) -> bool:
 class Bringup:
     """Starts and supervises the nodes; `run()` returns the exit status for the shell."""
 
-    def __init__(self, specs: Sequence[NodeSpec], out: IO[str] | None = None, colour: bool | None = None):
+    def __init__(self, specs: Sequence[NodeSpec], out: IO[str] | None = None, colour: bool | None = None,
+                 restarts: int = RESTARTS):
         self.specs = list(specs)
+        self.restarts = restarts
+        self._deaths: dict[str, list[float]] = {}    # node -> monotonic times it died (window)
+        self._due: dict[str, float] = {}             # node -> monotonic time of its restart
         self.out = out or sys.stdout
         self.colour = self.out.isatty() if colour is None else colour
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._supervising = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def say(self, text: str) -> None:
@@ -89,27 +103,82 @@ class Bringup:
     def start(self) -> None:
         for i, spec in enumerate(self.specs):
             try:
-                cmd = command_for(spec)
+                self._spawn(i, spec)
             except FileNotFoundError:
                 if spec.required:
                     raise
                 self.say(f"{spec.full_name}: '{spec.executable}' is not installed; skipped (optional)")
+
+    def _spawn(self, i: int, spec: NodeSpec, again: bool = False) -> None:
+        proc = subprocess.Popen(
+            command_for(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        self.procs[spec.full_name] = proc
+        assert proc.stdout is not None
+        t = threading.Thread(target=self._pump, args=(spec.full_name, proc.stdout, _COLOURS[i % len(_COLOURS)]),
+                             daemon=True)
+        t.start()
+        self._threads.append(t)
+        self.say(f"{'restarted' if again else 'started'} {spec.full_name} (pid {proc.pid}): "
+                 f"{spec.package} {spec.executable}")
+
+    def dead(self) -> list[str]:
+        """Nodes not running now (dead, waiting to restart, or given up)."""
+        return [s.full_name for s in self.specs
+                if (p := self.procs.get(s.full_name)) is None or p.poll() is not None]
+
+    def supervise_in_background(self, period: float = 0.2) -> None:
+        """Supervise from a thread until stop() (for a session that runs its own main loop)."""
+        def loop() -> None:
+            while not self._stopping.wait(period):
+                self.supervise()
+
+        thread = threading.Thread(target=loop, daemon=True, name="supervisor")
+        thread.start()
+        self._threads.append(thread)
+
+    def supervise(self) -> list[str]:
+        """One look at the nodes: schedule a restart for each that died, start those due.
+        Returns the required nodes that died more often than allowed (the lab must stop)."""
+        with self._supervising:  # stop() waits for a pass under way: nothing starts after it
+            return self._supervise()
+
+    def _supervise(self) -> list[str]:
+        now = time.monotonic()
+        give_up = []
+        for i, spec in enumerate(self.specs):
+            name = spec.full_name
+            proc = self.procs.get(name)
+            if proc is None or self._stopping.is_set():
                 continue
-            proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
-            self.procs[spec.full_name] = proc
-            assert proc.stdout is not None
-            t = threading.Thread(target=self._pump, args=(spec.full_name, proc.stdout, _COLOURS[i % len(_COLOURS)]),
-                                 daemon=True)
-            t.start()
-            self._threads.append(t)
-            self.say(f"started {spec.full_name} (pid {proc.pid}): {spec.package} {spec.executable}")
+            if name in self._due:
+                if now >= self._due[name]:
+                    del self._due[name]
+                    self._spawn(i, spec, again=True)
+                continue
+            if proc.poll() is None:
+                continue
+            deaths = [t for t in self._deaths.get(name, []) if now - t < RESTART_WINDOW] + [now]
+            self._deaths[name] = deaths
+            if len(deaths) > self.restarts:
+                what = "stopping the lab" if spec.required else "left stopped (optional)"
+                self.say(f"{name} exited unexpectedly (exit code {proc.returncode}), {len(deaths)} times in "
+                         f"{RESTART_WINDOW / 60:g} min; {what}")
+                self.procs.pop(name)
+                if spec.required:
+                    give_up.append(name)
+                continue
+            delay = min(30.0, 2.0 ** (len(deaths) - 1))
+            self._due[name] = now + delay
+            self.say(f"{name} exited unexpectedly (exit code {proc.returncode}); restarting it in {delay:g} s "
+                     f"(restart {len(deaths)} of {self.restarts} in {RESTART_WINDOW / 60:g} min)")
+        return give_up
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGINT every node (rclpy shuts down cleanly on it), then SIGTERM, then SIGKILL."""
-        self._stopping.set()
+        with self._supervising:
+            self._stopping.set()
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
             alive = [(n, p) for n, p in self.procs.items() if p.poll() is None]
             if not alive:
@@ -136,11 +205,6 @@ class Bringup:
         for t in self._threads:
             t.join(timeout=2.0)
 
-    def dead_required(self) -> list[str]:
-        """Required nodes that have exited."""
-        required = {s.full_name for s in self.specs if s.required}
-        return [n for n, p in self.procs.items() if n in required and p.poll() is not None]
-
     def run(self, duration: float | None = None) -> int:
         interrupted = threading.Event()
 
@@ -154,10 +218,7 @@ class Bringup:
             self.say(f"{len(self.procs)} nodes up; Ctrl-C stops them all")
             started = time.monotonic()
             while not interrupted.is_set():
-                required_dead = [(n, self.procs[n].returncode) for n in self.dead_required()]
-                if required_dead:
-                    for name, code in required_dead:
-                        self.say(f"{name} exited unexpectedly (exit code {code}); stopping the lab")
+                if self.supervise():
                     status = 1
                     break
                 if duration is not None and time.monotonic() - started >= duration:
@@ -196,10 +257,11 @@ def parse_cli_arguments(items: Sequence[str]) -> dict[str, str]:
     return given
 
 
-def main(items: Sequence[str], duration: float | None = None, table: str = "nodes.yaml") -> int:
+def main(items: Sequence[str], duration: float | None = None, table: str = "nodes.yaml",
+         restarts: int = RESTARTS) -> int:
     try:
         specs = plan(parse_cli_arguments(items), table=table)
     except ConfigError as exc:
         print(f"lab bringup: {exc}", file=sys.stderr)
         return 2
-    return Bringup(specs).run(duration=duration)
+    return Bringup(specs, restarts=restarts).run(duration=duration)

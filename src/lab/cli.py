@@ -21,7 +21,7 @@ DEFAULT_DB = "runs/campaigns.db"
 def _bringup(ns: argparse.Namespace) -> int:
     from lab import bringup
 
-    return bringup.main(ns.arguments, duration=ns.duration, table=ns.table)
+    return bringup.main(ns.arguments, duration=ns.duration, table=ns.table, restarts=ns.restarts)
 
 
 def _set_sim_speed(cmd, speed: float) -> None:
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arguments", nargs="*", metavar="name:=value")
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     p.add_argument("--table", default="nodes.yaml", help="node table under config/ (default nodes.yaml)")
+    p.add_argument("--restarts", type=_count(0), default=3,
+                   help="times a node that dies is started again within 10 min (default 3; 0: never)")
     p.set_defaults(func=_bringup)
 
     p = sub.add_parser("demo", help="bring the lab up, run a photocatalysis campaign, write its report")

@@ -39,7 +39,7 @@ def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0,
         try:
             code, result = run_campaign_with_progress(cmd, campaign, budget, batch, seed)
         except TimeoutError as exc:
-            dead = lab.dead_required()
+            dead = lab.dead()
             print(f"lab demo: {exc}" + (f"; node(s) died: {', '.join(dead)}" if dead else ""), file=sys.stderr)
             return 1
         print(f"lab demo: wall time {time.monotonic() - started:.0f} s")

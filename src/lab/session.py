@@ -38,6 +38,7 @@ def lab_session(specs: Sequence[NodeSpec], log_path: Path,
         cmd = LabCommander(node_name)
         try:
             lab.start()
+            lab.supervise_in_background()
             yield lab, cmd
         finally:
             cmd.destroy_node()

@@ -79,22 +79,38 @@ def _write_table(tmp_path: Path, repo_root: Path, nodes: list[dict]) -> Path:
     return table
 
 
-def test_a_dying_node_stops_the_lab_and_is_named(repo_root: Path, tmp_path: Path) -> None:
+def test_a_dying_node_is_restarted_and_one_that_keeps_dying_stops_the_lab(repo_root: Path,
+                                                                          tmp_path: Path) -> None:
+    """Supervision: a SIGKILLed node is started again (said, with its exit code); past the
+    restart limit (here --restarts 1) a required node stops the lab, and nothing is left."""
     rec = str(repo_root / "config" / "params" / "recorder.yaml")
     table = _write_table(tmp_path, repo_root, [
         {"name": "recorder", "executable": "recorder", "params": [rec], "set": {"output_dir": str(tmp_path)}},
         {"name": "recorder_b", "executable": "recorder", "params": [rec], "set": {"output_dir": str(tmp_path)}},
     ])
-    with process(LAB + ["bringup", "--table", str(table), "sim:=none"], cwd=tmp_path) as proc:
+
+    def victim_of(pid: int) -> int | None:
+        return next((p for p in children_of(pid)
+                     if "recorder_b" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")), None)
+
+    with process(LAB + ["bringup", "--table", str(table), "--restarts", "1", "sim:=none"], cwd=tmp_path) as proc:
         wait_for(lambda: len(children_of(proc.pid)) >= 2, timeout=30, what="two nodes started")
         time.sleep(2.0)
-        kids = children_of(proc.pid)
-        victim = next(p for p in kids if "recorder_b" in Path(f"/proc/{p}/cmdline").read_text())
-        os.kill(victim, signal.SIGKILL)
+        first = victim_of(proc.pid)
+        assert first is not None
+        others = [p for p in children_of(proc.pid) if p != first]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: victim_of(proc.pid) not in (None, first), timeout=30, what="recorder_b restarted")
+        time.sleep(2.0)
+        second = victim_of(proc.pid)
+        assert alive(others) == others, "the other node was touched by the restart"
+        os.kill(second, signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 1
-    assert "[bringup] /recorder_b exited unexpectedly (exit code -9); stopping the lab" in out
-    assert alive(kids) == []
+    assert proc.returncode == 1, out
+    assert "[bringup] /recorder_b exited unexpectedly (exit code -9); restarting it in 1 s (restart 1 of 1" in out
+    assert f"[bringup] restarted /recorder_b (pid {second})" in out
+    assert "[bringup] /recorder_b exited unexpectedly (exit code -9), 2 times in 10 min; stopping the lab" in out
+    assert alive([first, second, *others]) == []
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,6 +1,7 @@
 """The embedded simulation's lockstep clock, over DDS: it holds while nothing moves and nobody
 waits, runs for a node's wait to exactly the time waited for, stops when a wait is cancelled,
-and while a node holds it (a robot's nodes between motions) runs only for the holder's waits."""
+and while a node holds it (a robot's nodes between motions) runs only for the holder's waits;
+a holder restarted under its name frees what its predecessor held."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
     from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
 
-    from lab.ros.clock import clock_hold, sim_now, wait_sim
+    from lab.ros.clock import ClockWaits, clock_hold, sim_now, wait_sim
 
     with lab(tmp_path, ["robots:=1", "speed:=1000", "record:=false"], keep={"sim"}):
         context = rclpy.Context()
@@ -73,6 +74,32 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
             assert sim_now(node) == pytest.approx(start + 3600.0, abs=1e-3)
             executor.remove_node(other)
             other.destroy_node()
+
+            # a holder killed mid-hold and restarted under the same name: the new instance's first
+            # word frees its predecessor's hold (before, the clock froze until a full restart)
+            first = Node("restarted_holder", context=context,
+                         parameter_overrides=[Parameter("use_sim_time", value=True)])
+            executor.add_node(first)
+            kept = ClockWaits.of(first).hold()  # entered, never left: its process "dies" holding the clock
+            kept.__enter__()  # (a reference is kept: a collected generator would end the hold)
+            time.sleep(0.5)
+            start = sim_now(node)
+            waiting = threading.Thread(target=wait_sim, args=(node, 100.0), daemon=True)
+            waiting.start()
+            time.sleep(1.5)
+            assert sim_now(node) == start, "the clock ran through the first instance's hold"
+            executor.remove_node(first)
+            first.destroy_node()
+            second = Node("restarted_holder", context=context,
+                          parameter_overrides=[Parameter("use_sim_time", value=True)])
+            executor.add_node(second)
+            began = time.monotonic()
+            assert wait_sim(second, 1.0)
+            waiting.join(timeout=3.0)
+            # well before the 5 s after which a node gone from the graph loses its holds anyway
+            assert not waiting.is_alive() and time.monotonic() - began < 4.0, time.monotonic() - began
+            executor.remove_node(second)
+            second.destroy_node()
         finally:
             executor.shutdown()
             node.destroy_node()

@@ -185,6 +185,15 @@ class SimNode(Node):
         return response
 
     def _clock_wait(self, msg: ClockWait) -> None:
+        name, _, _instance = msg.owner.partition("#")
+        stale = {k for table in (self._waits, self._holds) for k in table
+                 if k[0] != msg.owner and k[0].partition("#")[0] == name}
+        if stale:
+            self.get_logger().warning(f"{name} was restarted: its predecessor's {len(stale)} clock wait(s) and "
+                                      "hold(s) are dropped")
+            for table in (self._waits, self._holds):
+                for k in stale:
+                    table.pop(k, None)
         key = (msg.owner, int(msg.id))
         table = self._holds if msg.hold else self._waits
         if msg.active:
@@ -198,7 +207,7 @@ class SimNode(Node):
         present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
         wall = time.monotonic()
         for owner in {k[0] for k in [*self._waits, *self._holds]}:
-            if owner in present:
+            if owner.partition("#")[0] in present:
                 self._missing.pop(owner, None)
             elif wall - self._missing.setdefault(owner, wall) > 5.0:
                 self.get_logger().warning(f"{owner} left the graph: its clock waits and holds are dropped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -55,7 +56,9 @@ class ClockWaits:
         from lab_interfaces.msg import ClockWait
 
         self._msg = ClockWait
-        self._owner = node.get_fully_qualified_name()
+        # the node's name and this instance: a node restarted under the same name frees what its
+        # predecessor held (the simulation drops an owner's entries when a new instance speaks)
+        self._owner = f"{node.get_fully_qualified_name()}#{uuid.uuid4().hex[:8]}"
         self._pub = node.create_publisher(ClockWait, self.TOPIC, self.QOS)
         self._next = 0
         self._lock = threading.Lock()

@@ -1,9 +1,10 @@
 """A RunStation action server in its own process, for the interface round-trip tests.
 
-    action_server_proc.py [--namespace NS] [--slow-first-answer S] [--refuse]
+    action_server_proc.py [--namespace NS] [--slow-first-answer S] [--refuse] [--hang]
 
 With --slow-first-answer the first goal is answered S wall seconds late (what a lost or late
-goal response looks like to a client); every goal that runs prints `RAN <rack_id>`.
+goal response looks like to a client); every goal that runs prints `RAN <rack_id>`. With
+--hang a goal prints `STARTED <rack_id>` and never ends (a station process to kill mid-way).
 """
 
 import sys
@@ -18,8 +19,10 @@ from lab_interfaces.msg import Measurement
 
 
 class EchoStation(Node):
-    def __init__(self, namespace: str = "", slow_first_answer: float = 0.0, refuse: bool = False) -> None:
+    def __init__(self, namespace: str = "", slow_first_answer: float = 0.0, refuse: bool = False,
+                 hang: bool = False) -> None:
         super().__init__("echo_station", namespace=namespace)
+        self.hang = hang
         self.slow_first_answer = slow_first_answer
         self.refuse = refuse
         self.server = ActionServer(self, RunStation, "run_station", execute_callback=self.execute,
@@ -33,6 +36,10 @@ class EchoStation(Node):
 
     def execute(self, handle):
         goal = handle.request
+        if self.hang:
+            print(f"STARTED {goal.rack_id}", flush=True)
+            while True:
+                time.sleep(1.0)
         for i in range(3):
             fb = RunStation.Feedback(step=f"step{i}", step_index=i, step_count=3, progress=(i + 1) / 3.0,
                                      time_left=float(2 - i))
@@ -56,9 +63,10 @@ def main() -> None:
     parser.add_argument("--namespace", default="")
     parser.add_argument("--slow-first-answer", type=float, default=0.0)
     parser.add_argument("--refuse", action="store_true")
+    parser.add_argument("--hang", action="store_true")
     ns, _ = parser.parse_known_args()
     rclpy.init(args=sys.argv)
-    node = EchoStation(ns.namespace, ns.slow_first_answer, ns.refuse)
+    node = EchoStation(ns.namespace, ns.slow_first_answer, ns.refuse, ns.hang)
     print("READY", flush=True)
     try:
         rclpy.spin(node)

@@ -91,3 +91,48 @@ def test_a_goal_sent_again_after_a_late_answer_runs_once(rclpy_context) -> None:
     # a goal the server refuses is still reported as refused when the refusal came late
     outcome, task, printed = _late_answer(rclpy_context, "resend_client_2", "--refuse")
     assert outcome is TaskResult.REJECTED and task.adopted and printed == []
+
+
+def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_context) -> None:
+    """A station killed mid-process and started again under its name: the client's wait for
+    that goal's result ends (within DDS's 20 s lease, not at the 300 s time-out) saying why."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from lab.ros.actions import ActionClient, call_action
+    from lab_interfaces.action import RunStation
+
+    server = Path(__file__).with_name("action_server_proc.py")
+    command = [sys.executable, str(server), "--namespace", "/stations/gone"]
+    node = Node("gone_client", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        with process([*command, "--hang"]) as first:
+            assert first.stdout.readline().strip() == "READY"
+            client = ActionClient(node, RunStation, "/stations/gone/run_station")
+            outcome: dict = {}
+            waiter = threading.Thread(target=lambda: outcome.update(call=call_action(
+                client, RunStation.Goal(rack_id="rack_1"), timeout=300.0)), daemon=True)
+            waiter.start()
+            assert first.stdout.readline().strip() == "STARTED rack_1"
+            os.kill(first.pid, signal.SIGKILL)
+            killed = time.monotonic()
+        with process(command) as again:
+            assert again.stdout.readline().strip() == "READY"
+            waiter.join(timeout=60.0)
+            assert not waiter.is_alive(), "still waiting for a goal its server forgot"
+        message = outcome["call"].message
+        assert "the action server went away during the goal" in message, message
+        assert time.monotonic() - killed < 45.0
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        spinner.join(timeout=5)

@@ -165,6 +165,31 @@ class CallOutcome:
         return self.reason or str(getattr(self.result, "message", ""))
 
 
+class _ServerInstance:
+    """Which action server instance took a goal: the DDS endpoints (gids) of its status
+    publisher. A server whose node died or was restarted under the same name has new ones once
+    DDS has noticed (a SIGKILLed participant's lease runs out: 20 s with Fast DDS's defaults);
+    then its goals are gone, and waiting on for their results would wait until the time-out."""
+
+    def __init__(self, client: ActionClient, period: float = 2.0) -> None:
+        node = client._node  # rclpy keeps the node there (no public accessor)
+        self._lookup = lambda: {bytes(info.endpoint_gid) for info in node.get_publishers_info_by_topic(
+            node.resolve_topic_name(client._action_name) + "/_action/status")}
+        self._gids = self._lookup()
+        self._period = period
+        self._next = time.monotonic() + period
+
+    def gone(self) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self._period
+        now = self._lookup()
+        if not self._gids:  # not in this node's graph yet when the goal was accepted
+            self._gids = now
+            return False
+        return not (self._gids & now)
+
+
 def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
                 cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
                 server_timeout: float = 15.0, log: Callable[[str], None] | None = None) -> CallOutcome:
@@ -186,7 +211,12 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
     result_future.add_done_callback(lambda _: done.set())
     deadline = time.monotonic() + timeout
     cancelled = False
+    server = _ServerInstance(client)
     while not done.wait(0.02):
+        if server.gone():
+            return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
+                               f"{client.name}: the action server went away during the goal (its node died or "
+                               "was restarted): the goal's result is lost")
         if not cancelled and (cancel() or time.monotonic() > deadline):
             cancelled = True
             sent.handle.cancel_goal_async()

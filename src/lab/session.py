@@ -54,9 +54,20 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
 
     task = cmd.run_campaign(campaign, budget=budget, batch_size=batch, seed=seed, resume=resume,
                             campaign_id=campaign_id)
+    from lab.ros.actions import ServerInstance
+    from lab_interfaces.action import RunCampaign
+
+    planner = ServerInstance(cmd._client(RunCampaign, "/planner/run_campaign"))
     line = ProgressLine()
     try:
         while not cmd.is_task_complete(task, wait=0.2):
+            if task.goal_handle is not None and planner.gone():
+                line.close()
+                fb = cmd.get_feedback(task)
+                ident = fb.campaign_id if fb is not None and fb.campaign_id else "ID (lab campaign list)"
+                print("lab: the planner went away during the campaign (its node died or was restarted); "
+                      f"nothing measured is lost: `lab campaign resume {ident}` continues it", file=sys.stderr)
+                return 1, None
             fb = cmd.get_feedback(task)
             if fb is None:
                 continue

@@ -36,6 +36,7 @@ class Output:
     """Collects a process's output in a thread (so its pipe never fills)."""
 
     def __init__(self, proc) -> None:
+        self.proc = proc
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ros_available
 from labproc import LAB, Output, lab
-from procs import process, wait_for
+from procs import children_of, process, wait_for
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -150,7 +150,8 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
     (The planner alone: its batches wait for a lab manager that is not there.)"""
     from lab.commander import TaskResult
 
-    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"}):
+    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"}) as lab_out:
+        bringup = lab_out.proc
         first = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=1)
         wait_for(lambda: commander.is_task_complete(first, wait=0.05) or
                  (first.feedback is not None and bool(first.feedback.campaign_id)), 60, what="the campaign's id")
@@ -181,3 +182,17 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
                  (again.feedback is not None and bool(again.feedback.campaign_id)), 60, what="a new campaign")
         assert not again.done.is_set(), again.result
         commander.cancel(again, timeout=60)
+
+        # the planner SIGKILLed under `lab campaign run`: bringup restarts it, and the command
+        # says what happened and how to go on instead of waiting for ever
+        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", "64"], cwd=tmp_path) as cli:
+            out = Output(cli)
+            wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
+            planner = next(p for p in children_of(bringup.pid)
+                           if "planner" in Path(f"/proc/{p}/cmdline").read_text(errors="replace"))
+            os.kill(planner, signal.SIGKILL)
+            code = cli.wait(timeout=90)
+        assert code == 1, out.text()
+        assert "the planner went away during the campaign" in out.text(), out.text()
+        assert "lab campaign resume photocatalysis-" in out.text(), out.text()
+        wait_for(lambda: "restarted /planner" in lab_out.text(), 30, what="bringup to restart the planner")

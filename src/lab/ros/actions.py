@@ -165,7 +165,7 @@ class CallOutcome:
         return self.reason or str(getattr(self.result, "message", ""))
 
 
-class _ServerInstance:
+class ServerInstance:
     """Which action server instance took a goal: the DDS endpoints (gids) of its status
     publisher. A server whose node died or was restarted under the same name has new ones once
     DDS has noticed (a SIGKILLed participant's lease runs out: 20 s with Fast DDS's defaults);
@@ -211,7 +211,7 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
     result_future.add_done_callback(lambda _: done.set())
     deadline = time.monotonic() + timeout
     cancelled = False
-    server = _ServerInstance(client)
+    server = ServerInstance(client)
     while not done.wait(0.02):
         if server.gone():
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,

@@ -96,3 +96,43 @@ def test_pause_is_exact_and_a_stopped_batch_reports_stopped_and_goes_home_after_
         finally:
             cmd.destroy_node()
             context.try_shutdown()
+
+
+def test_a_restarted_lab_manager_brings_a_stray_rack_home(tmp_path) -> None:
+    """The lab manager SIGKILLed while a rack sits on the robot's deck: bringup restarts it, and
+    the new one, finding the rack away from home with no batch to own it, brings it home."""
+    import os
+    import signal
+    from pathlib import Path
+
+    import rclpy
+    from procs import children_of
+
+    from lab.commander import LabCommander, TaskResult
+    from lab.ros.qos import LATCHED
+    from lab_interfaces.msg import WorldState
+
+    world: dict[str, str] = {}
+    with lab(tmp_path, ["robots:=1", "speed:=200", "record:=false"],
+             keep={"safety", "sim", "navigator", "arm", "station", "lab_manager"}) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("strays_test", context=context)
+        cmd.create_subscription(WorldState, "/world_state", lambda m: world.update(
+            dict(zip(m.objects, m.locations, strict=False))), LATCHED)
+        try:
+            spin_until(cmd, lambda: "rack_1" in world, 60, what="the simulated world state")
+            assert cmd.wait(cmd.navigate_to_station("robot1", "rack_storage"), timeout=120) is TaskResult.SUCCEEDED
+            moved = cmd.manipulate("robot1", "transfer", world["rack_1"], "robot1/deck1", "rack_1")
+            assert cmd.wait(moved, timeout=120) is TaskResult.SUCCEEDED, moved.result
+            spin_until(cmd, lambda: world.get("rack_1") == "robot1/deck1", 30, what="rack_1 on the deck")
+            manager = next(p for p in children_of(out.proc.pid)
+                           if "lab_manager" in Path(f"/proc/{p}/cmdline").read_text(errors="replace"))
+            os.kill(manager, signal.SIGKILL)
+            spin_until(cmd, lambda: world.get("rack_1", "").startswith("rack_storage/"), 180,
+                       what="the restarted lab manager to bring rack_1 home")
+            assert "restarted /lab_manager" in out.text(400)
+            assert "rack_1 is at robot1/deck1, away from home, with no batch" in out.text(400)
+        finally:
+            cmd.destroy_node()
+            context.try_shutdown()

@@ -22,7 +22,9 @@ a release, stays paused until `~/resume`. Operator services `~/pause` (current s
 nothing new starts: every goal this node sends passes lab.core.gate.StartGate, and the pause
 returns once the goals already past it were answered),
 `~/resume` (refused while the stop is set: resume never releases it) and `~/estop` (forwards
-to /safety/stop); `/lab_status` (LabStatus) is published every second (wall).
+to /safety/stop); `/lab_status` (LabStatus) is published every second (wall). A lab manager
+that starts (after a crash, say) and finds a carrier away from home that no batch owns (on a
+robot's deck, in a station) brings it home first.
 """
 
 from __future__ import annotations
@@ -149,6 +151,49 @@ class LabManager(Node):
                      callback_group=group)
         self.get_logger().info(f"robots {', '.join(self.robots)}; {len(self.stations)} stations; "
                                f"workflows {', '.join(self.workflows)}")
+        threading.Thread(target=self._bring_strays_home, daemon=True, name="strays").start()
+
+    def _bring_strays_home(self) -> None:
+        """At start-up (a restart after a crash, say): every carrier the world state shows away
+        from home with no batch of this lab manager to own it (on a robot's deck, in a station)
+        is brought home, by the rule a stopped batch's carrier follows."""
+        if not wait_for(lambda: bool(self.carriers), WORLD_WAIT):
+            return
+        wait_for(lambda: all(r in self.robot_pose for r in self.robots), 10.0)
+        with self._lock:
+            strays = {c: loc for c, loc in self.carriers.items() if not self._at_home(c, loc)}
+        for carrier, location in strays.items():
+            try:
+                self.carrier_pool.acquire([carrier], "strays", timeout=0.0)
+            except Unavailable:
+                continue  # a batch has it
+            try:
+                target = self._free_home_slot(carrier)
+                if target is None:
+                    self.get_logger().error(f"{carrier} is at {location}: no free place at its home to bring it to")
+                    continue
+                self.get_logger().warning(f"{carrier} is at {location}, away from home, with no batch: "
+                                          f"bringing it to {target}")
+                self._transport("strays", carrier, location, target, _NeverCancelled(None), None)
+            except (Interrupted, Unavailable, InvalidGoal) as exc:
+                self.get_logger().error(f"{carrier} could not be brought home from {location}: {exc}")
+            finally:
+                self.carrier_pool.release(carrier, "strays")
+
+    def _homes(self, carrier: str) -> set[str]:
+        """The station kinds where `carrier` waits between batches (its workflows' home)."""
+        kind = self.carrier_kind.get(carrier, "")
+        return {wf.home for wf in self.workflows.values() if wf.carrier == kind}
+
+    def _at_home(self, carrier: str, location: str) -> bool:
+        return self.kind_of.get(location.partition("/")[0], "") in self._homes(carrier)
+
+    def _free_home_slot(self, carrier: str) -> str | None:
+        with self._lock:
+            taken = set(self.carriers.values())
+        homes = self._homes(carrier)
+        return next((f"{s}/{slot}" for s, station in self.stations.items() if self.kind_of[s] in homes
+                     for slot in station.slots if f"{s}/{slot}" not in taken), None)
 
     # ------------------------------------------------------------------ inputs
     def _odom(self, robot: str, msg: Odometry) -> None:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from geometry_msgs.msg import Pose2D as Pose2DMsg
@@ -264,13 +266,20 @@ class LabManager(Node):
         response.message = "resumed" if previous != RUNNING else "already running"
         return response
 
-    def _gate(self, goal_handle) -> None:
-        """Block while paused or stopped; Interrupted when the batch is cancelled."""
+    @contextmanager
+    def _starting(self, goal_handle) -> Iterator[Callable[[], None]]:
+        """The start gate for one batch's step (lab.core.gate.StartGate.start): waits while the
+        lab is paused or stopped; Interrupted('batch cancelled') when the batch is cancelled."""
         try:
-            with self.gate.start(lambda: goal_handle.is_cancel_requested):
-                pass
+            with self.gate.start(lambda: goal_handle.is_cancel_requested) as started:
+                yield started
         except Interrupted:
             raise Interrupted("batch cancelled") from None
+
+    def _gate(self, goal_handle) -> None:
+        """Block while paused or stopped; Interrupted when the batch is cancelled."""
+        with self._starting(goal_handle):
+            pass
 
     @property
     def mode(self) -> int:
@@ -285,7 +294,7 @@ class LabManager(Node):
         the batch is cancelled meanwhile) and wait for its result."""
         self._last_handle = getattr(self, "_last_handle", {})
         try:
-            with self.gate.start(lambda: goal_handle.is_cancel_requested) as started:
+            with self._starting(goal_handle) as started:
                 def keep(handle) -> None:
                     started()
                     with self._lock:
@@ -296,8 +305,6 @@ class LabManager(Node):
                     self.active_steps[holder] = what
                 outcome = call_action(client, goal, timeout=self.params.station_timeout, feedback=feedback,
                                       cancel=lambda: cancel() or self._stopped(), on_handle=keep)
-        except Interrupted:
-            raise Interrupted("batch cancelled") from None
         finally:
             with self._lock:
                 handle = self._last_handle.pop(threading.get_ident(), None)

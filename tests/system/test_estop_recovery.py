@@ -4,7 +4,8 @@ a station lets that transfer finish and starts nothing more until resumed. A sto
 station's process ends that process, the batch reports its samples stopped with who stopped
 the lab and why (never as measured), its rack stays where the stop left it until the operator
 has released the stop and resumed the lab (resume alone is refused), then goes home, and no
-station is left holding a rack. A lab manager killed with a rack on the robot's deck is
+station is left holding a rack. A simulation killed with a rack on the robot's deck comes back
+with the rack there. A lab manager killed with a rack on the robot's deck is
 restarted by bringup and brings the rack home."""
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from test_robot import spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+def node_pid(out, name: str) -> int:
+    """The process of node `name` under the bringup (its `-r __node:=name` argument)."""
+    return next(p for p in children_of(out.proc.pid)
+                if f"__node:={name}" in Path(f"/proc/{p}/cmdline").read_text(errors="replace").split("\0"))
 
 
 def rack_of(world: dict[str, str]) -> set[str]:
@@ -106,9 +113,15 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
             moved = cmd.manipulate("robot1", "transfer", world["rack_1"], "robot1/deck1", "rack_1")
             assert cmd.wait(moved, timeout=120) is TaskResult.SUCCEEDED, moved.result
             spin_until(cmd, lambda: world.get("rack_1") == "robot1/deck1", 30, what="rack_1 on the deck")
-            manager = next(p for p in children_of(out.proc.pid)
-                           if "lab_manager" in Path(f"/proc/{p}/cmdline").read_text(errors="replace"))
-            os.kill(manager, signal.SIGKILL)
+            # the simulation SIGKILLed: bringup restarts it, and it takes the world back as it was
+            # (a fresh one would put rack_1 in rack storage, where the configuration starts it)
+            os.kill(node_pid(out, "sim"), signal.SIGKILL)
+            spin_until(cmd, lambda: "restarted /sim" in out.text(400), 60, what="bringup to restart the sim")
+            world.clear()
+            spin_until(cmd, lambda: "rack_1" in world, 60, what="the restarted simulation's world state")
+            assert world["rack_1"] == "robot1/deck1", (world, out.text(60))
+            assert "world taken back from runs/sim_world.json" in out.text(400)
+            os.kill(node_pid(out, "lab_manager"), signal.SIGKILL)
             spin_until(cmd, lambda: world.get("rack_1", "").startswith("rack_storage/"), 180,
                        what="the restarted lab manager to bring rack_1 home")
             assert "restarted /lab_manager" in out.text(400)

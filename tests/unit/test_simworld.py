@@ -183,3 +183,55 @@ def test_one_trajectory_through_waypoints_rests_at_each_and_holds_on_emergency_s
     sim.set_trajectory("r", ["j1", "j2"], list(times), positions.tolist())
     sim.step(float(times[-1]) + 0.1)
     assert [arm.joints["j1"], arm.joints["j2"]] == pytest.approx(waypoints[-1])
+
+
+def test_saved_world_comes_back_in_a_new_simulation_and_a_bad_one_changes_nothing(world: LabWorld,
+                                                                                 tmp_path: Path) -> None:
+    """What a restarted simulation takes back (lab.core.persist through a file, as the sim node
+    does): the time, where the robot truly is and believes it is, its joints and battery, and
+    where every rack is, including one left in a station's slot and one in the gripper."""
+    from lab.core.persist import read_json, write_json
+
+    charger = next(s for s in world.stations.values() if s.kind == "charger")
+    other = next(s for s in world.stations.values() if s.kind != "charger" and s.name != "rack_storage" and s.slots)
+    objects = {"rack_1": "rack_storage/slot1", "rack_2": "rack_storage/slot2"}
+
+    def fresh() -> SimLab:
+        return SimLab(world, {"r": charger.dock}, ["j1"], ObjectRegistry(dict(objects), {}))
+
+    sim = fresh()
+    drive(sim, "r", other.dock)
+    sim.objects.move("rack_1", "rack_storage/slot1", f"{other.name}/{next(iter(other.slots))}")
+    sim.objects.move("rack_2", "rack_storage/slot2", "r/gripper")
+    sim.robots["r"].joints["j1"] = 0.7
+    write_json(tmp_path / "world.json", sim.state())
+
+    back = fresh()
+    assert back.restore(read_json(tmp_path / "world.json")) == []
+    assert back.time == pytest.approx(sim.time) and back.time > 0
+    assert back.objects.locations == sim.objects.locations
+    robot, was = back.robots["r"], sim.robots["r"]
+    assert (robot.truth, robot.estimate, robot.joints, robot.battery) == \
+        (was.truth, was.estimate, was.joints, was.battery)
+    assert robot.truth.distance_to(charger.dock) > 1.0  # not where a fresh start puts it
+
+    state = sim.state()
+    bad_states = [
+        {**state, "objects": {**state["objects"], "rack_2": state["objects"]["rack_1"]}},  # two in one slot
+        {**state, "objects": {**state["objects"], "rack_2": "rack_storage/no_such_slot"}},
+        {**state, "robots": {"r": {**state["robots"]["r"], "truth": [-50.0, 0.0, 0.0]}}},  # outside the lab
+        {**state, "robots": {"r": {**state["robots"]["r"], "battery": float("nan")}}},
+        {**state, "time": -1.0},
+        {"time": 1.0},
+    ]
+    for bad in bad_states:
+        untouched = fresh()
+        before = untouched.state()
+        with pytest.raises(InvalidGoal):
+            untouched.restore(bad)
+        assert untouched.state() == before
+    assert read_json(tmp_path / "none.json") is None
+    (tmp_path / "torn.json").write_text('{"time": 1')
+    from lab.core.errors import ConfigError
+    with pytest.raises(ConfigError, match="torn.json"):
+        read_json(tmp_path / "torn.json")

@@ -77,6 +77,11 @@ class SimNodeParams(SimParams):
     camera_range: float = Field(1.0, gt=0)           # m: rendered only while a marker panel is this close
     max_step: float = Field(20.0, gt=0)              # simulated s per tick at most
     seed: int = 0
+    # the world as it was (time, robots, racks and trays) survives the simulation's process: saved
+    # here (relative to the working folder) on every grasp and release and every `save_period`
+    # wall s, and taken back at start-up. "" = start from `objects`/`start_poses` every time.
+    state_file: str = "runs/sim_world.json"
+    save_period: float = Field(1.0, gt=0)
 
     @field_validator("objects")
     @classmethod

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -133,6 +134,61 @@ class SimLab:
             joints = {j: 0.0 for j in self.joint_names}
             joints.update(initial_joints or {})
             self.robots[name] = SimRobot(name=name, truth=pose, estimate=pose, joints=joints)
+
+    # ----------------------------------------------------------------- persistence
+    def state(self) -> dict[str, Any]:
+        """What must outlive the simulation's process: the time, where every robot truly is and
+        believes it is, its joints and battery, where every rack and tray is. (Motion in progress
+        is not kept: a restarted controller starts at rest, as a real one does.)"""
+        return {"time": self.time,
+                "robots": {name: {"truth": list(astuple(r.truth)), "estimate": list(astuple(r.estimate)),
+                                  "joints": dict(r.joints), "battery": r.battery}
+                           for name, r in self.robots.items()},
+                "objects": dict(self.objects.locations), "kinds": dict(self.objects.kinds)}
+
+    def restore(self, state: Mapping[str, Any]) -> list[str]:
+        """Take a saved `state()` back. All or nothing: InvalidGoal (nothing changed) when it does
+        not fit this lab (a location that does not exist, two objects in one slot, a robot standing
+        in a wall). Robots and objects the state does not name keep their configured start; the
+        returned notes say what was left out (a robot or object no longer configured)."""
+        try:
+            time = float(state["time"])
+            robots = {name: (Pose2D(*map(float, r["truth"])), Pose2D(*map(float, r["estimate"])),
+                             {str(j): float(v) for j, v in r["joints"].items()}, float(r["battery"]))
+                      for name, r in state["robots"].items()}
+            objects = {str(o): str(loc) for o, loc in state["objects"].items()}
+            kinds = {str(o): str(k) for o, k in state.get("kinds", {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidGoal(f"saved state is malformed: {exc!r}") from None
+        if not math.isfinite(time) or time < 0:
+            raise InvalidGoal(f"saved state has time {time}")
+        numbers = [v for truth, estimate, joints, battery in robots.values()
+                   for v in (*astuple(truth), *astuple(estimate), *joints.values(), battery)]
+        if not all(math.isfinite(v) for v in numbers):
+            raise InvalidGoal("saved state has a pose, joint or battery that is not a finite number")
+        notes = [f"robot {n} is not in this lab" for n in robots if n not in self.robots]
+        notes += [f"{o} is not in this lab" for o in objects if o not in self.objects.locations]
+        placement = dict(self.objects.locations)
+        placement.update({o: loc for o, loc in objects.items() if o in placement})
+        for loc in placement.values():
+            self.location_in_map(loc)  # InvalidGoal for a slot that does not exist
+        registry = ObjectRegistry(placement, {**self.objects.kinds, **{o: k for o, k in kinds.items()
+                                                                           if o in placement}})
+        for name, (truth, _, _, battery) in robots.items():
+            if name in self.robots:
+                hit = footprint_collides(self.world, truth) or (
+                    "" if 0.0 <= truth.x <= self.world.width and 0.0 <= truth.y <= self.world.length
+                    else "outside the lab")
+                if hit or not 0.0 <= battery <= 1.0:
+                    raise InvalidGoal(f"saved state puts {name} at ({truth.x:.2f}, {truth.y:.2f}) "
+                                      f"battery {battery}: {hit or 'battery out of 0..1'}")
+        self.time, self.objects = time, registry
+        for name, (truth, estimate, joints, battery) in robots.items():
+            if name in self.robots:
+                robot = self.robots[name]
+                robot.truth, robot.estimate, robot.battery = truth, estimate, battery
+                robot.joints.update({j: v for j, v in joints.items() if j in robot.joints})
+        return notes
 
     # ----------------------------------------------------------------- commands
     def robot(self, name: str) -> SimRobot:

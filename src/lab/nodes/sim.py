@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +34,10 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from lab.core.errors import InvalidGoal
+from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, deck_places, expand_xacro, named_poses
 from lab.core.params import SimNodeParams
+from lab.core.persist import read_json, write_json
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
 from lab.core.vision import CameraModel, render_marker_view
 from lab.core.world import Pose2D, start_poses
@@ -75,6 +77,10 @@ class SimNode(Node):
                           deck_slots=deck, initial_joints=stow)
         for loc in objects.values():
             self.lab.location_in_map(loc)  # raises for a slot that does not exist
+        self._state_file = Path(params.state_file) if params.state_file else None
+        self._save_lock = threading.Lock()
+        self._last_save = 0.0
+        self._restore()
         self._descriptions = {r: expand_xacro(urdf_path, prefix=f"{r}/") for r in self.robot_names}
 
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
@@ -121,6 +127,47 @@ class SimNode(Node):
         self._publish_world(force=True)
         self.get_logger().info(f"lab {self.world.width:g} x {self.world.length:g} m, {len(self.world.stations)} "
                                f"stations, robots {', '.join(self.robot_names)}, {params.speed:g}x real time")
+
+    # ------------------------------------------------------------ persistence
+    def _restore(self) -> None:
+        """The world as the last process left it (`state_file`), if there is one. One that cannot
+        be used is set aside (renamed, with the reason in the log) and the lab starts as configured."""
+        path = self._state_file
+        if path is None:
+            return
+        try:
+            state = read_json(path)
+            if state is None:
+                self.get_logger().info(f"no saved world at {path}: starting as configured")
+                return
+            notes = self.lab.restore(state)
+        except (ConfigError, InvalidGoal) as exc:
+            aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
+            path.replace(aside)
+            self.get_logger().error(f"the saved world {path} cannot be used ({exc}): set aside as {aside}; "
+                                    "starting as configured")
+            return
+        where = ", ".join(f"{o} at {loc}" for o, _, loc in self.lab.objects.snapshot())
+        self.get_logger().warning(f"world taken back from {path} (simulated time {self.lab.time:.0f} s): {where}" +
+                                  "".join(f"; {note}: left out" for note in notes))
+
+    def save_world(self) -> None:
+        """Write the world to `state_file` (atomically; the snapshot is taken under the save lock,
+        so a later save never loses to an earlier one)."""
+        if self._state_file is None:
+            return
+        with self._save_lock:
+            with self._physics:
+                state = self.lab.state()
+            try:
+                write_json(self._state_file, state)
+            except OSError as exc:
+                self.get_logger().error(f"could not save the world to {self._state_file}: {exc}",
+                                        throttle_duration_sec=60.0)
+            self._last_save = time.monotonic()
+
+    def shutdown(self) -> None:
+        self.save_world()
 
     # ------------------------------------------------------------ parameters
     def _start_poses(self) -> dict[str, Pose2D]:
@@ -182,6 +229,7 @@ class SimNode(Node):
                 return response
             response.success, response.message = True, f"{moved}: {request.source} -> {request.target}"
             self._publish_world()
+        self.save_world()  # a grasp or release is never lost with the process
         return response
 
     def _clock_wait(self, msg: ClockWait) -> None:
@@ -251,6 +299,8 @@ class SimNode(Node):
             views = self._tick_locked()
         for name, view, now in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
             self._publish_camera(name, view, now)
+        if time.monotonic() - self._last_save >= self.params.save_period:
+            self.save_world()
 
     def _tick_locked(self) -> list[tuple[str, tuple[Any, np.ndarray], Time]]:
         """One step of the loop; returns the camera views to render (robot, (station, marker in camera), stamp)."""

@@ -32,6 +32,12 @@ def table(tmp_path: Path, keep: set[str], overrides: dict[str, dict] | None = No
     return path
 
 
+def node_pid(out: Output, name: str) -> int:
+    """The process of node `name` under the bringup whose output is `out` (its `-r __node:=name`)."""
+    return next(p for p in children_of(out.proc.pid)
+                if f"__node:={name}" in Path(f"/proc/{p}/cmdline").read_text(errors="replace").split("\0"))
+
+
 class Output:
     """Collects a process's output in a thread (so its pipe never fills)."""
 

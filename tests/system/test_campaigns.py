@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from labproc import LAB, Output, lab
+from labproc import LAB, Output, lab, node_pid
 from procs import children_of, process, wait_for
 
 pytestmark = [pytest.mark.system,
@@ -111,19 +111,37 @@ def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> N
             assert all(conn.execute(f"select count(*) from {t}").fetchone()[0] == 0 for t in tables)
 
 
-def test_planner_killed_mid_campaign_resumes_without_loss_or_duplicate(tmp_path: Path, commander) -> None:
+def test_lab_manager_and_planner_killed_mid_campaign_lose_nothing(tmp_path: Path, commander) -> None:
+    """The lab manager SIGKILLed while a rack is in the photoreactor: bringup restarts it, it takes
+    the batch on again from its record (what each sample received, the station goal under way),
+    the planner sends the batch again and gets its result; then the planner SIGKILLed and
+    started again resumes the campaign. It ends with exactly its budget, nothing failed, nothing
+    counted twice, and no result measured before a kill lost or changed."""
     from lab.commander import TaskResult
+    from lab.ros.qos import LATCHED
+    from lab_interfaces.msg import WorldState
 
     db = tmp_path / "campaigns.db"
     planner_cmd = [sys.executable, "-m", "lab.nodes.planner", "--ros-args", "-p", "use_sim_time:=true",
                    "-p", f"database:={db}"]
-    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"sim", "navigator", "arm", "station", "lab_manager"}):
+    world: dict[str, str] = {}
+    commander.create_subscription(WorldState, "/world_state", lambda m: world.update(
+        dict(zip(m.objects, m.locations, strict=False))), LATCHED)
+    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"sim", "navigator", "arm", "station", "lab_manager"},
+             overrides={"lab_manager": {"database": str(db)}}) as lab_out:
         with process(planner_cmd, cwd=tmp_path) as planner:
             Output(planner)
             task = commander.run_campaign("photocatalysis", budget=24, batch_size=8, seed=3)
             wait_for(lambda: commander.is_task_complete(task, wait=0.05) or
-                     (task.feedback is not None and task.feedback.experiments_done >= 8), 240, period=0.01,
-                     what="the first batch measured")
+                     any(loc.startswith("photoreactor/") for loc in world.values()), 240, period=0.01,
+                     what="a rack in the photoreactor")
+            os.kill(node_pid(lab_out, "lab_manager"), signal.SIGKILL)
+            wait_for(lambda: commander.is_task_complete(task, wait=0.05) or
+                     (task.feedback is not None and task.feedback.experiments_done >= 8), 300, period=0.01,
+                     what="the first batch measured after the lab manager's restart")
+            assert "restarted /lab_manager" in lab_out.text(2000)
+            assert "in flight when the lab manager stopped" in lab_out.text(2000), lab_out.text(100)
+            assert "this goal gets its result" in lab_out.text(2000), lab_out.text(100)
             campaign_id = task.feedback.campaign_id
             os.kill(planner.pid, signal.SIGKILL)
             planner.wait()
@@ -134,14 +152,12 @@ def test_planner_killed_mid_campaign_resumes_without_loss_or_duplicate(tmp_path:
                                      campaign_id=campaign_id)
         assert outcome is TaskResult.SUCCEEDED, result.message if result else ""
     rows = measured(db, campaign_id)
-    done = [r for r in rows if r.get("state") in ("done", "failed")]
-    assert len(done) == 24 == result.experiments_done + result.experiments_failed
+    reasons = sorted({r["failure_reason"] for r in rows if r["failure_reason"]})
+    assert (result.experiments_done, result.experiments_failed) == (24, 0), (result.message, reasons)
     assert len(rows) == 24, "an experiment counted twice"
     kept = {(r["idx"], r["vals"]) for r in before if r["state"] == "done"}
     now = {(r["idx"], r["vals"]) for r in rows}
     assert kept <= now, "a result measured before the kill was lost or changed"
-
-
 
 
 def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, commander) -> None:

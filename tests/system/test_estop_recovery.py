@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from labproc import lab
-from procs import children_of
+from labproc import lab, node_pid
 from test_robot import spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
-
-
-def node_pid(out, name: str) -> int:
-    """The process of node `name` under the bringup (its `-r __node:=name` argument)."""
-    return next(p for p in children_of(out.proc.pid)
-                if f"__node:={name}" in Path(f"/proc/{p}/cmdline").read_text(errors="replace").split("\0"))
 
 
 def rack_of(world: dict[str, str]) -> set[str]:

@@ -179,6 +179,10 @@ class PlannerParams(NodeParams):
     batches_in_flight: int = Field(2, ge=1)          # batches kept running at once
     batch_timeout: float = Field(7 * 86400.0, gt=0)  # wall s a batch may take at most
     workflows_file: str = ""                         # "" = config/workflows.yaml (a batch must fit its carrier)
+    # wall s to wait for a lab manager that went away during a batch (died, restarted) to come back
+    # before the batch is sent to it again (it goes on with the batch from its record) or, past it,
+    # recorded as failed: the bringup's restart back-off (<= 30 s) + start-up + DDS discovery
+    reattach_timeout: float = Field(120.0, gt=0)
 
 
 class RecorderParams(NodeParams):

@@ -28,6 +28,12 @@ class ResourcePool:
     def names(self) -> list[str]:
         return list(self._names)
 
+    def add(self, names: Sequence[str]) -> None:
+        """More resources (a carrier the world state shows for the first time); reservations stay."""
+        with self._cond:
+            self._names += [n for n in names if n not in self._names]
+            self._cond.notify_all()
+
     def holder(self, name: str) -> str:
         with self._cond:
             return self._holder.get(name, "")

@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     PRIMARY KEY (campaign_id, idx));
 CREATE TABLE IF NOT EXISTS intervals (
     campaign_id TEXT NOT NULL, resource TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL, what TEXT);
+CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in flight (lab.nodes.lab_manager)
+    key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, state TEXT NOT NULL, updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_id);
 """
 
@@ -191,6 +193,23 @@ class CampaignStore:
             row = self.db.execute("SELECT COUNT(*) FROM experiments WHERE campaign_id = ? "
                                   "AND state IN ('done', 'failed')", (campaign_id,)).fetchone()
         return int(row[0])
+
+    # ------------------------------------------------------------------ the lab manager's batches
+    def save_lab_batch(self, key: str, batch_id: str, state: dict[str, Any]) -> None:
+        """A batch in flight as the lab manager last recorded it (replaces the previous record)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO lab_batches VALUES (?, ?, ?, ?)",
+                       (key, batch_id, json.dumps(state), time.time()))
+
+    def lab_batches(self) -> dict[str, dict[str, Any]]:
+        """Every batch the lab manager has recorded and not yet answered, by key, oldest first."""
+        with self._lock:
+            rows = self.db.execute("SELECT key, state FROM lab_batches ORDER BY updated").fetchall()
+        return {str(k): json.loads(v) for k, v in rows}
+
+    def drop_lab_batch(self, key: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM lab_batches WHERE key = ?", (key,))
 
     # ------------------------------------------------------------------ time
     def add_interval(self, campaign_id: str, resource: str, start: float, end: float, what: str = "") -> None:

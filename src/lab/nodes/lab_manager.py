@@ -29,28 +29,36 @@ robot's deck, in a station) brings it home first.
 
 from __future__ import annotations
 
+import base64
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.qos import qos_profile_action_status_default
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 
+from lab.core.batches import same_batch
 from lab.core.errors import InvalidGoal
 from lab.core.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 from lab.core.params import LabManagerParams
 from lab.core.resources import ResourcePool, Unavailable
 from lab.core.workflow import Workflow, load_workflows, workflow
 from lab.core.world import Pose2D, Station, load_stations
-from lab.ros.actions import ActionClient, call_action
+from lab.ros.actions import ActionClient, call_action, follow_goal
 from lab.ros.clock import sim_now, wait_for, wait_sim
 from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main
@@ -64,6 +72,11 @@ from lab_interfaces.srv import SafetyCommand
 DECK = "deck1"
 #: wall s a batch waits for the first /world_state (a lab manager started before the simulation)
 WORLD_WAIT = 30.0
+#: wall s a lab manager starting up waits for robot goals under way (its predecessor's) to end: a
+#: transfer (~60 simulated s) or a drive across the lab (~2 simulated min), at 1x real time
+ROBOTS_SETTLE_WAIT = 300.0
+#: goal states of a goal that is not over (action_msgs/GoalStatus)
+UNDER_WAY = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING, GoalStatus.STATUS_CANCELING)
 #: wall s `~/pause` waits for goals sent just before it to be answered (a goal's acceptance is
 #: one DDS round trip, ms; send_goal re-sends after 5 s; `lab pause` waits 10 s for the answer)
 PAUSE_WAIT = 7.0
@@ -86,6 +99,71 @@ class Sample:
         return Formulation(sample_id=self.sample_id, specimen_kind=self.requested.specimen_kind,
                            components=list(amounts), amounts=[float(v) for v, _ in amounts.values()],
                            units=[u for _, u in amounts.values()])
+
+
+    def state(self) -> dict[str, Any]:
+        return {"id": self.sample_id, "requested": _b64(self.requested),
+                "dispensed": {c: list(v) for c, v in self.dispensed.items()},
+                "measurement": _b64(self.measurement) if self.measurement is not None else None,
+                "failure": self.failure}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Sample:
+        measurement = state.get("measurement")
+        return cls(str(state["id"]), _msg(state["requested"], Formulation),
+                   {str(c): (float(a), str(u)) for c, (a, u) in state["dispensed"].items()},
+                   _msg(measurement, Measurement) if measurement else None, str(state["failure"]))
+
+
+def _b64(msg: Any) -> str:
+    return base64.b64encode(serialize_message(msg)).decode()
+
+
+def _msg(text: str, kind: Any) -> Any:
+    return deserialize_message(base64.b64decode(text), kind)
+
+
+class _Run:
+    """One batch in flight: what its record in the campaign database keeps (`state`), and the
+    goal-handle view the batch code uses (cancel requested, feedback) for the goals that wait
+    for it: the one that started it, or the one re-sent after a restart."""
+
+    def __init__(self, key: str, batch_id: str, workflow: str, samples: list[Sample]) -> None:
+        self.key, self.batch_id, self.workflow, self.samples = key, batch_id, workflow, samples
+        self.carrier = self.home = self.location = self.held = ""
+        self.step = 0                                   # index of the workflow step under way
+        self.station_goal: tuple[str, str] | None = None  # (station, goal id hex) while it runs the step
+        self.result: Any = None                         # RunBatch.Result once finished
+        self.done = threading.Event()
+        self.watchers: list[Any] = []                   # goal handles waiting for it
+
+    @property
+    def is_cancel_requested(self) -> bool:
+        return any(h.is_cancel_requested for h in list(self.watchers))
+
+    def publish_feedback(self, feedback: Any) -> None:
+        for handle in list(self.watchers):
+            try:
+                handle.publish_feedback(feedback)
+            except Exception:  # a goal that has ended takes no feedback; the others still get it
+                continue
+
+    def state(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "workflow": self.workflow, "samples": [s.state() for s in self.samples],
+                "carrier": self.carrier, "home": self.home, "location": self.location, "held": self.held,
+                "step": self.step, "station_goal": list(self.station_goal) if self.station_goal else None,
+                "result": _b64(self.result) if self.result is not None else None}
+
+    @classmethod
+    def from_state(cls, key: str, state: dict[str, Any]) -> _Run:
+        run = cls(key, str(state["batch_id"]), str(state["workflow"]),
+                  [Sample.from_state(s) for s in state["samples"]])
+        run.carrier, run.home = str(state["carrier"]), str(state["home"])
+        run.location, run.held, run.step = str(state["location"]), str(state["held"]), int(state["step"])
+        goal = state.get("station_goal")
+        run.station_goal = (str(goal[0]), str(goal[1])) if goal else None
+        run.result = _msg(state["result"], RunBatch.Result) if state.get("result") else None
+        return run
 
 
 class LabManager(Node):
@@ -121,7 +199,8 @@ class LabManager(Node):
         self.active_batches: list[str] = []
         self.handles: dict[int, object] = {}
         self.counts = {"done": 0, "failed": 0, "running": 0}
-        self._store = None
+        self._store = None  # the campaign database (lab.core.store), opened when first needed
+        self.runs: dict[str, _Run] = {}  # batches in flight or finished and not yet answered, by key
         group = ReentrantCallbackGroup()
         self.group = group
         self.nav = {r: ActionClient(self, NavigateToStation, f"/{r}/navigate_to_station", callback_group=group)
@@ -141,6 +220,15 @@ class LabManager(Node):
                                      lambda m, r=r: self.battery.__setitem__(r, m.percentage), 10,
                                      callback_group=group)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
+        # the robots' goals under way, whoever sent them (a lab manager that died leaves its goals
+        # running): the action servers' status topics, as `ros2 action` tools read them
+        self.goals_under_way: dict[str, int] = {}
+        for r in self.robots:
+            for action in (f"/{r}/navigate_to_station", f"/{r}/navigate_to_pose", f"/{r}/manipulate"):
+                self.create_subscription(GoalStatusArray, f"{action}/_action/status",
+                                         lambda m, a=action: self.goals_under_way.__setitem__(a, sum(
+                                             1 for st in m.status_list if st.status in UNDER_WAY)),
+                                         qos_profile_action_status_default, callback_group=group)
         self.status_pub = self.create_publisher(LabStatus, "/lab_status", 10)
         self.create_timer(1.0, self._publish_status, callback_group=group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))  # wall: sim time runs hundreds x faster
@@ -153,14 +241,36 @@ class LabManager(Node):
                      callback_group=group)
         self.get_logger().info(f"robots {', '.join(self.robots)}; {len(self.stations)} stations; "
                                f"workflows {', '.join(self.workflows)}")
-        threading.Thread(target=self._bring_strays_home, daemon=True, name="strays").start()
+        threading.Thread(target=self._recover, daemon=True, name="recover").start()
+
+    def _recover(self) -> None:
+        """At start-up, once the world state says where the carriers are: the batches the last lab
+        manager left in flight are taken on again, then any other carrier away from home goes home."""
+        if not wait_for(lambda: bool(self.carriers), WORLD_WAIT):
+            self.get_logger().warning(f"no /world_state within {WORLD_WAIT:g} s: batches a previous lab manager "
+                                      "left in flight and carriers away from home are not looked for")
+            return
+        # a robot still carrying out a goal of the lab manager that died must finish it first: a new
+        # goal would meet the arm half-way through a transfer
+        deadline = time.monotonic() + ROBOTS_SETTLE_WAIT
+        while any(self.goals_under_way.values()):
+            if time.monotonic() > deadline:
+                self.get_logger().error(f"robot goals still under way after {ROBOTS_SETTLE_WAIT:g} s: "
+                                        f"{self._under_way()}; taking the lab on regardless")
+                break
+            self.get_logger().warning(f"waiting for goals a previous lab manager left under way to end: "
+                                      f"{self._under_way()}", throttle_duration_sec=30.0)
+            time.sleep(0.2)
+        self._adopt_recorded()
+        self._bring_strays_home()
+
+    def _under_way(self) -> str:
+        return ", ".join(f"{action} ({n})" for action, n in self.goals_under_way.items() if n)
 
     def _bring_strays_home(self) -> None:
         """At start-up (a restart after a crash, say): every carrier the world state shows away
         from home with no batch of this lab manager to own it (on a robot's deck, in a station)
         is brought home, by the rule a stopped batch's carrier follows."""
-        if not wait_for(lambda: bool(self.carriers), WORLD_WAIT):
-            return
         wait_for(lambda: all(r in self.robot_pose for r in self.robots), 10.0)
         with self._lock:
             strays = {c: loc for c, loc in self.carriers.items() if not self._at_home(c, loc)}
@@ -210,7 +320,7 @@ class LabManager(Node):
                     continue  # samples inside a carrier
                 self.carriers[obj], self.carrier_kind[obj] = loc, kind
             if new:
-                self.carrier_pool = ResourcePool(list(self.carriers))
+                self.carrier_pool.add(new)
 
     # ------------------------------------------------------------------ operator
     def _on_safety(self, stopped: bool, text: str) -> None:
@@ -289,7 +399,8 @@ class LabManager(Node):
         return self.gate.mode == STOPPED or self.safety.stopped
 
     # ------------------------------------------------------------------ children
-    def _call(self, client, goal, what: str, holder: str, goal_handle, cancel=lambda: False, feedback=None):
+    def _call(self, client, goal, what: str, holder: str, goal_handle, cancel=lambda: False, feedback=None,
+              accepted=None):
         """Send a goal through the start gate (it waits while the lab is paused; Interrupted when
         the batch is cancelled meanwhile) and wait for its result."""
         self._last_handle = getattr(self, "_last_handle", {})
@@ -300,6 +411,8 @@ class LabManager(Node):
                     with self._lock:
                         self.handles[id(handle)] = handle
                         self._last_handle[threading.get_ident()] = handle
+                    if accepted is not None:
+                        accepted(handle)
 
                 with self._lock:
                     self.active_steps[holder] = what
@@ -318,14 +431,9 @@ class LabManager(Node):
         if not sep:
             return
         try:
-            if self._store is None:
-                from pathlib import Path
-
-                from lab.core.store import CampaignStore
-
-                self._store = CampaignStore(Path(self.params.database))
+            store = self._database()
             with self._lock:
-                self._store.add_interval(campaign_id, resource, start, end, what)
+                store.add_interval(campaign_id, resource, start, end, what)
         except Exception as exc:
             self.get_logger().warning(f"could not record the interval of {resource}: {exc}")
 
@@ -494,14 +602,24 @@ class LabManager(Node):
             raise InvalidGoal(f"station {station} has no slot to put a carrier in")
         return f"{station}/{next(iter(slots))}"
 
-    def _run_process(self, batch_id: str, station: str, carrier: str, process: str, samples: list[Sample],
-                     goal_handle, progress) -> tuple[bool, str]:
+    def _run_process(self, run: _Run, station: str, process: str, samples: list[Sample], progress) -> tuple[bool, str]:
         began = sim_now(self)
-        goal = RunStation.Goal(rack_id=carrier, process=process, formulations=[s.formulation() for s in samples])
-        outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {carrier}",
-                             f"{batch_id}/{station}", goal_handle, cancel=lambda: goal_handle.is_cancel_requested,
-                             feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"))
-        self._record(batch_id, station, began, sim_now(self), f"{process or 'process'} {carrier}")
+        goal = RunStation.Goal(rack_id=run.carrier, process=process, formulations=[s.formulation() for s in samples])
+
+        def accepted(handle) -> None:  # recorded: a lab manager restarted meanwhile asks the station for it
+            run.station_goal = (station, bytes(handle.goal_id.uuid).hex())
+            self._save(run)
+
+        outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {run.carrier}",
+                             f"{run.key}/{station}", run, cancel=lambda: run.is_cancel_requested,
+                             feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"),
+                             accepted=accepted)
+        self._record(run.key, station, began, sim_now(self), f"{process or 'process'} {run.carrier}")
+        return self._merge(station, samples, outcome)
+
+    @staticmethod
+    def _merge(station: str, samples: list[Sample], outcome) -> tuple[bool, str]:
+        """What a station's result says of each sample: as dispensed, measured, or why not."""
         if not outcome.succeeded:
             return False, outcome.message or "failed"
         by_id = {m.sample_id: m for m in outcome.result.measurements}
@@ -520,41 +638,48 @@ class LabManager(Node):
                 sample.measurement = m
         return True, ""
 
-    def _step(self, batch_id: str, kind: str, process: str, carrier: str, location: str, held: str | None,
-              samples: list[Sample], goal_handle, progress) -> tuple[str, str]:
-        """Run one workflow step (with retries/rerouting); returns (location, station held)."""
+    def _step(self, run: _Run, kind: str, process: str, progress) -> None:
+        """Run one workflow step (with retries/rerouting); run.location and run.held follow the carrier."""
         candidates = [s for s, k in self.kind_of.items() if k == kind]
         retries = self.params.max_retries
         avoid: set[str] = set()
         station = None
+        batch_id, carrier = run.key, run.carrier
         for attempt in range(retries + 1):
-            self._gate(goal_handle)
-            alive = [s for s in samples if not s.failure]
+            self._gate(run)
+            alive = [s for s in run.samples if not s.failure]
             if not alive:
                 break
             others = [c for c in candidates if c not in avoid and c != station]
             if station is None or others:
                 new = self.station_pool.acquire(others or candidates, batch_id, usable=self._free_for(carrier),
-                                                cancelled=lambda: goal_handle.is_cancel_requested,
+                                                cancelled=lambda: run.is_cancel_requested,
                                                 waiting=self._waiting(batch_id))
                 if station is not None:
                     self.get_logger().warning(f"{batch_id}: rerouting {kind} from {station} to {new}")
                 station = new
                 target = self._slot(station)
-                if location != target:
+                if run.location != target:
                     try:
-                        self._transport(batch_id, carrier, location, target, goal_handle, held)
+                        self._transport(batch_id, carrier, run.location, target, run, run.held or None)
                     except BaseException:
                         # the carrier never got there: the station is free for others (a leaked
                         # reservation left every later batch waiting for it)
                         self.station_pool.release(station, batch_id)
                         raise
-                    location, held = target, station
-            ok, why = self._run_process(batch_id, station, carrier, process, alive, goal_handle, progress)
+                elif run.held and run.held != station:
+                    # already there (a lab manager that died just after the transfer left its record a
+                    # step behind): the station it came from is free
+                    self.station_pool.release(run.held, batch_id)
+                run.location, run.held = target, station
+                self._save(run)
+            ok, why = self._run_process(run, station, process, alive, progress)
+            run.station_goal = None
+            self._save(run)
             if ok:
-                return location, held or ""
+                return
             self.get_logger().warning(f"{batch_id}: {station} failed (attempt {attempt + 1}): {why}")
-            if self._stopped() or goal_handle.is_cancel_requested:
+            if self._stopped() or run.is_cancel_requested:
                 why = f"stopped: {self.safety.reason() or 'emergency stop'}" if self._stopped() else "batch cancelled"
                 for s in alive:
                     s.failure = f"{station}: {why}"
@@ -563,28 +688,72 @@ class LabManager(Node):
             if attempt == retries:
                 for s in alive:
                     s.failure = f"{station}: {why} (after {retries + 1} attempts)"
-        return location, held or ""
 
     # ------------------------------------------------------------------ batches
     def _execute(self, goal_handle):
         request = goal_handle.request
+        run = self._claim(request)
+        if run is not None:
+            # a batch in flight already (recorded by a lab manager that died, or a re-sent goal):
+            # this goal waits for it and answers with its result instead of running it twice
+            self.get_logger().warning(f"{request.batch_id or run.key}: the batch is in flight as {run.key} "
+                                      f"(step {run.step + 1}); this goal gets its result")
+            with self._lock:
+                run.watchers.append(goal_handle)
+            run.done.wait()
+        else:
+            try:
+                run = self._new_run(request)
+            except InvalidGoal as exc:
+                goal_handle.abort()
+                return RunBatch.Result(batch_id=request.batch_id, success=False, message=str(exc))
+            run.watchers.append(goal_handle)
+            self._save(run)
+            self._drive(run)
+        result = run.result
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif result.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        self._forget(run)  # answered: its record is no longer needed
+        return result
+
+    def _new_run(self, request) -> _Run:
+        """A new batch from a goal; InvalidGoal (nothing recorded) when it cannot run."""
+        wf = workflow(self.workflows, request.workflow)
+        if not request.formulations:
+            raise InvalidGoal("a batch needs at least one formulation")
+        if len(request.formulations) > wf.capacity:
+            raise InvalidGoal(f"{len(request.formulations)} formulations do not fit one {wf.carrier} "
+                              f"(capacity {wf.capacity})")
         batch_id = request.batch_id or f"batch-{uuid.uuid4().hex[:8]}"
+        samples = [Sample(f.sample_id or f"{batch_id}/{i:02d}", f) for i, f in enumerate(request.formulations)]
+        # reservations are held per run: a key of its own, whatever the caller's batch id
+        run = _Run(f"{batch_id}#{uuid.uuid4().hex[:6]}", batch_id, wf.name, samples)
+        with self._lock:
+            self.runs[run.key] = run
+        return run
+
+    def _claim(self, request) -> _Run | None:
+        """The batch in flight (or recorded and not yet answered) that `request` asks for: the
+        same batch id, or the same samples of the same campaign (a resumed campaign re-sends
+        its unfinished experiments under a new batch id)."""
+        ids = sorted(f.sample_id for f in request.formulations)
+        with self._lock:
+            for run in self.runs.values():
+                if same_batch(run.batch_id, [s.sample_id for s in run.samples], request.batch_id, ids):
+                    return run
+        return None
+
+    def _drive(self, run: _Run) -> None:
+        """Run the batch from the step its record is at, recording its progress; sets run.result."""
+        wf = self.workflows[run.workflow]
+        samples = run.samples
+        batch_id = run.key
         result = RunBatch.Result(batch_id=batch_id)
         began = sim_now(self)
-        try:
-            wf = workflow(self.workflows, request.workflow)
-            if not request.formulations:
-                raise InvalidGoal("a batch needs at least one formulation")
-            if len(request.formulations) > wf.capacity:
-                raise InvalidGoal(f"{len(request.formulations)} formulations do not fit one {wf.carrier} "
-                                  f"(capacity {wf.capacity})")
-        except InvalidGoal as exc:
-            result.success, result.message = False, str(exc)
-            goal_handle.abort()
-            return result
-        samples = [Sample(f.sample_id or f"{batch_id}/{i:02d}", f) for i, f in enumerate(request.formulations)]
-        # reservations are held per goal: a re-sent batch (a restarted planner) never frees the first one's
-        batch_id = f"{batch_id}#{uuid.uuid4().hex[:6]}"
         with self._lock:
             self.active_batches.append(batch_id)
             self.counts["running"] += len(samples)
@@ -593,30 +762,34 @@ class LabManager(Node):
         def progress(text: str = "") -> None:
             last["text"] = text or last["text"]
             done = sum(1 for s in samples if s.measurement is not None or s.failure)
-            goal_handle.publish_feedback(RunBatch.Feedback(
+            run.publish_feedback(RunBatch.Feedback(
                 batch_id=batch_id, phase=last["text"], samples_done=done, samples_total=len(samples),
                 active_steps=[v for k, v in list(self.active_steps.items()) if k.startswith(batch_id)],
                 elapsed=float(sim_now(self) - began)))
 
-        carrier = home = held = None
         message = ""
         try:
-            carrier, home = self._take_carrier(wf, batch_id, goal_handle)
-            location = home
-            for step in wf.steps:
+            if not run.carrier:
+                run.carrier, run.home = self._take_carrier(wf, batch_id, run)
+                run.location = run.home
+                self._save(run)
+            for index in range(run.step, len(wf.steps)):
                 if all(s.failure for s in samples):
                     break
+                step = wf.steps[index]
+                run.step = index
                 progress(f"{step.kind}")
-                location, held = self._step(batch_id, step.kind, step.process, carrier, location, held, samples,
-                                            goal_handle, progress)
+                self._step(run, step.kind, step.process, progress)
+                run.step = index + 1
+                self._save(run)
         except (Interrupted, Unavailable, InvalidGoal) as exc:
             message = str(exc)
             for s in samples:
                 if not s.failure and s.measurement is None:
                     s.failure = message
         finally:
-            if carrier is not None:
-                message = self._go_home(batch_id, carrier, home, held, goal_handle, message)
+            if run.carrier:
+                message = self._go_home(batch_id, run.carrier, run.home, run.held or None, run, message)
             with self._lock:
                 self.active_batches.remove(batch_id)
                 self.counts["running"] -= len(samples)
@@ -631,14 +804,94 @@ class LabManager(Node):
         result.duration = float(sim_now(self) - began)
         result.success = failed < len(samples)
         result.message = message or f"{len(samples) - failed} of {len(samples)} samples measured"
-        if goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif result.success:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
+        run.result = result
+        run.step = len(wf.steps)
+        self._save(run)  # kept until a goal has been answered with it
+        run.done.set()
         self.get_logger().info(f"{batch_id}: {result.message} in {result.duration / 60:.0f} simulated min")
-        return result
+
+    # ------------------------------------------------------------------ the record of batches in flight
+    def _save(self, run: _Run) -> None:
+        """Record the batch's progress (which step, where its carrier is, what each sample has
+        received, the station goal under way, its result) in the campaign database."""
+        try:
+            self._database().save_lab_batch(run.key, run.batch_id, run.state())
+        except Exception as exc:  # a full disk must not stop the lab; it is said loudly
+            self.get_logger().error(f"{run.key}: could not record the batch's progress: {exc}",
+                                    throttle_duration_sec=60.0)
+
+    def _forget(self, run: _Run) -> None:
+        with self._lock:
+            self.runs.pop(run.key, None)
+        try:
+            self._database().drop_lab_batch(run.key)
+        except Exception as exc:
+            self.get_logger().error(f"{run.key}: could not drop the batch's record: {exc}")
+
+    def _adopt_recorded(self) -> None:
+        """At start-up (after a crash, say): every batch the previous lab manager recorded and did
+        not answer is taken on again: finished ones wait for their goal to be sent again (the
+        planner re-sends a batch whose lab manager went away); the others go on from the step
+        their record is at, the carrier where the world state says it is, and a station goal that
+        was under way asked for its result."""
+        try:
+            records = self._database().lab_batches()
+        except Exception as exc:
+            self.get_logger().error(f"the batches in flight could not be read from {self.params.database}: {exc}")
+            return
+        for key, state in records.items():
+            try:
+                run = _Run.from_state(key, state)
+                if run.workflow not in self.workflows:
+                    raise InvalidGoal(f"workflow {run.workflow} is not configured")
+            except (InvalidGoal, KeyError, TypeError, ValueError) as exc:
+                self.get_logger().error(f"recorded batch {key} cannot be taken on ({exc}): dropped")
+                self._database().drop_lab_batch(key)
+                continue
+            with self._lock:
+                self.runs[key] = run
+            if run.result is not None:
+                run.done.set()
+                self.get_logger().warning(f"{key}: finished before the restart; answered when its goal is re-sent")
+                continue
+            try:
+                if run.carrier:
+                    self.carrier_pool.acquire([run.carrier], key, timeout=0.0)
+                if run.held:
+                    self.station_pool.acquire([run.held], key, timeout=0.0)
+            except (KeyError, Unavailable) as exc:
+                self.get_logger().error(f"{key}: its carrier or station cannot be reserved again: {exc}")
+            self.get_logger().warning(f"{key}: in flight when the lab manager stopped (step {run.step + 1}, "
+                                      f"{run.carrier or 'no carrier yet'}): going on with it")
+            threading.Thread(target=self._resume, args=(run,), daemon=True, name=f"adopt-{key}").start()
+
+    def _resume(self, run: _Run) -> None:
+        if run.station_goal is not None:
+            station, goal_id = run.station_goal
+            alive = [s for s in run.samples if not s.failure]
+            outcome = follow_goal(self.run_station[station], bytes.fromhex(goal_id), self.params.station_timeout,
+                                  cancel=lambda: run.is_cancel_requested,
+                                  waiting_for=f"{station}'s result for {run.carrier}")
+            ok, why = self._merge(station, alive, outcome)
+            if ok:
+                self.get_logger().info(f"{run.key}: {station}'s result, asked for after the restart, merged")
+                run.step += 1
+            else:
+                for s in alive:
+                    s.failure = (f"{station}: the lab manager restarted during the process and its result could "
+                                 f"not be had: {why}")
+            run.station_goal = None
+            self._save(run)
+        with self._lock:
+            run.location = self.carriers.get(run.carrier, run.location) if run.carrier else run.location
+        self._drive(run)
+
+    def _database(self):
+        if self._store is None:
+            from lab.core.store import CampaignStore
+
+            self._store = CampaignStore(Path(self.params.database))
+        return self._store
 
     def _take_carrier(self, wf: Workflow, batch_id: str, goal_handle) -> tuple[str, str]:
         homes = {s for s, k in self.kind_of.items() if k == wf.home}

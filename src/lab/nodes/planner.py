@@ -189,7 +189,19 @@ class PlannerNode(Node):
                    stop: threading.Event) -> None:
         goal = RunBatch.Goal(batch_id=batch_id, workflow=workflow, formulations=formulations)
         outcome = call_action(self.batch_client, goal, timeout=self.params.batch_timeout,
-                              cancel=stop.is_set)
+                              cancel=stop.is_set, waiting_for=f"batch {batch_id}")
+        while outcome.lost and not stop.is_set():
+            # the lab manager died or was restarted: the new one has the batch's record and goes on
+            # with it; the same goal, sent again, is answered with that batch's result
+            wait = self.params.reattach_timeout
+            self.get_logger().warning(f"{batch_id}: the lab manager went away during the batch; waiting up to "
+                                      f"{wait:g} s for it to come back to send the batch again")
+            if not self._server_back(wait, stop):
+                outcome.reason = (f"the lab manager went away during the batch and did not come back within "
+                                  f"{wait:g} s")
+                break
+            outcome = call_action(self.batch_client, goal, timeout=self.params.batch_timeout,
+                                  cancel=stop.is_set, waiting_for=f"batch {batch_id}")
         measurements = list(outcome.result.measurements) if outcome.result is not None else []
         if len(measurements) != len(formulations):
             # the batch never ran (no lab manager, refused): every sample failed, with the reason
@@ -197,6 +209,15 @@ class PlannerNode(Node):
             measurements = [Measurement(sample_id=f.sample_id, valid=False, failure_reason=reason, as_dispensed=f)
                             for f in formulations]
         finished.put((batch_id, measurements, "" if outcome.succeeded else outcome.message))
+
+    def _server_back(self, seconds: float, stop: threading.Event) -> bool:
+        """Whether /lab_manager/run_batch is served again within `seconds` (wall)."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self.batch_client.server_is_ready():
+                return True
+            time.sleep(0.2)
+        return False
 
     def _feedback(self, goal_handle, runner: CampaignRunner, started: float) -> None:
         p = runner.progress()

@@ -151,10 +151,11 @@ def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | 
 class CallOutcome:
     """How a child action ended: result (None when it never ran), status, reason."""
 
-    def __init__(self, result: Any, status: int, reason: str = "") -> None:
+    def __init__(self, result: Any, status: int, reason: str = "", lost: bool = False) -> None:
         self.result = result
         self.status = status
         self.reason = reason
+        self.lost = lost  # the server went away during the goal (died, restarted): the result never came
 
     @property
     def succeeded(self) -> bool:
@@ -192,11 +193,13 @@ class ServerInstance:
 
 def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
                 cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
-                server_timeout: float = 15.0, log: Callable[[str], None] | None = None) -> CallOutcome:
+                server_timeout: float = 15.0, log: Callable[[str], None] | None = None,
+                waiting_for: str = "") -> CallOutcome:
     """Send goal (through `send_goal`) and wait (wall s) for its result, from a worker thread.
 
     `cancel()` is polled: when it turns true the goal is cancelled and its final result
-    awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere).
+    awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere). Past
+    `timeout` the goal is cancelled and the outcome says what was waited for (`waiting_for`).
     """
     try:
         sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log)
@@ -206,24 +209,45 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
     if on_handle is not None:
         on_handle(sent.handle)
+    return await_result(client, sent.handle, timeout, cancel, sent.adopted, waiting_for)
+
+
+def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Callable[[], bool] = lambda: False,
+                waiting_for: str = "") -> CallOutcome:
+    """Wait for the result of a goal this process did not send (one its predecessor sent before
+    it died, say): any client may ask a server for a goal's result by its id. A server that
+    does not know the goal (restarted, or the result expired) answers STATUS_UNKNOWN at once."""
+    response = client.action_type.Impl.SendGoalService.Response(accepted=True)
+    handle = ClientGoalHandle(client, UUID(uuid=list(goal_id)), response)
+    return await_result(client, handle, timeout, cancel, False, waiting_for)
+
+
+def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Callable[[], bool], adopted: bool,
+                 waiting_for: str = "") -> CallOutcome:
+    """The result of an accepted goal (see call_action)."""
     done = threading.Event()
-    result_future = sent.handle.get_result_async()
+    result_future = handle.get_result_async()
     result_future.add_done_callback(lambda _: done.set())
     deadline = time.monotonic() + timeout
-    cancelled = False
+    cancelled = timed_out = False
     server = ServerInstance(client)
     while not done.wait(0.02):
         if server.gone():
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
                                f"{client.name}: the action server went away during the goal (its node died or "
-                               "was restarted): the goal's result is lost")
+                               "was restarted): the goal's result is lost", lost=True)
         if not cancelled and (cancel() or time.monotonic() > deadline):
+            timed_out = time.monotonic() > deadline
             cancelled = True
-            sent.handle.cancel_goal_async()
+            handle.cancel_goal_async()
             deadline = time.monotonic() + 30.0
         elif cancelled and time.monotonic() > deadline:
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: no result after cancel")
     response = result_future.result()
-    if sent.refused(response.status):
+    if adopted and response.status == GoalStatus.STATUS_UNKNOWN:
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
-    return CallOutcome(response.result, response.status)
+    outcome = CallOutcome(response.result, response.status)
+    if timed_out:
+        outcome.reason = (f"{client.name}: no result after {timeout:.0f} s"
+                          + (f" waiting for {waiting_for}" if waiting_for else "") + ": the goal was cancelled")
+    return outcome

@@ -400,7 +400,7 @@ class LabManager(Node):
 
     # ------------------------------------------------------------------ children
     def _call(self, client, goal, what: str, holder: str, goal_handle, cancel=lambda: False, feedback=None,
-              accepted=None):
+              goal_id: bytes | None = None):
         """Send a goal through the start gate (it waits while the lab is paused; Interrupted when
         the batch is cancelled meanwhile) and wait for its result."""
         self._last_handle = getattr(self, "_last_handle", {})
@@ -411,13 +411,11 @@ class LabManager(Node):
                     with self._lock:
                         self.handles[id(handle)] = handle
                         self._last_handle[threading.get_ident()] = handle
-                    if accepted is not None:
-                        accepted(handle)
 
                 with self._lock:
                     self.active_steps[holder] = what
                 outcome = call_action(client, goal, timeout=self.params.station_timeout, feedback=feedback,
-                                      cancel=lambda: cancel() or self._stopped(), on_handle=keep)
+                                      cancel=lambda: cancel() or self._stopped(), on_handle=keep, goal_id=goal_id)
         finally:
             with self._lock:
                 handle = self._last_handle.pop(threading.get_ident(), None)
@@ -606,14 +604,14 @@ class LabManager(Node):
         began = sim_now(self)
         goal = RunStation.Goal(rack_id=run.carrier, process=process, formulations=[s.formulation() for s in samples])
 
-        def accepted(handle) -> None:  # recorded: a lab manager restarted meanwhile asks the station for it
-            run.station_goal = (station, bytes(handle.goal_id.uuid).hex())
-            self._save(run)
-
+        # the goal's id is recorded before it is sent: a lab manager restarted meanwhile asks the station for it
+        goal_id = uuid.uuid4().bytes
+        run.station_goal = (station, goal_id.hex())
+        self._save(run)
         outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {run.carrier}",
                              f"{run.key}/{station}", run, cancel=lambda: run.is_cancel_requested,
                              feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"),
-                             accepted=accepted)
+                             goal_id=goal_id)
         self._record(run.key, station, began, sim_now(self), f"{process or 'process'} {run.carrier}")
         return self._merge(station, samples, outcome)
 
@@ -651,7 +649,11 @@ class LabManager(Node):
             if not alive:
                 break
             others = [c for c in candidates if c not in avoid and c != station]
-            if station is None or others:
+            if station is None and run.held in candidates and run.location == self._slot(run.held):
+                # already in a station of this kind, reserved (a batch taken on again after a restart)
+                station = run.held
+                target = run.location
+            elif station is None or others:
                 new = self.station_pool.acquire(others or candidates, batch_id, usable=self._free_for(carrier),
                                                 cancelled=lambda: run.is_cancel_requested,
                                                 waiting=self._waiting(batch_id))
@@ -869,10 +871,17 @@ class LabManager(Node):
         if run.station_goal is not None:
             station, goal_id = run.station_goal
             alive = [s for s in run.samples if not s.failure]
+            self.get_logger().warning(f"{run.key}: asking {station} for the result of goal {goal_id} (sent before "
+                                      "the restart)")
             outcome = follow_goal(self.run_station[station], bytes.fromhex(goal_id), self.params.station_timeout,
                                   cancel=lambda: run.is_cancel_requested,
                                   waiting_for=f"{station}'s result for {run.carrier}")
-            ok, why = self._merge(station, alive, outcome)
+            if outcome.status == GoalStatus.STATUS_UNKNOWN and not outcome.reason:
+                # the station has no record of the goal: restarted since, or it never got it (the lab
+                # manager died between recording and sending); what the samples went through is unknown
+                ok, why = False, f"{station} has no record of goal {goal_id} (restarted, or never received it)"
+            else:
+                ok, why = self._merge(station, alive, outcome)
             if ok:
                 self.get_logger().info(f"{run.key}: {station}'s result, asked for after the restart, merged")
                 run.step += 1

@@ -108,7 +108,8 @@ def _wait_done(future: Any, seconds: float, pause: Callable[[float], None] | Non
 
 def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | None = None,
               feedback: Callable[[Any], None] | None = None, server_timeout: float = 15.0,
-              ack_timeout: float = ACK_TIMEOUT, log: Callable[[str], None] | None = None) -> SentGoal:
+              ack_timeout: float = ACK_TIMEOUT, log: Callable[[str], None] | None = None,
+              goal_id: bytes | None = None) -> SentGoal:
     """Send `goal` and wait (wall s) until the server accepts or refuses it; GoalNotSent otherwise.
     `pause(seconds)` lets time pass while the caller's own executor must spin (the commander);
     None: another thread's executor spins (a node's worker thread).
@@ -126,13 +127,13 @@ def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | 
             raise GoalNotSent(f"action server {client.name} is not available after {server_timeout:g} s "
                               "(is the lab brought up?)")
         (pause or time.sleep)(0.1)
-    goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+    goal_uuid = UUID(uuid=list(goal_id or uuid.uuid4().bytes))
     callback = (lambda msg: feedback(msg.feedback)) if feedback is not None else None
     attempts = max(1, int(server_timeout // ack_timeout))
     future = None
     attempt = 0
     for attempt in range(attempts):
-        future = client.send_goal_async(goal, feedback_callback=callback, goal_uuid=goal_id)
+        future = client.send_goal_async(goal, feedback_callback=callback, goal_uuid=goal_uuid)
         if _wait_done(future, ack_timeout, pause):
             break
         if log is not None:
@@ -144,7 +145,7 @@ def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | 
     handle = future.result()
     if attempt and handle is not None and not handle.accepted:
         accepted = client.action_type.Impl.SendGoalService.Response(accepted=True)
-        return SentGoal(ClientGoalHandle(client, goal_id, accepted), adopted=True)
+        return SentGoal(ClientGoalHandle(client, goal_uuid, accepted), adopted=True)
     return SentGoal(handle)
 
 
@@ -194,15 +195,16 @@ class ServerInstance:
 def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
                 cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
                 server_timeout: float = 15.0, log: Callable[[str], None] | None = None,
-                waiting_for: str = "") -> CallOutcome:
+                waiting_for: str = "", goal_id: bytes | None = None) -> CallOutcome:
     """Send goal (through `send_goal`) and wait (wall s) for its result, from a worker thread.
 
     `cancel()` is polled: when it turns true the goal is cancelled and its final result
     awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere). Past
     `timeout` the goal is cancelled and the outcome says what was waited for (`waiting_for`).
+    `goal_id` (16 bytes): the goal's id, chosen by the caller (to record it before sending).
     """
     try:
-        sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log)
+        sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log, goal_id=goal_id)
     except GoalNotSent as exc:
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, str(exc))
     if not sent.accepted:
@@ -219,19 +221,29 @@ def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Ca
     does not know the goal (restarted, or the result expired) answers STATUS_UNKNOWN at once."""
     response = client.action_type.Impl.SendGoalService.Response(accepted=True)
     handle = ClientGoalHandle(client, UUID(uuid=list(goal_id)), response)
-    return await_result(client, handle, timeout, cancel, False, waiting_for)
+    return await_result(client, handle, timeout, cancel, False, waiting_for, ask_again=ACK_TIMEOUT)
 
 
 def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Callable[[], bool], adopted: bool,
-                 waiting_for: str = "") -> CallOutcome:
-    """The result of an accepted goal (see call_action)."""
+                 waiting_for: str = "", ask_again: float = 0.0) -> CallOutcome:
+    """The result of an accepted goal (see call_action). `ask_again` > 0: the request for the result
+    is sent again after that many s, then at doubling intervals (up to a minute) while unanswered: a
+    request sent just after this process started can be lost (the server's response writer has not yet
+    matched our reader, as in send_goal), and asking again for a result costs the server nothing."""
     done = threading.Event()
-    result_future = handle.get_result_async()
-    result_future.add_done_callback(lambda _: done.set())
+    futures = [handle.get_result_async()]
+    futures[0].add_done_callback(lambda _: done.set())
     deadline = time.monotonic() + timeout
     cancelled = timed_out = False
     server = ServerInstance(client)
+    interval = ask_again
+    next_ask = time.monotonic() + interval
     while not done.wait(0.02):
+        if ask_again > 0 and time.monotonic() > next_ask:
+            interval = min(2 * interval, 60.0)
+            next_ask = time.monotonic() + interval
+            futures.append(client._get_result_async(handle))
+            futures[-1].add_done_callback(lambda _: done.set())
         if server.gone():
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
                                f"{client.name}: the action server went away during the goal (its node died or "
@@ -243,7 +255,7 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
             deadline = time.monotonic() + 30.0
         elif cancelled and time.monotonic() > deadline:
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: no result after cancel")
-    response = result_future.result()
+    response = next(f for f in futures if f.done()).result()
     if adopted and response.status == GoalStatus.STATUS_UNKNOWN:
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
     outcome = CallOutcome(response.result, response.status)

@@ -101,7 +101,8 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
 
             # a lab manager SIGKILLed while a rack sits on the robot's deck: bringup restarts it, and
             # the new one, finding the rack away from home with no batch to own it, brings it home
-            assert cmd.wait(cmd.navigate_to_station("robot1", "rack_storage"), timeout=120) is TaskResult.SUCCEEDED
+            drive = cmd.navigate_to_station("robot1", "rack_storage")
+            assert cmd.wait(drive, timeout=120) is TaskResult.SUCCEEDED, (drive.result, out.text(60))
             moved = cmd.manipulate("robot1", "transfer", world["rack_1"], "robot1/deck1", "rack_1")
             assert cmd.wait(moved, timeout=120) is TaskResult.SUCCEEDED, moved.result
             spin_until(cmd, lambda: world.get("rack_1") == "robot1/deck1", 30, what="rack_1 on the deck")
@@ -114,8 +115,11 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
             assert world["rack_1"] == "robot1/deck1", (world, out.text(60))
             assert "world taken back from runs/sim_world.json" in out.text(400)
             os.kill(node_pid(out, "lab_manager"), signal.SIGKILL)
-            spin_until(cmd, lambda: world.get("rack_1", "").startswith("rack_storage/"), 180,
-                       what="the restarted lab manager to bring rack_1 home")
+            try:
+                spin_until(cmd, lambda: world.get("rack_1", "").startswith("rack_storage/"), 180,
+                           what="the restarted lab manager to bring rack_1 home")
+            except TimeoutError as exc:
+                pytest.fail(f"{exc}: {world}\n{out.text(150)}")
             assert "restarted /lab_manager" in out.text(400)
             assert "rack_1 is at robot1/deck1, away from home, with no batch" in out.text(400)
         finally:

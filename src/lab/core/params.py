@@ -79,9 +79,11 @@ class SimNodeParams(SimParams):
     seed: int = 0
     # the world as it was (time, robots, racks and trays) survives the simulation's process: saved
     # here (relative to the working folder) on every grasp and release and every `save_period`
-    # wall s, and taken back at start-up. "" = start from `objects`/`start_poses` every time.
+    # wall s, and taken back at start-up. "" = start from `objects`/`start_poses` every time. The
+    # restarted clock resumes up to speed x save_period simulated s later than it stopped (never
+    # earlier: nodes that saw a later time would wait for it again)
     state_file: str = "runs/sim_world.json"
-    save_period: float = Field(1.0, gt=0)
+    save_period: float = Field(0.1, gt=0)
 
     @field_validator("objects")
     @classmethod

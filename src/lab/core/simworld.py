@@ -150,9 +150,10 @@ class SimLab:
         """Take a saved `state()` back. All or nothing: InvalidGoal (nothing changed) when it does
         not fit this lab (a location that does not exist, two objects in one slot, a robot standing
         in a wall). Robots and objects the state does not name keep their configured start; the
-        returned notes say what was left out (a robot or object no longer configured)."""
+        returned notes say what was left out (a robot or object no longer configured). The clock
+        resumes at the saved time plus `ahead` (how far it may have run on after the save)."""
         try:
-            time = float(state["time"])
+            time = float(state["time"]) + float(state.get("ahead", 0.0))
             robots = {name: (Pose2D(*map(float, r["truth"])), Pose2D(*map(float, r["estimate"])),
                              {str(j): float(v) for j, v in r["joints"].items()}, float(r["battery"]))
                       for name, r in state["robots"].items()}

@@ -12,6 +12,8 @@ import time
 
 import rclpy
 from rclpy.action import ActionServer, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from lab_interfaces.action import RunStation
@@ -25,8 +27,10 @@ class EchoStation(Node):
         self.hang = hang
         self.slow_first_answer = slow_first_answer
         self.refuse = refuse
+        # with --hang, reentrant on several threads: a hanging goal does not keep the next one from running
         self.server = ActionServer(self, RunStation, "run_station", execute_callback=self.execute,
-                                   goal_callback=self.on_goal)
+                                   goal_callback=self.on_goal,
+                                   callback_group=ReentrantCallbackGroup() if hang else None)
 
     def on_goal(self, goal) -> GoalResponse:
         if self.slow_first_answer:
@@ -69,7 +73,7 @@ def main() -> None:
     node = EchoStation(ns.namespace, ns.slow_first_answer, ns.refuse, ns.hang)
     print("READY", flush=True)
     try:
-        rclpy.spin(node)
+        rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=4) if ns.hang else None)
     except KeyboardInterrupt:
         pass
     rclpy.try_shutdown()

@@ -94,17 +94,21 @@ def test_a_goal_sent_again_after_a_late_answer_runs_once(rclpy_context) -> None:
 
 
 def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_context) -> None:
-    """A station killed mid-process and started again under its name: the client's wait for
-    that goal's result ends (within DDS's 20 s lease, not at the 300 s time-out) saying why."""
+    """A goal past its limit is cancelled and says what was waited for. A station killed
+    mid-process and started again under its name: the client's wait for that goal's result ends
+    (within DDS's 20 s lease, not at the 300 s time-out) saying why. A goal's result can be
+    asked for by its id from another client; an unknown id answers STATUS_UNKNOWN."""
     import os
     import signal
     import threading
     import time
+    import uuid
 
+    from action_msgs.msg import GoalStatus
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
-    from lab.ros.actions import ActionClient, call_action
+    from lab.ros.actions import ActionClient, call_action, follow_goal
     from lab_interfaces.action import RunStation
 
     server = Path(__file__).with_name("action_server_proc.py")
@@ -118,6 +122,12 @@ def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_contex
         with process([*command, "--hang"]) as first:
             assert first.stdout.readline().strip() == "READY"
             client = ActionClient(node, RunStation, "/stations/gone/run_station")
+            # past its limit a goal is cancelled, and the outcome says what was waited for
+            late = call_action(client, RunStation.Goal(rack_id="rack_0"), timeout=1.0, cancel_grace=1.0,
+                               waiting_for="rack_0's process")
+            assert first.stdout.readline().strip() == "STARTED rack_0"
+            assert late.message == ("/stations/gone/run_station: no result after 1 s waiting for rack_0's process; "
+                                    "no answer to the cancel within 1 s"), late.message
             outcome: dict = {}
             waiter = threading.Thread(target=lambda: outcome.update(call=call_action(
                 client, RunStation.Goal(rack_id="rack_1"), timeout=300.0)), daemon=True)
@@ -129,6 +139,16 @@ def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_contex
             assert again.stdout.readline().strip() == "READY"
             waiter.join(timeout=60.0)
             assert not waiter.is_alive(), "still waiting for a goal its server forgot"
+            # a goal sent under an id the caller chose (and recorded): another client (a restarted
+            # lab manager) gets its result by that id; an id the server never had is STATUS_UNKNOWN
+            goal_id = uuid.uuid4().bytes
+            sent = call_action(client, RunStation.Goal(rack_id="rack_2"), timeout=30.0, goal_id=goal_id)
+            assert sent.succeeded and sent.result.message == "ran rack_2", sent.message
+            other = ActionClient(node, RunStation, "/stations/gone/run_station")
+            again_asked = follow_goal(other, goal_id, timeout=30.0)
+            assert again_asked.succeeded and again_asked.result.message == "ran rack_2", again_asked.message
+            unknown = follow_goal(other, uuid.uuid4().bytes, timeout=30.0)
+            assert unknown.status == GoalStatus.STATUS_UNKNOWN and not unknown.reason and not unknown.lost
         message = outcome["call"].message
         assert "the action server went away during the goal" in message, message
         assert time.monotonic() - killed < 45.0

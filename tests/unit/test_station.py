@@ -165,3 +165,21 @@ def test_same_seed_same_measurements():
     assert runs[0][0].values == runs[1][0].values
     other = StationCore("gc", KINDS["gas_chromatograph"], seed=8).results([Formulation("a", amounts)], {})
     assert other[0].values != runs[0][0].values
+
+
+def test_expected_durations_come_from_the_process_steps() -> None:
+    """What a goal's limit is derived from: a process's steps for the samples (per-sample steps
+    multiplied), a batch's processes plus a carrier move per step and one home."""
+    from lab.core.station import batch_seconds, expected_seconds
+
+    kinds = load_kinds()
+    solid = kinds["solid_dispenser"]
+    rack = [Formulation(f"v{i}", {"P10-MIX1": 2.0}, units={"P10-MIX1": "mg"}, specimen_kind="vial")
+            for i in range(8)]
+    planned = sum(step.seconds for step in StationCore("solid_dispenser", solid).plan("", rack))
+    assert expected_seconds(solid, "", 8) == 90.0 * 8 == planned
+    assert expected_seconds(kinds["rack_storage"], "", 8) == 0.0
+    assert expected_seconds(solid, "no_such_process", 8) == 0.0
+    steps = [("solid_dispenser", ""), ("photoreactor", "")]
+    assert batch_seconds(steps, kinds, 8, 600.0) == \
+        expected_seconds(solid, "", 8) + expected_seconds(kinds["photoreactor"], "", 8) + 3 * 600.0

@@ -163,7 +163,17 @@ class LabManagerParams(NodeParams):
     max_retries: int = Field(1, ge=0)                # a failed step is tried this many times more
     battery_low: float = Field(0.25, ge=0, le=1)     # state of charge that sends a robot to charge
     battery_resume: float = Field(0.9, ge=0, le=1)   # ... and that it charges up to
-    station_timeout: float = Field(86400.0, gt=0)    # wall s a station's process may take at most
+    processes_file: str = ""                         # "" = config/station_processes.yaml (expected durations)
+    # every goal's limit follows from what it should take (simulated s): a station's process as
+    # station_processes.yaml gives it for the samples, a drive as its straight-line length at
+    # `nominal_speed`, an arm operation `arm_seconds`; the limit is margin_factor x that + margin_seconds
+    # (+ the navigator's traffic wait for a drive), counted in wall seconds (an upper bound when the
+    # simulation runs at 1x or faster; real hardware runs at 1x)
+    margin_factor: float = Field(2.0, ge=1)
+    margin_seconds: float = Field(300.0, ge=0)
+    nominal_speed: float = Field(0.5, gt=0)          # m/s of a drive, detours included (max 0.7)
+    arm_seconds: float = Field(120.0, gt=0)          # simulated s of a pick, place or transfer (~60 measured)
+    traffic_wait: float = Field(900.0, ge=0)         # simulated s a drive may wait for the way (navigator)
 
     @model_validator(mode="after")
     def _battery(self) -> LabManagerParams:
@@ -179,7 +189,15 @@ class PlannerParams(NodeParams):
     database: str = "runs/campaigns.db"
     campaigns_dir: str = ""                          # "" = config/campaigns
     batches_in_flight: int = Field(2, ge=1)          # batches kept running at once
-    batch_timeout: float = Field(7 * 86400.0, gt=0)  # wall s a batch may take at most
+    # s a batch may take at most; 0 = from what it should take: every step's process for the batch
+    # (config/station_processes.yaml) plus `leg_seconds` per carrier move, times margin_factor, times
+    # the batches in flight (a batch may wait for the others), + margin_seconds (simulated s; counted
+    # in wall s, at least as many whenever the simulation runs at 1x or faster)
+    batch_timeout: float = Field(0.0, ge=0)
+    processes_file: str = ""                         # "" = config/station_processes.yaml
+    leg_seconds: float = Field(600.0, gt=0)          # a carrier move: a drive and two transfers, generously
+    margin_factor: float = Field(2.0, ge=1)
+    margin_seconds: float = Field(3600.0, ge=0)      # charging on the way, a retried step
     workflows_file: str = ""                         # "" = config/workflows.yaml (a batch must fit its carrier)
     # wall s to wait for a lab manager that went away during a batch (died, restarted) to come back
     # before the batch is sent to it again (it goes on with the batch from its record) or, past it,

@@ -125,6 +125,14 @@ def parse_kinds(doc: Any, source: str) -> dict[str, KindSpec]:
     return kinds
 
 
+def expected_seconds(spec: KindSpec, process: str, samples: int) -> float:
+    """Simulated s `process` ('' = the kind's default) takes for `samples` samples: the sum of its
+    steps (what StationCore.plan gives); 0 for a kind or process with no steps."""
+    n = max(1, samples)
+    return float(sum(seconds * (n if per_sample else 1)
+                     for _, seconds, per_sample in spec.processes.get(process or spec.default, ())))
+
+
 def load_kinds(path: Path | None = None) -> dict[str, KindSpec]:
     path = path or config_path("station_processes.yaml")
     try:
@@ -286,3 +294,10 @@ class StationCore:
             m.curves.append(stress_strain_curve(props["Young_Mod"][0], props["Peak_Stress"][0],
                                                 props["Peak_Strain"][0]))
 
+
+def batch_seconds(steps: Sequence[tuple[str, str]], kinds: Mapping[str, KindSpec], samples: int,
+                  leg_seconds: float) -> float:
+    """Simulated s a batch of `samples` should take through `steps` ((station kind, process) in
+    order): each step's process plus a carrier move to it, and the move home."""
+    return sum(expected_seconds(kinds[kind], process, samples) if kind in kinds else 0.0
+               for kind, process in steps) + leg_seconds * (len(steps) + 1)

@@ -56,6 +56,7 @@ from lab.core.errors import InvalidGoal
 from lab.core.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 from lab.core.params import LabManagerParams
 from lab.core.resources import ResourcePool, Unavailable
+from lab.core.station import expected_seconds, load_kinds
 from lab.core.workflow import Workflow, load_workflows, workflow
 from lab.core.world import Pose2D, Station, load_stations
 from lab.ros.actions import ActionClient, call_action, follow_goal
@@ -174,6 +175,9 @@ class LabManager(Node):
         self.stations: dict[str, Station] = config.stations
         self.kind_of = config.kinds()
         self.parking: list[Pose2D] = config.parking
+        self.kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
+        docks = [st.dock for st in self.stations.values()]
+        self._lab_diagonal = max((a.distance_to(b) for a in docks for b in docks), default=10.0)
         self.workflows: dict[str, Workflow] = load_workflows(
             file_or_default(params.workflows_file, "config/workflows.yaml"), set(self.kind_of.values()))
         self.robots = [r for r in params.robots if r]
@@ -399,10 +403,27 @@ class LabManager(Node):
         return self.gate.mode == STOPPED or self.safety.stopped
 
     # ------------------------------------------------------------------ children
-    def _call(self, client, goal, what: str, holder: str, goal_handle, cancel=lambda: False, feedback=None,
-              goal_id: bytes | None = None):
+    def _limit(self, expected: float) -> float:
+        """A goal's limit (simulated s) from what it should take."""
+        return self.params.margin_factor * expected + self.params.margin_seconds
+
+    def _drive_limit(self, robot: str, to: Pose2D) -> float:
+        here = self.robot_pose.get(robot)
+        length = here.distance_to(to) if here is not None else self._lab_diagonal
+        return self._limit(length / self.params.nominal_speed) + self.params.traffic_wait
+
+    def _station_limit(self, station: str, process: str, samples: int) -> float:
+        spec = self.kinds.get(self.kind_of[station])
+        return self._limit(expected_seconds(spec, process, samples) if spec else 0.0)
+
+    def _call(self, client, goal, what: str, holder: str, goal_handle, limit: float, cancel=lambda: False,
+              feedback=None, goal_id: bytes | None = None):
         """Send a goal through the start gate (it waits while the lab is paused; Interrupted when
-        the batch is cancelled meanwhile) and wait for its result."""
+        the batch is cancelled meanwhile) and wait for its result, up to `limit` s, derived from
+        simulated durations and counted in wall s: an upper bound whenever the simulation runs at
+        1x or faster (not in simulated time: the embedded simulation's one clock runs on for every
+        node waiting on it, so a robot's hand-offs cost simulated time while stations work). Past
+        it the goal is cancelled and the outcome says what was waited for."""
         self._last_handle = getattr(self, "_last_handle", {})
         try:
             with self._starting(goal_handle) as started:
@@ -414,7 +435,8 @@ class LabManager(Node):
 
                 with self._lock:
                     self.active_steps[holder] = what
-                outcome = call_action(client, goal, timeout=self.params.station_timeout, feedback=feedback,
+                outcome = call_action(client, goal, timeout=limit, feedback=feedback,
+                                      waiting_for=f"{what} (what it should take, with margin)",
                                       cancel=lambda: cancel() or self._stopped(), on_handle=keep, goal_id=goal_id)
         finally:
             with self._lock:
@@ -457,7 +479,8 @@ class LabManager(Node):
             if self.robot_at[robot] != station:
                 self._make_way(robot, station, batch_id, goal_handle)
                 nav = self._call(self.nav[robot], NavigateToStation.Goal(station=station),
-                                 f"{robot}: drive to {station}", f"{batch_id}/{robot}", goal_handle)
+                                 f"{robot}: drive to {station}", f"{batch_id}/{robot}", goal_handle,
+                                 self._drive_limit(robot, self.stations[station].dock))
                 if not nav.succeeded:
                     reason = f"{robot} could not reach {station}: {nav.message}"
                     self.robot_at[robot] = ""
@@ -466,7 +489,8 @@ class LabManager(Node):
             self.robot_state[robot] = "manipulating"
             arm = self._call(self.arm[robot], Manipulate.Goal(operation="transfer", object_id=carrier, source=source,
                                                              target=target),
-                             f"{robot}: {carrier} {source} -> {target}", f"{batch_id}/{robot}", goal_handle)
+                             f"{robot}: {carrier} {source} -> {target}", f"{batch_id}/{robot}", goal_handle,
+                             self._limit(self.params.arm_seconds))
             self.robot_state[robot] = "idle"
             self._record(batch_id, robot, began, sim_now(self), f"{carrier} -> {target}")
             if arm.succeeded:
@@ -509,7 +533,7 @@ class LabManager(Node):
                 self.robot_state[other] = "parking"
                 nav = self._call(self.nav_pose[other], NavigateToPose.Goal(pose=Pose2DMsg(x=x, y=y, theta=yaw)),
                                  f"{other}: out of {robot}'s way to its parking spot", f"{batch_id}/{other}",
-                                 goal_handle)
+                                 goal_handle, self._drive_limit(other, spot))
                 self.robot_at[other] = ""
                 if not nav.succeeded:
                     self.get_logger().warning(f"{other} could not clear {station} for {robot}: {nav.message}")
@@ -529,7 +553,8 @@ class LabManager(Node):
                                         cancelled=lambda: goal_handle.is_cancel_requested) as charger:
             self._make_way(robot, charger, batch_id, goal_handle)
             nav = self._call(self.nav[robot], NavigateToStation.Goal(station=charger, skip_refinement=True),
-                             f"{robot}: drive to {charger}", f"{batch_id}/{robot}", goal_handle)
+                             f"{robot}: drive to {charger}", f"{batch_id}/{robot}", goal_handle,
+                             self._drive_limit(robot, self.stations[charger].dock))
             self.robot_at[robot] = charger if nav.succeeded else ""
             if not nav.succeeded:
                 self.get_logger().warning(f"{robot}: cannot reach the charger: {nav.message}")
@@ -609,7 +634,8 @@ class LabManager(Node):
         run.station_goal = (station, goal_id.hex())
         self._save(run)
         outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {run.carrier}",
-                             f"{run.key}/{station}", run, cancel=lambda: run.is_cancel_requested,
+                             f"{run.key}/{station}", run, self._station_limit(station, process, len(samples)),
+                             cancel=lambda: run.is_cancel_requested,
                              feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"),
                              goal_id=goal_id)
         self._record(run.key, station, began, sim_now(self), f"{process or 'process'} {run.carrier}")
@@ -873,7 +899,9 @@ class LabManager(Node):
             alive = [s for s in run.samples if not s.failure]
             self.get_logger().warning(f"{run.key}: asking {station} for the result of goal {goal_id} (sent before "
                                       "the restart)")
-            outcome = follow_goal(self.run_station[station], bytes.fromhex(goal_id), self.params.station_timeout,
+            process = self.workflows[run.workflow].steps[run.step].process
+            outcome = follow_goal(self.run_station[station], bytes.fromhex(goal_id),
+                                  self._station_limit(station, process, len(alive)),
                                   cancel=lambda: run.is_cancel_requested,
                                   waiting_for=f"{station}'s result for {run.carrier}")
             if outcome.status == GoalStatus.STATUS_UNKNOWN and not outcome.reason:

@@ -24,6 +24,7 @@ from lab.core.closed_loop import CampaignRunner
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.params import PlannerParams
 from lab.core.space import campaign_path, load_campaign
+from lab.core.station import batch_seconds, load_kinds
 from lab.core.store import CampaignStore
 from lab.core.workflow import load_workflows, workflow
 from lab.ros.actions import ActionClient, call_action
@@ -188,8 +189,9 @@ class PlannerNode(Node):
     def _run_batch(self, batch_id: str, workflow: str, formulations, finished: queue.Queue,
                    stop: threading.Event) -> None:
         goal = RunBatch.Goal(batch_id=batch_id, workflow=workflow, formulations=formulations)
-        outcome = call_action(self.batch_client, goal, timeout=self.params.batch_timeout,
-                              cancel=stop.is_set, waiting_for=f"batch {batch_id}")
+        limit = self._batch_limit(workflow, len(formulations))
+        outcome = call_action(self.batch_client, goal, timeout=limit, cancel=stop.is_set,
+                              waiting_for=f"batch {batch_id} (what it should take, with margin)")
         while outcome.lost and not stop.is_set():
             # the lab manager died or was restarted: the new one has the batch's record and goes on
             # with it; the same goal, sent again, is answered with that batch's result
@@ -200,8 +202,8 @@ class PlannerNode(Node):
                 outcome.reason = (f"the lab manager went away during the batch and did not come back within "
                                   f"{wait:g} s")
                 break
-            outcome = call_action(self.batch_client, goal, timeout=self.params.batch_timeout,
-                                  cancel=stop.is_set, waiting_for=f"batch {batch_id}")
+            outcome = call_action(self.batch_client, goal, timeout=limit, cancel=stop.is_set,
+                                  waiting_for=f"batch {batch_id} (what it should take, with margin)")
         measurements = list(outcome.result.measurements) if outcome.result is not None else []
         if len(measurements) != len(formulations):
             # the batch never ran (no lab manager, refused): every sample failed, with the reason
@@ -209,6 +211,17 @@ class PlannerNode(Node):
             measurements = [Measurement(sample_id=f.sample_id, valid=False, failure_reason=reason, as_dispensed=f)
                             for f in formulations]
         finished.put((batch_id, measurements, "" if outcome.succeeded else outcome.message))
+
+    def _batch_limit(self, workflow_name: str, samples: int) -> float:
+        """How long (s) to wait for a batch: `batch_timeout`, or from what it should take."""
+        params = self.params
+        if params.batch_timeout > 0:
+            return params.batch_timeout
+        flow = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"))[workflow_name]
+        kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
+        expected = batch_seconds([(step.kind, step.process) for step in flow.steps], kinds, samples,
+                                 params.leg_seconds)
+        return params.margin_factor * expected * params.batches_in_flight + params.margin_seconds
 
     def _server_back(self, seconds: float, stop: threading.Event) -> bool:
         """Whether /lab_manager/run_batch is served again within `seconds` (wall)."""

@@ -195,13 +195,14 @@ class ServerInstance:
 def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
                 cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
                 server_timeout: float = 15.0, log: Callable[[str], None] | None = None,
-                waiting_for: str = "", goal_id: bytes | None = None) -> CallOutcome:
+                waiting_for: str = "", goal_id: bytes | None = None, cancel_grace: float = 30.0) -> CallOutcome:
     """Send goal (through `send_goal`) and wait (wall s) for its result, from a worker thread.
 
     `cancel()` is polled: when it turns true the goal is cancelled and its final result
     awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere). Past
     `timeout` the goal is cancelled and the outcome says what was waited for (`waiting_for`).
     `goal_id` (16 bytes): the goal's id, chosen by the caller (to record it before sending).
+    `cancel_grace`: wall s to wait for the result after cancelling.
     """
     try:
         sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log, goal_id=goal_id)
@@ -211,7 +212,7 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
     if on_handle is not None:
         on_handle(sent.handle)
-    return await_result(client, sent.handle, timeout, cancel, sent.adopted, waiting_for)
+    return await_result(client, sent.handle, timeout, cancel, sent.adopted, waiting_for, cancel_grace=cancel_grace)
 
 
 def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Callable[[], bool] = lambda: False,
@@ -225,7 +226,7 @@ def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Ca
 
 
 def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Callable[[], bool], adopted: bool,
-                 waiting_for: str = "", ask_again: float = 0.0) -> CallOutcome:
+                 waiting_for: str = "", ask_again: float = 0.0, cancel_grace: float = 30.0) -> CallOutcome:
     """The result of an accepted goal (see call_action). `ask_again` > 0: the request for the result
     is sent again after that many s, then at doubling intervals (up to a minute) while unanswered: a
     request sent just after this process started can be lost (the server's response writer has not yet
@@ -252,9 +253,12 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
             timed_out = time.monotonic() > deadline
             cancelled = True
             handle.cancel_goal_async()
-            deadline = time.monotonic() + 30.0
+            deadline = time.monotonic() + cancel_grace
         elif cancelled and time.monotonic() > deadline:
-            return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: no result after cancel")
+            why = (f"no result after {timeout:g} s" + (f" waiting for {waiting_for}" if waiting_for else "")
+                   if timed_out else "cancelled")
+            return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
+                               f"{client.name}: {why}; no answer to the cancel within {cancel_grace:g} s")
     response = next(f for f in futures if f.done()).result()
     if adopted and response.status == GoalStatus.STATUS_UNKNOWN:
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")

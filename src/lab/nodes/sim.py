@@ -79,21 +79,25 @@ class SimNode(Node):
             self.lab.location_in_map(loc)  # raises for a slot that does not exist
         self._state_file = Path(params.state_file) if params.state_file else None
         self._save_lock = threading.Lock()
-        self._last_save = 0.0
         self._restore()
         self._descriptions = {r: expand_xacro(urdf_path, prefix=f"{r}/") for r in self.robot_names}
 
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.world_pub = self.create_publisher(WorldState, "/world_state", LATCHED)
         self.marker_pub = self.create_publisher(MarkerArray, "/lab_markers", LATCHED)
-        self.create_service(MoveObject, "~/move_object", self._move_object)
+        # commands and clock waits have a callback group (and executor thread) of their own beside
+        # the loop's timer: a loop that is always due must not starve them (a trajectory taken only
+        # after the clock had run past its waits failed arm moves); the physics lock orders them
+        commands = MutuallyExclusiveCallbackGroup()
+        self.create_service(MoveObject, "~/move_object", self._move_object, callback_group=commands)
         self._lockstep = params.lockstep
         self._physics = threading.Lock()  # the SimLab: the loop and commands vs the emergency stop
         self._waits: dict[tuple[str, int], float] = {}   # (owner, id) -> simulated s it waits for
         self._holds: dict[tuple[str, int], float] = {}   # (owner, id) of the holds in force
         self._missing: dict[str, float] = {}             # owner -> wall time it was first missed
-        self.create_timer(1.0, self._forget_departed)
-        self.create_subscription(ClockWait, ClockWaits.TOPIC, self._clock_wait, ClockWaits.QOS)
+        self.create_timer(1.0, self._forget_departed, callback_group=commands)
+        self.create_subscription(ClockWait, ClockWaits.TOPIC, self._clock_wait, ClockWaits.QOS,
+                                 callback_group=commands)
         self.pubs: dict[str, dict] = {}
         for name in self.robot_names:
             ns = f"/{name}"
@@ -108,12 +112,16 @@ class SimNode(Node):
                 "description": self.create_publisher(String, f"{ns}/robot_description", LATCHED),
             }
             self.pubs[name]["description"].publish(String(data=self._descriptions[name]))
-            self.create_subscription(Twist, f"{ns}/cmd_vel", lambda m, r=name: self._cmd_vel(r, m), 10)
-            self.create_subscription(PathMsg, f"{ns}/follow_path", lambda m, r=name: self._follow(r, m), 10)
+            self.create_subscription(Twist, f"{ns}/cmd_vel", lambda m, r=name: self._cmd_vel(r, m), 10,
+                                     callback_group=commands)
+            self.create_subscription(PathMsg, f"{ns}/follow_path", lambda m, r=name: self._follow(r, m), 10,
+                                     callback_group=commands)
             self.create_subscription(JointTrajectory, f"{ns}/arm_controller/joint_trajectory",
-                                     lambda m, r=name: self._trajectory(r, m), 10)
+                                     lambda m, r=name: self._trajectory(r, m), 10,
+                                     callback_group=commands)
             self.create_subscription(PoseWithCovarianceStamped, f"{ns}/initialpose",
-                                     lambda m, r=name: self._initial_pose(r, m), 10)
+                                     lambda m, r=name: self._initial_pose(r, m), 10,
+                                     callback_group=commands)
         self.add_post_set_parameters_callback(self._on_set)
         # the emergency stop has a callback group (and executor thread) of its own: it stops the
         # controllers while the loop renders a camera image; the lock keeps it out of a physics step
@@ -124,6 +132,7 @@ class SimNode(Node):
         self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
         self.create_timer(1.0 / params.clock_rate, self._tick)
+        self.create_timer(params.save_period, self.save_world, callback_group=commands)
         self._publish_world(force=True)
         self.get_logger().info(f"lab {self.world.width:g} x {self.world.length:g} m, {len(self.world.stations)} "
                                f"stations, robots {', '.join(self.robot_names)}, {params.speed:g}x real time")
@@ -169,7 +178,6 @@ class SimNode(Node):
             except OSError as exc:
                 self.get_logger().error(f"could not save the world to {self._state_file}: {exc}",
                                         throttle_duration_sec=60.0)
-            self._last_save = time.monotonic()
 
     def shutdown(self) -> None:
         self.save_world(sync=True, final=True)
@@ -238,6 +246,10 @@ class SimNode(Node):
         return response
 
     def _clock_wait(self, msg: ClockWait) -> None:
+        with self._physics:  # the loop reads the tables under it
+            self._clock_wait_locked(msg)
+
+    def _clock_wait_locked(self, msg: ClockWait) -> None:
         name, _, _instance = msg.owner.partition("#")
         stale = {k for table in (self._waits, self._holds) for k in table
                  if k[0] != msg.owner and k[0].partition("#")[0] == name}
@@ -255,6 +267,10 @@ class SimNode(Node):
             table.pop(key, None)
 
     def _forget_departed(self) -> None:
+        with self._physics:
+            self._forget_departed_locked()
+
+    def _forget_departed_locked(self) -> None:
         """Drop the waits and holds of nodes gone from the graph for 5 s (a node that died
         holding the clock must not stop it for ever)."""
         present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
@@ -304,8 +320,7 @@ class SimNode(Node):
             views = self._tick_locked()
         for name, view, now in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
             self._publish_camera(name, view, now)
-        if time.monotonic() - self._last_save >= self.params.save_period:
-            self.save_world()
+
 
     def _tick_locked(self) -> list[tuple[str, tuple[Any, np.ndarray], Time]]:
         """One step of the loop; returns the camera views to render (robot, (station, marker in camera), stamp)."""
@@ -443,7 +458,7 @@ class SimNode(Node):
 def main(args: list[str] | None = None) -> None:
     # two threads: the emergency stop's callback group runs beside the loop (self._physics keeps
     # every command and step of the SimLab from interleaving)
-    node_main(SimNode, "sim", threads=2)
+    node_main(SimNode, "sim", threads=3)  # the loop, the commands, the emergency stop
 
 
 if __name__ == "__main__":

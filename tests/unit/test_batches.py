@@ -30,6 +30,8 @@ def test_the_record_keeps_the_last_state_of_each_batch_until_dropped(tmp_path: P
         store.save_lab_batch("b1#aa", "b1", {"step": 2})
     with CampaignStore.open(tmp_path / "c.db") as store:  # another process, later
         assert store.lab_batches() == {"b1#aa": {"step": 2}, "b2#bb": {"step": 1}}
+        ages = store.lab_batch_ages()
+        assert set(ages) == {"b1#aa", "b2#bb"} and all(0.0 <= age < 60.0 for age in ages.values())
         store.drop_lab_batch("b1#aa")
         assert list(store.lab_batches()) == ["b2#bb"]
 

@@ -164,6 +164,7 @@ class LabManagerParams(NodeParams):
     battery_low: float = Field(0.25, ge=0, le=1)     # state of charge that sends a robot to charge
     battery_resume: float = Field(0.9, ge=0, le=1)   # ... and that it charges up to
     processes_file: str = ""                         # "" = config/station_processes.yaml (expected durations)
+    keep_results: float = Field(7 * 86400.0, gt=0)   # wall s a finished batch's result waits to be asked for
     # every goal's limit follows from what it should take (simulated s): a station's process as
     # station_processes.yaml gives it for the samples, a drive as its straight-line length at
     # `nominal_speed`, an arm operation `arm_seconds`; the limit is margin_factor x that + margin_seconds

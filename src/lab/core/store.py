@@ -207,6 +207,13 @@ class CampaignStore:
             rows = self.db.execute("SELECT key, state FROM lab_batches ORDER BY updated").fetchall()
         return {str(k): json.loads(v) for k, v in rows}
 
+    def lab_batch_ages(self) -> dict[str, float]:
+        """Seconds since each recorded batch was last updated, by key."""
+        with self._lock:
+            rows = self.db.execute("SELECT key, updated FROM lab_batches").fetchall()
+        now = time.time()
+        return {str(k): now - float(t) for k, t in rows}
+
     def drop_lab_batch(self, key: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM lab_batches WHERE key = ?", (key,))

@@ -864,6 +864,7 @@ class LabManager(Node):
         was under way asked for its result."""
         try:
             records = self._database().lab_batches()
+            ages = self._database().lab_batch_ages()
         except Exception as exc:
             self.get_logger().error(f"the batches in flight could not be read from {self.params.database}: {exc}")
             return
@@ -879,6 +880,11 @@ class LabManager(Node):
             with self._lock:
                 self.runs[key] = run
             if run.result is not None:
+                if ages.get(key, 0.0) > self.params.keep_results:
+                    self.get_logger().warning(f"{key}: finished {ages[key] / 3600:.0f} h ago and nobody asked for its "
+                                              f"result (keep_results {self.params.keep_results:g} s): dropped")
+                    self._forget(run)
+                    continue
                 run.done.set()
                 self.get_logger().warning(f"{key}: finished before the restart; answered when its goal is re-sent")
                 continue

@@ -31,9 +31,12 @@ def rack_of(world: dict[str, str]) -> set[str]:
 def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_strays_go_home(
         tmp_path) -> None:
     import rclpy
+    from action_msgs.msg import GoalStatusArray
+    from rclpy.qos import qos_profile_action_status_default
 
     from lab.cli import _set_sim_speed
     from lab.commander import LabCommander, TaskResult
+    from lab.nodes.lab_manager import UNDER_WAY
     from lab.ros.qos import LATCHED
     from lab_interfaces.msg import Formulation, LabStatus, WorldState
 
@@ -54,6 +57,10 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
             steps.setdefault("seen", []).extend(m.active_steps)
 
         cmd.create_subscription(LabStatus, "/lab_status", on_status, 10)
+        under_way: dict[str, int] = {}
+        for action in ("/robot1/manipulate", "/robot1/navigate_to_station", "/robot1/navigate_to_pose"):
+            cmd.create_subscription(GoalStatusArray, f"{action}/_action/status", lambda m, a=action: under_way.update(
+                {a: sum(1 for st in m.status_list if st.status in UNDER_WAY)}), qos_profile_action_status_default)
         try:
             rack = [Formulation(sample_id=f"v{i}", specimen_kind="vial", components=["P10-MIX1"], amounts=[2.0],
                                 units=["mg"]) for i in range(2)]
@@ -101,6 +108,11 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
 
             # a lab manager SIGKILLed while a rack sits on the robot's deck: bringup restarts it, and
             # the new one, finding the rack away from home with no batch to own it, brings it home
+            # the robot's own commands next: first the goals the batch left under way must end (the
+            # arm refuses a goal while it runs one; seen once here: an arm goal still running after
+            # the batch had answered, cause not found)
+            spin_until(cmd, lambda: not any(under_way.values()), 60,
+                       what=f"robot1's action goals under way to end ({under_way})")
             drive = cmd.navigate_to_station("robot1", "rack_storage")
             assert cmd.wait(drive, timeout=120) is TaskResult.SUCCEEDED, (drive.result, out.text(60))
             moved = cmd.manipulate("robot1", "transfer", world["rack_1"], "robot1/deck1", "rack_1")

@@ -134,6 +134,7 @@ class _Run:
         self.carrier = self.home = self.location = self.held = ""
         self.step = 0                                   # index of the workflow step under way
         self.station_goal: tuple[str, str] | None = None  # (station, goal id hex) while it runs the step
+        self.station_goal_accepted = False              # ... and whether the station had accepted it
         self.result: Any = None                         # RunBatch.Result once finished
         self.done = threading.Event()
         self.watchers: list[Any] = []                   # goal handles waiting for it
@@ -153,6 +154,7 @@ class _Run:
         return {"batch_id": self.batch_id, "workflow": self.workflow, "samples": [s.state() for s in self.samples],
                 "carrier": self.carrier, "home": self.home, "location": self.location, "held": self.held,
                 "step": self.step, "station_goal": list(self.station_goal) if self.station_goal else None,
+                "station_goal_accepted": self.station_goal_accepted,
                 "result": _b64(self.result) if self.result is not None else None}
 
     @classmethod
@@ -163,6 +165,7 @@ class _Run:
         run.location, run.held, run.step = str(state["location"]), str(state["held"]), int(state["step"])
         goal = state.get("station_goal")
         run.station_goal = (str(goal[0]), str(goal[1])) if goal else None
+        run.station_goal_accepted = bool(state.get("station_goal_accepted", False))
         run.result = _msg(state["result"], RunBatch.Result) if state.get("result") else None
         return run
 
@@ -417,7 +420,7 @@ class LabManager(Node):
         return self._limit(expected_seconds(spec, process, samples) if spec else 0.0)
 
     def _call(self, client, goal, what: str, holder: str, goal_handle, limit: float, cancel=lambda: False,
-              feedback=None, goal_id: bytes | None = None):
+              feedback=None, goal_id: bytes | None = None, accepted=None):
         """Send a goal through the start gate (it waits while the lab is paused; Interrupted when
         the batch is cancelled meanwhile) and wait for its result, up to `limit` s, derived from
         simulated durations and counted in wall s: an upper bound whenever the simulation runs at
@@ -432,6 +435,8 @@ class LabManager(Node):
                     with self._lock:
                         self.handles[id(handle)] = handle
                         self._last_handle[threading.get_ident()] = handle
+                    if accepted is not None:
+                        accepted(handle)
 
                 with self._lock:
                     self.active_steps[holder] = what
@@ -632,12 +637,18 @@ class LabManager(Node):
         # the goal's id is recorded before it is sent: a lab manager restarted meanwhile asks the station for it
         goal_id = uuid.uuid4().bytes
         run.station_goal = (station, goal_id.hex())
+        run.station_goal_accepted = False
         self._save(run)
+
+        def accepted(_handle) -> None:  # the station has it: one that forgets it was restarted
+            run.station_goal_accepted = True
+            self._save(run)
+
         outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {run.carrier}",
                              f"{run.key}/{station}", run, self._station_limit(station, process, len(samples)),
                              cancel=lambda: run.is_cancel_requested,
                              feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"),
-                             goal_id=goal_id)
+                             goal_id=goal_id, accepted=accepted)
         self._record(run.key, station, began, sim_now(self), f"{process or 'process'} {run.carrier}")
         return self._merge(station, samples, outcome)
 
@@ -910,10 +921,21 @@ class LabManager(Node):
                                   self._station_limit(station, process, len(alive)),
                                   cancel=lambda: run.is_cancel_requested,
                                   waiting_for=f"{station}'s result for {run.carrier}")
-            if outcome.status == GoalStatus.STATUS_UNKNOWN and not outcome.reason:
-                # the station has no record of the goal: restarted since, or it never got it (the lab
-                # manager died between recording and sending); what the samples went through is unknown
-                ok, why = False, f"{station} has no record of goal {goal_id} (restarted, or never received it)"
+            unknown = outcome.status == GoalStatus.STATUS_UNKNOWN and not outcome.reason
+            if unknown and not run.station_goal_accepted:
+                # recorded but never accepted: the lab manager died before the station had it; the
+                # step runs again from the start
+                self.get_logger().warning(f"{run.key}: {station} never had goal {goal_id}: the step runs again")
+                run.station_goal = None
+                self._save(run)
+                with self._lock:
+                    run.location = self.carriers.get(run.carrier, run.location)
+                self._drive(run)
+                return
+            if unknown:
+                # accepted, and the station has no record of it: restarted since (or the result
+                # expired); what the samples went through is unknown
+                ok, why = False, f"{station} has no record of goal {goal_id} (restarted since it accepted it)"
             else:
                 ok, why = self._merge(station, alive, outcome)
             if ok:

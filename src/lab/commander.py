@@ -193,6 +193,14 @@ class LabCommander(Node):
         service = "/safety/release" if release else "/safety/stop"
         return self._call_service(SafetyCommand, service, SafetyCommand.Request(by=by, reason=reason), poll=0.02)
 
+    def refill_stock(self, station: str, stock: str = "", amount: float = 0.0,
+                     timeout: float = 10.0) -> tuple[bool, str]:
+        """Refill one stock of a station (every stock when `stock` is ""), to full when `amount` <= 0."""
+        from lab_interfaces.srv import RefillStock
+
+        return self._call_service(RefillStock, f"/stations/{station}/refill_stock",
+                                  RefillStock.Request(stock=stock, amount=float(amount)), timeout)
+
     def cancel_campaign(self, campaign_id: str) -> tuple[bool, str]:
         """Ask the planner to end its running campaign `campaign_id` (resumable)."""
         from lab_interfaces.srv import CancelCampaign

@@ -33,6 +33,16 @@ def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0,
 
     status = 1
     with lab_session(specs, log_path, "lab_demo") as (lab, cmd):
+        # stations keep their stock levels across runs (runs/stations/): a demo starts from full bottles
+        for spec in specs:
+            if spec.executable == "station":
+                try:
+                    ok, why = cmd.refill_stock(spec.name, timeout=60.0)  # nodes starting
+                except TimeoutError as exc:
+                    ok, why = False, str(exc)
+                if not ok:
+                    print(f"lab demo: could not refill {spec.name}: {why}", file=sys.stderr)
+                    return 1
         started = time.monotonic()
         print(f"lab demo: campaign '{campaign}', {budget} experiments in batches of {batch}, "
               f"simulation at {speed:g}x real time")

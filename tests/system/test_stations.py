@@ -136,3 +136,45 @@ def test_injected_fault_fails_the_run_and_the_station_recovers(stations) -> None
     task = cmd.run_station("photoreactor", "rack_2", [vial(0, **{"L-Cysteine-100gL": 1.0})])
     assert cmd.wait(task, 60) is TaskResult.SUCCEEDED
     assert task.result.duration >= 3600 - 1.0
+
+
+def test_a_station_killed_mid_process_comes_back_with_its_stocks_and_reports_what_it_interrupted(stations) -> None:
+    """SIGKILL the liquid dispenser after it dispensed (purging): bringup restarts it; it has the
+    stock levels it had, and its status reports the interrupted process under the goal's id
+    until its next process, which runs."""
+    import os
+    import signal
+
+    from labproc import node_pid
+    from procs import wait_for
+
+    from lab.commander import TaskResult
+
+    cmd, statuses, out = stations
+    start = _levels(cmd, statuses, "liquid_dispenser")
+    # 16 vials: the purge lasts 16 min, ~1 s of wall time at this speed
+    rack = [vial(i, **{"L-Cysteine-100gL": 0.25, "NaCl-3M": 0.25}) for i in range(16)]
+    task = cmd.run_station("liquid_dispenser", "rack_1", rack)
+    wait_for(lambda: cmd.spin_for(0.01) or task.done.is_set() or
+             (task.feedback is not None and task.feedback.step == "purge"), 60, period=0.0,
+             what="the dispenser purging")
+    assert not task.done.is_set(), (task.result.message if task.result else "", out.text(30))
+    levels = _levels(cmd, statuses, "liquid_dispenser")
+    goal_id = bytes(task.goal_handle.goal_id.uuid).hex()
+    old = node_pid(out, "liquid_dispenser")
+    os.kill(old, signal.SIGKILL)
+    statuses.pop("liquid_dispenser", None)
+    wait_for(lambda: cmd.spin_for(0.05) or statuses.get("liquid_dispenser") is not None, 30, period=0.0,
+             what="the restarted dispenser's status")
+    status = statuses["liquid_dispenser"]
+    assert node_pid(out, "liquid_dispenser") != old
+    assert status.interrupted_goal == goal_id, (status.interrupted, out.text(40))
+    assert status.interrupted.startswith("dispense_cap_purge on rack_1 was interrupted by a restart of the station "
+                                         "at purge"), status.interrupted
+    assert "its 16 samples cannot be measured" in status.interrupted
+    assert _levels(cmd, statuses, "liquid_dispenser") == pytest.approx(levels, abs=1e-9)
+    assert levels["NaCl-3M"] == pytest.approx(start["NaCl-3M"] - 16 * 0.25, abs=0.2)  # dispensed stays drawn
+    task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 1.0})])
+    assert cmd.wait(task, 60) is TaskResult.SUCCEEDED, task.result.message if task.result else ""
+    cmd.spin_for(0.3)
+    assert statuses["liquid_dispenser"].interrupted == "" and statuses["liquid_dispenser"].interrupted_goal == ""

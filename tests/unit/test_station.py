@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from lab.core.emulators import HER_COMPONENTS, CrossedBarrelEmulator, HerEmulator, PhotopolymerEmulator
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.formulation import Formulation
-from lab.core.station import StationCore, load_kinds, parse_kinds
+from lab.core.station import StationCore, interruption, load_kinds, parse_kinds
 
 KINDS = load_kinds()
 
@@ -87,6 +89,37 @@ def test_dispensing_is_imperfect_but_close_and_draws_the_stock():
     got = np.array([out[s.sample_id]["P10-MIX1"] for s in samples])
     assert 0.005 < got.std() < 0.06 and abs(got.mean() - 2.0) < 0.01
     assert core.stocks["P10-MIX1"].level == pytest.approx(2000.0 - got.sum())
+
+
+def test_stock_levels_are_taken_back_all_or_nothing():
+    core = StationCore("ld", KINDS["liquid_dispenser"], seed=1)
+    core.dispense([vial(0, **{"NaCl-3M": 2.0, "NaOH-1M": 1.0})])
+    saved = core.stock_levels()
+    fresh = StationCore("ld", KINDS["liquid_dispenser"], seed=1)
+    fresh.restore_stocks(saved)
+    assert fresh.stock_levels() == saved and saved["NaCl-3M"] < 250.0
+    full = StationCore("ld", KINDS["liquid_dispenser"], seed=1).stock_levels()
+    for bad, words in (({"NaCl-3M": 1.0, "Gold": 3.0}, "no stock 'Gold'"),
+                       ({"NaCl-3M": 1.0, "NaOH-1M": 251.0}, "[0, 250]"),
+                       ({"NaCl-3M": -1.0}, "[0, 250]"), ({"NaCl-3M": "x"}, "not a number"),
+                       ({"NaCl-3M": float("nan")}, "not a number"), ({"NaCl-3M": True}, "not a number")):
+        other = StationCore("ld", KINDS["liquid_dispenser"], seed=1)
+        with pytest.raises(InvalidGoal, match=re.escape(words)):
+            other.restore_stocks(bad)
+        assert other.stock_levels() == full, bad
+
+
+def test_an_interrupted_process_is_reported_from_its_record():
+    record = {"goal": "0123456789abcdef" * 2, "rack": "rack_1", "process": "illuminate", "step": "illuminate",
+              "progress": 0.4, "samples": ["a", "b", "c"]}
+    goal, text = interruption(record)
+    assert goal == record["goal"]
+    assert text == ("illuminate on rack_1 was interrupted by a restart of the station at illuminate (40% done): "
+                    "its 3 samples cannot be measured")
+    for bad in ({**record, "goal": "xyz"}, {k: v for k, v in record.items() if k != "rack"},
+                {**record, "progress": "half"}, {**record, "samples": 3}, ["not", "a", "record"]):
+        with pytest.raises(InvalidGoal):
+            interruption(bad)
 
 
 def test_malformed_processes_file_names_the_key():

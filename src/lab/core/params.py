@@ -150,6 +150,9 @@ class StationParams(NodeParams):
     status_period: float = Field(1.0, gt=0)          # wall s between status messages
     check_presence: bool = True                      # refuse a goal whose rack is not in a slot here
     presence_wait: float = Field(3.0, ge=0)          # wall s to wait for /world_state to show the rack
+    # what must outlive the process (stock levels, the process under way: a restart mid-process
+    # reports it); "{station}" is replaced by the station's name; "" = nothing kept
+    state_file: str = "runs/stations/{station}.json"
 
 
 class LabManagerParams(NodeParams):

@@ -142,6 +142,21 @@ def load_kinds(path: Path | None = None) -> dict[str, KindSpec]:
     return parse_kinds(doc, str(path))
 
 
+def interruption(record: Mapping[str, Any]) -> tuple[str, str]:
+    """(goal id, what happened) for the record of a process a station was running when its process
+    died (see lab.nodes.station): what the station reports after its restart. InvalidGoal when the
+    record is malformed."""
+    try:
+        goal, rack, process, step = (str(record[k]) for k in ("goal", "rack", "process", "step"))
+        progress, samples = float(record["progress"]), list(record["samples"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidGoal(f"not a record of a process in progress ({exc!r})") from None
+    if len(goal) != 32 or any(c not in "0123456789abcdef" for c in goal):
+        raise InvalidGoal(f"not a goal id: {goal!r}")
+    return goal, (f"{process} on {rack} was interrupted by a restart of the station at {step} "
+                  f"({progress:.0%} done): its {len(samples)} samples cannot be measured")
+
+
 class StationCore:
     """One station's state and behaviour: bounds, stocks, dispensing, measuring."""
 
@@ -251,6 +266,24 @@ class StationCore:
                               (f"; it has {', '.join(self.stocks)}" if self.stocks else "; it holds no stocks"))
         for s in ([self.stocks[stock]] if stock else list(self.stocks.values())):
             s.level = s.capacity if amount <= 0 else min(s.capacity, s.level + amount)
+
+    def stock_levels(self) -> dict[str, float]:
+        return {name: float(stock.level) for name, stock in self.stocks.items()}
+
+    def restore_stocks(self, levels: Mapping[str, Any]) -> None:
+        """Stock levels as saved by a previous process (`stock_levels`), all or nothing: InvalidGoal
+        (nothing changed) for a stock this station does not have, or a level that is not a number
+        between 0 and the stock's capacity. A stock the saved levels lack keeps its level."""
+        checked = {}
+        for name, level in levels.items():
+            if name not in self.stocks:
+                raise InvalidGoal(f"{self.name} has no stock {name!r} (it has {', '.join(self.stocks) or 'none'})")
+            cap = self.stocks[name].capacity
+            if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 <= level <= cap + 1e-9:
+                raise InvalidGoal(f"{self.name}: stock {name} level {level!r} is not a number in [0, {cap:g}]")
+            checked[name] = min(float(level), cap)
+        for name, level in checked.items():
+            self.stocks[name].level = level
 
     def results(self, formulations: Sequence[Formulation],
                 dispensed: Mapping[str, Mapping[str, float]]) -> list[MeasurementData]:

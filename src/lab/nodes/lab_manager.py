@@ -81,6 +81,10 @@ UNDER_WAY = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING, GoalStatus
 #: wall s `~/pause` waits for goals sent just before it to be answered (a goal's acceptance is
 #: one DDS round trip, ms; send_goal re-sends after 5 s; `lab pause` waits 10 s for the answer)
 PAUSE_WAIT = 7.0
+#: wall s to wait, after a station's goal was lost to its restart, for the restarted station to
+#: report what it interrupted: bringup restarts a node within 1-4 s, a node starts in a few s
+#: (the loss itself is only seen once DDS drops the dead node, ~20 s)
+RESTART_REPORT_WAIT = 30.0
 
 
 @dataclass
@@ -650,7 +654,32 @@ class LabManager(Node):
                              feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"),
                              goal_id=goal_id, accepted=accepted)
         self._record(run.key, station, began, sim_now(self), f"{process or 'process'} {run.carrier}")
+        if outcome.lost:
+            interrupted = self._interrupted(station, goal_id.hex(), RESTART_REPORT_WAIT)
+            if interrupted:
+                return self._spoiled(station, samples, interrupted)
         return self._merge(station, samples, outcome)
+
+    def _interrupted(self, station: str, goal_id: str, wait: float) -> str:
+        """What a restarted station reports of goal `goal_id` (hex), which its restart interrupted
+        (StationStatus.interrupted); "" when it says nothing of it within `wait` wall s."""
+        deadline = time.monotonic() + wait
+        while True:
+            status = self.station_status.get(station)
+            if status is not None and status.interrupted_goal == goal_id:
+                return status.interrupted
+            if time.monotonic() >= deadline:
+                return ""
+            time.sleep(0.1)
+
+    def _spoiled(self, station: str, samples: list[Sample], interrupted: str) -> tuple[bool, str]:
+        """A process a station's restart interrupted: its samples, part-processed, fail with the
+        station's report (run again they would be dispensed or illuminated twice)."""
+        self.get_logger().error(f"{station}: {interrupted}")
+        for sample in samples:
+            if not sample.failure:
+                sample.failure = f"{station}: {interrupted}"
+        return False, interrupted
 
     @staticmethod
     def _merge(station: str, samples: list[Sample], outcome) -> tuple[bool, str]:
@@ -932,7 +961,13 @@ class LabManager(Node):
                     run.location = self.carriers.get(run.carrier, run.location)
                 self._drive(run)
                 return
-            if unknown:
+            # a station restarted since says what it interrupted (its status is latched: here at once,
+            # or within the restart report's wait when it restarts while we ask)
+            interrupted = (self._interrupted(station, goal_id, RESTART_REPORT_WAIT if outcome.lost else 5.0)
+                           if unknown or outcome.lost else "")
+            if interrupted:
+                ok, why = self._spoiled(station, alive, interrupted)
+            elif unknown:
                 # accepted, and the station has no record of it: restarted since (or the result
                 # expired); what the samples went through is unknown
                 ok, why = False, f"{station} has no record of goal {goal_id} (restarted since it accepted it)"
@@ -941,7 +976,7 @@ class LabManager(Node):
             if ok:
                 self.get_logger().info(f"{run.key}: {station}'s result, asked for after the restart, merged")
                 run.step += 1
-            else:
+            elif not interrupted:
                 for s in alive:
                     s.failure = (f"{station}: the lab manager restarted during the process and its result could "
                                  f"not be had: {why}")

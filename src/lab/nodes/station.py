@@ -13,12 +13,20 @@ its stocks sufficient; otherwise it is aborted with the reason and nothing chang
 arriving while a process runs wait in the queue (shown in the status). A failed step puts
 the station in fault for `fault_recovery` simulated seconds; `fault_probability` and
 `fail_next` inject faults (settable at run time with `ros2 param set`).
+
+What must outlive the process is kept in `state_file` (runs/stations/<name>.json, written
+atomically): the stock levels, and the process under way (its goal id, rack, samples, step). A
+station restarted mid-process takes its stocks back and reports the interrupted process in its
+status (`interrupted`, `interrupted_goal`) until its next process starts: the lab manager fails
+those samples with that reason (half dispensed or half illuminated, they cannot be measured).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -29,7 +37,8 @@ from lab.backends.base import backend_class
 from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.params import StationParams
-from lab.core.station import StationCore, Step, load_kinds
+from lab.core.persist import read_json, write_json
+from lab.core.station import StationCore, Step, interruption, load_kinds
 from lab.core.workflow import load_workflows
 from lab.core.world import load_stations
 from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
@@ -78,6 +87,11 @@ class StationNode(Node):
         self.queue: list[str] = []
         self.fault_until = 0.0
         self.world: dict[str, str] | None = None  # object -> location
+        self._state_file = Path(params.state_file.replace("{station}", self.station)) if params.state_file else None
+        self._process: dict[str, Any] | None = None    # the process under way, as saved
+        self.interrupted: tuple[str, str] | None = None  # (goal id, what) a restart interrupted
+        self._interrupted_record: dict[str, Any] | None = None  # ... as saved
+        self._restore()
         group = ReentrantCallbackGroup()
         self.safety = SafetyMonitor(self, callback_group=group)
         self.status_pub = self.create_publisher(StationStatus, "~/status", LATCHED)
@@ -95,6 +109,44 @@ class StationNode(Node):
 
     def shutdown(self) -> None:
         self.backend.disconnect()
+
+    # ------------------------------------------------------------------ state kept across restarts
+    def _restore(self) -> None:
+        """Stocks and the interrupted process as the previous process left them (`state_file`); one
+        that cannot be used is set aside (renamed, with the reason in the log)."""
+        path = self._state_file
+        if path is None:
+            return
+        try:
+            state = read_json(path)
+            if state is None:
+                return
+            if not isinstance(state, dict):
+                raise InvalidGoal("not a saved station state")
+            record = state.get("process") or state.get("interrupted")
+            interrupted = interruption(record) if record else None
+            self.core.restore_stocks(state.get("stocks") or {})  # all or nothing; the last to fail
+            self.interrupted, self._interrupted_record = interrupted, record
+        except (ConfigError, InvalidGoal, AttributeError) as exc:
+            aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
+            path.replace(aside)
+            self.get_logger().error(f"{self.station}: the saved state {path} cannot be used ({exc}): set aside "
+                                    f"as {aside}; stocks full")
+            return
+        if self.interrupted is not None:
+            self.get_logger().error(f"{self.station}: {self.interrupted[1]} (goal {self.interrupted[0]})")
+        self._save_state(sync=True)
+
+    def _save_state(self, sync: bool = False) -> None:
+        if self._state_file is None:
+            return
+        state = {"stocks": self.core.stock_levels(), "process": self._process,
+                 "interrupted": self._interrupted_record}
+        try:
+            write_json(self._state_file, state, sync=sync)
+        except OSError as exc:  # a full disk must not stop the station; it is said loudly
+            self.get_logger().error(f"{self.station}: could not save its state to {self._state_file}: {exc}",
+                                    throttle_duration_sec=60.0)
 
     def _take_fault(self, step: Step) -> bool:
         pending = self.params.fail_next
@@ -130,6 +182,8 @@ class StationNode(Node):
             msg = StationStatus(name=self.station, kind=self.kind, state=self.state,
                                 state_text=STATE_TEXT[self.state], message=self.message, queue=list(self.queue),
                                 current_step=self.step, progress=float(self.progress))
+            if self.interrupted is not None:
+                msg.interrupted_goal, msg.interrupted = self.interrupted
         msg.stamp = self.get_clock().now().to_msg()
         world = self.world or {}
         msg.holding = sorted(obj for obj, loc in world.items() if loc in self.slots)
@@ -144,6 +198,7 @@ class StationNode(Node):
         try:
             with self._lock:
                 self.core.refill(request.stock, float(request.amount))
+                self._save_state(sync=True)
             response.success, response.message = True, "refilled"
         except InvalidGoal as exc:
             response.success, response.message = False, str(exc)
@@ -220,15 +275,31 @@ class StationNode(Node):
             return self._refuse(goal_handle, str(exc))
         with self._state_lock:
             self.queue.remove(request.rack_id)
-        total = sum(s.seconds for s in steps) or 1e-9
         began = sim_now(self)
-        done_before = 0.0
         self._set(StationStatus.BUSY, f"{request.process or self.core.spec.default} on {request.rack_id}",
                   steps[0].name, 0.0)
+        # from here the samples are being changed: a restart before the end reports them interrupted
+        self._process = {"goal": bytes(goal_handle.goal_id.uuid).hex(), "rack": request.rack_id,
+                         "process": request.process or self.core.spec.default,
+                         "samples": [f.sample_id for f in samples], "step": steps[0].name, "progress": 0.0}
+        self.interrupted = self._interrupted_record = None
+        self._save_state(sync=True)
+        try:
+            return self._steps(goal_handle, request, samples, steps, began)
+        finally:
+            self._process = None
+            self._save_state(sync=True)
+
+    def _steps(self, goal_handle, request, samples, steps: list[Step], began: float):
+        total = sum(s.seconds for s in steps) or 1e-9
+        done_before = 0.0
         self.backend.begin(samples)
         try:
             for index, step in enumerate(steps):
                 self._set(step=step.name)
+                if self._process is not None:
+                    self._process.update(step=step.name, progress=done_before / total)
+                    self._save_state()
 
                 def tick(elapsed: float, index=index, step=step, before=done_before) -> None:
                     progress = min(1.0, (before + elapsed) / total)

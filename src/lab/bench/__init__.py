@@ -8,6 +8,7 @@
     transport   station-to-station transport cycles, whole node graph up
     lab         a photocatalysis campaign through every node over DDS
     estop       how fast the emergency stop stops a driving robot (wall and simulated time)
+    faults      a campaign during which every kind of node is SIGKILLed once: nothing lost, nothing twice
     all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
 
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop")
+BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults")
 MODULES = {"planner": "pool"}
 
 

@@ -146,6 +146,7 @@ class StationParams(NodeParams):
     seed: int = 0                                    # 0 = derived from the station's name
     fault_probability: float = Field(0.0, ge=0, le=1)  # chance that a step fails (fault injection)
     fail_next: int = Field(0, ge=0)                  # the next N steps fail (fault injection)
+    hang_next: int = Field(0, ge=0)                  # the next N processes hang until cancelled (fault injection)
     fault_recovery: float = Field(600.0, ge=0)       # simulated s in fault after a failed step
     status_period: float = Field(1.0, gt=0)          # wall s between status messages
     check_presence: bool = True                      # refuse a goal whose rack is not in a slot here
@@ -164,6 +165,7 @@ class LabManagerParams(NodeParams):
     workflows_file: str = ""                         # "" = config/workflows.yaml
     database: str = "runs/campaigns.db"
     max_retries: int = Field(1, ge=0)                # a failed step is tried this many times more
+    fault_wait: float = Field(1800.0, ge=0)          # simulated s a retry waits for a station in fault to recover
     battery_low: float = Field(0.25, ge=0, le=1)     # state of charge that sends a robot to charge
     battery_resume: float = Field(0.9, ge=0, le=1)   # ... and that it charges up to
     processes_file: str = ""                         # "" = config/station_processes.yaml (expected durations)

@@ -209,6 +209,7 @@ class LabManager(Node):
         self.active_steps: dict[str, str] = {}
         self.active_batches: list[str] = []
         self.handles: dict[int, object] = {}
+        self._last_handle: dict[int, object] = {}  # thread -> the goal handle its _call holds
         self.counts = {"done": 0, "failed": 0, "running": 0}
         self._store = None  # the campaign database (lab.core.store), opened when first needed
         self.runs: dict[str, _Run] = {}  # batches in flight or finished and not yet answered, by key
@@ -424,18 +425,23 @@ class LabManager(Node):
         return self._limit(expected_seconds(spec, process, samples) if spec else 0.0)
 
     def _call(self, client, goal, what: str, holder: str, goal_handle, limit: float, cancel=lambda: False,
-              feedback=None, goal_id: bytes | None = None, accepted=None):
+              feedback=None, goal_id: bytes | None = None, accepted=None, sim_limit: float = 0.0):
         """Send a goal through the start gate (it waits while the lab is paused; Interrupted when
         the batch is cancelled meanwhile) and wait for its result, up to `limit` s, derived from
         simulated durations and counted in wall s: an upper bound whenever the simulation runs at
         1x or faster (not in simulated time: the embedded simulation's one clock runs on for every
-        node waiting on it, so a robot's hand-offs cost simulated time while stations work). Past
-        it the goal is cancelled and the outcome says what was waited for."""
-        self._last_handle = getattr(self, "_last_handle", {})
+        node waiting on it, so a robot's hand-offs cost simulated time while stations work). A
+        station's process runs on the simulated clock (and holds it while computing): its goal
+        also ends past `sim_limit` simulated s (> 0), which comes first when the simulation runs
+        faster than real time (a hung instrument is found in minutes, not hours, at 400x), while
+        the wall limit still ends it when the clock stops. Past either the goal is cancelled and
+        the outcome says what was waited for."""
         try:
+            accepted_at: list[float] = []  # simulated time the goal was accepted (the process starts)
             with self._starting(goal_handle) as started:
                 def keep(handle) -> None:
                     started()
+                    accepted_at.append(sim_now(self))
                     with self._lock:
                         self.handles[id(handle)] = handle
                         self._last_handle[threading.get_ident()] = handle
@@ -444,9 +450,15 @@ class LabManager(Node):
 
                 with self._lock:
                     self.active_steps[holder] = what
+
+                def overdue() -> str:
+                    late = accepted_at and 0 < sim_limit < sim_now(self) - accepted_at[0]
+                    return f"{sim_limit:.0f} simulated s" if late else ""
+
                 outcome = call_action(client, goal, timeout=limit, feedback=feedback,
                                       waiting_for=f"{what} (what it should take, with margin)",
-                                      cancel=lambda: cancel() or self._stopped(), on_handle=keep, goal_id=goal_id)
+                                      cancel=lambda: cancel() or self._stopped(), on_handle=keep, goal_id=goal_id,
+                                      overdue=overdue)
         finally:
             with self._lock:
                 handle = self._last_handle.pop(threading.get_ident(), None)
@@ -648,8 +660,9 @@ class LabManager(Node):
             run.station_goal_accepted = True
             self._save(run)
 
+        limit = self._station_limit(station, process, len(samples))
         outcome = self._call(self.run_station[station], goal, f"{station}: {process or 'process'} on {run.carrier}",
-                             f"{run.key}/{station}", run, self._station_limit(station, process, len(samples)),
+                             f"{run.key}/{station}", run, limit, sim_limit=limit,
                              cancel=lambda: run.is_cancel_requested,
                              feedback=lambda fb: progress(f"{station}: {fb.step} ({fb.progress:.0%})"),
                              goal_id=goal_id, accepted=accepted)
@@ -741,6 +754,8 @@ class LabManager(Node):
                     self.station_pool.release(run.held, batch_id)
                 run.location, run.held = target, station
                 self._save(run)
+            if attempt > 0 and not self._usable(station):
+                self._await_recovery(run, station)
             ok, why = self._run_process(run, station, process, alive, progress)
             run.station_goal = None
             self._save(run)
@@ -756,6 +771,18 @@ class LabManager(Node):
             if attempt == retries:
                 for s in alive:
                     s.failure = f"{station}: {why} (after {retries + 1} attempts)"
+
+    def _await_recovery(self, run: _Run, station: str) -> None:
+        """A step tried again on a station in fault (the only one of its kind, say) waits for it to
+        recover (its `fault_recovery`, simulated s) up to `fault_wait` simulated s (and as many wall
+        s), instead of failing its samples against the fault at once."""
+        began, wall_end = sim_now(self), time.monotonic() + self.params.fault_wait
+        self.get_logger().warning(f"{run.key}: {station} is in fault; waiting for it to recover before trying again")
+        while not self._usable(station):
+            if (run.is_cancel_requested or self._stopped() or sim_now(self) - began > self.params.fault_wait
+                    or time.monotonic() > wall_end):
+                return
+            time.sleep(0.1)
 
     # ------------------------------------------------------------------ batches
     def _execute(self, goal_handle):

@@ -12,7 +12,8 @@ slots (/world_state), the process must exist, every sample within the station's 
 its stocks sufficient; otherwise it is aborted with the reason and nothing changes. Goals
 arriving while a process runs wait in the queue (shown in the status). A failed step puts
 the station in fault for `fault_recovery` simulated seconds; `fault_probability` and
-`fail_next` inject faults (settable at run time with `ros2 param set`).
+`fail_next` inject faults, `hang_next` makes the next processes hang until cancelled (all
+settable at run time with `ros2 param set`).
 
 What must outlive the process is kept in `state_file` (runs/stations/<name>.json, written
 atomically): the stock levels, and the process under way (its goal id, rack, samples, step). A
@@ -50,6 +51,9 @@ from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import RunStation
 from lab_interfaces.msg import StationStatus, WorldState
 from lab_interfaces.srv import RefillStock
+
+#: simulated s an injected hang lasts (for ever, in practice)
+HANG = 1e9
 
 STATE_TEXT = {StationStatus.IDLE: "idle", StationStatus.BUSY: "busy", StationStatus.FAULT: "fault",
               StationStatus.OFFLINE: "offline"}
@@ -149,13 +153,17 @@ class StationNode(Node):
                                     throttle_duration_sec=60.0)
 
     def _take_fault(self, step: Step) -> bool:
-        pending = self.params.fail_next
+        return self._take_next("fail_next") or bool(self.core.rng.random() < self.params.fault_probability)
+
+    def _take_next(self, name: str) -> bool:
+        """One of the injected faults counted down by a parameter (fail_next, hang_next)."""
+        pending = getattr(self.params, name)
         if pending > 0:
             from rclpy.parameter import Parameter
 
-            self.set_parameters([Parameter("fail_next", Parameter.Type.INTEGER, pending - 1)])
+            self.set_parameters([Parameter(name, Parameter.Type.INTEGER, pending - 1)])
             return True
-        return bool(self.core.rng.random() < self.params.fault_probability)
+        return False
 
     def _world_state(self, msg: WorldState) -> None:
         self.world = dict(zip(msg.objects, msg.locations, strict=False))
@@ -314,6 +322,12 @@ class StationNode(Node):
                     return wait_sim(self, seconds, on_tick=tick,
                                     cancelled=lambda: goal_handle.is_cancel_requested or self.safety.stopped)
 
+                if index == 0 and self._take_next("hang_next"):
+                    # an instrument that stops answering: time passes, the process never ends;
+                    # only a cancel (the caller's time-out) or the e-stop ends it
+                    self.get_logger().warning(f"{self.station}: {step.name} hangs (injected, hang_next)")
+                    wait(HANG)
+                    raise StepCancelled(step.name)
                 self.backend.execute(step, samples, wait)
                 done_before += step.seconds
             measurements = self.backend.results(samples)

@@ -195,14 +195,17 @@ class ServerInstance:
 def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
                 cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
                 server_timeout: float = 15.0, log: Callable[[str], None] | None = None,
-                waiting_for: str = "", goal_id: bytes | None = None, cancel_grace: float = 30.0) -> CallOutcome:
+                waiting_for: str = "", goal_id: bytes | None = None, cancel_grace: float = 30.0,
+                overdue: Callable[[], str] = lambda: "") -> CallOutcome:
     """Send goal (through `send_goal`) and wait (wall s) for its result, from a worker thread.
 
     `cancel()` is polled: when it turns true the goal is cancelled and its final result
     awaited. `on_handle(handle)` sees the goal handle (to cancel it from elsewhere). Past
     `timeout` the goal is cancelled and the outcome says what was waited for (`waiting_for`).
     `goal_id` (16 bytes): the goal's id, chosen by the caller (to record it before sending).
-    `cancel_grace`: wall s to wait for the result after cancelling.
+    `cancel_grace`: wall s to wait for the result after cancelling. `overdue()`: a second limit,
+    in the caller's terms ("" while within it, else what was passed, e.g. "7500 simulated s"),
+    that ends the goal as `timeout` does.
     """
     try:
         sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log, goal_id=goal_id)
@@ -212,7 +215,8 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
     if on_handle is not None:
         on_handle(sent.handle)
-    return await_result(client, sent.handle, timeout, cancel, sent.adopted, waiting_for, cancel_grace=cancel_grace)
+    return await_result(client, sent.handle, timeout, cancel, sent.adopted, waiting_for, cancel_grace=cancel_grace,
+                        overdue=overdue)
 
 
 def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Callable[[], bool] = lambda: False,
@@ -226,7 +230,8 @@ def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Ca
 
 
 def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Callable[[], bool], adopted: bool,
-                 waiting_for: str = "", ask_again: float = 0.0, cancel_grace: float = 30.0) -> CallOutcome:
+                 waiting_for: str = "", ask_again: float = 0.0, cancel_grace: float = 30.0,
+                 overdue: Callable[[], str] = lambda: "") -> CallOutcome:
     """The result of an accepted goal (see call_action). `ask_again` > 0: the request for the result
     is sent again after that many s, then at doubling intervals (up to a minute) while unanswered: a
     request sent just after this process started can be lost (the server's response writer has not yet
@@ -236,6 +241,7 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
     futures[0].add_done_callback(lambda _: done.set())
     deadline = time.monotonic() + timeout
     cancelled = timed_out = False
+    passed = f"{timeout:g} s"  # the limit that ended it
     server = ServerInstance(client)
     interval = ask_again
     next_ask = time.monotonic() + interval
@@ -249,13 +255,15 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
                                f"{client.name}: the action server went away during the goal (its node died or "
                                "was restarted): the goal's result is lost", lost=True)
-        if not cancelled and (cancel() or time.monotonic() > deadline):
-            timed_out = time.monotonic() > deadline
+        over = "" if cancelled else overdue()
+        if not cancelled and (cancel() or time.monotonic() > deadline or over):
+            timed_out = time.monotonic() > deadline or bool(over)
+            passed = over or passed
             cancelled = True
             handle.cancel_goal_async()
             deadline = time.monotonic() + cancel_grace
         elif cancelled and time.monotonic() > deadline:
-            why = (f"no result after {timeout:g} s" + (f" waiting for {waiting_for}" if waiting_for else "")
+            why = (f"no result after {passed}" + (f" waiting for {waiting_for}" if waiting_for else "")
                    if timed_out else "cancelled")
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
                                f"{client.name}: {why}; no answer to the cancel within {cancel_grace:g} s")
@@ -264,6 +272,6 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, f"{client.name}: goal rejected")
     outcome = CallOutcome(response.result, response.status)
     if timed_out:
-        outcome.reason = (f"{client.name}: no result after {timeout:.0f} s"
+        outcome.reason = (f"{client.name}: no result after {passed}"
                           + (f" waiting for {waiting_for}" if waiting_for else "") + ": the goal was cancelled")
     return outcome

@@ -62,6 +62,10 @@ class ClockWaits:
         self._pub = node.create_publisher(ClockWait, self.TOPIC, self.QOS)
         self._next = 0
         self._lock = threading.Lock()
+        # this instance speaks at once (an ended wait 0): the simulation drops what a predecessor
+        # under this name held or waited for. Left until the new instance's first wait, a hold of a
+        # node killed mid-action froze the clock whenever nothing moved (seen in `lab bench faults`)
+        self._publish(0, 0.0, False)
 
     @staticmethod
     def of(node: Node) -> ClockWaits | None:

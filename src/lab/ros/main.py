@@ -19,6 +19,9 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
     node = None
     try:
         node = node_factory()
+        from lab.ros.clock import ClockWaits
+
+        ClockWaits.of(node)  # on the simulated clock: says at once that this is a new instance
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -1,0 +1,46 @@
+"""`lab bench faults` at CI size: a 32-experiment photocatalysis campaign during which every
+kind of node (sim, navigator, arm, a station, lab manager, planner, traffic) is SIGKILLed once
+and restarted by the supervisor, one station fails steps at random and one hangs. Nothing may
+be lost or counted twice, every carrier ends at home and the saved world agrees with the live
+one (the bench's exit status and its figures say so)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ros_available
+from labproc import LAB, Output
+from procs import children_of, process, wait_for
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+
+def test_every_kind_of_node_killed_once_during_a_campaign_loses_nothing(tmp_path: Path) -> None:
+    figures_file = tmp_path / "faults.json"
+    with process([*LAB, "bench", "faults", "--budget", "32", "--batch", "8", "--seed", "1",
+                  "--json", str(figures_file)], cwd=tmp_path) as bench:
+        out = Output(bench)
+        try:
+            wait_for(lambda: bench.poll() is not None, 900, period=0.5, what="the faults bench's end")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}\n{out.text(60)}")
+        wait_for(lambda: not children_of(bench.pid), 30, what="the bench's nodes stopped")
+    assert figures_file.exists(), out.text(60)
+    figures = json.loads(figures_file.read_text())
+    summary = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}
+    assert figures["kills_made"] == figures["kills_planned"] == 7, (summary, out.text(60))
+    assert figures["experiments_lost"] == 0 and figures["experiments_counted_twice"] == 0, (summary, out.text(60))
+    # the budget counts measured and failed experiments (a failure is a result the planner learns from)
+    assert figures["experiments_measured"] + figures["experiments_failed"] == 32, (summary, out.text(60))
+    assert figures["experiments_measured"] >= 16, (summary, figures["failure_reasons"])
+    assert figures["carriers_away_from_home"] == 0, figures["away"]
+    assert figures["carriers_saved_world_differs"] == 0, figures["saved_differs"]
+    assert figures["batches_left_in_record"] == 0, summary
+    # every failure says why (the hang's time-out, a station's restart, an injected fault)
+    assert all(reason and reason != "(no reason)" for reason in figures["failure_reasons"]), figures
+    assert figures["passed"] and bench.returncode == 0, (summary, out.text(60))
+    # every crash was followed by the node's return and by more results
+    assert len(figures["crashes"]) == 7 and not any("back in - s" in line for line in figures["crashes"]), figures

@@ -1,4 +1,4 @@
-"""`lab bench faults` at CI size: a 32-experiment photocatalysis campaign during which every
+"""`lab bench faults` at CI size: a 24-experiment photocatalysis campaign during which every
 kind of node (sim, navigator, arm, a station, lab manager, planner, traffic) is SIGKILLed once
 and restarted by the supervisor, one station fails steps at random and one hangs. Nothing may
 be lost or counted twice, every carrier ends at home and the saved world agrees with the live
@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.system,
 
 def test_every_kind_of_node_killed_once_during_a_campaign_loses_nothing(tmp_path: Path) -> None:
     figures_file = tmp_path / "faults.json"
-    with process([*LAB, "bench", "faults", "--budget", "32", "--batch", "8", "--seed", "1",
+    # 3 batches of 8, kills 2-8 s apart (the full bench: 96 experiments, BENCHMARKS.md)
+    with process([*LAB, "bench", "faults", "--budget", "24", "--batch", "8", "--seed", "1", "--gap", "2,8",
                   "--json", str(figures_file)], cwd=tmp_path) as bench:
         out = Output(bench)
         try:
@@ -34,8 +35,8 @@ def test_every_kind_of_node_killed_once_during_a_campaign_loses_nothing(tmp_path
     assert figures["kills_made"] == figures["kills_planned"] == 7, (summary, out.text(60))
     assert figures["experiments_lost"] == 0 and figures["experiments_counted_twice"] == 0, (summary, out.text(60))
     # the budget counts measured and failed experiments (a failure is a result the planner learns from)
-    assert figures["experiments_measured"] + figures["experiments_failed"] == 32, (summary, out.text(60))
-    assert figures["experiments_measured"] >= 16, (summary, figures["failure_reasons"])
+    assert figures["experiments_measured"] + figures["experiments_failed"] == 24, (summary, out.text(60))
+    assert figures["experiments_measured"] >= 8, (summary, figures["failure_reasons"])
     assert figures["carriers_away_from_home"] == 0, figures["away"]
     assert figures["carriers_saved_world_differs"] == 0, figures["saved_differs"]
     assert figures["batches_left_in_record"] == 0, summary

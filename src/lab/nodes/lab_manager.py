@@ -262,6 +262,8 @@ class LabManager(Node):
             self.get_logger().warning(f"no /world_state within {WORLD_WAIT:g} s: batches a previous lab manager "
                                       "left in flight and carriers away from home are not looked for")
             return
+        if self.get_parameter("use_sim_time").value and not wait_for(lambda: sim_now(self) > 0, WORLD_WAIT):
+            self.get_logger().warning(f"no /clock within {WORLD_WAIT:g} s (the simulation sends it every second)")
         # a robot still carrying out a goal of the lab manager that died must finish it first: a new
         # goal would meet the arm half-way through a transfer
         deadline = time.monotonic() + ROBOTS_SETTLE_WAIT
@@ -452,8 +454,15 @@ class LabManager(Node):
                     self.active_steps[holder] = what
 
                 def overdue() -> str:
-                    late = accepted_at and 0 < sim_limit < sim_now(self) - accepted_at[0]
-                    return f"{sim_limit:.0f} simulated s" if late else ""
+                    if not accepted_at or sim_limit <= 0:
+                        return ""
+                    now = sim_now(self)
+                    if accepted_at[0] <= 0.0:
+                        # no /clock yet when the goal was accepted (a lab manager just started reads 0;
+                        # counted from there, a goal was once cancelled as 5000 s late): from the first
+                        accepted_at[0] = now
+                        return ""
+                    return f"{sim_limit:.0f} simulated s" if now - accepted_at[0] > sim_limit else ""
 
                 outcome = call_action(client, goal, timeout=limit, feedback=feedback,
                                       waiting_for=f"{what} (what it should take, with margin)",

@@ -65,3 +65,37 @@ def test_a_batch_in_flight_comes_back_from_its_record_as_it_was() -> None:
     assert _Run.from_state(run.key, run.state()).result.message == "1 of 2 samples measured"
     with pytest.raises((KeyError, TypeError, ValueError)):
         _Run.from_state("x", {"batch_id": "x", "workflow": "w", "samples": [{"id": "a"}]})
+
+
+def test_a_step_runs_where_its_carrier_is_held_else_is_reserved_rerouted_or_tried_again() -> None:
+    from lab.core.batches import ACQUIRE, AGAIN, HELD, station_choice
+
+    two = ["gc_1", "gc_2"]
+    # a batch taken on again after a restart, its rack already in gc_2 (reserved): runs there
+    assert station_choice(two, set(), None, "gc_2", in_held_slot=True) == (HELD, ("gc_2",))
+    # held, but the carrier is not in its slot (the record a step behind): reserved as usual
+    assert station_choice(two, set(), None, "gc_2", in_held_slot=False) == (ACQUIRE, ("gc_1", "gc_2"))
+    # held station of another kind (the carrier comes from the dispenser): any of the kind
+    assert station_choice(two, set(), None, "liquid_dispenser", in_held_slot=True) == (ACQUIRE, ("gc_1", "gc_2"))
+    # gc_1 failed: rerouted to gc_2; both failed: gc_2 again (the last one tried)
+    assert station_choice(two, {"gc_1"}, "gc_1", "gc_1", in_held_slot=True) == (ACQUIRE, ("gc_2",))
+    assert station_choice(two, {"gc_1", "gc_2"}, "gc_2", "gc_2", in_held_slot=True) == (AGAIN, ("gc_2",))
+    # a lone station of its kind: the retry is on it again
+    assert station_choice(["photoreactor"], {"photoreactor"}, "photoreactor", "photoreactor",
+                          in_held_slot=True) == (AGAIN, ("photoreactor",))
+
+
+def test_a_recorded_station_goal_is_run_again_failed_with_the_reason_or_merged() -> None:
+    from lab.core.batches import ANSWERED, NO_RECORD, RERUN, SPOILED, recorded_goal_outcome
+
+    # the lab manager died between recording the goal and the station accepting it
+    assert recorded_goal_outcome(accepted=False, unknown=True, interrupted="") == RERUN
+    # the station was restarted mid-process and reports it
+    assert recorded_goal_outcome(accepted=True, unknown=True, interrupted="illuminate ... interrupted") == SPOILED
+    # the restart happened while the successor asked (the goal lost, not unknown)
+    assert recorded_goal_outcome(accepted=True, unknown=False, interrupted="illuminate ... interrupted") == SPOILED
+    # accepted, and the station knows nothing of it: failed, the reason says so
+    assert recorded_goal_outcome(accepted=True, unknown=True, interrupted="") == NO_RECORD
+    # answered (a result to merge, or a failure with its message)
+    assert recorded_goal_outcome(accepted=True, unknown=False, interrupted="") == ANSWERED
+    assert recorded_goal_outcome(accepted=False, unknown=False, interrupted="") == ANSWERED  # acceptance unrecorded

@@ -51,7 +51,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 
-from lab.core.batches import same_batch
+from lab.core.batches import ACQUIRE, HELD, NO_RECORD, RERUN, SPOILED, recorded_goal_outcome, same_batch, station_choice
 from lab.core.errors import InvalidGoal
 from lab.core.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 from lab.core.params import LabManagerParams
@@ -81,6 +81,9 @@ UNDER_WAY = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING, GoalStatus
 #: wall s `~/pause` waits for goals sent just before it to be answered (a goal's acceptance is
 #: one DDS round trip, ms; send_goal re-sends after 5 s; `lab pause` waits 10 s for the answer)
 PAUSE_WAIT = 7.0
+#: wall s a batch waits for the start-up recovery: the world state, the robots' goals under way
+#: (both above), the adopted batches' reservations
+RECOVERY_WAIT = WORLD_WAIT + ROBOTS_SETTLE_WAIT + 60.0
 #: wall s to wait, after a station's goal was lost to its restart, for the restarted station to
 #: report what it interrupted: bringup restarts a node within 1-4 s, a node starts in a few s
 #: (the loss itself is only seen once DDS drops the dead node, ~20 s)
@@ -253,11 +256,21 @@ class LabManager(Node):
                      callback_group=group)
         self.get_logger().info(f"robots {', '.join(self.robots)}; {len(self.stations)} stations; "
                                f"workflows {', '.join(self.workflows)}")
+        # no batch starts before the start-up recovery is over: it would find its own record and
+        # robot goals taken for a predecessor's (seen: a batch driven twice), and a batch re-sent
+        # by the planner must find the adopted one to attach to
+        self._recovered = threading.Event()
         threading.Thread(target=self._recover, daemon=True, name="recover").start()
 
     def _recover(self) -> None:
         """At start-up, once the world state says where the carriers are: the batches the last lab
         manager left in flight are taken on again, then any other carrier away from home goes home."""
+        try:
+            self._recover_leftovers()
+        finally:
+            self._recovered.set()
+
+    def _recover_leftovers(self) -> None:
         if not wait_for(lambda: bool(self.carriers), WORLD_WAIT):
             self.get_logger().warning(f"no /world_state within {WORLD_WAIT:g} s: batches a previous lab manager "
                                       "left in flight and carriers away from home are not looked for")
@@ -276,6 +289,7 @@ class LabManager(Node):
                                       f"{self._under_way()}", throttle_duration_sec=30.0)
             time.sleep(0.2)
         self._adopt_recorded()
+        self._recovered.set()  # batches may start: strays share the robots with them through the pools
         self._bring_strays_home()
 
     def _under_way(self) -> str:
@@ -743,13 +757,13 @@ class LabManager(Node):
             alive = [s for s in run.samples if not s.failure]
             if not alive:
                 break
-            others = [c for c in candidates if c not in avoid and c != station]
-            if station is None and run.held in candidates and run.location == self._slot(run.held):
-                # already in a station of this kind, reserved (a batch taken on again after a restart)
+            in_held = bool(run.held) and run.held in candidates and run.location == self._slot(run.held)
+            how, choices = station_choice(candidates, avoid, station, run.held, in_held)
+            if how == HELD:  # already in a station of this kind, reserved (a batch taken on again after a restart)
                 station = run.held
                 target = run.location
-            elif station is None or others:
-                new = self.station_pool.acquire(others or candidates, batch_id, usable=self._free_for(carrier),
+            elif how == ACQUIRE:
+                new = self.station_pool.acquire(list(choices), batch_id, usable=self._free_for(carrier),
                                                 cancelled=lambda: run.is_cancel_requested,
                                                 waiting=self._waiting(batch_id))
                 if station is not None:
@@ -770,7 +784,7 @@ class LabManager(Node):
                     self.station_pool.release(run.held, batch_id)
                 run.location, run.held = target, station
                 self._save(run)
-            if attempt > 0 and not self._usable(station):
+            elif not self._usable(station):  # AGAIN: the only station left, maybe in fault
                 self._await_recovery(run, station)
             ok, why = self._run_process(run, station, process, alive, progress)
             run.station_goal = None
@@ -803,6 +817,9 @@ class LabManager(Node):
     # ------------------------------------------------------------------ batches
     def _execute(self, goal_handle):
         request = goal_handle.request
+        if not self._recovered.wait(RECOVERY_WAIT):
+            self.get_logger().error(f"start-up recovery not over after {RECOVERY_WAIT:g} s; "
+                                    f"{request.batch_id or 'the batch'} starts regardless")
         run = self._claim(request)
         if run is not None:
             # a batch in flight already (recorded by a lab manager that died, or a re-sent goal):
@@ -994,40 +1011,43 @@ class LabManager(Node):
                                   cancel=lambda: run.is_cancel_requested,
                                   waiting_for=f"{station}'s result for {run.carrier}")
             unknown = outcome.status == GoalStatus.STATUS_UNKNOWN and not outcome.reason
-            if unknown and not run.station_goal_accepted:
-                # recorded but never accepted: the lab manager died before the station had it; the
-                # step runs again from the start
-                self.get_logger().warning(f"{run.key}: {station} never had goal {goal_id}: the step runs again")
-                run.station_goal = None
-                self._save(run)
-                with self._lock:
-                    run.location = self.carriers.get(run.carrier, run.location)
-                self._drive(run)
-                return
             # a station restarted since says what it interrupted (its status is latched: here at once,
             # or within the restart report's wait when it restarts while we ask)
             interrupted = (self._interrupted(station, goal_id, RESTART_REPORT_WAIT if outcome.lost else 5.0)
-                           if unknown or outcome.lost else "")
-            if interrupted:
-                ok, why = self._spoiled(station, alive, interrupted)
-            elif unknown:
-                # accepted, and the station has no record of it: restarted since (or the result
-                # expired); what the samples went through is unknown
-                ok, why = False, f"{station} has no record of goal {goal_id} (restarted since it accepted it)"
+                           if (unknown and run.station_goal_accepted) or outcome.lost else "")
+            what = recorded_goal_outcome(run.station_goal_accepted, unknown, interrupted)
+            if what == RERUN:
+                # recorded but never accepted: the lab manager died before the station had it; the
+                # step runs again from the start
+                self.get_logger().warning(f"{run.key}: {station} never had goal {goal_id}: the step runs again")
             else:
-                ok, why = self._merge(station, alive, outcome)
-            if ok:
-                self.get_logger().info(f"{run.key}: {station}'s result, asked for after the restart, merged")
-                run.step += 1
-            elif not interrupted:
-                for s in alive:
-                    s.failure = (f"{station}: the lab manager restarted during the process and its result could "
-                                 f"not be had: {why}")
+                self._settle_recorded(run, station, goal_id, what, alive, outcome, interrupted)
             run.station_goal = None
             self._save(run)
         with self._lock:
             run.location = self.carriers.get(run.carrier, run.location) if run.carrier else run.location
         self._drive(run)
+
+    def _settle_recorded(self, run: _Run, station: str, goal_id: str, what: str, alive: list[Sample], outcome,
+                         interrupted: str) -> None:
+        """The recorded station goal's outcome into the batch: merged (the step done), or its
+        samples failed with the reason."""
+        if what == SPOILED:
+            self._spoiled(station, alive, interrupted)
+            return
+        if what == NO_RECORD:
+            # accepted, and the station has no record of it: restarted since (or the result
+            # expired); what the samples went through is unknown
+            ok, why = False, f"{station} has no record of goal {goal_id} (restarted since it accepted it)"
+        else:
+            ok, why = self._merge(station, alive, outcome)
+        if ok:
+            self.get_logger().info(f"{run.key}: {station}'s result, asked for after the restart, merged")
+            run.step += 1
+            return
+        for s in alive:
+            s.failure = (f"{station}: the lab manager restarted during the process and its result could not be "
+                         f"had: {why}")
 
     def _database(self):
         if self._store is None:

@@ -275,8 +275,6 @@ class LabManager(Node):
             self.get_logger().warning(f"no /world_state within {WORLD_WAIT:g} s: batches a previous lab manager "
                                       "left in flight and carriers away from home are not looked for")
             return
-        if self.get_parameter("use_sim_time").value and not wait_for(lambda: sim_now(self) > 0, WORLD_WAIT):
-            self.get_logger().warning(f"no /clock within {WORLD_WAIT:g} s (the simulation sends it every second)")
         # a robot still carrying out a goal of the lab manager that died must finish it first: a new
         # goal would meet the arm half-way through a transfer
         deadline = time.monotonic() + ROBOTS_SETTLE_WAIT

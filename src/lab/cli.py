@@ -89,7 +89,8 @@ def _exit_code(code: int, result: object) -> int:
     """A campaign that ended with failed experiments says so and exits non-zero."""
     failed = int(getattr(result, "experiments_failed", 0) or 0)
     if code == 0 and failed:
-        print(f"lab: {failed} of {result.experiments_done} experiments failed "  # type: ignore[attr-defined]
+        total = failed + int(result.experiments_done)  # type: ignore[attr-defined]
+        print(f"lab: {failed} of {total} experiments failed "
               f"(why: lab campaign status {result.campaign_id})", file=sys.stderr)  # type: ignore[attr-defined]
         return 1
     return code

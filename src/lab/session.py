@@ -87,7 +87,7 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
     outcome = cmd.get_result(task)
     result = task.result
     if outcome is TaskResult.SUCCEEDED:
-        print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments "
+        print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments measured "
               f"({result.experiments_failed} failed); record {result.database}"
               + (f"; recording {result.recording}" if result.recording else ""))
         for formulation, measurement in zip(result.best, result.best_measurements, strict=False):

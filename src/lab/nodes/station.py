@@ -312,6 +312,9 @@ class StationNode(Node):
                 def tick(elapsed: float, index=index, step=step, before=done_before) -> None:
                     progress = min(1.0, (before + elapsed) / total)
                     self._set(progress=progress)
+                    if self._process is not None and progress - self._process["progress"] >= 0.05:
+                        self._process["progress"] = progress  # what a restart's report will say
+                        self._save_state()
                     goal_handle.publish_feedback(RunStation.Feedback(
                         step=step.name, step_index=index, step_count=len(steps), progress=progress,
                         time_left=float(max(0.0, total - before - elapsed))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,11 @@ def read_json(path: Path) -> Any | None:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not a saved state ({exc})") from None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a saved state that cannot be used out of the way (kept for a post-mortem, no longer
+    read at start-up); returns where it went."""
+    aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.replace(aside)
+    return aside

@@ -37,7 +37,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.kinematics import Chain, deck_places, expand_xacro, named_poses
 from lab.core.params import SimNodeParams
-from lab.core.persist import read_json, write_json
+from lab.core.persist import read_json, set_aside, write_json
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
 from lab.core.vision import CameraModel, render_marker_view
 from lab.core.world import Pose2D, start_poses
@@ -151,8 +151,7 @@ class SimNode(Node):
                 return
             notes = self.lab.restore(state)
         except (ConfigError, InvalidGoal) as exc:
-            aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
-            path.replace(aside)
+            aside = set_aside(path)
             self.get_logger().error(f"the saved world {path} cannot be used ({exc}): set aside as {aside}; "
                                     "starting as configured")
             return

@@ -38,7 +38,7 @@ from lab.backends.base import backend_class
 from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.params import StationParams
-from lab.core.persist import read_json, write_json
+from lab.core.persist import read_json, set_aside, write_json
 from lab.core.station import StationCore, Step, interruption, load_kinds
 from lab.core.workflow import load_workflows
 from lab.core.world import load_stations
@@ -132,8 +132,7 @@ class StationNode(Node):
             self.core.restore_stocks(state.get("stocks") or {})  # all or nothing; the last to fail
             self.interrupted, self._interrupted_record = interrupted, record
         except (ConfigError, InvalidGoal, AttributeError) as exc:
-            aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
-            path.replace(aside)
+            aside = set_aside(path)
             self.get_logger().error(f"{self.station}: the saved state {path} cannot be used ({exc}): set aside "
                                     f"as {aside}; stocks full")
             return

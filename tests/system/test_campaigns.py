@@ -131,7 +131,7 @@ def test_lab_manager_and_planner_killed_mid_campaign_lose_nothing(tmp_path: Path
              overrides={"lab_manager": {"database": str(db)}}) as lab_out:
         with process(planner_cmd, cwd=tmp_path) as planner:
             Output(planner)
-            task = commander.run_campaign("photocatalysis", budget=24, batch_size=8, seed=3)
+            task = commander.run_campaign("photocatalysis", budget=16, batch_size=8, seed=3)
             wait_for(lambda: commander.is_task_complete(task, wait=0.05) or
                      photoreactor.get("state") == StationStatus.BUSY, 240, period=0.01,
                      what="the photoreactor illuminating a rack")
@@ -152,13 +152,13 @@ def test_lab_manager_and_planner_killed_mid_campaign_lose_nothing(tmp_path: Path
         before = measured(db, campaign_id)
         with process(planner_cmd, cwd=tmp_path) as planner:
             Output(planner)
-            outcome, result, _ = run(commander, "photocatalysis", budget=24, batch=8, seed=3, resume=True,
+            outcome, result, _ = run(commander, "photocatalysis", budget=16, batch=8, seed=3, resume=True,
                                      campaign_id=campaign_id)
         assert outcome is TaskResult.SUCCEEDED, result.message if result else ""
     rows = measured(db, campaign_id)
     reasons = sorted({r["failure_reason"] for r in rows if r["failure_reason"]})
-    assert (result.experiments_done, result.experiments_failed) == (24, 0), (result.message, reasons)
-    assert len(rows) == 24, "an experiment counted twice"
+    assert (result.experiments_done, result.experiments_failed) == (16, 0), (result.message, reasons)
+    assert len(rows) == 16, "an experiment counted twice"
     kept = {(r["idx"], r["vals"]) for r in before if r["state"] == "done"}
     now = {(r["idx"], r["vals"]) for r in rows}
     assert kept <= now, "a result measured before the kill was lost or changed"

@@ -15,6 +15,10 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
     Action servers here block in their execute callbacks while waiting in simulated time,
     so every node runs on several threads; a node decides its own callback groups.
     """
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
     rclpy.init()
     node = None
     try:

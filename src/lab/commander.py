@@ -29,7 +29,7 @@ from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunCa
 from lab_interfaces.msg import Formulation
 
 #: wall s an operator service (pause, resume, stop, release) has to answer: they answer at once,
-#: but a pause first waits (up to lab_manager.PAUSE_WAIT, 7 s) for goals being sent
+#: but a pause first waits (up to lab.core.scheduler.PAUSE_WAIT, 7 s) for goals being sent
 ANSWER_TIMEOUT = 15.0
 
 class TaskResult(enum.Enum):

@@ -3,6 +3,7 @@ campaign database, and a batch's state surviving a round trip through it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,35 +37,50 @@ def test_the_record_keeps_the_last_state_of_each_batch_until_dropped(tmp_path: P
         assert list(store.lab_batches()) == ["b2#bb"]
 
 
-@pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")
 def test_a_batch_in_flight_comes_back_from_its_record_as_it_was() -> None:
-    from lab.nodes.lab_manager import Sample, _Run
-    from lab_interfaces.action import RunBatch
-    from lab_interfaces.msg import Formulation, Measurement
+    from lab.core.scheduler import Result, Run, Sample
 
-    requested = Formulation(sample_id="e0001", specimen_kind="vial", components=["P10", "water"],
-                            amounts=[2.0, 5.0], units=["mg", "mL"])
-    measured = Sample("e0001", requested, {"P10": (2.04, "mg")},
-                      Measurement(sample_id="e0001", valid=True, objectives=["h2"], values=[3.5]))
-    failed = Sample("e0002", Formulation(sample_id="e0002"), failure="photoreactor: lamp failed")
-    run = _Run("camp/b001#abc", "camp/b001", "photocatalysis", [measured, failed])
+    measured = Sample("e0001", "vial", {"P10": (2.0, "mg"), "water": (5.0, "mL")}, {"P10": (2.04, "mg")},
+                      {"h2": 3.5})
+    failed = Sample("e0002", "", {}, failure="photoreactor: lamp failed")
+    run = Run("camp/b001#abc", "camp/b001", "photocatalysis", [measured, failed])
     run.carrier, run.home, run.location, run.held, run.step = \
         "rack_2", "rack_storage/slot2", "photoreactor/slot1", "photoreactor", 2
     run.station_goal = ("photoreactor", "00ff" * 8)
-    back = _Run.from_state(run.key, run.state())
-    # (messages compared as messages: their CDR bytes carry padding that differs between copies)
-    assert {k: v for k, v in back.state().items() if k != "samples"} == \
-        {k: v for k, v in run.state().items() if k != "samples"}
-    assert [(s.sample_id, s.requested, s.dispensed, s.measurement, s.failure) for s in back.samples] == \
-        [(s.sample_id, s.requested, s.dispensed, s.measurement, s.failure) for s in run.samples]
+    encode, decode = json.dumps, json.loads  # the node's: the measurement message's serialised bytes
+    back = Run.from_state(run.key, json.loads(json.dumps(run.state(encode))), decode)
+    assert back.state(encode) == run.state(encode)
     assert (back.carrier, back.step, back.station_goal) == ("rack_2", 2, ("photoreactor", "00ff" * 8))
     one, two = back.samples
-    assert list(one.formulation().amounts) == [2.04, 5.0] and one.measurement.values[0] == 3.5
+    assert one.amounts() == {"P10": (2.04, "mg"), "water": (5.0, "mL")} and one.measurement == {"h2": 3.5}
     assert two.failure == "photoreactor: lamp failed" and two.measurement is None
-    run.result = RunBatch.Result(batch_id=run.key, success=True, message="1 of 2 samples measured")
-    assert _Run.from_state(run.key, run.state()).result.message == "1 of 2 samples measured"
+    run.result = Result(True, "1 of 2 samples measured", 3600.0)
+    assert Run.from_state(run.key, run.state(encode), decode).result == run.result
     with pytest.raises((KeyError, TypeError, ValueError)):
-        _Run.from_state("x", {"batch_id": "x", "workflow": "w", "samples": [{"id": "a"}]})
+        Run.from_state("x", {"batch_id": "x", "workflow": "w", "samples": [{"id": "a"}]}, decode)
+
+
+@pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")
+def test_the_node_keeps_a_measurement_in_the_record_as_the_station_sent_it() -> None:
+    from lab.nodes.lab_manager import LabManager, measurement, report, requested
+    from lab_interfaces.msg import Formulation, Measurement
+
+    sent = Measurement(sample_id="e0001", valid=True, objectives=["h2"], values=[3.5], station="photoreactor",
+                       as_dispensed=Formulation(components=["P10"], amounts=[2.04], units=["mg"]))
+    back = LabManager.decode(LabManager.encode(sent))
+    # (messages compared as messages: their CDR bytes carry padding that differs between copies)
+    assert back == sent
+    sample = requested(Formulation(sample_id="e0001", specimen_kind="vial", components=["P10", "water"],
+                                   amounts=[2.0, 5.0], units=["mg", "mL"]))
+    seen = report(sent)
+    assert seen.dispensed == {"P10": (2.04, "mg")} and seen.measurement is sent
+    sample.dispensed.update(seen.dispensed)
+    sample.measurement = seen.measurement
+    line = measurement(sample)  # the batch result's line: as dispensed, requested where not dispensed
+    assert line.valid and list(line.as_dispensed.components) == ["P10", "water"]
+    assert list(line.as_dispensed.amounts) == [2.04, 5.0] and line.as_dispensed.specimen_kind == "vial"
+    sample.failure = "gc: failed"
+    assert not measurement(sample).valid and measurement(sample).failure_reason == "gc: failed"
 
 
 def test_a_step_runs_where_its_carrier_is_held_else_is_reserved_rerouted_or_tried_again() -> None:

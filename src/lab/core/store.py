@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     PRIMARY KEY (campaign_id, idx));
 CREATE TABLE IF NOT EXISTS intervals (
     campaign_id TEXT NOT NULL, resource TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL, what TEXT);
-CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in flight (lab.nodes.lab_manager)
+CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in flight (lab.core.scheduler)
     key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, state TEXT NOT NULL, updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_id);
 """

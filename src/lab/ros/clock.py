@@ -15,9 +15,9 @@ from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-#: how long a waiting loop sleeps (wall s) between looks at the clock; the simulation's
-#: clock moves hundreds of simulated seconds per wall second, so this is the resolution
-POLL = 0.004
+# the wall-clock waits are core's (no ROS in them); the nodes import them from here with the clock's
+from lab.core.waits import POLL as POLL
+from lab.core.waits import wait_for as wait_for
 
 
 def to_time(seconds: float) -> Time:
@@ -186,16 +186,6 @@ class SimDeadline:
         if wall <= self.wall_end:
             return False
         return now > self.end or wall - self._seen_at > self.stalled
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = POLL) -> bool:
-    """Wait (wall s) until predicate() holds; False on timeout."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        time.sleep(poll)
-    return True
 
 
 class Stamped:

@@ -62,6 +62,9 @@ RECOVERY_WAIT = WORLD_WAIT + ROBOTS_SETTLE_WAIT + 60.0
 #: report what it interrupted: bringup restarts a node within 1-4 s, a node starts in a few s
 #: (the loss itself is only seen once DDS drops the dead node, ~20 s)
 RESTART_REPORT_WAIT = 30.0
+#: wall s to wait for a station's latched status to say what a restart interrupted, when the station
+#: answers that it does not know a recorded goal (the status is there at once, or within a DDS round trip)
+REPORT_WAIT = 5.0
 
 Amounts = dict[str, tuple[float, str]]  # component -> (amount, unit)
 
@@ -1065,7 +1068,7 @@ class Scheduler:
                                       lambda: run.is_cancel_requested, f"{station}'s result for {run.carrier}")
             # a station restarted since says what it interrupted (its status is latched: here at once,
             # or within the restart report's wait when it restarts while we ask)
-            interrupted = (self._interrupted(station, goal_id, RESTART_REPORT_WAIT if outcome.lost else 5.0)
+            interrupted = (self._interrupted(station, goal_id, RESTART_REPORT_WAIT if outcome.lost else REPORT_WAIT)
                            if (outcome.unknown and run.station_goal_accepted) or outcome.lost else "")
             what = recorded_goal_outcome(run.station_goal_accepted, outcome.unknown, interrupted)
             if what == RERUN:

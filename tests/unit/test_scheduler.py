@@ -1,0 +1,507 @@
+"""The lab manager's scheduling (lab.core.scheduler) against a fake lab: no ROS, no simulation.
+
+The fake carries out the scheduler's orders at once (a drive puts the robot at the dock, a
+transfer moves the carrier if it is where the order says, a station answers for each sample)
+and keeps them in order, so a test can say what the lab was told to do; a test scripts a
+failure, a lost goal or a slow process by replacing one answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.core import scheduler
+from lab.core.errors import InvalidGoal
+from lab.core.params import LabManagerParams
+from lab.core.scheduler import (
+    Call,
+    Drive,
+    Order,
+    Outcome,
+    Park,
+    Process,
+    Progress,
+    Run,
+    Sample,
+    SampleReport,
+    Scheduler,
+    Transfer,
+)
+from lab.core.station import load_kinds
+from lab.core.workflow import load_workflows
+from lab.core.world import Pose2D, StationsConfig, load_stations
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTO = ["solid_dispenser", "liquid_dispenser", "photoreactor", "gas_chromatograph"]
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, text: str) -> None:
+        self.lines.append(text)
+
+    def warning(self, text: str, **_: Any) -> None:
+        self.lines.append(text)
+
+    def error(self, text: str, **_: Any) -> None:
+        self.lines.append(text)
+
+    def said(self, part: str) -> bool:
+        return any(part in line for line in self.lines)
+
+
+class FakeLab:
+    """Carries out orders at once; `script(order, call)` may answer one instead (None: the default)."""
+
+    def __init__(self, config: StationsConfig) -> None:
+        self.config = config
+        self.t = 0.0
+        self.orders: list[Order] = []
+        self.world: dict[str, str] = {}
+        self.sched: Scheduler | None = None
+        self.script: Callable[[Order, Call], Outcome | None] = lambda order, call: None
+        self.followed: Callable[[Process], Outcome] = lambda order: Outcome(False, unknown=True)
+        self.lock = threading.Lock()
+
+    def put(self, carrier: str, location: str) -> None:
+        self.world[carrier] = location
+        assert self.sched is not None
+        self.sched.world_state([(c, "rack", loc) for c, loc in self.world.items()])
+
+    # the scheduler's Lab
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.t += seconds
+
+    def send(self, order: Order, call: Call) -> Outcome:
+        assert self.sched is not None
+        if call.cancel():
+            return Outcome(False, "cancelled")
+        call.accepted()
+        with self.lock:
+            self.orders.append(order)
+            self.t += 10.0
+        scripted = self.script(order, call)
+        if scripted is not None:
+            return scripted
+        if isinstance(order, Drive):
+            self.sched.robot_pose[order.robot] = self.config.stations[order.station].dock
+        elif isinstance(order, Park):
+            self.sched.robot_pose[order.robot] = order.pose
+        elif isinstance(order, Transfer):
+            if self.world.get(order.carrier) != order.source:
+                return Outcome(False, f"{order.carrier} is not at {order.source}")
+            self.put(order.carrier, order.target)
+        else:
+            return Outcome(True, reports=[self.measure(order.station, s) for s in order.samples])
+        return Outcome(True)
+
+    @staticmethod
+    def measure(station: str, sample: tuple[str, str, dict[str, tuple[float, str]]]) -> SampleReport:
+        sample_id, _, amounts = sample
+        if station.startswith("solid"):  # dispenses 2 % more than asked
+            return SampleReport(sample_id, True, dispensed={c: (a * 1.02, u) for c, (a, u) in amounts.items()
+                                                            if u == "mg"})
+        if station.startswith("gas_chromatograph") or station.startswith("gc"):
+            return SampleReport(sample_id, True, measurement={"by": station, "amounts": amounts})
+        return SampleReport(sample_id, True)
+
+    def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
+        return self.followed(order)
+
+    encode, decode = staticmethod(json.dumps), staticmethod(json.loads)
+
+    # what the tests read
+    def processes(self) -> list[str]:
+        return [o.station for o in self.orders if isinstance(o, Process)]
+
+
+class Watcher:
+    def __init__(self) -> None:
+        self.is_cancel_requested = False
+        self.progress: list[Progress] = []
+
+    def publish_feedback(self, progress: Progress) -> None:
+        self.progress.append(progress)
+
+
+def lab(tmp_path: Path, robots: tuple[str, ...] = ("robot1",), extra: dict[str, str] | None = None,
+        **params: Any) -> tuple[Scheduler, FakeLab, Log]:
+    """A scheduler over the shipped stations (plus `extra`: name -> a copy of that station),
+    carriers rack_1, rack_2 in rack storage, robots at rack storage's dock."""
+    config = load_stations(ROOT / "config/stations.yaml")
+    stations = dict(config.stations)
+    for i, (name, like) in enumerate((extra or {}).items()):
+        stations[name] = dataclasses.replace(stations[like], name=name,
+                                             dock=Pose2D(stations[like].dock.x + 3.0 + i, stations[like].dock.y))
+    config = StationsConfig(config.path, stations, config.parking)
+    fake = FakeLab(config)
+    log = Log()
+    kinds = load_kinds(ROOT / "config/station_processes.yaml")
+    workflows = load_workflows(ROOT / "config/workflows.yaml", set(config.kinds().values()))
+    settings = LabManagerParams(robots=list(robots), database=str(tmp_path / "campaigns.db"), **params)
+    sched = Scheduler(settings, config, kinds, workflows, fake, log)
+    fake.sched = sched
+    for robot in robots:
+        sched.robot_pose[robot] = stations["rack_storage"].dock
+        sched.battery[robot] = 1.0
+    fake.put("rack_1", "rack_storage/slot1")
+    fake.put("rack_2", "rack_storage/slot2")
+    return sched, fake, log
+
+
+def samples(n: int, prefix: str = "e") -> list[Sample]:
+    return [Sample(f"{prefix}{i:03d}", "vial", {"P10": (2.0, "mg"), "water": (5.0, "mL")}) for i in range(n)]
+
+
+def run(sched: Scheduler, n: int = 3, batch_id: str = "camp/b001", watcher: Watcher | None = None) -> Run:
+    sched.recovered.set()
+    return sched.run_batch(batch_id, "photocatalysis", samples(n), watcher or Watcher())
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(target()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def free(sched: Scheduler) -> bool:
+    pools = (sched.station_pool, sched.robot_pool, sched.carrier_pool)
+    return all(not pool.holder(name) for pool in pools for name in pool.names)
+
+
+# ------------------------------------------------------------------ a batch
+def test_a_batch_visits_its_workflows_stations_in_order_and_its_rack_goes_home(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    watcher = Watcher()
+    done = run(sched, 3, watcher=watcher)
+    assert done.result is not None and done.result.success, done.result
+    assert done.result.message == "3 of 3 samples measured"
+    assert fake.processes() == PHOTO
+    # every station order names the rack, which stands in that station's slot when the order is sent
+    assert all(o.carrier == "rack_1" for o in fake.orders if isinstance(o, Process))
+    # picked from home, carried through each station, back to the same slot
+    moves = [(o.source, o.target) for o in fake.orders if isinstance(o, Transfer)]
+    assert moves[0] == ("rack_storage/slot1", "robot1/deck1") and moves[-1] == ("robot1/deck1", "rack_storage/slot1")
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+    # what the solid dispenser dispensed (2 % more) is what the next stations get, and what is reported
+    liquid = next(o for o in fake.orders if isinstance(o, Process) and o.station == "liquid_dispenser")
+    assert liquid.samples[0][2]["P10"] == (2.04, "mg") and liquid.samples[0][2]["water"] == (5.0, "mL")
+    assert [s.measurement["by"] for s in done.samples] == ["gas_chromatograph"] * 3
+    assert done.samples[0].amounts()["P10"] == (2.04, "mg")
+    assert watcher.progress and watcher.progress[-1].samples_total == 3
+    assert sched.counts == {"done": 3, "failed": 0, "running": 0} and sched.mode == "idle"
+    # the record is kept until the goal has been answered with it
+    assert list(sched._database().lab_batches()) == [done.key]
+    sched.forget(done)
+    assert sched._database().lab_batches() == {}
+
+
+def test_a_batch_that_cannot_run_is_refused_with_the_reason_and_nothing_recorded(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    sched.recovered.set()
+    with pytest.raises(InvalidGoal, match="unknown workflow 'photo'"):
+        sched.run_batch("b", "photo", samples(2), Watcher())
+    with pytest.raises(InvalidGoal, match="17 formulations do not fit one rack"):
+        sched.run_batch("b", "photocatalysis", samples(17), Watcher())
+    with pytest.raises(InvalidGoal, match="at least one formulation"):
+        sched.run_batch("b", "photocatalysis", [], Watcher())
+    assert fake.orders == [] and sched._database().lab_batches() == {} and sched.runs == {}
+
+
+# ------------------------------------------------------------------ failures
+def test_a_failed_step_is_rerouted_to_another_station_of_its_kind(tmp_path: Path) -> None:
+    sched, fake, log = lab(tmp_path, extra={"gc_2": "gas_chromatograph", "gc_3": "gas_chromatograph"},
+                           max_retries=2)
+    fake.script = lambda o, c: Outcome(False, "column blocked") if isinstance(o, Process) and \
+        o.station in ("gas_chromatograph", "gc_2") else None
+    done = run(sched)
+    assert done.result is not None and done.result.success
+    assert fake.processes() == PHOTO + ["gc_2", "gc_3"]  # never back to one that failed while another is left
+    assert log.said("rerouting gas_chromatograph from gas_chromatograph to gc_2")
+    assert [s.measurement["by"] for s in done.samples] == ["gc_3"] * 3 and free(sched)
+
+
+def test_a_step_failing_every_try_fails_its_samples_with_the_reason_and_the_rack_comes_home(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path, max_retries=2)
+    fake.script = lambda o, c: Outcome(False, "lamp failed") if isinstance(o, Process) and \
+        o.station == "photoreactor" else None
+    done = run(sched, 2)
+    assert done.result is not None and not done.result.success
+    assert fake.processes() == PHOTO[:3] + ["photoreactor"] * 2  # the only one of its kind, tried 3 times
+    assert [s.failure for s in done.samples] == ["photoreactor: lamp failed (after 3 attempts)"] * 2
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+    assert sched.counts["failed"] == 2
+
+
+def test_a_retry_on_the_only_station_of_its_kind_waits_while_it_is_in_fault(tmp_path: Path) -> None:
+    sched, fake, log = lab(tmp_path)
+    attempts: list[float] = []
+
+    def gc(order: Order, call: Call) -> Outcome | None:
+        if not (isinstance(order, Process) and order.station == "gas_chromatograph"):
+            return None
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            sched.station_state("gas_chromatograph", usable=False)  # a failed step puts it in fault
+            threading.Timer(0.5, lambda: sched.station_state("gas_chromatograph", usable=True)).start()
+            return Outcome(False, "detector saturated")
+        return None
+
+    fake.script = gc
+    done = run(sched)
+    assert done.result is not None and done.result.success
+    assert log.said("gas_chromatograph is in fault; waiting for it to recover")
+    assert attempts[1] - attempts[0] >= 0.45  # tried again once it had recovered, not against the fault
+
+
+def test_a_process_lost_to_the_stations_restart_fails_its_samples_with_the_stations_report(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    said = "illuminate on rack_1 was interrupted by a restart of the station at illuminate (40% done)"
+
+    def restart(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Process) and order.station == "photoreactor":
+            sched.station_state("photoreactor", True, order.goal_id.hex(), said)  # the restarted station's report
+            return Outcome(False, "the server went away", lost=True)
+        return None
+
+    fake.script = restart
+    done = run(sched, 2)
+    # not run again (the vials were part-illuminated): failed with the station's report, the rack home
+    assert fake.processes() == PHOTO[:3]
+    assert [s.failure for s in done.samples] == [f"photoreactor: {said}"] * 2
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+
+
+def test_a_transfer_that_failed_after_the_release_goes_on_when_the_rack_is_at_its_target(tmp_path: Path) -> None:
+    sched, fake, log = lab(tmp_path)
+
+    def cut_short(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Transfer) and order.target == "solid_dispenser/rack":
+            fake.put(order.carrier, order.target)  # placed, then the retreat failed
+            return Outcome(False, "retreat aborted")
+        return None
+
+    fake.script = cut_short
+    done = run(sched)
+    assert done.result is not None and done.result.success
+    # the second attempt saw the rack in place and did not try to move it again
+    assert sum(1 for o in fake.orders if isinstance(o, Transfer) and o.target == "solid_dispenser/rack") == 1
+
+
+# ------------------------------------------------------------------ robots
+def test_a_robot_low_on_battery_charges_before_it_carries(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    sched.battery["robot1"] = 0.1
+    charged = fake.sleep
+
+    def sleep(seconds: float) -> None:  # charging: the battery fills while simulated time passes
+        charged(seconds)
+        sched.battery["robot1"] = min(1.0, sched.battery["robot1"] + 0.2)
+
+    fake.sleep = sleep  # type: ignore[method-assign]
+    done = run(sched)
+    assert done.result is not None and done.result.success
+    assert fake.orders[0] == Drive("robot1", "charger", skip_refinement=True)
+    assert sched.battery["robot1"] >= 0.9 and isinstance(fake.orders[1], Drive)
+
+
+def test_an_idle_robot_at_the_dock_another_is_sent_to_is_parked_first(tmp_path: Path) -> None:
+    sched, fake, log = lab(tmp_path, robots=("robot1", "robot2"))
+    sched.robot_pose["robot2"] = sched.stations["solid_dispenser"].dock
+    done = run(sched)
+    assert done.result is not None and done.result.success
+    park = fake.orders.index(Park("robot2", sched.parking[1]))  # robot2's own parking spot
+    assert park < fake.orders.index(Drive("robot1", "solid_dispenser"))
+    assert log.said("robot2 stands idle at solid_dispenser, where robot1 must go")
+
+
+def test_two_batches_at_once_never_share_a_station_robot_or_rack(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path, robots=("robot1", "robot2"))
+    busy: dict[str, str] = {}
+    clashes: list[str] = []
+    lock = threading.Lock()
+
+    def hold(order: Order, call: Call) -> Outcome | None:
+        key = order.station if isinstance(order, Process) else order.robot
+        with lock:
+            if key in busy:
+                clashes.append(f"{key}: {busy[key]} and {order}")
+            busy[key] = str(order)
+        time.sleep(0.01)
+        with lock:
+            busy.pop(key, None)
+        return None
+
+    fake.script = hold
+    one, out1 = in_thread(lambda: run(sched, 2, "camp/b001"))
+    two, out2 = in_thread(lambda: sched.run_batch("camp/b002", "photocatalysis", samples(2, "f"), Watcher()))
+    one.join(30)
+    two.join(30)
+    assert clashes == []
+    assert out1[0].result.success and out2[0].result.success
+    assert {out1[0].carrier, out2[0].carrier} == {"rack_1", "rack_2"}
+    assert fake.processes().count("photoreactor") == 2 and free(sched)
+
+
+# ------------------------------------------------------------------ the operator
+def blocking(station: str) -> tuple[threading.Event, threading.Event, Callable[[Order, Call], Outcome | None]]:
+    """A script whose `station` process runs until released (or cancelled: then it says so)."""
+    running, release = threading.Event(), threading.Event()
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Process) and order.station == station:
+            running.set()
+            while not release.wait(0.01):
+                if call.cancel():
+                    return Outcome(False, "cancelled")
+        return None
+
+    return running, release, script
+
+
+def test_pause_lets_the_running_step_finish_and_starts_nothing_new_until_resumed(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    running, release, fake.script = blocking("liquid_dispenser")
+    thread, out = in_thread(lambda: run(sched))
+    assert running.wait(10)
+    assert sched.pause() == (True, "paused: running steps finish, nothing new starts")
+    release.set()
+    time.sleep(0.3)
+    sent = len(fake.orders)
+    assert isinstance(fake.orders[-1], Process) and sched.mode == "paused"  # the dispensing ended; nothing after
+    time.sleep(0.3)
+    assert len(fake.orders) == sent
+    assert sched.resume() == (True, "resumed")
+    thread.join(10)
+    assert out[0].result.success and fake.processes() == PHOTO
+
+
+def test_an_emergency_stop_ends_the_step_and_the_rack_waits_for_release_and_resume(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    running, _, fake.script = blocking("photoreactor")
+    thread, out = in_thread(lambda: run(sched, 2))
+    assert running.wait(10)
+    sched.safety(True, "emergency stop by operator: test")
+    until(lambda: all(s.failure for s in sched.runs[next(iter(sched.runs))].samples))
+    time.sleep(0.3)
+    assert fake.world["rack_1"] == "photoreactor/rack"  # stays where the stop left it
+    assert sched.pause()[0] is False
+    assert sched.resume() == (False, "emergency stop by operator: test: resume does not release it; "
+                                     "release first (lab estop --release)")
+    sched.safety(False, "")
+    time.sleep(0.2)
+    assert sched.mode == "paused" and fake.world["rack_1"] == "photoreactor/rack"  # released: paused
+    fake.script = lambda o, c: None
+    assert sched.resume()[0]
+    thread.join(10)
+    done = out[0]
+    assert [s.failure for s in done.samples] == ["photoreactor: stopped: emergency stop by operator: test"] * 2
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+    assert fake.processes() == PHOTO[:3]
+
+
+def test_a_cancelled_batch_ends_and_still_brings_its_rack_home(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    running, _, fake.script = blocking("liquid_dispenser")
+    watcher = Watcher()
+    thread, out = in_thread(lambda: run(sched, 2, watcher=watcher))
+    assert running.wait(10)
+    watcher.is_cancel_requested = True
+    thread.join(10)
+    done = out[0]
+    assert not done.result.success and all(s.failure for s in done.samples)
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+    assert fake.processes() == PHOTO[:2]
+
+
+# ------------------------------------------------------------------ a scheduler taking over after a crash
+def recorded(tmp_path: Path, accepted: bool) -> tuple[Scheduler, FakeLab, Log, Run]:
+    """A scheduler starting where its predecessor died: rack_1 in the photoreactor, illuminating
+    (the order recorded, accepted or not), two samples dispensed."""
+    sched, fake, log = lab(tmp_path)
+    before = Run("camp/b001#aaaaaa", "camp/b001", "photocatalysis", samples(2))
+    before.carrier, before.home, before.location, before.held, before.step = \
+        "rack_1", "rack_storage/slot1", "photoreactor/rack", "photoreactor", 2
+    before.station_goal, before.station_goal_accepted = ("photoreactor", "ab" * 16), accepted
+    sched._database().save_lab_batch(before.key, before.batch_id, before.state(json.dumps))
+    fake.put("rack_1", "photoreactor/rack")
+    return sched, fake, log, before
+
+
+def test_a_batch_in_flight_is_taken_on_again_and_its_station_asked_for_the_result(tmp_path: Path) -> None:
+    sched, fake, log, before = recorded(tmp_path, accepted=True)
+    fake.followed = lambda order: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
+    sched.start()
+    assert sched.recovered.wait(10)
+    # the planner re-sends the batch: its goal gets the adopted batch's result, nothing runs twice
+    done = sched.run_batch("camp/b001", "photocatalysis", samples(2), Watcher())
+    assert done.key == before.key and done.result is not None and done.result.success
+    assert fake.processes() == ["gas_chromatograph"]
+    assert log.said("photoreactor's result, asked for after the restart, merged")
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+
+
+def test_a_recorded_order_the_station_never_had_runs_again(tmp_path: Path) -> None:
+    sched, fake, log, _ = recorded(tmp_path, accepted=False)
+    sched.start()
+    done = sched.run_batch("camp/b001", "photocatalysis", samples(2), Watcher())
+    assert done.result is not None and done.result.success
+    assert fake.processes() == ["photoreactor", "gas_chromatograph"]
+    assert log.said("photoreactor never had goal")
+
+
+def test_a_recorded_order_the_station_no_longer_knows_fails_its_samples(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler, "REPORT_WAIT", 0.5)
+    sched, fake, _, _ = recorded(tmp_path, accepted=True)
+    sched.station_state("photoreactor", True)  # restarted with no report of the goal
+    sched.start()
+    done = sched.run_batch("camp/b001", "photocatalysis", samples(2), Watcher())
+    assert done.result is not None and not done.result.success and fake.processes() == []
+    assert all("has no record of goal" in s.failure for s in done.samples)
+    assert fake.world["rack_1"] == "rack_storage/slot1"
+
+
+def test_a_rack_away_from_home_with_no_batch_is_brought_home_at_start_up(tmp_path: Path) -> None:
+    sched, fake, log = lab(tmp_path)
+    fake.put("rack_2", "robot1/deck1")  # left on the deck by a lab manager that died
+    sched.start()
+    until(lambda: fake.world["rack_2"].startswith("rack_storage/"))
+    assert fake.world["rack_2"] == "rack_storage/slot2"  # the first free slot
+    assert log.said("rack_2 is at robot1/deck1, away from home, with no batch")
+    assert [o for o in fake.orders if isinstance(o, Transfer)] == \
+        [Transfer("robot1", "rack_2", "robot1/deck1", "rack_storage/slot2")]
+
+
+def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:
+    sched, fake, _, _ = recorded(tmp_path, accepted=True)
+    fake.followed = lambda order: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
+    sched.goals_under_way["/robot1/manipulate"] = 1  # the predecessor's transfer still under way
+    sched.start()
+    thread, out = in_thread(lambda: sched.run_batch("camp/b002", "photocatalysis", samples(2, "f"), Watcher()))
+    time.sleep(0.3)
+    assert not sched.recovered.is_set() and fake.orders == []
+    sched.goals_under_way["/robot1/manipulate"] = 0
+    thread.join(10)
+    assert out[0].result.success and out[0].carrier == "rack_2"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,3 +236,23 @@ def test_saved_world_comes_back_in_a_new_simulation_and_a_bad_one_changes_nothin
     from lab.core.errors import ConfigError
     with pytest.raises(ConfigError, match="torn.json"):
         read_json(tmp_path / "torn.json")
+
+
+def test_a_saved_state_is_taken_back_or_set_aside_with_the_reason(tmp_path: Path) -> None:
+    from lab.core.persist import take_back, write_json
+
+    def use(state: Any) -> int:
+        if not isinstance(state, dict) or "n" not in state:
+            raise InvalidGoal("no n")
+        return int(state["n"])
+
+    assert take_back(tmp_path / "none.json", use) == (None, "")
+    write_json(tmp_path / "good.json", {"n": 3})
+    assert take_back(tmp_path / "good.json", use) == (3, "")
+    write_json(tmp_path / "bad.json", {"m": 3})
+    (tmp_path / "torn.json").write_text('{"n": 1')
+    for name, reason in (("bad.json", "no n"), ("torn.json", "not a saved state")):
+        value, why = take_back(tmp_path / name, use)
+        assert value is None and reason in why and f"set aside as {tmp_path / name}.unusable-" in why
+        assert not (tmp_path / name).exists()  # not read again at the next start
+        assert len(list(tmp_path.glob(f"{name}.unusable-*"))) == 1

@@ -11,10 +11,13 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from lab.core.errors import ConfigError
+from lab.core.errors import ConfigError, InvalidGoal
+
+T = TypeVar("T")
 
 
 def write_json(path: Path, data: Any, sync: bool = True) -> None:
@@ -54,3 +57,14 @@ def set_aside(path: Path) -> Path:
     aside = path.with_name(f"{path.name}.unusable-{time.strftime('%Y%m%dT%H%M%S')}")
     path.replace(aside)
     return aside
+
+
+def take_back(path: Path, use: Callable[[Any], T]) -> tuple[T | None, str]:
+    """`use(state)` on what `write_json` left at `path`: (what it returns, ""); (None, "") when there
+    is no file; (None, why) when the file cannot be used (not JSON, or `use` raised ConfigError or
+    InvalidGoal): then it has been set aside, and `why` says why and where it went."""
+    try:
+        state = read_json(path)
+        return (None, "") if state is None else (use(state), "")
+    except (ConfigError, InvalidGoal) as exc:
+        return None, f"the saved state {path} cannot be used ({exc}): set aside as {set_aside(path)}"

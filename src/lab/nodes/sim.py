@@ -34,10 +34,10 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from lab.core.errors import ConfigError, InvalidGoal
+from lab.core.errors import InvalidGoal
 from lab.core.kinematics import Chain, deck_places, expand_xacro, named_poses
 from lab.core.params import SimNodeParams
-from lab.core.persist import read_json, set_aside, write_json
+from lab.core.persist import take_back, write_json
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
 from lab.core.vision import CameraModel, render_marker_view
 from lab.core.world import Pose2D, start_poses
@@ -144,16 +144,12 @@ class SimNode(Node):
         path = self._state_file
         if path is None:
             return
-        try:
-            state = read_json(path)
-            if state is None:
+        notes, why = take_back(path, self.lab.restore)
+        if notes is None:
+            if why:
+                self.get_logger().error(f"{why}; starting as configured")
+            else:
                 self.get_logger().info(f"no saved world at {path}: starting as configured")
-                return
-            notes = self.lab.restore(state)
-        except (ConfigError, InvalidGoal) as exc:
-            aside = set_aside(path)
-            self.get_logger().error(f"the saved world {path} cannot be used ({exc}): set aside as {aside}; "
-                                    "starting as configured")
             return
         where = ", ".join(f"{o} at {loc}" for o, _, loc in self.lab.objects.snapshot())
         self.get_logger().warning(f"world taken back from {path} (simulated time {self.lab.time:.0f} s): {where}" +
@@ -245,44 +241,42 @@ class SimNode(Node):
         return response
 
     def _clock_wait(self, msg: ClockWait) -> None:
-        with self._physics:  # the loop reads the tables under it
-            self._clock_wait_locked(msg)
-
-    def _clock_wait_locked(self, msg: ClockWait) -> None:
-        name, _, _instance = msg.owner.partition("#")
-        stale = {k for table in (self._waits, self._holds) for k in table
-                 if k[0] != msg.owner and k[0].partition("#")[0] == name}
-        if stale:
-            self.get_logger().warning(f"{name} was restarted: its predecessor's {len(stale)} clock wait(s) and "
-                                      "hold(s) are dropped")
-            for table in (self._waits, self._holds):
-                for k in stale:
-                    table.pop(k, None)
+        name = msg.owner.partition("#")[0]
         key = (msg.owner, int(msg.id))
-        table = self._holds if msg.hold else self._waits
-        if msg.active:
-            table[key] = seconds_of(msg.until)
-        else:
-            table.pop(key, None)
+        with self._physics:  # the loop reads the tables under it
+            stale = self._drop_clock(lambda owner: owner != msg.owner and owner.partition("#")[0] == name)
+            if stale:
+                self.get_logger().warning(f"{name} was restarted: its predecessor's {stale} clock wait(s) and "
+                                          "hold(s) are dropped")
+            table = self._holds if msg.hold else self._waits
+            if msg.active:
+                table[key] = seconds_of(msg.until)
+            else:
+                table.pop(key, None)
 
     def _forget_departed(self) -> None:
-        with self._physics:
-            self._forget_departed_locked()
-
-    def _forget_departed_locked(self) -> None:
         """Drop the waits and holds of nodes gone from the graph for 5 s (a node that died
         holding the clock must not stop it for ever)."""
         present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
         wall = time.monotonic()
-        for owner in {k[0] for k in [*self._waits, *self._holds]}:
-            if owner.partition("#")[0] in present:
-                self._missing.pop(owner, None)
-            elif wall - self._missing.setdefault(owner, wall) > 5.0:
-                self.get_logger().warning(f"{owner} left the graph: its clock waits and holds are dropped")
-                for table in (self._waits, self._holds):
-                    for key in [k for k in table if k[0] == owner]:
-                        del table[key]
-                self._missing.pop(owner, None)
+        with self._physics:
+            for owner in {k[0] for k in [*self._waits, *self._holds]}:
+                if owner.partition("#")[0] in present:
+                    self._missing.pop(owner, None)
+                elif wall - self._missing.setdefault(owner, wall) > 5.0:
+                    self.get_logger().warning(f"{owner} left the graph: its clock waits and holds are dropped")
+                    self._drop_clock(owner.__eq__)
+                    self._missing.pop(owner, None)
+
+    def _drop_clock(self, which) -> int:
+        """Drop the clock waits and holds whose owner `which(owner)` picks (under the physics
+        lock); how many."""
+        dropped = 0
+        for table in (self._waits, self._holds):
+            for key in [k for k in table if which(k[0])]:
+                del table[key]
+                dropped += 1
+        return dropped
 
     # ------------------------------------------------------------ the loop
     def _advance(self, dt: float) -> None:

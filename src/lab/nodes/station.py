@@ -38,7 +38,7 @@ from lab.backends.base import backend_class
 from lab.backends.instruments import InstrumentBackend, StepCancelled
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.params import StationParams
-from lab.core.persist import read_json, set_aside, write_json
+from lab.core.persist import take_back, write_json
 from lab.core.station import StationCore, Step, interruption, load_kinds
 from lab.core.workflow import load_workflows
 from lab.core.world import load_stations
@@ -93,8 +93,7 @@ class StationNode(Node):
         self.world: dict[str, str] | None = None  # object -> location
         self._state_file = Path(params.state_file.replace("{station}", self.station)) if params.state_file else None
         self._process: dict[str, Any] | None = None    # the process under way, as saved
-        self.interrupted: tuple[str, str] | None = None  # (goal id, what) a restart interrupted
-        self._interrupted_record: dict[str, Any] | None = None  # ... as saved
+        self._interrupted_record: dict[str, Any] | None = None  # the process a restart interrupted, as saved
         self._restore()
         group = ReentrantCallbackGroup()
         self.safety = SafetyMonitor(self, callback_group=group)
@@ -121,24 +120,34 @@ class StationNode(Node):
         path = self._state_file
         if path is None:
             return
-        try:
-            state = read_json(path)
-            if state is None:
-                return
-            if not isinstance(state, dict):
-                raise InvalidGoal("not a saved station state")
-            record = state.get("process") or state.get("interrupted")
-            interrupted = interruption(record) if record else None
-            self.core.restore_stocks(state.get("stocks") or {})  # all or nothing; the last to fail
-            self.interrupted, self._interrupted_record = interrupted, record
-        except (ConfigError, InvalidGoal, AttributeError) as exc:
-            aside = set_aside(path)
-            self.get_logger().error(f"{self.station}: the saved state {path} cannot be used ({exc}): set aside "
-                                    f"as {aside}; stocks full")
+        record, why = take_back(path, self._take_back)
+        if why:
+            self.get_logger().error(f"{self.station}: {why}; stocks full")
             return
+        self._interrupted_record = record or None
         if self.interrupted is not None:
             self.get_logger().error(f"{self.station}: {self.interrupted[1]} (goal {self.interrupted[0]})")
         self._save_state(sync=True)
+
+    def _take_back(self, state: Any) -> dict[str, Any]:
+        """A saved state's stocks (all or nothing) and the record of the process it was running
+        ({} when none); InvalidGoal when unusable."""
+        if not isinstance(state, dict):
+            raise InvalidGoal("not a saved station state")
+        record = state.get("process") or state.get("interrupted") or {}
+        if record:
+            interruption(record)  # a malformed record: InvalidGoal
+        stocks = state.get("stocks") or {}
+        if not isinstance(stocks, dict):
+            raise InvalidGoal(f"stocks: not a mapping of stock to level: {stocks!r}")
+        self.core.restore_stocks(stocks)  # all or nothing; the last to fail
+        return record
+
+    @property
+    def interrupted(self) -> tuple[str, str] | None:
+        """(goal id, what) of the process a restart interrupted, until the next process starts."""
+        record = self._interrupted_record
+        return interruption(record) if record else None
 
     def _save_state(self, sync: bool = False) -> None:
         if self._state_file is None:
@@ -289,7 +298,7 @@ class StationNode(Node):
         self._process = {"goal": bytes(goal_handle.goal_id.uuid).hex(), "rack": request.rack_id,
                          "process": request.process or self.core.spec.default,
                          "samples": [f.sample_id for f in samples], "step": steps[0].name, "progress": 0.0}
-        self.interrupted = self._interrupted_record = None
+        self._interrupted_record = None
         self._save_state(sync=True)
         try:
             return self._steps(goal_handle, request, samples, steps, began)

@@ -5,7 +5,7 @@
     lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
     lab campaign list | status ID | resume ID | cancel ID | report ID
     lab estop [--release] [--reason TEXT] | pause | resume
-    lab bench planner|campaign|cost|lab|plumbing|emulators ...
+    lab bench planner|suite|campaign|cost|lab|plumbing|emulators ...
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from lab.bench import main as bench
 @pytest.mark.parametrize("name,args", [
     ("cost", ["--sizes", "30", "--skopt-sizes", "10"]),
     ("planner", ["--trials", "1", "--budget", "12"]),
+    ("suite", ["--trials", "1", "--budget", "8", "--batches", "1,4", "--only", "opv_degradation,mixture5",
+               "--workers", "1"]),
     ("campaign", ["--seeds", "1", "--her-budget", "32", "--barrel-budget", "16", "--polymer-budget", "8",
                   "--skopt-seeds", "1", "--skopt-budget", "16"]),
     ("emulators", ["--folds", "2", "--quick"]),
@@ -20,6 +22,7 @@ from lab.bench import main as bench
 def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
     out = tmp_path / "out.json"
     extra = ["--plot", str(tmp_path / "out.png")] if name in ("planner", "campaign") else []
+    extra += ["--plots", str(tmp_path / "plots")] if name == "suite" else []
     assert bench([name, *args, "--json", str(out), *extra]) == 0
     result = json.loads(out.read_text())
     if name == "cost":
@@ -28,6 +31,15 @@ def test_bench_runs_on_a_tiny_setting(name, args, tmp_path):
         for label in ("planner", "random"):
             curve = result[label]["top_pct_mean"]
             assert len(curve) == 12 and all(0 <= a <= b <= 1 for a, b in zip(curve, curve[1:], strict=False))
+    elif name == "suite":
+        for batch in (1, 4):
+            entry = result["pools"][f"opv_degradation/batch{batch}"]
+            assert set(entry) == {"budget", "planner", "gp_ei", "forest_ei", "random"}
+            curve = entry["gp_ei"]["top_pct_mean"]
+            assert len(curve) == 8 and all(0 <= a <= b <= 1 for a, b in zip(curve, curve[1:], strict=False))
+        regret = result["synthetic"]["mixture5"]["planner"]["regret_median"]
+        assert len(regret) == 8 and all(r >= 0 for r in regret) and regret == sorted(regret, reverse=True)
+        assert len(list((tmp_path / "plots").glob("*.png"))) == 3
     elif name == "campaign":
         assert set(result["photocatalysis"]["checkpoints"]) == {"16"}
         assert result["photocatalysis"]["checkpoints"]["16"]["skopt_median"] > 0

@@ -1,6 +1,8 @@
 """`lab bench NAME [options]`: the benchmarks (BENCHMARKS.md quotes their committed results).
 
     planner     pool-based sample efficiency on measured data (Liang et al. 2021): Top%, EF, AF
+    suite       the planner beside reference methods (GP-EI, forest EI, random) on three real pools
+                and four noisy synthetic functions: one table, one plot per set
     campaign    the campaign loop against random search on the emulators (photocatalysis vs the real robot)
     cost        time and memory of proposing a batch of 16 as observations grow (and skopt's ask)
     emulators   cross-validated accuracy of the emulators fitted to the real data
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("planner", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults")
+BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults")
 MODULES = {"planner": "pool"}
 
 

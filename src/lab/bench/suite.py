@@ -215,7 +215,8 @@ def synthetic_trial(task: tuple) -> tuple:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench suite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="3 trials, batch 1 only, budgets halved")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 trials, batch 1 only, 100 experiments per pool, synthetic budgets halved")
     parser.add_argument("--only", default="", help="comma-separated set names (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--batches", default="1,16", help="pool batch sizes")
@@ -238,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"lab bench suite: unknown method(s) {unknown} or set(s) {sorted(only - known_sets)}; "
                          f"methods {', '.join(METHODS)}; sets {', '.join(sorted(known_sets))}")
     shrink = 2 if ns.quick else 1
-    pools = [PoolSet(p.name, p.file, p.objective, p.maximize, ns.budget or p.budget // shrink) for p in POOLS
-             if not only or p.name in only]
+    pools = [PoolSet(p.name, p.file, p.objective, p.maximize, ns.budget or (100 if ns.quick else p.budget))
+             for p in POOLS if not only or p.name in only]
     synthetic = [Synthetic(s.name, s.f, s.dims, s.noise, ns.budget or s.budget // shrink, s.mixture)
                  for s in SYNTHETIC if not only or s.name in only]
     options = {k: int(v) if v.lstrip("-").isdigit() else float(v)
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                 c = np.array(curves[(p.name, m, b)])
                 entry[m] = {f"to_{a}": _median_reach(c, a) for a in LEVELS}
                 entry[m]["top_pct_mean"] = c.mean(axis=0).round(4).tolist()
+                entry[m]["top_pct_at"] = {str(i): round(float(c[:, i - 1].mean()), 3)
+                                          for i in sorted({min(50, p.budget), p.budget})}
                 entry[m]["seconds_per_trial"] = round(float(np.mean(seconds[(p.name, m, b)])), 1)
     for s in synthetic:
         entry = results["synthetic"].setdefault(s.name, {"budget": s.budget, "noise": s.noise})
@@ -298,6 +301,11 @@ def _median_reach(curves: np.ndarray, level: float) -> dict:
 
 
 def _table(results: dict, methods: list[str]) -> None:
+    print("\npools: Top% (share of the top 5 % found, mean over trials) after 50 experiments / at the budget")
+    print(f"{'set':34s}" + "".join(f"{m:>22s}" for m in methods))
+    for name, entry in results["pools"].items():
+        print(f"{name + ' (' + str(entry['budget']) + ')':34s}" +
+              "".join(f"{' / '.join(str(v) for v in entry[m]['top_pct_at'].values()):>22s}" for m in methods))
     print("\npools: median experiments to Top% 0.5 / 0.8 / 1.0 (a '>' when some trials never got there)")
     print(f"{'set':34s}" + "".join(f"{m:>22s}" for m in methods))
     for name, entry in results["pools"].items():

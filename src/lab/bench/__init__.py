@@ -56,6 +56,32 @@ def write_json(figures: Any, path: Path | str | None, indent: int = 2) -> None:
         Path(path).write_text(json.dumps(figures, indent=indent) + "\n")
 
 
+def plot_curves(path: Path, curves: dict[str, Any], title: str, ylabel: str, xlabel: str = "experiments",
+                logx: bool = False, logy: bool = False, size: tuple[float, float] = (6.0, 3.8)) -> None:
+    """One line per labelled curve (values at x = 1, 2, ...), written to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    for label, curve in curves.items():
+        ax.plot(range(1, len(curve) + 1), curve, label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def print_figures(figures: dict[str, Any], width: int = 24) -> None:
     """One line a figure: name, value (3 decimals for floats)."""
     for key, value in figures.items():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.bench import write_json
+from lab.bench import plot_curves, write_json
 from lab.core.planner import BatchPlanner, Observation
 from lab.core.report import Objective
 from lab.core.space import Dimension, Space
@@ -176,22 +176,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label in ("planner", "random"):
-        curve = results[label]["top_pct_mean"]
-        ax.plot(range(1, len(curve) + 1), curve, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("experiments")
-    ax.set_ylabel("Top% (share of the top 5 % found)")
-    ax.set_title(f"{results['data']}: {results['objective']}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_curves(path, {label: results[label]["top_pct_mean"] for label in ("planner", "random")},
+                f"{results['data']}: {results['objective']}", "Top% (share of the top 5 % found)", logx=True,
+                size=(6.5, 4))

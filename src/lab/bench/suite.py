@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.bench import write_json
+from lab.bench import plot_curves, write_json
 from lab.bench.pool import LEVELS, first_reach, load_pool, top_share
 from lab.bench.references import REFERENCES
 from lab.paths import data_path
@@ -325,39 +325,13 @@ def _table(results: dict, methods: list[str]) -> None:
 
 
 def _plots(results: dict, methods: list[str], folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
     for name, entry in results["pools"].items():
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        for m in methods:
-            curve = entry[m]["top_pct_mean"]
-            ax.plot(range(1, len(curve) + 1), curve, label=m)
-        ax.set_xlabel("experiments")
-        ax.set_ylabel("Top% (share of the top 5 % found)")
-        ax.set_title(f"{name} (mean of {results['trials']} trials)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / f"{name.replace('/', '_')}.png", dpi=100)
-        plt.close(fig)
+        plot_curves(folder / f"{name.replace('/', '_')}.png", {m: entry[m]["top_pct_mean"] for m in methods},
+                    f"{name} (mean of {results['trials']} trials)", "Top% (share of the top 5 % found)")
     for name, entry in results["synthetic"].items():
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        for m in methods:
-            regret = np.maximum(np.array(entry[m]["regret_median"]), 1e-4)
-            ax.plot(range(1, len(regret) + 1), regret, label=m)
-        ax.set_yscale("log")
-        ax.set_xlabel("experiments")
-        ax.set_ylabel("regret of the best measured (median)")
-        ax.set_title(f"{name}, noise sd {entry['noise']:g}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / f"{name}.png", dpi=100)
-        plt.close(fig)
+        plot_curves(folder / f"{name}.png",
+                    {m: np.maximum(np.array(entry[m]["regret_median"]), 1e-4) for m in methods},
+                    f"{name}, noise sd {entry['noise']:g}", "regret of the best measured (median)", logy=True)
 
 
 if __name__ == "__main__":

@@ -20,29 +20,32 @@ def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_pa
     import rclpy
 
     from lab.commander import LabCommander, TaskResult
+    from lab_interfaces.action import RunBatch
+    from lab_interfaces.msg import Formulation
 
     # robot1 idles at the solid dispenser, robot2 stands at rack storage: robot2 (nearest the
-    # rack) carries it to the solid dispenser, so robot1 must make way
+    # rack) carries it to the solid dispenser, so robot1 must make way. One batch straight to the
+    # lab manager (the planner adds nothing here; the scheduling itself is tests/unit/test_scheduler.py's)
     starts = [1.35, 3.2, 3.1416, 1.35, 1.6, 3.1416]
-    keep = {"sim", "navigator", "arm", "station", "lab_manager", "planner", "traffic"}
-    with lab(tmp_path, ["robots:=2", "speed:=1500"], keep=keep, overrides={"sim": {"start_poses": starts}}) as out:
+    keep = {"sim", "navigator", "arm", "station", "lab_manager", "traffic"}
+    with lab(tmp_path, ["robots:=2", "speed:=1500", "record:=false"], keep=keep,
+             overrides={"sim": {"start_poses": starts}}) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("parking_test", context=context)
         try:
-            # 15 node processes start at once: on 2 cores the planner's imports alone can take
-            # longer than run_campaign's own 30 s wait for its action server
-            from lab_interfaces.action import RunCampaign
-
-            client = cmd._client(RunCampaign, "/planner/run_campaign")
-            spin_until(cmd, client.server_is_ready, 120, what="the planner's action server")
-            task = cmd.run_campaign("photocatalysis", budget=8, batch_size=8, seed=1)
+            client = cmd._client(RunBatch, "/lab_manager/run_batch")
+            spin_until(cmd, client.server_is_ready, 120, what="the lab manager's action server")
+            rack = [Formulation(sample_id=f"v{i}", specimen_kind="vial", components=["P10-MIX1", "L-Cysteine-100gL"],
+                                amounts=[2.0, 0.5], units=["mg", "mL"]) for i in range(2)]
+            task = cmd.run_batch("photocatalysis", rack)
             deadline = time.monotonic() + 240
             while not cmd.is_task_complete(task, wait=0.1):
                 assert time.monotonic() < deadline, out.text(80)
-            assert cmd.get_result(task) is TaskResult.SUCCEEDED, (task.result.message if task.result else "",
-                                                                  out.text(80))
-            assert task.result.experiments_done == 8, out.text(80)
+            assert cmd.get_result(task) is TaskResult.SUCCEEDED, (
+                task.result.message if task.result else "", [m.failure_reason for m in task.result.measurements]
+                if task.result else [], out.text(80))
+            assert [m.valid for m in task.result.measurements] == [True, True], task.result.measurements
         finally:
             cmd.destroy_node()
             context.try_shutdown()

@@ -100,20 +100,23 @@ fi
 
 # --- build the workspace ------------------------------------------------------------------
 ws_hash=$(step_hash "$ROOT/requirements.txt" "$ROOT/setup.py" "$ROOT/setup.cfg" "$ROOT/package.xml" \
-  $(find "$WS/src/lab_interfaces" -type f | sort)) 
+  $(find "$WS/src/lab_interfaces" "$WS/src/tf2_msgs" -type f | sort))
 ws_hash="$ws_hash-$(cd "$ROOT" && { find launch config urdf worlds rviz data -type f 2>/dev/null || true; } | sort | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP_DIR/workspace" 2>/dev/null)" != "$ws_hash" ] || [ ! -f "$WS/install/setup.bash" ]; then
-  say "building ros2_ws with colcon (lab_interfaces, lab)"
+  say "building ros2_ws with colcon (lab_interfaces, lab$([ $ROS_MODE = wheels ] && echo ", tf2_msgs"))"
   mkdir -p "$WS/log"
   (
     set +u
     # shellcheck disable=SC1091
     source "$VENV/bin/activate"
+    skip=()
     if [ $ROS_MODE = wheels ]; then
       export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    else
+      skip=(--packages-skip tf2_msgs)  # a real installation has its own (ros2/geometry2)
     fi
     cd "$WS"
-    colcon --log-level error build --symlink-install --event-handlers console_direct- \
+    colcon --log-level error build --symlink-install --event-handlers console_direct- "${skip[@]}" \
       --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" > "$WS/log/bootstrap-build.log" 2>&1 \
       || { tail -40 "$WS/log/bootstrap-build.log" >&2; exit 1; }
   ) || fail "colcon build in ros2_ws (log: ros2_ws/log/bootstrap-build.log)"

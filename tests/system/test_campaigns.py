@@ -8,6 +8,7 @@ are refused with a reason and write nothing.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -81,9 +82,31 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     assert recording and Path(recording if Path(recording).is_absolute() else tmp_path / recording).stat().st_size > 0
     from mcap.reader import make_reader
 
-    with open(recording if Path(recording).is_absolute() else tmp_path / recording, "rb") as f:
+    recording = recording if Path(recording).is_absolute() else tmp_path / recording
+    with open(recording, "rb") as f:
         topics = {channel.topic for channel in make_reader(f).get_summary().channels.values()}
-    assert {"/lab_status", "/world_state"} <= topics, topics
+    assert {"/lab_status", "/world_state", "/lab_markers", "/robot1/tf", "/robot1/tf_static",
+            "/robot1/robot_description"} <= topics, topics
+    _the_robot_is_where_its_tf_says_at_every_recorded_time(recording)
+
+
+def _the_robot_is_where_its_tf_says_at_every_recorded_time(recording: Path) -> None:
+    """The recording replays: at each recorded odometry message (and between them) the robot's
+    pose reconstructed from the recorded tf is the pose its odometry gave, and the arm's tool
+    is placed (the static transforms from the base to the arm were recorded)."""
+    from lab.recording import TfHistory, messages, stamp_seconds
+
+    history = TfHistory.read(recording, "robot1")
+    odometry = [(stamp_seconds(m.header.stamp), m.pose.pose) for _, m in messages(recording, ["/robot1/odom"])]
+    assert len(odometry) > 100
+    moved = 0.0
+    for (at, pose), (_, after) in zip(odometry, odometry[1:] + odometry[-1:], strict=True):
+        base = history.pose("robot1/base_footprint", at)
+        assert base is not None, f"no tf for the base at {at:.2f} s"
+        assert base[:2, 3] == pytest.approx([pose.position.x, pose.position.y], abs=1e-6)
+        assert history.pose("robot1/tool0", at) is not None
+        moved += math.hypot(after.position.x - pose.position.x, after.position.y - pose.position.y)
+    assert moved > 5.0  # the robot drove between stations: the check above saw it move
 
 
 def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> None:

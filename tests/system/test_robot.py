@@ -221,3 +221,52 @@ def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
     ok(cmd.manipulate("robot1", "transfer", "robot1/deck1", "rack_storage/slot1"))
     spin_until(cmd, lambda: probe.world.get("rack_1") == "rack_storage/slot1", 10, what="rack home")
     assert probe.world == before
+
+
+def test_tf_places_the_robot_and_its_arm_as_the_simulation_has_them(robot_lab, repo_root) -> None:
+    """/robot1/tf and /robot1/tf_static (what RViz's RobotModel and a recording need): the tree
+    from map to the tool, the base where the robot's odometry says and the tool where forward
+    kinematics of the joint states puts it."""
+    import numpy as np
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import JointState
+    from tf2_msgs.msg import TFMessage
+
+    from lab.core.kinematics import Chain, expand_xacro
+    from lab.recording import transform_matrix
+    from lab.ros.qos import LATCHED, TF
+
+    cmd, probe, _ = robot_lab
+    got: dict[str, object] = {}
+    subs = [cmd.create_subscription(TFMessage, "/robot1/tf_static", lambda m: got.__setitem__("static", m), LATCHED),
+            cmd.create_subscription(TFMessage, "/robot1/tf", lambda m: got.__setitem__("tf", m), TF),
+            cmd.create_subscription(JointState, "/robot1/joint_states", lambda m: got.__setitem__("joints", m), 10),
+            cmd.create_subscription(Odometry, "/robot1/odom", lambda m: got.__setitem__("odom", m), 10)]
+    try:
+        spin_until(cmd, lambda: len(got) == 4, 20, what="tf, tf_static, joint states and odometry")
+        _spin_for(cmd, 0.3)  # the robot is idle: the last of each describe the same moment
+    finally:
+        for sub in subs:
+            cmd.destroy_subscription(sub)
+
+    by_child = {t.child_frame_id: (t.header.frame_id, transform_matrix(t.transform))
+                for m in (got["static"], got["tf"]) for t in m.transforms}
+
+    def in_map(frame: str) -> np.ndarray:
+        pose = np.eye(4)
+        while frame != "map":
+            assert frame in by_child, f"{frame} has no parent on /robot1/tf or /robot1/tf_static"
+            parent, m = by_child[frame]
+            pose, frame = m @ pose, parent
+        return pose
+
+    odom = got["odom"].pose.pose
+    base = in_map("robot1/base_footprint")
+    assert base[:2, 3] == pytest.approx([odom.position.x, odom.position.y], abs=1e-6)
+    urdf = expand_xacro(repo_root / "urdf" / "kmr_iiwa.urdf.xacro", prefix="robot1/")
+    chain = Chain.from_urdf(urdf, "robot1/base_footprint", "robot1/tool0")
+    joints = dict(zip(got["joints"].name, got["joints"].position, strict=True))
+    q = np.array([joints[j] for j in chain.joint_names])
+    assert np.abs(q).max() > 0.1  # the arm is not at its zero pose: a tree ignoring the joints would differ
+    assert in_map("robot1/tool0") == pytest.approx(base @ chain.fk(q), abs=1e-6)
+    assert "robot1/wrist_camera_optical_frame" in by_child

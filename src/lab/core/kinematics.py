@@ -40,6 +40,30 @@ class _Joint:
     velocity: float
 
 
+def _joint(joint: ET.Element) -> _Joint:
+    kind = joint.get("type", "fixed")
+    limit = joint.find("limit")
+    lower = float(limit.get("lower", "-3.1416")) if limit is not None else -math.pi
+    upper = float(limit.get("upper", "3.1416")) if limit is not None else math.pi
+    velocity = float(limit.get("velocity", "1.0")) if limit is not None else 1.0
+    if kind == "continuous":
+        lower, upper = -math.pi, math.pi
+    axis_el = joint.find("axis")
+    axis = np.array([float(v) for v in (axis_el.get("xyz", "1 0 0") if axis_el is not None else "1 0 0").split()])
+    return _Joint(joint.get("name", ""), kind, _origin(joint.find("origin")), axis / (np.linalg.norm(axis) or 1.0),
+                  lower, upper, velocity)
+
+
+def _motion(joint: _Joint, q: float) -> np.ndarray:
+    """The joint's own motion at position q (4x4)."""
+    motion = np.eye(4)
+    if joint.kind == "prismatic":
+        motion[:3, 3] = joint.axis * q
+    elif joint.kind != "fixed":
+        motion[:3, :3] = axangle2mat(joint.axis, q)
+    return motion
+
+
 def _origin(element: ET.Element | None) -> np.ndarray:
     t = np.eye(4)
     if element is None:
@@ -49,6 +73,45 @@ def _origin(element: ET.Element | None) -> np.ndarray:
     t[:3, :3] = euler2mat(rpy[0], rpy[1], rpy[2], "sxyz")
     t[:3, 3] = xyz
     return t
+
+
+@dataclass(frozen=True)
+class Link:
+    """One joint's transform as tf carries it: the child link's pose in the parent link's frame."""
+    parent: str
+    child: str
+    pose: np.ndarray  # 4x4
+
+
+class Tree:
+    """Every joint of a URDF, as robot_state_publisher reads it: fixed joints give the static
+    transforms, the others a transform per joint state (a mimic joint follows its leader:
+    multiplier * q + offset; a joint with no position known is left out, as there)."""
+
+    def __init__(self, urdf_xml: str) -> None:
+        self._fixed: list[Link] = []
+        self._moving: list[tuple[_Joint, str, str, str, float, float]] = []
+        for element in ET.fromstring(urdf_xml).findall("joint"):
+            parent, child = element.find("parent"), element.find("child")
+            if parent is None or child is None:
+                raise ValueError(f"joint '{element.get('name')}' has no parent or child link")
+            joint = _joint(element)
+            ends = (parent.get("link", ""), child.get("link", ""))
+            if joint.kind == "fixed":
+                self._fixed.append(Link(*ends, joint.origin))
+                continue
+            mimic = element.find("mimic")
+            leader = mimic.get("joint", "") if mimic is not None else joint.name
+            multiplier = float(mimic.get("multiplier", "1")) if mimic is not None else 1.0
+            offset = float(mimic.get("offset", "0")) if mimic is not None else 0.0
+            self._moving.append((joint, *ends, leader, multiplier, offset))
+
+    def fixed(self) -> list[Link]:
+        return list(self._fixed)
+
+    def moving(self, positions: dict[str, float]) -> list[Link]:
+        return [Link(parent, child, joint.origin @ _motion(joint, multiplier * positions[leader] + offset))
+                for joint, parent, child, leader, multiplier, offset in self._moving if leader in positions]
 
 
 class Chain:
@@ -83,18 +146,7 @@ class Chain:
             if link not in by_child:
                 raise ValueError(f"'{tip_link}' is not below '{base_link}' in the URDF")
             joint = by_child[link]
-            kind = joint.get("type", "fixed")
-            limit = joint.find("limit")
-            lower = float(limit.get("lower", "-3.1416")) if limit is not None else -math.pi
-            upper = float(limit.get("upper", "3.1416")) if limit is not None else math.pi
-            velocity = float(limit.get("velocity", "1.0")) if limit is not None else 1.0
-            if kind == "continuous":
-                lower, upper = -math.pi, math.pi
-            axis_el = joint.find("axis")
-            axis = np.array([float(v) for v in (axis_el.get("xyz", "1 0 0") if axis_el is not None
-                                                else "1 0 0").split()])
-            chain.append(_Joint(joint.get("name", ""), kind, _origin(joint.find("origin")),
-                                axis / (np.linalg.norm(axis) or 1.0), lower, upper, velocity))
+            chain.append(_joint(joint))
             parent = joint.find("parent")
             link = parent.get("link", "") if parent is not None else ""
         chain.reverse()
@@ -111,12 +163,7 @@ class Chain:
                 continue
             axis = t[:3, :3] @ joint.axis
             axes.append((t[:3, 3].copy(), axis, joint.kind))
-            motion = np.eye(4)
-            if joint.kind == "prismatic":
-                motion[:3, 3] = joint.axis * q[k]
-            else:
-                motion[:3, :3] = axangle2mat(joint.axis, q[k])
-            t = t @ motion
+            t = t @ _motion(joint, q[k])
             k += 1
         return t, axes
 

@@ -218,7 +218,8 @@ class RecorderParams(NodeParams):
     file_name: str = ""                              # "" = lab_<UTC time>.mcap
     topics: list[str] = [                            # regular expressions of the topics recorded
         r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
-        r"^/robot\d+/(odom|robot_status|joint_states|plan)$", r"^/measurements$"]
+        r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description)$", r"^/measurements$",
+        r"^/lab_markers$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
 
     @field_validator("topics")

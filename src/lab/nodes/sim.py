@@ -31,21 +31,22 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, CameraInfo, Image, JointState
 from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lab.core.errors import InvalidGoal
-from lab.core.kinematics import Chain, deck_places, expand_xacro, named_poses
+from lab.core.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
 from lab.core.params import SimNodeParams
 from lab.core.persist import take_back, write_json
 from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
 from lab.core.vision import CameraModel, render_marker_view
 from lab.core.world import Pose2D, start_poses
 from lab.ros.clock import ClockWaits, seconds_of, to_time
-from lab.ros.conversions import planar_pose, pose_msg
+from lab.ros.conversions import planar_pose, pose_msg, transform_msg
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default, load_world
-from lab.ros.qos import LATCHED
+from lab.ros.qos import LATCHED, TF
 from lab.ros.safety import SafetyMonitor
 from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
@@ -81,6 +82,7 @@ class SimNode(Node):
         self._save_lock = threading.Lock()
         self._restore()
         self._descriptions = {r: expand_xacro(urdf_path, prefix=f"{r}/") for r in self.robot_names}
+        self._trees = {r: Tree(self._descriptions[r]) for r in self.robot_names}
 
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.world_pub = self.create_publisher(WorldState, "/world_state", LATCHED)
@@ -110,8 +112,14 @@ class SimNode(Node):
                 "image": self.create_publisher(Image, f"{ns}/wrist_camera/image", 2),
                 "info": self.create_publisher(CameraInfo, f"{ns}/wrist_camera/camera_info", 2),
                 "description": self.create_publisher(String, f"{ns}/robot_description", LATCHED),
+                # each robot's tree on its own topics, as on the full stack (docs/ros2_users.md)
+                "tf": self.create_publisher(TFMessage, f"{ns}/tf", TF),
+                "tf_static": self.create_publisher(TFMessage, f"{ns}/tf_static", LATCHED),
             }
             self.pubs[name]["description"].publish(String(data=self._descriptions[name]))
+            stamp = to_time(self.lab.time)
+            self.pubs[name]["tf_static"].publish(TFMessage(transforms=[
+                transform_msg(link.parent, link.child, link.pose, stamp) for link in self._trees[name].fixed()]))
             self.create_subscription(Twist, f"{ns}/cmd_vel", lambda m, r=name: self._cmd_vel(r, m), 10,
                                      callback_group=commands)
             self.create_subscription(PathMsg, f"{ns}/follow_path", lambda m, r=name: self._follow(r, m), 10,
@@ -363,6 +371,15 @@ class SimNode(Node):
         js.name = [f"{robot.name}/{j}" for j in robot.joints]
         js.position = [float(v) for v in robot.joints.values()]
         pubs["joints"].publish(js)
+        # what a real robot's drivers give: localisation's map -> odom (the simulated odometry
+        # does not drift apart from the estimate: identity), odometry's odom -> base_footprint,
+        # and robot_state_publisher's links from the joint states
+        name = robot.name
+        pubs["tf"].publish(TFMessage(transforms=[
+            transform_msg("map", f"{name}/odom", np.eye(4), now),
+            transform_msg(f"{name}/odom", f"{name}/base_footprint", robot.estimate.as_matrix3d(), now),
+            *(transform_msg(link.parent, link.child, link.pose, now)
+              for link in self._trees[name].moving(dict(zip(js.name, js.position, strict=True))))]))
         battery = BatteryState()
         battery.header.stamp = now
         battery.percentage = float(robot.battery)

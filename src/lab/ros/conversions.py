@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from geometry_msgs.msg import Pose
+from geometry_msgs.msg import Pose, TransformStamped
 from transforms3d.quaternions import mat2quat
 
 from lab.core.errors import InvalidGoal
@@ -38,6 +38,16 @@ def rotation_to_quaternion(r: Any) -> tuple[float, float, float, float]:
     """(x, y, z, w) of a 3x3 rotation matrix (transforms3d gives w first)."""
     w, x, y, z = (float(v) for v in mat2quat(r))
     return x, y, z, w
+
+
+def transform_msg(parent: str, child: str, pose: Any, stamp: Any) -> TransformStamped:
+    """A geometry_msgs/TransformStamped: the child frame's 4x4 pose in the parent frame."""
+    msg = TransformStamped()
+    msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, parent, child
+    t = msg.transform
+    t.translation.x, t.translation.y, t.translation.z = (float(v) for v in pose[:3, 3])
+    t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w = rotation_to_quaternion(pose[:3, :3])
+    return msg
 
 
 def odom_pose(msg: Any) -> Pose2D:

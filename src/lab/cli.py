@@ -146,7 +146,8 @@ def _campaign_status(ns: argparse.Namespace) -> int:
 def _campaign_report(ns: argparse.Namespace) -> int:
     from lab.records import campaign_report
 
-    return campaign_report(Path(ns.db), ns.campaign_id, Path(ns.out) if ns.out else None)
+    return campaign_report(Path(ns.db), ns.campaign_id, Path(ns.out) if ns.out else None,
+                           Path(ns.recording) if ns.recording else None)
 
 
 def _demo(ns: argparse.Namespace) -> int:
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--db", default=DEFAULT_DB)
         if verb == "report":
             p.add_argument("--out", default=None, help="folder (default: beside the database)")
+            p.add_argument("--recording", default=None,
+                           help="the lab's MCAP recording for the top-down picture (default: the newest "
+                                "lab_*.mcap beside the database that covers the campaign)")
         p.set_defaults(func=fn)
     p = camp.add_parser("list", help="campaigns in the database")
     p.add_argument("--db", default=DEFAULT_DB)

@@ -138,10 +138,10 @@ class LabCommander(Node):
 
     # --- the lab's actions ---------------------------------------------------------------
     def run_campaign(self, campaign: str, budget: int, batch_size: int = 0, seed: int = 0,
-                     resume: bool = False, campaign_id: str = "") -> Task:
+                     resume: bool = False, campaign_id: str = "", server_timeout: float = 30.0) -> Task:
         goal = RunCampaign.Goal(campaign=campaign, budget=budget, batch_size=batch_size, seed=seed,
                                 resume=resume, campaign_id=campaign_id)
-        return self._send_goal(RunCampaign, "/planner/run_campaign", goal)
+        return self._send_goal(RunCampaign, "/planner/run_campaign", goal, server_timeout=server_timeout)
 
     def run_batch(self, workflow: str, formulations: list[Formulation], batch_id: str = "") -> Task:
         goal = RunBatch.Goal(batch_id=batch_id, workflow=workflow, formulations=formulations)

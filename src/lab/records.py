@@ -58,8 +58,39 @@ def _runner(store: CampaignStore, campaign_id: str) -> CampaignRunner:
     return CampaignRunner(store, campaign_id, config, info.budget, info.batch_size, info.seed)
 
 
-def campaign_report(db: Path, campaign_id: str, out: Path | None = None) -> int:
-    """Write the campaign's plots and index.html (default: <db folder>/reports/<id>/)."""
+def _recording_of(db: Path, start: float, end: float) -> Path | None:
+    """The newest recording beside the database whose time span overlaps the campaign's."""
+    from mcap.exceptions import McapError
+
+    from lab.recording import covers
+
+    for path in sorted(db.parent.glob("lab_*.mcap"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            if covers(path, start, end):
+                return path
+        except (OSError, McapError):  # a truncated or foreign file: not this campaign's
+            continue
+    return None
+
+
+def _lab_map(db: Path, recording: Path | None, start: float, end: float, folder: Path) -> tuple[list, str]:
+    """The top-down picture (images, and a fact saying where it came from or why there is none)."""
+    from lab.core.world import LabWorld
+    from lab.paths import config_path, share_dir
+    from lab.recording import draw_lab_map
+
+    recording = recording or _recording_of(db, start, end)
+    if recording is None:
+        return [], f"no recording beside {db} covers the campaign (record:=true records one)"
+    world = LabWorld.load(share_dir() / "worlds" / "lab.sdf", config_path("stations.yaml"))
+    draw_lab_map(recording, world, start, end, folder / "lab_map.png")
+    return [("lab_map.png", "The lab from above: stations, the robots' paths, where each rack spent its time")], \
+        str(recording)
+
+
+def campaign_report(db: Path, campaign_id: str, out: Path | None = None, recording: Path | None = None) -> int:
+    """Write the campaign's plots and index.html (default: <db folder>/reports/<id>/); with a
+    recording of the lab (given, or found beside the database), a top-down picture of it."""
     try:
         with _open(db) as store:
             runner = _runner(store, campaign_id)
@@ -68,7 +99,11 @@ def campaign_report(db: Path, campaign_id: str, out: Path | None = None) -> int:
                                   is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves)
                     for i, r in enumerate(records)]
             intervals = [Interval(res, start, end, what) for res, start, end, what in store.intervals(campaign_id)]
+            folder = out or db.parent / "reports" / campaign_id.replace("/", "_")
+            extra: list = []
             if intervals:
+                extra, facts_recording = _lab_map(db, recording, min(iv.start for iv in intervals),
+                                                  max(iv.end for iv in intervals), folder)
                 origin = min(iv.start for iv in intervals)
                 intervals = [Interval(iv.resource, iv.start - origin, iv.end - origin, iv.what) for iv in intervals]
             p = runner.progress()
@@ -76,9 +111,9 @@ def campaign_report(db: Path, campaign_id: str, out: Path | None = None) -> int:
                      "budget": str(runner.budget), "batch size": str(runner.batch_size), "result": p.best_summary}
             if intervals:
                 facts["simulated time"] = f"{max(iv.end for iv in intervals) / 3600.0:.1f} h"
-            folder = out or db.parent / "reports" / campaign_id.replace("/", "_")
+                facts["recording"] = facts_recording
             page = write_report(folder, f"Campaign {campaign_id}", runner.config.workflow,
-                                runner.config.objectives, rows, intervals, facts=facts)
+                                runner.config.objectives, rows, intervals, facts=facts, extra=extra)
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1

@@ -61,6 +61,7 @@ def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: P
             proc.send_signal(signal.SIGINT)
             out = proc.communicate(timeout=30)[0]
             pytest.fail(f"nodes never appeared: {sorted(missing)}\n{out[-4000:]}")
+        _every_rviz_display_has_a_compatible_publisher(repo_root, probe)
         probe.close()
         kids = children_of(proc.pid)
         assert len(kids) >= len(expected)
@@ -71,6 +72,43 @@ def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: P
         assert alive(kids) == [], f"left behind: {alive(kids)}"
         assert any(line.startswith("[/robot2/navigator]") for line in lines), "output is prefixed with node names"
         assert lines[-1] == "[bringup] all nodes stopped"
+
+
+def _rviz_subscriptions(repo_root: Path) -> list[tuple[str, str, str]]:
+    """(display, topic, durability) of every topic rviz/lab.rviz reads, with RViz's own tf
+    subscriptions as the node table remaps them."""
+    config = yaml.safe_load((repo_root / "rviz" / "lab.rviz").read_text())
+    out = [(d["Name"], d[key]["Value"], d[key].get("Durability Policy", "Volatile"))
+           for d in config["Visualization Manager"]["Displays"] for key in ("Topic", "Description Topic") if key in d]
+    rviz = next(n for n in yaml.safe_load((repo_root / "config" / "nodes.yaml").read_text())["nodes"]
+                if n["name"] == "rviz")
+    remap = dict(r.split(":=") for r in rviz["remap"])
+    return out + [("tf", remap["/tf"], "Volatile"), ("tf_static", remap["/tf_static"], "Transient Local")]
+
+
+def _every_rviz_display_has_a_compatible_publisher(repo_root: Path, probe: GraphProbe) -> None:
+    """What RViz shows as shipped: each display's topic has a publisher in the embedded lab whose
+    QoS matches the display's (a transient-local display needs a transient-local publisher, or it
+    never connects; RViz subscribes reliably by default)."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    subscriptions = _rviz_subscriptions(repo_root)
+    assert len(subscriptions) >= 8
+
+    def unmatched() -> list[str]:
+        missing = []
+        for display, topic, durability in subscriptions:
+            pubs = probe.node.get_publishers_info_by_topic(topic)
+            ok = [p for p in pubs if p.qos_profile.reliability == ReliabilityPolicy.RELIABLE and
+                  (durability != "Transient Local" or p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)]
+            if not ok:
+                missing.append(f"{display} ({topic}, {durability}): {len(pubs)} publisher(s), none compatible")
+        return missing
+
+    try:
+        wait_for(lambda: not unmatched(), timeout=60.0, period=0.5, what="a publisher for every RViz display")
+    except TimeoutError:
+        pytest.fail("RViz displays without a publisher: " + "; ".join(unmatched()))
 
 
 def _write_table(tmp_path: Path, repo_root: Path, nodes: list[dict]) -> Path:

@@ -52,8 +52,9 @@ def measured(db: Path, campaign_id: str) -> list[dict]:
 
 
 def run(cmd, name: str, budget: int, batch: int, seed: int = 1, timeout: float = 300.0, **kw):
-
-    task = cmd.run_campaign(name, budget=budget, batch_size=batch, seed=seed, **kw)
+    # the planner's action server may still be starting with the lab: the whole lab's start-up
+    # took ~30 s on 2 cores (18 processes importing rclpy, numpy, scikit-learn), more under load
+    task = cmd.run_campaign(name, budget=budget, batch_size=batch, seed=seed, server_timeout=120.0, **kw)
     deadline = time.monotonic() + timeout
     while not cmd.is_task_complete(task, wait=0.1):
         assert time.monotonic() < deadline, f"campaign {name} did not finish in {timeout} s"
@@ -82,30 +83,60 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     assert recording and Path(recording if Path(recording).is_absolute() else tmp_path / recording).stat().st_size > 0
     from mcap.reader import make_reader
 
-    recording = recording if Path(recording).is_absolute() else tmp_path / recording
+    recording = Path(recording) if Path(recording).is_absolute() else tmp_path / recording
     with open(recording, "rb") as f:
         topics = {channel.topic for channel in make_reader(f).get_summary().channels.values()}
     assert {"/lab_status", "/world_state", "/lab_markers", "/robot1/tf", "/robot1/tf_static",
             "/robot1/robot_description"} <= topics, topics
     _the_robot_is_where_its_tf_says_at_every_recorded_time(recording)
+    _the_report_draws_the_lab_from_the_recording(db, result.campaign_id, recording)
+
+
+def _the_report_draws_the_lab_from_the_recording(db: Path, campaign_id: str, recording: Path) -> None:
+    """`lab campaign report` finds the recording beside the database and draws the lab from above;
+    the racks' time at the stations comes from the recorded world state."""
+    from lab.core.store import CampaignStore
+    from lab.recording import rack_time
+    from lab.records import campaign_report
+
+    assert recording.parent == db.parent
+    assert campaign_report(db, campaign_id, db.parent / "report") == 0
+    page = (db.parent / "report" / "index.html").read_text()
+    assert "lab_map.png" in page and str(recording) in page
+    assert (db.parent / "report" / "lab_map.png").stat().st_size > 10_000
+    store = CampaignStore(db)
+    intervals = store.intervals(campaign_id)
+    store.close()
+    start, end = min(i[1] for i in intervals), max(i[2] for i in intervals)
+    spent = rack_time(recording, start, end)
+    at = {owner for where in spent.values() for owner, seconds in where.items() if seconds > 0}
+    assert {"photoreactor", "gas_chromatograph", "robot1"} <= at, spent
+    assert all(sum(where.values()) <= end - start + 1e-6 for where in spent.values()), (end - start, spent)
 
 
 def _the_robot_is_where_its_tf_says_at_every_recorded_time(recording: Path) -> None:
-    """The recording replays: at each recorded odometry message (and between them) the robot's
-    pose reconstructed from the recorded tf is the pose its odometry gave, and the arm's tool
-    is placed (the static transforms from the base to the arm were recorded)."""
+    """The recording replays: at each recorded tf time the robot's pose reconstructed from the
+    recorded tf is the pose its odometry gave at that time, and the arm's tool is placed (the
+    static transforms from the base to the arm were recorded)."""
     from lab.recording import TfHistory, messages, stamp_seconds
 
     history = TfHistory.read(recording, "robot1")
-    odometry = [(stamp_seconds(m.header.stamp), m.pose.pose) for _, m in messages(recording, ["/robot1/odom"])]
-    assert len(odometry) > 100
-    moved = 0.0
-    for (at, pose), (_, after) in zip(odometry, odometry[1:] + odometry[-1:], strict=True):
+    # odometry by stamp: the lockstep clock holds while nodes compute, so several messages may share
+    # a stamp (the localisation estimate can move meanwhile, e.g. a docking refinement)
+    odometry: dict[float, list[tuple[float, float]]] = {}
+    for _, m in messages(recording, ["/robot1/odom"]):
+        odometry.setdefault(stamp_seconds(m.header.stamp), []).append((m.pose.pose.position.x, m.pose.pose.position.y))
+    times = history.edges["robot1/base_footprint"].times  # tf goes out with odometry, at a lower rate
+    matched = [at for at in times if at in odometry]  # (the recorder may drop a message under load)
+    assert len(times) > 100 and len(matched) >= 0.9 * len(times), (len(times), len(matched))
+    moved, last = 0.0, None
+    for at in sorted(set(matched)):
         base = history.pose("robot1/base_footprint", at)
         assert base is not None, f"no tf for the base at {at:.2f} s"
-        assert base[:2, 3] == pytest.approx([pose.position.x, pose.position.y], abs=1e-6)
+        assert min(math.dist(base[:2, 3], xy) for xy in odometry[at]) < 1e-6, (at, base[:2, 3], odometry[at])
         assert history.pose("robot1/tool0", at) is not None
-        moved += math.hypot(after.position.x - pose.position.x, after.position.y - pose.position.y)
+        moved += math.dist(base[:2, 3], last) if last is not None else 0.0
+        last = base[:2, 3]
     assert moved > 5.0  # the robot drove between stations: the check above saw it move
 
 

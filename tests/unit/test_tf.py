@@ -66,3 +66,23 @@ def test_tf2_msgs_is_the_wire_type_real_ros2_tools_expect() -> None:
     description = json.loads((share / "msg" / "TFMessage.json").read_text())
     hashes = {h["type_name"]: h["hash_string"] for h in description["type_hashes"]}
     assert hashes["tf2_msgs/msg/TFMessage"] == JAZZY_TFMESSAGE_HASH
+
+
+def test_a_recorded_tree_gives_each_frame_from_the_last_transforms_up_to_a_time() -> None:
+    from lab.recording import TfHistory
+
+    def moved(x: float) -> np.ndarray:
+        m = np.eye(4)
+        m[0, 3] = x
+        return m
+
+    history = TfHistory()
+    history.static["r/tool"] = ("r/base", moved(0.5))
+    for at, x in ((2.0, 1.0), (1.0, 0.0), (3.0, 2.0)):  # out of order, as messages may come
+        history.add("map", "r/base", at, moved(x))
+    assert history.pose("r/tool", 0.5) is None            # nothing known of the base yet
+    assert history.pose("r/tool", 1.0)[0, 3] == pytest.approx(0.5)
+    assert history.pose("r/tool", 2.5)[0, 3] == pytest.approx(1.5)
+    assert history.pose("r/tool", 10.0)[0, 3] == pytest.approx(2.5)
+    assert history.pose("r/elsewhere", 2.0) is None
+    assert history.span() == (1.0, 3.0)

@@ -73,6 +73,7 @@ class SimNodeParams(SimParams):
     # time. false: free-running at `speed` (each wall ms of a node's latency costs speed x 1 ms)
     lockstep: bool = True
     publish_rate: float = Field(100.0, gt=0)         # wall Hz of odometry, joint states, battery
+    tf_rate: float = Field(30.0, gt=0)               # wall Hz of /<robot>/tf at most (with odometry's stamp)
     camera_rate: float = Field(10.0, gt=0)           # wall Hz of rendered images, only while subscribed
     camera_range: float = Field(1.0, gt=0)           # m: rendered only while a marker panel is this close
     max_step: float = Field(20.0, gt=0)              # simulated s per tick at most

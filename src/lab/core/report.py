@@ -180,8 +180,10 @@ def _plot_curves(rows: Sequence[ExperimentRow], path: Path, limit: int = 12) -> 
 
 def write_report(out_dir: Path, title: str, workflow: str, objectives: Sequence[Objective],
                  rows: Sequence[ExperimentRow], intervals: Sequence[Interval] = (),
-                 horizon: float | None = None, facts: dict[str, str] | None = None) -> Path:
-    """Write the PNGs and index.html into out_dir; return the HTML path."""
+                 horizon: float | None = None, facts: dict[str, str] | None = None,
+                 extra: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write the PNGs and index.html into out_dir (with `extra` (file, caption) pictures already
+    there); return the HTML path."""
     if not objectives:
         raise ValueError("a report needs at least one objective")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +205,7 @@ def write_report(out_dir: Path, title: str, workflow: str, objectives: Sequence[
             images.append(("utilisation.png", "Station utilisation and robot time"))
     if _plot_curves(rows, out_dir / "curves.png"):
         images.append(("curves.png", "Mechanical tester curves"))
+    images += list(extra)
     failed = [r for r in rows if not r.valid]
     body = [f"<h1>{html.escape(title)}</h1>", "<table>"]
     for key, value in (facts or {}).items():

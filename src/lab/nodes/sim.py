@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
+from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -36,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lab.core.errors import InvalidGoal
+from lab.core.gridnav import OccupancyGrid
 from lab.core.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
 from lab.core.params import SimNodeParams
 from lab.core.persist import take_back, write_json
@@ -115,7 +117,10 @@ class SimNode(Node):
                 # each robot's tree on its own topics, as on the full stack (docs/ros2_users.md)
                 "tf": self.create_publisher(TFMessage, f"{ns}/tf", TF),
                 "tf_static": self.create_publisher(TFMessage, f"{ns}/tf_static", LATCHED),
+                # the map as Nav2's map_server serves it in the robot's namespace on the full stack
+                "map": self.create_publisher(OccupancyGridMsg, f"{ns}/map", LATCHED),
             }
+            self.pubs[name]["map"].publish(self._map_msg())
             self.pubs[name]["description"].publish(String(data=self._descriptions[name]))
             stamp = to_time(self.lab.time)
             self.pubs[name]["tf_static"].publish(TFMessage(transforms=[
@@ -136,6 +141,7 @@ class SimNode(Node):
         self.safety = SafetyMonitor(self, self._safety, callback_group=MutuallyExclusiveCallbackGroup())
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
+        self._last_tf = 0.0
         self._last_camera = 0.0
         self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
@@ -343,8 +349,11 @@ class SimNode(Node):
                 self.pubs[robot.name]["bumper"].publish(String(data=robot.bumper))
         if wall - self._last_publish >= 1.0 / self.params.publish_rate:
             self._last_publish = wall
+            # tf is ~1 ms of message building per robot: at a rate of its own (RViz draws at 30 Hz)
+            with_tf = wall - self._last_tf >= 1.0 / self.params.tf_rate
+            self._last_tf = wall if with_tf else self._last_tf
             for robot in self.lab.robots.values():
-                self._publish_robot(robot, now)
+                self._publish_robot(robot, now, with_tf)
             self._publish_markers(now)
         views = []
         if wall - self._last_camera >= 1.0 / self.params.camera_rate:
@@ -356,7 +365,19 @@ class SimNode(Node):
                         views.append((name, view, now))
         return views
 
-    def _publish_robot(self, robot, now: Time) -> None:
+    def _map_msg(self) -> OccupancyGridMsg:
+        """The lab's walls and stations as an occupancy grid (what scripts/make_map.py writes to
+        maps/lab.pgm for the full stack), 0 free and 100 occupied."""
+        grid = OccupancyGrid.from_world(self.world)
+        msg = OccupancyGridMsg()
+        msg.header.frame_id, msg.header.stamp = "map", to_time(self.lab.time)
+        msg.info.resolution = float(grid.resolution)
+        msg.info.height, msg.info.width = grid.occupied.shape
+        msg.info.origin.position.x, msg.info.origin.position.y = (float(v) for v in grid.origin)
+        msg.data = np.where(grid.occupied, 100, 0).astype(np.int8).ravel().tolist()
+        return msg
+
+    def _publish_robot(self, robot, now: Time, with_tf: bool = True) -> None:
         pubs = self.pubs[robot.name]
         for key, pose in (("odom", robot.estimate), ("truth", robot.truth)):
             msg = Odometry()
@@ -371,15 +392,6 @@ class SimNode(Node):
         js.name = [f"{robot.name}/{j}" for j in robot.joints]
         js.position = [float(v) for v in robot.joints.values()]
         pubs["joints"].publish(js)
-        # what a real robot's drivers give: localisation's map -> odom (the simulated odometry
-        # does not drift apart from the estimate: identity), odometry's odom -> base_footprint,
-        # and robot_state_publisher's links from the joint states
-        name = robot.name
-        pubs["tf"].publish(TFMessage(transforms=[
-            transform_msg("map", f"{name}/odom", np.eye(4), now),
-            transform_msg(f"{name}/odom", f"{name}/base_footprint", robot.estimate.as_matrix3d(), now),
-            *(transform_msg(link.parent, link.child, link.pose, now)
-              for link in self._trees[name].moving(dict(zip(js.name, js.position, strict=True))))]))
         battery = BatteryState()
         battery.header.stamp = now
         battery.percentage = float(robot.battery)
@@ -387,6 +399,18 @@ class SimNode(Node):
         battery.power_supply_status = (BatteryState.POWER_SUPPLY_STATUS_CHARGING if robot.charging
                                        else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
         pubs["battery"].publish(battery)
+        if with_tf:
+            self._publish_tf(robot.name, robot.estimate, js, now)
+
+    def _publish_tf(self, name: str, estimate: Pose2D, js: JointState, now: Time) -> None:
+        # what a real robot's drivers give: localisation's map -> odom (the simulated odometry
+        # does not drift apart from the estimate: identity), odometry's odom -> base_footprint,
+        # and robot_state_publisher's links from the joint states
+        self.pubs[name]["tf"].publish(TFMessage(transforms=[
+            transform_msg("map", f"{name}/odom", np.eye(4), now),
+            transform_msg(f"{name}/odom", f"{name}/base_footprint", estimate.as_matrix3d(), now),
+            *(transform_msg(link.parent, link.child, link.pose, now)
+              for link in self._trees[name].moving(dict(zip(js.name, js.position, strict=True))))]))
 
     def _camera_view(self, name: str) -> tuple[Any, np.ndarray] | None:
         """The station whose marker panel the wrist camera sees (nearest, in range) and the

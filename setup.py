@@ -28,6 +28,7 @@ NODES = {
     "recorder": "lab.nodes.recorder:main",
     "traffic": "lab.nodes.traffic:main",
     "safety": "lab.nodes.safety:main",
+    "foxglove_bridge": "lab.nodes.foxglove_bridge:main",
 }
 
 setup(

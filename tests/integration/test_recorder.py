@@ -41,9 +41,9 @@ def test_records_lab_topics_readably(rclpy_context, tmp_path: Path) -> None:
     spinner.start()
     try:
         deadline = time.monotonic() + 15
-        while "/stations/photoreactor_1/status" not in rec._channels and time.monotonic() < deadline:
+        while "/stations/photoreactor_1/status" not in rec._topics.topics and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "/stations/photoreactor_1/status" in rec._channels, "topic never discovered"
+        assert "/stations/photoreactor_1/status" in rec._topics.topics, "topic never discovered"
         time.sleep(0.5)  # let the subscription match the publisher
         for i in range(5):
             status_pub.publish(StationStatus(name="photoreactor_1", kind="photoreactor", state=StationStatus.BUSY,

@@ -132,7 +132,7 @@ def test_ros_arguments_are_what_launch_passes(config: Path) -> None:
 def test_parse_arguments_resolves_auto() -> None:
     assert parse_arguments({"sim": "gazebo"})["arm"] == "moveit"
     assert parse_arguments({"sim": "gazebo", "arm": "embedded"})["arm"] == "embedded"
-    assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record"}
+    assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record", "viz"}
 
 
 def test_real_table_expands(repo_root: Path) -> None:
@@ -142,6 +142,9 @@ def test_real_table_expands(repo_root: Path) -> None:
         names = [s.full_name for s in specs]
         assert ("/sim" in names) == (sim == "embedded")
         assert "/robot2/navigator" in names and "/robot2/arm" in names
+        assert "/foxglove_bridge" not in names
+        viz = [s.full_name for s in expand(repo_root / "config", {"sim": sim, "viz": "foxglove"})]
+        assert "/foxglove_bridge" in viz
         assert any(n.startswith("/stations/") for n in names)
 
 

@@ -74,6 +74,8 @@ ARGUMENTS: dict[str, Argument] = {
         Argument("arm", "auto", "manipulation backend: auto | embedded | moveit",
                  ("auto", "embedded", "moveit")),
         Argument("record", "true", "record the lab's topics to MCAP", ("true", "false"), _bool),
+        Argument("viz", "none", "live view: none | foxglove (a Foxglove WebSocket server on port 8765)",
+                 ("none", "foxglove")),
     )
 }
 

@@ -212,6 +212,15 @@ class PlannerParams(NodeParams):
     reattach_timeout: float = Field(120.0, gt=0)
 
 
+def _regular_expressions(value: list[str]) -> list[str]:
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r}: {exc}") from None
+    return value
+
+
 class RecorderParams(NodeParams):
     """lab.nodes.recorder."""
 
@@ -226,12 +235,24 @@ class RecorderParams(NodeParams):
     @field_validator("topics")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r}: {exc}") from None
-        return value
+        return _regular_expressions(value)
+
+
+class FoxgloveParams(NodeParams):
+    """lab.nodes.foxglove_bridge (bringup viz:=foxglove)."""
+
+    host: str = "127.0.0.1"                          # 0.0.0.0 to let other machines connect
+    port: int = Field(8765, ge=0, le=65535)          # Foxglove's default; 0 = any free port
+    topics: list[str] = [                            # regular expressions of the topics served
+        r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
+        r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description|map|battery_state)$",
+        r"^/robot\d+/wrist_camera/image$", r"^/measurements$", r"^/lab_markers$", r"^/safety/state$"]
+    discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
+
+    @field_validator("topics")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return _regular_expressions(value)
 
 
 class TrafficParams(NodeParams):
@@ -253,7 +274,7 @@ class SafetyParams(NodeParams):
 NODE_PARAMS: dict[str, type[NodeParams]] = {
     "sim": SimNodeParams, "navigator": NavigatorParams, "arm": ArmParams, "station": StationParams,
     "lab_manager": LabManagerParams, "planner": PlannerParams, "recorder": RecorderParams,
-    "traffic": TrafficParams, "safety": SafetyParams,
+    "traffic": TrafficParams, "safety": SafetyParams, "foxglove_bridge": FoxgloveParams,
 }
 
 

@@ -89,6 +89,7 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     assert {"/lab_status", "/world_state", "/lab_markers", "/robot1/tf", "/robot1/tf_static",
             "/robot1/robot_description"} <= topics, topics
     _the_robot_is_where_its_tf_says_at_every_recorded_time(recording)
+    _the_camera_is_recorded_compressed(recording)
     _the_report_draws_the_lab_from_the_recording(db, result.campaign_id, recording)
 
 
@@ -112,6 +113,19 @@ def _the_report_draws_the_lab_from_the_recording(db: Path, campaign_id: str, rec
     at = {owner for where in spent.values() for owner, seconds in where.items() if seconds > 0}
     assert {"photoreactor", "gas_chromatograph", "robot1"} <= at, spent
     assert all(sum(where.values()) <= end - start + 1e-6 for where in spent.values()), (end - start, spent)
+
+
+def _the_camera_is_recorded_compressed(recording: Path) -> None:
+    """The wrist camera at a reduced rate, JPEG: the marker panels the robot docked at."""
+    import cv2
+    import numpy as np
+
+    from lab.recording import messages
+
+    frames = [m for _, m in messages(recording, ["/robot1/wrist_camera/image/compressed"])]
+    assert frames, "no compressed camera frames recorded"
+    image = cv2.imdecode(np.frombuffer(bytes(frames[0].data), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image is not None and image.size > 10_000 and image.std() > 10  # a marker panel, not a blank frame
 
 
 def _the_robot_is_where_its_tf_says_at_every_recorded_time(recording: Path) -> None:

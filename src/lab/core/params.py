@@ -75,6 +75,7 @@ class SimNodeParams(SimParams):
     publish_rate: float = Field(100.0, gt=0)         # wall Hz of odometry, joint states, battery
     tf_rate: float = Field(30.0, gt=0)               # wall Hz of /<robot>/tf at most (with odometry's stamp)
     camera_rate: float = Field(10.0, gt=0)           # wall Hz of rendered images, only while subscribed
+    compressed_rate: float = Field(2.0, gt=0)        # wall Hz of the JPEG stream (recordings), likewise
     camera_range: float = Field(1.0, gt=0)           # m: rendered only while a marker panel is this close
     max_step: float = Field(20.0, gt=0)              # simulated s per tick at most
     seed: int = 0
@@ -229,7 +230,7 @@ class RecorderParams(NodeParams):
     topics: list[str] = [                            # regular expressions of the topics recorded
         r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
         r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description)$", r"^/measurements$",
-        r"^/lab_markers$"]
+        r"^/lab_markers$", r"^/robot\d+/wrist_camera/image/compressed$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
 
     @field_validator("topics")
@@ -246,7 +247,7 @@ class FoxgloveParams(NodeParams):
     topics: list[str] = [                            # regular expressions of the topics served
         r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
         r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description|map|battery_state)$",
-        r"^/robot\d+/wrist_camera/image$", r"^/measurements$", r"^/lab_markers$", r"^/safety/state$"]
+        r"^/robot\d+/wrist_camera/image(/compressed)?$", r"^/measurements$", r"^/lab_markers$", r"^/safety/state$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
 
     @field_validator("topics")

@@ -18,9 +18,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
@@ -30,7 +32,7 @@ from nav_msgs.msg import Path as PathMsg
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import BatteryState, CameraInfo, Image, JointState
+from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
@@ -113,6 +115,8 @@ class SimNode(Node):
                 "bumper": self.create_publisher(String, f"{ns}/bumper", 10),
                 "image": self.create_publisher(Image, f"{ns}/wrist_camera/image", 2),
                 "info": self.create_publisher(CameraInfo, f"{ns}/wrist_camera/camera_info", 2),
+                # image_transport's name for it: what recordings keep (JPEG, at compressed_rate)
+                "compressed": self.create_publisher(CompressedImage, f"{ns}/wrist_camera/image/compressed", 2),
                 "description": self.create_publisher(String, f"{ns}/robot_description", LATCHED),
                 # each robot's tree on its own topics, as on the full stack (docs/ros2_users.md)
                 "tf": self.create_publisher(TFMessage, f"{ns}/tf", TF),
@@ -142,6 +146,10 @@ class SimNode(Node):
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
         self._last_tf = 0.0
+        self._last_compressed = 0.0
+        self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
+        self._packing: Future | None = None
+        self._jpeg_rng = np.random.default_rng(params.seed + 1)
         self._last_camera = 0.0
         self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
@@ -189,6 +197,7 @@ class SimNode(Node):
                                         throttle_duration_sec=60.0)
 
     def shutdown(self) -> None:
+        self._packer.shutdown(wait=True, cancel_futures=True)
         self.save_world(sync=True, final=True)
 
     # ------------------------------------------------------------ parameters
@@ -325,8 +334,12 @@ class SimNode(Node):
     def _tick(self) -> None:
         with self._physics:
             views = self._tick_locked()
-        for name, view, now in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
-            self._publish_camera(name, view, now)
+        for name, view, now, wanted in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
+            if wanted == {"compressed"}:  # only the recording's stream: off the loop, never two at once
+                if self._packing is None or self._packing.done():
+                    self._packing = self._packer.submit(self._publish_camera, name, view, now, wanted)
+            else:
+                self._publish_camera(name, view, now, wanted)
 
 
     def _tick_locked(self) -> list[tuple[str, tuple[Any, np.ndarray], Time]]:
@@ -355,14 +368,17 @@ class SimNode(Node):
             for robot in self.lab.robots.values():
                 self._publish_robot(robot, now, with_tf)
             self._publish_markers(now)
+        raw = wall - self._last_camera >= 1.0 / self.params.camera_rate
+        compressed = wall - self._last_compressed >= 1.0 / self.params.compressed_rate
+        self._last_camera = wall if raw else self._last_camera
+        self._last_compressed = wall if compressed else self._last_compressed
         views = []
-        if wall - self._last_camera >= 1.0 / self.params.camera_rate:
-            self._last_camera = wall
-            for name in self.robot_names:
-                if self.pubs[name]["image"].get_subscription_count() > 0:
-                    view = self._camera_view(name)
-                    if view is not None:
-                        views.append((name, view, now))
+        for name in self.robot_names:
+            wanted = {kind for kind, due in (("image", raw), ("compressed", compressed))
+                      if due and self.pubs[name][kind].get_subscription_count() > 0}
+            view = self._camera_view(name) if wanted else None
+            if view is not None:
+                views.append((name, view, now, wanted))
         return views
 
     def _map_msg(self) -> OccupancyGridMsg:
@@ -428,11 +444,21 @@ class SimNode(Node):
             return None  # nothing to render: the embedded camera publishes only while a marker panel is in range
         return best
 
-    def _publish_camera(self, name: str, view: tuple[Any, np.ndarray], now: Time) -> None:
-        """Render and publish what the wrist camera sees of a station's marker panel."""
+    def _publish_camera(self, name: str, view: tuple[Any, np.ndarray], now: Time, wanted: set[str]) -> None:
+        """Render and publish what the wrist camera sees of a station's marker panel (raw and/or
+        JPEG-compressed, as subscribed)."""
         station, t_cam_marker = view
-        image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker,
-                                   rng=self.lab.rng)
+        # the recording's frames have noise of their own: the simulation's draws stay its own
+        rng = self._jpeg_rng if wanted == {"compressed"} else self.lab.rng
+        image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker, rng=rng)
+        if "compressed" in wanted:
+            packed = CompressedImage()
+            packed.header.stamp, packed.header.frame_id = now, f"{name}/wrist_camera_optical_frame"
+            packed.format = "mono8; jpeg compressed mono8"
+            packed.data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+            self.pubs[name]["compressed"].publish(packed)
+        if "image" not in wanted:
+            return
         msg = Image()
         msg.header.stamp, msg.header.frame_id = now, f"{name}/wrist_camera_optical_frame"
         msg.height, msg.width = image.shape[:2]

@@ -87,7 +87,13 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     with open(recording, "rb") as f:
         topics = {channel.topic for channel in make_reader(f).get_summary().channels.values()}
     assert {"/lab_status", "/world_state", "/lab_markers", "/robot1/tf", "/robot1/tf_static",
-            "/robot1/robot_description"} <= topics, topics
+            "/robot1/robot_description", "/lab_status_markers", "/campaign_markers"} <= topics, topics
+    from lab.recording import messages
+
+    shown = [m.markers[0].text for _, m in messages(recording, ["/campaign_markers"])]
+    assert any(text.startswith(f"{result.campaign_id}: 16 experiments") for text in shown), shown[-5:]
+    states = {m.text for _, msg in messages(recording, ["/lab_status_markers"]) for m in msg.markers}
+    assert any(text.startswith("busy") for text in states), states
     _the_robot_is_where_its_tf_says_at_every_recorded_time(recording)
     _the_camera_is_recorded_compressed(recording)
     _the_report_draws_the_lab_from_the_recording(db, result.campaign_id, recording)
@@ -124,8 +130,9 @@ def _the_camera_is_recorded_compressed(recording: Path) -> None:
 
     frames = [m for _, m in messages(recording, ["/robot1/wrist_camera/image/compressed"])]
     assert frames, "no compressed camera frames recorded"
-    image = cv2.imdecode(np.frombuffer(bytes(frames[0].data), np.uint8), cv2.IMREAD_GRAYSCALE)
-    assert image is not None and image.size > 10_000 and image.std() > 10  # a marker panel, not a blank frame
+    images = [cv2.imdecode(np.frombuffer(bytes(f.data), np.uint8), cv2.IMREAD_GRAYSCALE) for f in frames[:40]]
+    assert all(image is not None and image.size > 10_000 for image in images)
+    assert max(float(image.std()) for image in images) > 10  # a marker panel in some frame, not only blank ones
 
 
 def _the_robot_is_where_its_tf_says_at_every_recorded_time(recording: Path) -> None:

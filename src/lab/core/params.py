@@ -197,6 +197,8 @@ class PlannerParams(NodeParams):
     database: str = "runs/campaigns.db"
     campaigns_dir: str = ""                          # "" = config/campaigns
     batches_in_flight: int = Field(2, ge=1)          # batches kept running at once
+    # where RViz shows the campaign's progress (map frame, m): below the map's origin, outside any lab
+    progress_marker_xyz: list[float] = Field([0.0, -0.8, 0.5], min_length=3, max_length=3)
     # s a batch may take at most; 0 = from what it should take: every step's process for the batch
     # (config/station_processes.yaml) plus `leg_seconds` per carrier move, times margin_factor, times
     # the batches in flight (a batch may wait for the others), + margin_seconds (simulated s; counted
@@ -230,7 +232,7 @@ class RecorderParams(NodeParams):
     topics: list[str] = [                            # regular expressions of the topics recorded
         r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
         r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description)$", r"^/measurements$",
-        r"^/lab_markers$", r"^/robot\d+/wrist_camera/image/compressed$"]
+        r"^/(lab|lab_status|campaign)_markers$", r"^/robot\d+/wrist_camera/image/compressed$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
 
     @field_validator("topics")
@@ -247,7 +249,8 @@ class FoxgloveParams(NodeParams):
     topics: list[str] = [                            # regular expressions of the topics served
         r"^/clock$", r"^/lab_status$", r"^/world_state$", r"^/experiments$", r"^/stations/[^/]+/status$",
         r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description|map|battery_state)$",
-        r"^/robot\d+/wrist_camera/image(/compressed)?$", r"^/measurements$", r"^/lab_markers$", r"^/safety/state$"]
+        r"^/robot\d+/wrist_camera/image(/compressed)?$", r"^/measurements$", r"^/(lab|lab_status|campaign)_markers$",
+        r"^/safety/state$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
 
     @field_validator("topics")

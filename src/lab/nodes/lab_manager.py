@@ -34,6 +34,7 @@ from rclpy.qos import qos_profile_action_status_default
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from lab.core.errors import InvalidGoal
 from lab.core.params import LabManagerParams
@@ -46,6 +47,7 @@ from lab.ros.actions import ActionClient, CallOutcome, call_action, follow_goal
 from lab.ros.clock import sim_now, wait_sim
 from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main
+from lab.ros.markers import station_markers
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
 from lab.ros.safety import SafetyMonitor
@@ -114,6 +116,7 @@ class LabManager(Node):
                                    set(config.kinds().values()))
         self.scheduler = sched = Scheduler(params, config, kinds, workflows, self, self.get_logger())
         self.robots, self.stations = sched.robots, list(config.stations)
+        self._station_places = config.stations
         self._lock = threading.Lock()
         self.handles: dict[int, Any] = {}  # the goals this node has under way: cancelled at an emergency stop
         self.station_status: dict[str, StationStatus] = {}
@@ -146,6 +149,7 @@ class LabManager(Node):
                                              1 for st in m.status_list if st.status in UNDER_WAY)),
                                          qos_profile_action_status_default, callback_group=group)
         self.status_pub = self.create_publisher(LabStatus, "/lab_status", 10)
+        self.markers_pub = self.create_publisher(MarkerArray, "/lab_status_markers", LATCHED)  # RViz: station states
         self.create_timer(1.0, self._publish_status, callback_group=group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))  # wall: sim time runs hundreds x faster
         self.safety = SafetyMonitor(self, self._on_safety, callback_group=group)
@@ -303,6 +307,7 @@ class LabManager(Node):
             status.holding = sched.holding(robot)
             msg.robots.append(status)
         self.status_pub.publish(msg)
+        self.markers_pub.publish(station_markers(self._station_places, self.station_status, msg.stamp))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
 
 from lab.core.closed_loop import CampaignRunner
 from lab.core.errors import ConfigError, InvalidGoal
@@ -31,6 +32,7 @@ from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import sim_now
 from lab.ros.conversions import msg_to_measurement
 from lab.ros.main import node_main
+from lab.ros.markers import text_marker
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
 from lab_interfaces.action import RunBatch, RunCampaign
@@ -58,6 +60,9 @@ class PlannerNode(Node):
                      goal_callback=lambda _: GoalResponse.ACCEPT,
                      cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group)
         self.create_service(CancelCampaign, "~/cancel_campaign", self._srv_cancel, callback_group=group)
+        # RViz: the campaign's progress as a text in the map, outside the lab by default
+        self.progress_pub = self.create_publisher(MarkerArray, "/campaign_markers", LATCHED)
+        self._show("no campaign running")
         self.get_logger().info(f"campaign database {self.database}")
 
     def _config_dir(self) -> Path | None:
@@ -184,6 +189,7 @@ class PlannerNode(Node):
             result.message = f"{progress.done} experiments ({progress.failed} failed); {progress.best_summary}"
             goal_handle.succeed()
         self.get_logger().info(f"campaign {runner.campaign_id}: {result.message}")
+        self._show(f"{runner.campaign_id}: {result.message}")
         return result
 
     def _run_batch(self, batch_id: str, workflow: str, formulations, finished: queue.Queue,
@@ -232,8 +238,14 @@ class PlannerNode(Node):
             time.sleep(0.2)
         return False
 
+    def _show(self, text: str) -> None:
+        x, y, z = self.params.progress_marker_xyz
+        self.progress_pub.publish(MarkerArray(markers=[
+            text_marker("campaign", 0, (x, y, z), text, self.get_clock().now().to_msg(), height=0.3)]))
+
     def _feedback(self, goal_handle, runner: CampaignRunner, started: float) -> None:
         p = runner.progress()
+        self._show(f"{runner.campaign_id}: {p.done}/{p.budget} ({p.failed} failed), {p.best_summary}")
         elapsed = sim_now(self) - started
         left = elapsed / p.done * (p.budget - p.done) if p.done else 0.0
         goal_handle.publish_feedback(RunCampaign.Feedback(

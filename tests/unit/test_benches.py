@@ -83,3 +83,14 @@ def test_repair_puts_any_box_point_on_the_grid_and_in_the_vial() -> None:
         space.validate(point)                   # on the grid, in bounds, the vial not overfilled
         assert repair(space, point) == point    # a valid point is left as it is
     assert overfull > 250                       # the box is mostly outside the vial: repair was exercised
+
+
+def test_a_small_pool_is_a_fresh_draw_per_trial_and_can_be_measured_whole() -> None:
+    """The suite's small pools: a trial draws its candidates and may measure all of them, so the
+    whole top 5 % of the draw is found by the budget; the planner's forest mixture runs."""
+    from lab.bench.suite import PoolSet, pool_trial
+
+    small = PoolSet("opv_20", "olympus_photo_wf3.csv", "degradation", False, 20, 20)
+    for method, options in (("planner", {"trees": 10}), ("random", {})):
+        name, _, _, _, curve, _ = pool_trial((small, method, 1, 2, 0, options))
+        assert name == "opv_20" and len(curve) == 20 and curve[-1] == 1.0

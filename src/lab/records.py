@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from lab.core.closed_loop import CampaignRunner
-from lab.core.errors import LabError
+from lab.core.errors import ConfigError, LabError
 from lab.core.report import ExperimentRow, Interval, write_report
 from lab.core.store import CampaignStore
 
@@ -79,6 +79,8 @@ def _lab_map(db: Path, recording: Path | None, start: float, end: float, folder:
     from lab.paths import config_path, share_dir
     from lab.recording import draw_lab_map
 
+    if recording is not None and not recording.is_file():
+        raise ConfigError(f"--recording {recording}: no such file")
     recording = recording or _recording_of(db, start, end)
     if recording is None:
         return [], f"no recording beside {db} covers the campaign (record:=true records one)"

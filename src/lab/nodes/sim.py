@@ -342,8 +342,9 @@ class SimNode(Node):
                 self._publish_camera(name, view, now, wanted)
 
 
-    def _tick_locked(self) -> list[tuple[str, tuple[Any, np.ndarray], Time]]:
-        """One step of the loop; returns the camera views to render (robot, (station, marker in camera), stamp)."""
+    def _tick_locked(self) -> list[tuple[str, tuple[Any, np.ndarray], Time, set[str]]]:
+        """One step of the loop; returns the camera views to render (robot, (station, marker in camera),
+        stamp, which streams: 'image' and/or 'compressed')."""
         wall = time.monotonic()
         dt = min((wall - self._last_wall) * self.params.speed, self.params.max_step)
         self._last_wall = wall

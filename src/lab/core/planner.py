@@ -20,6 +20,8 @@ over feasible candidates of the campaign's space.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Before `initial_random` valid observations the batch is random (space-filling start).
+- `trees` > 0 (off by default): EI under an equal mixture of the GP and an extra-trees forest
+  (measured on `lab bench suite`, not adopted: BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -142,6 +142,10 @@ class StationParams(NodeParams):
     station_name: str = ""                           # "" = the node's name
     kind: str = ""                                   # "" = the station's kind in stations.yaml
     backend: str = "simulated"                       # instrument backend (lab.backends.instruments)
+    # how long a finished goal's result is kept for a lab manager restarted meanwhile to fetch.
+    # rclpy counts it on the node's clock, simulated time in the simulation: its default (900 s)
+    # is 0.6 wall s at 1500x, shorter than a restart. A week of simulated time.
+    result_keep: float = Field(604800.0, gt=0)
     stations_file: str = ""
     processes_file: str = ""                         # "" = config/station_processes.yaml
     workflows_file: str = ""                         # "" = config/workflows.yaml (carrier capacities)

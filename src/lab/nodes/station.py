@@ -101,7 +101,7 @@ class StationNode(Node):
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
         ActionServer(self, RunStation, "~/run_station", execute_callback=self._execute,
                      goal_callback=lambda _: GoalResponse.ACCEPT, cancel_callback=lambda _: CancelResponse.ACCEPT,
-                     callback_group=group)
+                     callback_group=group, result_timeout=int(self.params.result_keep))
         self.create_service(RefillStock, "~/refill_stock", self._refill, callback_group=group)
         # status on the wall clock: it must flow even when the simulated clock stops
         self.create_timer(params.status_period, self._publish_status,

@@ -6,7 +6,8 @@ matching one of the `topics` patterns is advertised as it appears, with its ROS 
 definition (ros2msg) and CDR encoding, and its messages are passed on as they went over DDS
 (no decoding here). Latched topics (transient local: tf_static, the robot description, the map,
 the world state) are sent again to each new subscriber, as DDS does. The layout
-`foxglove/lab_layout.json` shows the 3D lab, the wrist camera, best-so-far and station states.
+`config/foxglove_layout.json` shows the 3D lab, the wrist camera, the measured objective per
+experiment and station states.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Which nodes run, in which namespaces and with which parameters comes from the no
 (config/nodes.yaml) through lab.core.nodetable.expand(), the same function `lab bringup`
 uses where the launch system is not installed. `sim:=gazebo` adds Gazebo Harmonic, the
 ros_gz bridge, robot_state_publisher and the spawner (lab.launch_full_stack), which only exist on
-a full ROS 2 installation.
+a full ROS 2 installation. `deployment:=NAME host:=HOST` starts only HOST's share of the lab
+(config/deployments/NAME.yaml), the node table's nodes and these parts alike.
 """
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from lab.bringup import RESTARTS
-from lab.core.nodetable import ARGUMENTS, expand
+from lab.core.nodetable import ARGUMENTS, expand, placement
 from launch import LaunchDescription
 
 
@@ -43,7 +44,7 @@ def _nodes(context, *args, **kwargs):
     if given["sim"] in ("gazebo", "none"):
         from lab.launch_full_stack import full_stack_actions
 
-        actions = full_stack_actions(share, given) + actions
+        actions = full_stack_actions(share, given, placement(share / "config", given)) + actions
     return actions
 
 

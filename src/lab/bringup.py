@@ -238,6 +238,9 @@ def plan(given: Mapping[str, str], config_dir: Path | None = None, table: str = 
     """Expand and check everything that can be checked before a node starts."""
     config_dir = config_dir or paths.share_dir() / "config"
     specs = expand(config_dir, given, table)
+    if not specs:
+        raise ConfigError(f"host:={given.get('host', '')} runs no node of this lab with these arguments "
+                          f"(deployment {given.get('deployment', 'single')}): nothing to start")
     missing = [s for s in specs if s.package == "lab" and not _node_module_exists(s)]
     if missing:
         raise ConfigError(

@@ -17,6 +17,7 @@ has not been run on a full installation from this repository's CI (which has no 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,13 @@ def bridge_config(share: Path, robots: list[str]) -> list[dict[str, Any]]:
 TF_REMAPPINGS = [("/tf", "tf"), ("/tf_static", "tf_static")]
 
 
-def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
+def full_stack_actions(share: Path, given: dict[str, str], runs: Callable[[str], bool] = lambda _name: True,
+                       ) -> list[Any]:
     """Launch actions for sim:=gazebo (Gazebo + bridge + spawners) or sim:=none (real robots:
-    drivers are the user's; Nav2 and MoveIt still run)."""
+    drivers are the user's; Nav2 and MoveIt still run). `runs(part)` says whether this host
+    starts a part (lab.core.nodetable.placement): /gazebo, /gz_bridge and per robot
+    /<robot>/robot_state_publisher, /<robot>/spawn (into Gazebo), /<robot>/controller_spawner,
+    /<robot>/nav2, /<robot>/move_group."""
     from launch.actions import IncludeLaunchDescription
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch_ros.actions import Node
@@ -65,10 +70,11 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
     gazebo = given.get("sim") == "gazebo"
     use_sim_time = "true" if gazebo else "false"
     actions: list[Any] = []
-    if gazebo:
+    if gazebo and runs("/gazebo"):
         actions.append(IncludeLaunchDescription(
             PythonLaunchDescriptionSource([FindPackageShare("ros_gz_sim"), "/launch/gz_sim.launch.py"]),
             launch_arguments={"gz_args": f"-r {share / 'worlds' / 'lab.sdf'}"}.items()))
+    if gazebo and runs("/gz_bridge"):
         bridge = write_temp(yaml.safe_dump(bridge_config(share, robots)), "gz_bridge.yaml")
         actions.append(Node(package="ros_gz_bridge", executable="parameter_bridge", name="gz_bridge",
                             parameters=[{"config_file": bridge, "use_sim_time": True}], output="screen"))
@@ -77,25 +83,27 @@ def full_stack_actions(share: Path, given: dict[str, str]) -> list[Any]:
     starts = start_poses(LabWorld.load(share / "worlds" / "lab.sdf", share / "config" / "stations.yaml"), robots)
     for robot in robots:
         description = robot_description(share, robot)
-        actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
-                            namespace=robot, parameters=[{"robot_description": description,
-                                                          "use_sim_time": gazebo}], output="screen",
-                            remappings=TF_REMAPPINGS))
-        if gazebo:
+        if runs(f"/{robot}/robot_state_publisher"):
+            actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
+                                namespace=robot, parameters=[{"robot_description": description,
+                                                              "use_sim_time": gazebo}], output="screen",
+                                remappings=TF_REMAPPINGS))
+        if gazebo and runs(f"/{robot}/spawn"):
             actions.append(Node(package="ros_gz_sim", executable="create", output="screen", arguments=[
                 "-name", robot, "-topic", f"/{robot}/robot_description",
                 "-x", str(starts[robot].x), "-y", str(starts[robot].y), "-Y", str(starts[robot].yaw)]))
         for controller in ("joint_state_broadcaster", "arm_controller", "gripper_controller"):
-            actions.append(Node(package="controller_manager", executable="spawner", namespace=robot,
-                                arguments=[controller, "--controller-manager", f"/{robot}/controller_manager"]))
-        if given.get("navigation") in ("nav2", "auto"):
+            if runs(f"/{robot}/controller_spawner"):
+                actions.append(Node(package="controller_manager", executable="spawner", namespace=robot,
+                                    arguments=[controller, "--controller-manager", f"/{robot}/controller_manager"]))
+        if given.get("navigation") in ("nav2", "auto") and runs(f"/{robot}/nav2"):
             params = write_temp(prefixed_yaml(share / "config" / "nav2_params.yaml", robot), f"{robot}_nav2.yaml")
             for launch_file in ("localization_launch.py", "navigation_launch.py"):
                 actions.append(IncludeLaunchDescription(
                     PythonLaunchDescriptionSource([FindPackageShare("nav2_bringup"), f"/launch/{launch_file}"]),
                     launch_arguments={"namespace": robot, "params_file": params, "use_sim_time": use_sim_time,
                                       "map": str(share / "maps" / "lab.yaml"), "autostart": "true"}.items()))
-        if given.get("arm") in ("moveit", "auto"):
+        if given.get("arm") in ("moveit", "auto") and runs(f"/{robot}/move_group"):
             actions.append(Node(package="moveit_ros_move_group", executable="move_group", namespace=robot,
                                 output="screen", parameters=[moveit_parameters(share, robot, description),
                                                              {"use_sim_time": gazebo}],

@@ -78,7 +78,7 @@ def _expected_kwargs(spec: NodeSpec) -> dict[str, Any]:
 
 @pytest.mark.skipif(LAUNCH_INSTALLED, reason="ROS 2 launch is installed: test_real_launch_description runs instead")
 @pytest.mark.parametrize("given", [{}, {"robots": "3", "speed": "500", "record": "false"},
-                                   {"rviz": "true"}])
+                                   {"rviz": "true"}, {"deployment": "lab3", "host": "robot1", "robots": "2"}])
 def test_launch_file_matches_node_table_without_launch(repo_root: Path, monkeypatch: pytest.MonkeyPatch,
                                                        given: dict[str, str]) -> None:
     print("ROS 2 launch is not installed here: checking the launch file against recording stand-ins")

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from lab.core.errors import ConfigError
-from lab.core.nodetable import ARGUMENTS, check_param_file, expand, parse_arguments, ros_arguments
+from lab.core.nodetable import (ARGUMENTS, check_param_file, expand, load_deployment, parse_arguments, placement,
+                                ros_arguments)
 
 TABLE = {
     "nodes": [
@@ -37,6 +38,8 @@ def config(tmp_path: Path) -> Path:
     (tmp_path / "nodes.yaml").write_text(yaml.safe_dump(TABLE, sort_keys=False))
     for name in ("sim", "nav", "station"):
         (tmp_path / "params" / f"{name}.yaml").write_text(yaml.safe_dump(PARAMS[name]))
+    (tmp_path / "deployments").mkdir()
+    (tmp_path / "deployments" / "single.yaml").write_text(yaml.safe_dump({"hosts": {"lab": ["/*"]}}))
     (tmp_path / "stations.yaml").write_text(yaml.safe_dump(
         {"stations": {"photoreactor_1": _station("photoreactor", 3.0, 1), "charger_1": _station("charger", 5.0, 2)},
          "parking": [[3.0, 1.0, 0.0], [3.0, 2.0, 0.0], [3.0, 4.0, 0.0]]},
@@ -132,7 +135,8 @@ def test_ros_arguments_are_what_launch_passes(config: Path) -> None:
 def test_parse_arguments_resolves_auto() -> None:
     assert parse_arguments({"sim": "gazebo"})["arm"] == "moveit"
     assert parse_arguments({"sim": "gazebo", "arm": "embedded"})["arm"] == "embedded"
-    assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record", "viz"}
+    assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record", "viz",
+                              "deployment", "host"}
 
 
 def test_real_table_expands(repo_root: Path) -> None:
@@ -189,3 +193,63 @@ def test_bad_station_values_stop_the_bringup(config: Path, body: dict, words: li
         expand(config, {})
     for word in words:
         assert word in str(err.value)
+
+
+# --- deployments: which host runs which node (issue 17) -----------------------------------------
+
+def test_shipped_deployments_place_every_node_once(repo_root: Path) -> None:
+    """single runs everything on one host; lab3 splits the same nodes over server, stations and one
+    host per robot, and the hosts together run exactly the nodes of one machine."""
+    config = repo_root / "config"
+    for sim in ("embedded", "gazebo", "none"):
+        given = {"sim": sim, "robots": "2", "viz": "foxglove", "rviz": "true"}
+        everything = [s.full_name for s in expand(config, given)]
+        assert [s.full_name for s in expand(config, given | {"host": "lab"})] == everything
+        hosts = {h: [s.full_name for s in expand(config, given | {"deployment": "lab3", "host": h})]
+                 for h in ("server", "stations", "robot1", "robot2")}
+        assert sorted(sum(hosts.values(), [])) == sorted(everything)
+        assert hosts["robot2"] == ["/robot2/navigator", "/robot2/arm"]
+        assert all(n.startswith("/stations/") for n in hosts["stations"]) and hosts["stations"]
+        assert {"/planner", "/lab_manager", "/recorder", "/safety"} <= set(hosts["server"])
+        runs = placement(config, given | {"deployment": "lab3", "host": "robot1"})
+        assert runs("/robot1/nav2") and runs("/robot1/move_group") and not runs("/gazebo")
+        assert not runs("/robot2/robot_state_publisher")
+
+
+def _deployment(config: Path, hosts: object) -> None:
+    (config / "deployments" / "mine.yaml").write_text(yaml.safe_dump({"hosts": hosts}))
+
+
+@pytest.mark.parametrize("hosts, given, words", [
+    ({"a": ["/*"], "b": ["/recorder"]}, {}, ["mine.yaml", "hosts a, b would all run node /recorder"]),
+    ({"a": ["/sim", "/recorder", "/stations/*"]}, {}, ["mine.yaml", "no host runs node /robot1/navigator"]),
+    ({"a": ["/*"]}, {"host": "b"}, ["host:=b", "no such host", "its hosts: a"]),
+    ({"a": "/*"}, {}, ["hosts.a", "list of node names"]),
+    ({"a": ["planner"]}, {}, ["hosts.a", "starting with '/'"]),
+    ({"{robot}": ["/{robot}/*"], "robot1": ["/*"]}, {}, ["host robot1 is declared twice"]),
+    ({"a b": ["/*"]}, {}, ["host name 'a b'"]),
+    ([], {}, ["key 'hosts'"]),
+])
+def test_bad_deployments_are_refused_before_anything_starts(config: Path, hosts: object, given: dict,
+                                                             words: list[str]) -> None:
+    _deployment(config, hosts)
+    with pytest.raises(ConfigError) as err:
+        expand(config, {"deployment": "mine", **given})
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_unknown_deployment_names_the_known_ones(config: Path) -> None:
+    with pytest.raises(ConfigError, match="deployment:=lab9: no file .*known deployments: single"):
+        expand(config, {"deployment": "lab9"})
+
+
+def test_robot_hosts_follow_the_robot_count(config: Path, tmp_path: Path) -> None:
+    _deployment(config, {"server": ["/sim", "/recorder", "/stations/*"], "{robot}": ["/{robot}/*"]})
+    assert [s.full_name for s in expand(config, {"deployment": "mine", "robots": "3", "host": "robot3"})] == [
+        "/robot3/navigator"]
+    with pytest.raises(ConfigError, match="host:=robot3"):
+        expand(config, {"deployment": "mine", "robots": "2", "host": "robot3"})
+    own = tmp_path / "elsewhere.yaml"  # a deployment of one's own, by path
+    own.write_text(yaml.safe_dump({"hosts": {"one": ["/*"]}}))
+    assert load_deployment(config, str(own), ["robot1"]).hosts == {"one": ("/*",)}

@@ -9,8 +9,9 @@ input, before any node starts.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,10 @@ ARGUMENTS: dict[str, Argument] = {
         Argument("record", "true", "record the lab's topics to MCAP", ("true", "false"), _bool),
         Argument("viz", "none", "live view: none | foxglove (a Foxglove WebSocket server on port 8765)",
                  ("none", "foxglove")),
+        Argument("deployment", "single", "which host runs which node: config/deployments/<name>.yaml "
+                 "(single | lab3 | a path to a file of your own)"),
+        Argument("host", "", "start only this host's nodes of the deployment (empty: every host's, "
+                 "all on this machine)"),
     )
 }
 
@@ -297,7 +302,85 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"{table_path}: two nodes would share the name(s) {', '.join(duplicates)}")
+    deployment = load_deployment(config_dir, args["deployment"], args["robot_names"])
+    placed = {spec.full_name: deployment.host_of(spec.full_name) for spec in specs}  # every node, once
+    if args["host"]:
+        deployment.check_host(args["host"])
+        specs = [spec for spec in specs if placed[spec.full_name] == args["host"]]
     return specs
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Which host runs which node (config/deployments/*.yaml): host -> node-name patterns
+    (fnmatch on full names such as /robot1/navigator or /stations/*)."""
+
+    path: Path
+    hosts: Mapping[str, tuple[str, ...]]
+
+    def host_of(self, full_name: str) -> str:
+        """The one host that runs this node; ConfigError when none or several do."""
+        hosts = [h for h, patterns in self.hosts.items() if any(fnmatchcase(full_name, p) for p in patterns)]
+        if len(hosts) != 1:
+            what = "no host runs" if not hosts else f"hosts {', '.join(hosts)} would all run"
+            raise ConfigError(f"{self.path}: {what} node {full_name}; each node must be placed on exactly one host")
+        return hosts[0]
+
+    def check_host(self, host: str) -> None:
+        if host not in self.hosts:
+            raise ConfigError(f"bringup argument host:={host}: deployment {self.path} has no such host; "
+                              f"its hosts: {', '.join(self.hosts)}")
+
+    def runs(self, host: str, full_name: str) -> bool:
+        """Whether `host` ('' = this machine runs every host) starts the node or part `full_name`
+        (ConfigError when the deployment places it on no host or on several)."""
+        owner = self.host_of(full_name)
+        return not host or owner == host
+
+
+def placement(config_dir: Path, given: Mapping[str, str]) -> Callable[[str], bool]:
+    """For the launch file's parts that are not in the node table (Gazebo, Nav2, MoveIt ...):
+    whether this bringup's host starts the part named `full_name` (/gazebo, /robot1/nav2)."""
+    args = parse_arguments(given)
+    deployment = load_deployment(config_dir, args["deployment"], args["robot_names"])
+    if args["host"]:
+        deployment.check_host(args["host"])
+    return lambda full_name: deployment.runs(args["host"], full_name)
+
+
+def load_deployment(config_dir: Path, name: str, robots: Sequence[str]) -> Deployment:
+    """Read a deployment: `name` is one under config/deployments/ or a path to a YAML file.
+
+    The file holds `hosts:`, a mapping of host name to a list of node-name patterns. A host named
+    with {robot} stands for one host per robot (robot1, robot2, ...), and its patterns may use
+    {robot} too."""
+    known = config_dir / "deployments"
+    if "/" in name or name.endswith((".yaml", ".yml")):
+        path = Path(name)
+    else:
+        path = known / f"{name}.yaml"
+        if not path.is_file():
+            choices = sorted(p.stem for p in known.glob("*.yaml"))
+            raise ConfigError(f"bringup argument deployment:={name}: no file {path}; "
+                              f"known deployments: {', '.join(choices) or 'none'}")
+    doc = load_yaml(path)
+    hosts = doc.get("hosts") if isinstance(doc, dict) else None
+    if not isinstance(hosts, dict) or not hosts:
+        raise ConfigError(f"{path}: key 'hosts' must map each host name to a list of node names")
+    expanded: dict[str, tuple[str, ...]] = {}
+    for key, patterns in hosts.items():
+        where = f"{path}: hosts.{key}"
+        if not isinstance(patterns, list) or not all(isinstance(p, str) and p.startswith("/") for p in patterns):
+            raise ConfigError(f"{where}: must be a list of node names starting with '/', e.g. /planner or /stations/*")
+        contexts = [{"robot": r} for r in robots] if "{robot}" in str(key) else [{}]
+        for ctx in contexts:
+            host = str(_substitute(str(key), ctx, where))
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", host):
+                raise ConfigError(f"{where}: host name {host!r} must be letters, digits, '_', '.' or '-'")
+            if host in expanded:
+                raise ConfigError(f"{where}: host {host} is declared twice")
+            expanded[host] = tuple(_substitute(p, ctx, where) for p in patterns)
+    return Deployment(path, expanded)
 
 
 def check_parameters(spec: NodeSpec, table_path: Path) -> None:

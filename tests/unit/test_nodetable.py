@@ -8,8 +8,15 @@ import pytest
 import yaml
 
 from lab.core.errors import ConfigError
-from lab.core.nodetable import (ARGUMENTS, check_param_file, expand, load_deployment, parse_arguments, placement,
-                                ros_arguments)
+from lab.core.nodetable import (
+    ARGUMENTS,
+    check_param_file,
+    expand,
+    load_deployment,
+    parse_arguments,
+    placement,
+    ros_arguments,
+)
 
 TABLE = {
     "nodes": [

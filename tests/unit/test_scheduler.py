@@ -506,3 +506,89 @@ def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:
     thread.join(10)
     assert out[0].result.success  # (on rack_2, or on rack_1 once the adopted batch has brought it home)
     assert "gas_chromatograph" in fake.processes()  # the adopted batch went on too
+
+
+# ------------------------------------------------------------------ robots the network lost (issue 17)
+def _cut_off(sched: Scheduler, robot: str, back_after: float | None) -> None:
+    """What the node tells the scheduler when DDS liveliness of the robot's presence is lost, and
+    (after `back_after` wall s) regained."""
+    sched.presence(robot, False)
+    if back_after is not None:
+        threading.Timer(back_after, sched.presence, args=(robot, True)).start()
+
+
+def test_legs_failed_while_the_robot_was_cut_off_are_not_tries_and_wait_for_it(tmp_path: Path) -> None:
+    """Three drives fail because the robot's host is cut off (more than a leg's two tries): each is
+    tried again once the robot is back, and the batch is measured in full."""
+    sched, fake, log = lab(tmp_path)
+    cuts = {"n": 0}
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Drive) and cuts["n"] < 3:
+            cuts["n"] += 1
+            _cut_off(sched, "robot1", back_after=0.2)
+            return Outcome(False, "the action server went away during the goal", lost=True)
+        return None
+
+    fake.script = script
+    done = run(sched, 2)
+    assert done.result is not None and done.result.success, done.result
+    assert [s.failure for s in done.samples] == ["", ""] and fake.processes() == PHOTO
+    assert log.said("robot1 is offline") and log.said("robot1 is back")
+    assert log.said("went offline meanwhile: not counted as a try")
+    assert sched.offline == {} and free(sched)
+
+
+def test_a_drive_failing_with_the_robot_present_still_counts(tmp_path: Path) -> None:
+    """Mutation guard for the above: the same failures with the robot never cut off fail the batch."""
+    sched, fake, _ = lab(tmp_path)
+    fake.script = lambda o, c: Outcome(False, "blocked") if isinstance(o, Drive) else None
+    done = run(sched, 2)
+    assert done.result is not None and not done.result.success
+    assert "robot1 could not reach" in done.samples[0].failure
+
+
+def test_a_robot_that_stays_offline_hands_its_transport_to_another(tmp_path: Path) -> None:
+    """robot1's host is cut off during its first drive and never comes back: after `offline_wait`
+    the rack (still in storage) goes with robot2, and robot1 gets no order after it was lost."""
+    sched, fake, log = lab(tmp_path, robots=("robot1", "robot2"), offline_wait=0.3)
+    lost_at: list[int] = []
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if getattr(order, "robot", "") == "robot1" and not lost_at:
+            lost_at.append(len(fake.orders))
+            _cut_off(sched, "robot1", back_after=None)
+            return Outcome(False, "the action server went away during the goal", lost=True)
+        return None
+
+    fake.script = script
+    done = run(sched, 2)
+    assert done.result is not None and done.result.success, (done.result, log.lines[-5:])
+    after = fake.orders[lost_at[0]:]
+    assert after and all(getattr(o, "robot", "robot2") == "robot2" for o in after)
+    assert log.said("goes with another robot") and sched.offline_since("robot1").endswith("UTC")
+    assert free(sched)
+
+
+def test_a_rack_left_on_a_robot_that_stays_offline_fails_its_batch_with_the_reason(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path, robots=("robot1", "robot2"), offline_wait=0.3)
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Drive) and fake.world["rack_1"] == "robot1/deck1" and not sched.offline:
+            _cut_off(sched, "robot1", back_after=None)
+            return Outcome(False, "the action server went away during the goal", lost=True)
+        return None
+
+    fake.script = script
+    done = run(sched, 2)
+    assert done.result is not None and not done.result.success
+    assert "rack_1 is on robot1, robot1 offline since" in done.samples[0].failure
+    assert "not back within 0.3 s" in done.samples[0].failure
+
+
+def test_a_station_offline_is_not_chosen(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path, extra={"gc_2": "gas_chromatograph"})
+    sched.presence("gas_chromatograph", False)
+    done = run(sched, 2)
+    assert done.result is not None and done.result.success
+    assert fake.processes() == PHOTO[:3] + ["gc_2"]

@@ -118,6 +118,9 @@ class NavigatorParams(NodeParams):
     # drift (0.09 m at a corner, each) and the follower cutting a corner (0.1 m)
     robot_margin: float = Field(0.3, ge=0)
     traffic_timeout: float = Field(900.0, gt=0)      # simulated s to wait for the way to clear
+    # wall s of DDS liveliness lease on the robot's presence (lab.ros.presence): the lab manager
+    # learns the robot's host is cut off this long after the last sign of life
+    presence_lease: float = Field(2.0, gt=0)
 
 
 class ArmParams(NodeParams):
@@ -146,6 +149,7 @@ class StationParams(NodeParams):
     # rclpy counts it on the node's clock, simulated time in the simulation: its default (900 s)
     # is 0.6 wall s at 1500x, shorter than a restart. A week of simulated time.
     result_keep: float = Field(604800.0, gt=0)
+    presence_lease: float = Field(2.0, gt=0)         # wall s: the station's presence (lab.ros.presence)
     stations_file: str = ""
     processes_file: str = ""                         # "" = config/station_processes.yaml
     workflows_file: str = ""                         # "" = config/workflows.yaml (carrier capacities)
@@ -186,6 +190,12 @@ class LabManagerParams(NodeParams):
     nominal_speed: float = Field(0.5, gt=0)          # m/s of a drive, detours included (max 0.7)
     arm_seconds: float = Field(120.0, gt=0)          # simulated s of a pick, place or transfer (~60 measured)
     traffic_wait: float = Field(900.0, ge=0)         # simulated s a drive may wait for the way (navigator)
+    # presence (lab.ros.presence): DDS liveliness of each robot's and station's presence writer. The
+    # requested lease must be at least every writer's `presence_lease` (or DDS does not match them)
+    presence_timeout: float = Field(5.0, gt=0)       # wall s
+    # wall s a robot offline (its host cut off) is waited for before its carrier goes with another
+    # robot (or, left on it, fails its batch); a goal under way on it counts as lost only after this
+    offline_wait: float = Field(300.0, ge=0)
 
     @model_validator(mode="after")
     def _battery(self) -> LabManagerParams:

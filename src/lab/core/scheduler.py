@@ -12,7 +12,12 @@ prepares the next, and two batches never use a station at the same time.
 Failures: a failed station run is retried, on another station of the kind when there is one
 (rerouted), up to `max_retries`; a retry on the only station of its kind, in fault, waits for
 it to recover; then the samples are marked failed with the reason. A failed transport leg is
-retried once. A robot whose battery is low goes to the charger before its next transport. An
+retried once. A robot whose host the network has lost (DDS liveliness, `presence`) is offline:
+it is given no new work; a transport leg it fails meanwhile does not count as a try: the leg
+waits up to `offline_wait` for it to come back, and past that a carrier still at its station
+goes with another robot, while one left on the offline robot fails its batch with the reason.
+A station offline is not chosen for a step. A robot whose battery is low goes to the charger
+before its next transport. An
 idle robot standing at the dock another robot is sent to is first driven to its parking spot.
 The emergency stop cancels what runs and starts nothing new; after its release the lab stays
 paused until resumed; `pause` lets running steps finish and starts nothing new (every order
@@ -29,10 +34,12 @@ way) the node tells it through `world_state`, `robot_pose`, `station_state`, ...
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +69,14 @@ RECOVERY_WAIT = WORLD_WAIT + ROBOTS_SETTLE_WAIT + 60.0
 #: report what it interrupted: bringup restarts a node within 1-4 s, a node starts in a few s
 #: (the loss itself is only seen once DDS drops the dead node, ~20 s)
 RESTART_REPORT_WAIT = 30.0
+
+
+class RobotOffline(InvalidGoal):
+    """A robot the network lost did not come back within `offline_wait`."""
+
+    def __init__(self, robot: str, text: str) -> None:
+        super().__init__(text)
+        self.robot = robot
 #: wall s to wait for a station's latched status to say what a restart interrupted, when the station
 #: answers that it does not know a recorded goal (the status is there at once, or within a DDS round trip)
 REPORT_WAIT = 5.0
@@ -311,6 +326,10 @@ class Scheduler:
         self.goals_under_way: dict[str, int] = {}  # the robots' action servers' goals under way, whoever sent them
         self.robot_state: dict[str, str] = {r: "idle" for r in self.robots}
         self.robot_at: dict[str, str] = {r: "" for r in self.robots}
+        # members (robots, stations) the network has lost -> (wall time, simulated time) since when,
+        # and how often each went offline (a try that failed while this changed does not count)
+        self.offline: dict[str, tuple[float, float]] = {}
+        self.losses: dict[str, int] = {}
         self.gate = StartGate()  # every order starts through it (lab.core.gate)
         self._mode_lock = threading.Lock()  # the emergency stop's transitions vs resume
         self._estop = ""  # why the lab is emergency-stopped, "" when it is not
@@ -347,6 +366,40 @@ class Scheduler:
             self.interrupted[station] = (interrupted_goal, interrupted)
         else:
             self.interrupted.pop(station, None)
+
+    def presence(self, member: str, present: bool) -> None:
+        """DDS liveliness of a robot's or a station's presence writer changed (lab.ros.presence)."""
+        with self.lock:
+            if present and member in self.offline:
+                since = self.offline.pop(member)[0]
+                self.log.warning(f"{member} is back after {time.time() - since:.0f} s offline")
+            elif not present and member not in self.offline:
+                self.offline[member] = (time.time(), self.lab.now())
+                self.losses[member] = self.losses.get(member, 0) + 1
+                self.log.error(f"{member} is offline: the network has not heard from it within its presence "
+                               "lease; no new work goes to it until it is back")
+
+    def offline_since(self, member: str) -> str:
+        """'' when present; else since when it is offline (UTC)."""
+        with self.lock:
+            since = self.offline.get(member)
+        return "" if since is None else datetime.fromtimestamp(since[0], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def _await_robot(self, robot: str, batch_id: str, run: Any) -> None:
+        """Before a robot's order: an offline robot is waited for, up to `offline_wait` wall s;
+        RobotOffline (the batch's reason) when it is not back by then."""
+        with self.lock:
+            since = self.offline.get(robot)
+        if since is None:
+            return
+        left = max(0.0, since[0] + self.params.offline_wait - time.time())
+        self.log.warning(f"{batch_id}: {robot} is offline (since {self.offline_since(robot)}); waiting up to "
+                         f"{left:.0f} s more for it to come back")
+        back = wait_for(lambda: robot not in self.offline or run.is_cancel_requested or self._stopped(), left,
+                        poll=0.1)
+        if robot in self.offline:
+            raise RobotOffline(robot, f"{robot} offline since {self.offline_since(robot)}"
+                               + ("" if back else f", not back within {self.params.offline_wait:g} s"))
 
     def safety(self, stopped: bool, reason: str) -> None:
         """The emergency stop set (reason) or released. The robots and stations enforce it
@@ -487,20 +540,24 @@ class Scheduler:
         that the world state shows at its target after a failed attempt has made the trip (the
         arm's retreat after the release cut short by a restarted simulation, say)."""
         reason = ""
-        for attempt in range(3):
-            if attempt:
+        failed = tried = 0  # tries that failed with the robot present all along; tries made
+        while True:
+            if tried:
                 # where the carrier really is after a failed transfer (a missed release leaves it
                 # in the gripper): the world state is the truth the next attempt starts from
                 where = self._carrier_at(carrier, source)
                 if where == target:
-                    if attempt == 2:
+                    if failed == 2:
                         self.log.warning(f"{batch_id}: {reason}; but {carrier} is at {target}: going on")
                     return
-                if attempt == 2:
+                if failed == 2:
                     break
                 if where.partition("/")[0] == robot:
                     source = where
+            tried += 1
             self._gate(run)
+            self._await_robot(robot, batch_id, run)
+            losses = self.losses.get(robot, 0)
             began = self.lab.now()
             self.robot_state[robot] = "navigating"
             if self.robot_at[robot] != station:
@@ -510,6 +567,7 @@ class Scheduler:
                 if not nav.succeeded:
                     reason = f"{robot} could not reach {station}: {nav.message}"
                     self.robot_at[robot] = ""
+                    failed += self._counts(robot, losses, reason, batch_id)
                     continue
                 self.robot_at[robot] = station
             self.robot_state[robot] = "manipulating"
@@ -523,9 +581,19 @@ class Scheduler:
                 return
             reason = f"{robot} could not move {carrier} {source} -> {target}: {arm.message}"
             self.robot_at[robot] = ""  # re-dock (and re-refine) before trying again
+            failed += self._counts(robot, losses, reason, batch_id)
             if self._stopped():
                 self._gate(run)
         raise InvalidGoal(reason)
+
+    def _counts(self, robot: str, losses: int, reason: str, batch_id: str) -> int:
+        """1 when a failed try counts against the leg's two; 0 when the robot went offline during it
+        (or is offline now: DDS may say so only after the goal failed): then the failure is the
+        network's, and the leg is tried again once the robot is back."""
+        if self.losses.get(robot, 0) == losses and robot not in self.offline:
+            return 1
+        self.log.warning(f"{batch_id}: {reason}; {robot} went offline meanwhile: not counted as a try")
+        return 0
 
     def _standing_at(self, station: str, tolerance: float = 0.3) -> list[str]:
         """The robots whose pose puts them at the station's dock (waits up to 5 wall s for every
@@ -539,6 +607,10 @@ class Scheduler:
         parking spot. A busy one is left to finish (the navigator waits for it to leave)."""
         for other in self._standing_at(station):
             if other == robot or other not in self.robots:
+                continue
+            if other in self.offline:
+                self.log.warning(f"{other} stands at {station}, where {robot} must go, and is offline: it cannot "
+                                 f"be moved; {robot} waits for the way (the navigator's traffic wait)")
                 continue
             index = self.robots.index(other)
             if index >= len(self.parking):
@@ -589,27 +661,36 @@ class Scheduler:
 
     def _transport(self, batch_id: str, carrier: str, source: str, target: str, run: Any,
                    release_after_pick: str | None) -> None:
-        src_station, dst_station = source.partition("/")[0], target.partition("/")[0]
-        on_robot = src_station in self.robots  # left on a robot by a failed transfer: that robot takes it
-        at_source = set() if on_robot else \
-            {r for r in self.robots if self.robot_at[r] == src_station} | set(self._standing_at(src_station))
-        robot = self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
-                                        cancelled=lambda: run.is_cancel_requested,
-                                        usable=lambda r: self._unladen(r, carrier),
-                                        prefer=lambda r: 0.0 if r in at_source else 1.0,
-                                        waiting=self._waiting(batch_id))
-        try:
-            self._charge_if_needed(robot, batch_id, run)
-            deck = f"{robot}/{DECK}"
-            if on_robot:
-                deck = source
-            else:
-                self._leg(robot, batch_id, src_station, source, deck, carrier, run)
-            if release_after_pick:
-                self.station_pool.release(release_after_pick, batch_id)
-            self._leg(robot, batch_id, dst_station, deck, target, carrier, run)
-        finally:
-            self.robot_pool.release(robot, batch_id)
+        while True:
+            src_station, dst_station = source.partition("/")[0], target.partition("/")[0]
+            on_robot = src_station in self.robots  # left on a robot by a failed transfer: that robot takes it
+            at_source = set() if on_robot else \
+                {r for r in self.robots if self.robot_at[r] == src_station} | set(self._standing_at(src_station))
+            robot = self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
+                                            cancelled=lambda: run.is_cancel_requested,
+                                            usable=lambda r, mine=on_robot: self._unladen(r, carrier) and (
+                                                mine or r not in self.offline),
+                                            prefer=lambda r, here=at_source: 0.0 if r in here else 1.0,
+                                            waiting=self._waiting(batch_id))
+            try:
+                self._charge_if_needed(robot, batch_id, run)
+                deck = f"{robot}/{DECK}"
+                if on_robot:
+                    deck = source
+                else:
+                    self._leg(robot, batch_id, src_station, source, deck, carrier, run)
+                if release_after_pick:
+                    self.station_pool.release(release_after_pick, batch_id)
+                self._leg(robot, batch_id, dst_station, deck, target, carrier, run)
+                return
+            except RobotOffline as exc:
+                where = self._carrier_at(carrier, source)
+                if where.partition("/")[0] == exc.robot:
+                    raise RobotOffline(exc.robot, f"{carrier} is on {exc.robot}, {exc}") from None
+                self.log.warning(f"{batch_id}: {exc}; {carrier} (at {where}) goes with another robot")
+                source = where
+            finally:
+                self.robot_pool.release(robot, batch_id)
 
     def _unladen(self, robot: str, carrier: str) -> bool:
         """A robot may carry `carrier` only when nothing else is on it (a carrier a stop left on
@@ -623,7 +704,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ stations
     def _usable(self, station: str) -> bool:
-        return self.usable.get(station, True)
+        return self.usable.get(station, True) and station not in self.offline
 
     def _free_for(self, carrier: str) -> Callable[[str], bool]:
         """A station may be reserved for `carrier` only when it is usable and the slot the carrier

@@ -19,6 +19,7 @@ while the stop is set: resume never releases it) and `~/estop` (forwards to /saf
 from __future__ import annotations
 
 import base64
+import copy
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,7 @@ from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main
 from lab.ros.markers import station_markers
 from lab.ros.params import declare_params, file_or_default
+from lab.ros.presence import PresenceWatch, robot_topic, station_topic
 from lab.ros.qos import LATCHED
 from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation, RunBatch, RunStation
@@ -115,6 +117,7 @@ class LabManager(Node):
         workflows = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"),
                                    set(config.kinds().values()))
         self.scheduler = sched = Scheduler(params, config, kinds, workflows, self, self.get_logger())
+        self.offline_wait = params.offline_wait
         self.robots, self.stations = sched.robots, list(config.stations)
         self._station_places = config.stations
         self._lock = threading.Lock()
@@ -138,6 +141,9 @@ class LabManager(Node):
             self.create_subscription(BatteryState, f"/{r}/battery_state",
                                      lambda m, r=r: sched.battery.__setitem__(r, m.percentage), 10,
                                      callback_group=group)
+        # who is there (DDS liveliness of each robot's and station's presence writer)
+        members = {r: robot_topic(r) for r in self.robots} | {s: station_topic(s) for s in self.stations}
+        self.presence = PresenceWatch(self, members, params.presence_timeout, sched.presence, callback_group=group)
         self.create_subscription(WorldState, "/world_state", lambda m: sched.world_state(
             list(zip(m.objects, m.kinds, m.locations, strict=False))), LATCHED, callback_group=group)
         # the robots' goals under way, whoever sent them (a lab manager that died leaves its goals
@@ -183,7 +189,7 @@ class LabManager(Node):
         feedback = call.feedback
         try:
             outcome = call_action(client, goal, timeout=call.limit, waiting_for=call.waiting_for, cancel=call.cancel,
-                                  on_handle=on_handle, overdue=call.overdue,
+                                  on_handle=on_handle, overdue=call.overdue, absent_grace=self.offline_wait,
                                   feedback=(lambda fb: feedback(fb.step, fb.progress)) if feedback else None,
                                   goal_id=order.goal_id if isinstance(order, Process) else None)
         finally:
@@ -295,10 +301,19 @@ class LabManager(Node):
             msg.experiments_running = sched.counts["running"]
             msg.experiments_done = sched.counts["done"]
             msg.experiments_failed = sched.counts["failed"]
-        msg.stations = list(self.station_status.values())
+        msg.stations = []
+        for station, reported in list(self.station_status.items()):
+            since = sched.offline_since(station)
+            if since:  # its last status, as the network lost it
+                reported = copy.copy(reported)
+                reported.state, reported.state_text = StationStatus.OFFLINE, "offline"
+                reported.message = f"offline since {since}: the network lost its host"
+            msg.stations.append(reported)
         for robot in self.robots:
             state = sched.robot_state[robot]
-            status = RobotStatus(name=robot, state=state, docked_at=sched.robot_at[robot])
+            since = sched.offline_since(robot)
+            status = RobotStatus(name=robot, state="offline" if since else state, docked_at=sched.robot_at[robot],
+                                 message=f"offline since {since}: the network lost its host" if since else "")
             status.stamp = msg.stamp
             pose = sched.robot_pose.get(robot, Pose2D(0.0, 0.0, 0.0))
             status.pose.x, status.pose.y, status.pose.theta = pose.x, pose.y, pose.yaw

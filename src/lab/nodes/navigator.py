@@ -32,6 +32,7 @@ from lab.ros.clock import CLOCK_SLACK, Stamped, clock_hold, seconds_of, sim_now,
 from lab.ros.conversions import pose_msg
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, load_world, robot_urdf
+from lab.ros.presence import offer_presence, robot_topic
 from lab.ros.qos import LATCHED
 from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation
@@ -75,6 +76,8 @@ class NavigatorNode(Node):
         ActionServer(self, NavigateToPose, "navigate_to_pose", execute_callback=self._to_pose,
                      goal_callback=self._accept, cancel_callback=lambda _: CancelResponse.ACCEPT,
                      callback_group=group)
+        # the robot's presence for the lab manager (DDS liveliness; lab.ros.presence)
+        self._presence = offer_presence(self, robot_topic(self.robot), params.presence_lease)
         self.get_logger().info(f"{self.robot}: navigation backend '{name}', {len(self.world.stations)} stations")
 
     def shutdown(self) -> None:

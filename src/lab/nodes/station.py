@@ -46,6 +46,7 @@ from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
 from lab.ros.conversions import measurement_to_msg, msg_to_formulation
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default
+from lab.ros.presence import offer_presence, station_topic
 from lab.ros.qos import LATCHED
 from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import RunStation
@@ -103,6 +104,7 @@ class StationNode(Node):
                      goal_callback=lambda _: GoalResponse.ACCEPT, cancel_callback=lambda _: CancelResponse.ACCEPT,
                      callback_group=group, result_timeout=int(self.params.result_keep))
         self.create_service(RefillStock, "~/refill_stock", self._refill, callback_group=group)
+        self._presence = offer_presence(self, station_topic(self.station), params.presence_lease)  # lab.ros.presence
         # status on the wall clock: it must flow even when the simulated clock stops
         self.create_timer(params.status_period, self._publish_status,
                           callback_group=group, clock=Clock(clock_type=ClockType.STEADY_TIME))

@@ -173,15 +173,21 @@ class ServerInstance:
     DDS has noticed (a SIGKILLed participant's lease runs out: 20 s with Fast DDS's defaults);
     then its goals are gone, and waiting on for their results would wait until the time-out."""
 
-    def __init__(self, client: ActionClient, period: float = 2.0) -> None:
+    def __init__(self, client: ActionClient, period: float = 2.0, absent_grace: float = 0.0) -> None:
         node = client._node  # rclpy keeps the node there (no public accessor)
         self._lookup = lambda: {bytes(info.endpoint_gid) for info in node.get_publishers_info_by_topic(
             node.resolve_topic_name(client._action_name) + "/_action/status")}
         self._gids = self._lookup()
         self._period = period
         self._next = time.monotonic() + period
+        self._grace = absent_grace
+        self._absent_since: float | None = None
+        self.returned = False  # it was absent and is back (the same instance): ask for the result again
 
     def gone(self) -> bool:
+        """True once the instance is gone for good: another instance serves the action (its node
+        was restarted), or none has for `absent_grace` s. An instance absent for less (its host
+        cut off by the network, say) that comes back still has the goal: `returned` turns true."""
         if time.monotonic() < self._next:
             return False
         self._next = time.monotonic() + self._period
@@ -189,14 +195,22 @@ class ServerInstance:
         if not self._gids:  # not in this node's graph yet when the goal was accepted
             self._gids = now
             return False
-        return not (self._gids & now)
+        if self._gids & now:
+            if self._absent_since is not None:
+                self._absent_since, self.returned = None, True
+            return False
+        if now or self._grace <= 0:
+            return True
+        if self._absent_since is None:
+            self._absent_since = time.monotonic()
+        return time.monotonic() - self._absent_since > self._grace
 
 
 def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedback: Callable | None = None,
                 cancel: Callable[[], bool] = lambda: False, on_handle: Callable | None = None,
                 server_timeout: float = 15.0, log: Callable[[str], None] | None = None,
                 waiting_for: str = "", goal_id: bytes | None = None, cancel_grace: float = 30.0,
-                overdue: Callable[[], str] = lambda: "") -> CallOutcome:
+                overdue: Callable[[], str] = lambda: "", absent_grace: float = 0.0) -> CallOutcome:
     """Send goal (through `send_goal`) and wait (wall s) for its result, from a worker thread.
 
     `cancel()` is polled: when it turns true the goal is cancelled and its final result
@@ -205,7 +219,8 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
     `goal_id` (16 bytes): the goal's id, chosen by the caller (to record it before sending).
     `cancel_grace`: wall s to wait for the result after cancelling. `overdue()`: a second limit,
     in the caller's terms ("" while within it, else what was passed, e.g. "7500 simulated s"),
-    that ends the goal as `timeout` does.
+    that ends the goal as `timeout` does. `absent_grace`: wall s the server may be missing from the
+    graph (its host cut off) before its goal counts as lost (ServerInstance).
     """
     try:
         sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log, goal_id=goal_id)
@@ -216,7 +231,7 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
     if on_handle is not None:
         on_handle(sent.handle)
     return await_result(client, sent.handle, timeout, cancel, sent.adopted, waiting_for, cancel_grace=cancel_grace,
-                        overdue=overdue)
+                        overdue=overdue, absent_grace=absent_grace)
 
 
 def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Callable[[], bool] = lambda: False,
@@ -231,7 +246,7 @@ def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Ca
 
 def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Callable[[], bool], adopted: bool,
                  waiting_for: str = "", ask_again: float = 0.0, cancel_grace: float = 30.0,
-                 overdue: Callable[[], str] = lambda: "") -> CallOutcome:
+                 overdue: Callable[[], str] = lambda: "", absent_grace: float = 0.0) -> CallOutcome:
     """The result of an accepted goal (see call_action). `ask_again` > 0: the request for the result
     is sent again after that many s, then at doubling intervals (up to a minute) while unanswered: a
     request sent just after this process started can be lost (the server's response writer has not yet
@@ -242,7 +257,7 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
     deadline = time.monotonic() + timeout
     cancelled = timed_out = False
     passed = f"{timeout:g} s"  # the limit that ended it
-    server = ServerInstance(client)
+    server = ServerInstance(client, absent_grace=absent_grace)
     interval = ask_again
     next_ask = time.monotonic() + interval
     while not done.wait(0.02):
@@ -252,9 +267,15 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
             futures.append(client._get_result_async(handle))
             futures[-1].add_done_callback(lambda _: done.set())
         if server.gone():
+            why = ("its node died or was restarted" if absent_grace <= 0 else
+                   f"its node was restarted, or was not seen again within {absent_grace:g} s")
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
-                               f"{client.name}: the action server went away during the goal (its node died or "
-                               "was restarted): the goal's result is lost", lost=True)
+                               f"{client.name}: the action server went away during the goal ({why}): "
+                               "the goal's result is lost", lost=True)
+        if server.returned:  # back from a network cut: a result sent meanwhile was lost with it
+            server.returned = False
+            futures.append(client._get_result_async(handle))
+            futures[-1].add_done_callback(lambda _: done.set())
         over = "" if cancelled else overdue()
         if not cancelled and (cancel() or time.monotonic() > deadline or over):
             timed_out = time.monotonic() > deadline or bool(over)

@@ -121,6 +121,9 @@ class NavigatorParams(NodeParams):
     # wall s of DDS liveliness lease on the robot's presence (lab.ros.presence): the lab manager
     # learns the robot's host is cut off this long after the last sign of life
     presence_lease: float = Field(2.0, gt=0)
+    # wall s without a sign of the safety node (DDS liveliness) after which the robot stops as for an
+    # emergency stop until it hears it again; at least the safety node's presence_lease; 0 = never
+    safety_timeout: float = Field(3.0, ge=0)
 
 
 class ArmParams(NodeParams):
@@ -137,6 +140,7 @@ class ArmParams(NodeParams):
     speed_scale: float = Field(0.5, gt=0, le=1)      # fraction of the joints' velocity limits
     dock_tolerance: float = Field(0.15, gt=0)        # m: a station slot is used only when docked there
     park_pose: str = "stow"                          # configuration for driving
+    safety_timeout: float = Field(3.0, ge=0)         # as NavigatorParams.safety_timeout
 
 
 class StationParams(NodeParams):
@@ -286,6 +290,7 @@ class SafetyParams(NodeParams):
     # the operator's fast path: `lab estop` on this host sends one UDP datagram to 127.0.0.1 on
     # this port + ROS_DOMAIN_ID (no DDS discovery to wait for); 0 = off (DDS services only)
     operator_port: int = Field(OPERATOR_PORT, ge=0, le=65000)
+    presence_lease: float = Field(1.0, gt=0)         # wall s: its presence for the movers (safety_timeout)
 
 
 #: executable (config/nodes.yaml) -> its parameters

@@ -62,7 +62,7 @@ class ArmNode(Node):
         self._odom_count = 0
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
         group = ReentrantCallbackGroup()
-        self.safety = SafetyMonitor(self, callback_group=group)
+        self.safety = SafetyMonitor(self, callback_group=group, contact_timeout=params.safety_timeout)
         self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
         self.move_client = self.create_client(MoveObject, "/sim/move_object", callback_group=group)

@@ -61,7 +61,7 @@ class NavigatorNode(Node):
         self._camera_image: Image | None = None
         self._camera_info: CameraInfo | None = None
         group = ReentrantCallbackGroup()
-        self.safety = SafetyMonitor(self, callback_group=group)
+        self.safety = SafetyMonitor(self, callback_group=group, contact_timeout=params.safety_timeout)
         # subscribed for the node's life: destroying a subscription while another thread spins
         # the executor races with its wait set (rclpy InvalidHandle)
         self.create_subscription(Image, "wrist_camera/image", self._on_image, 2, callback_group=group)

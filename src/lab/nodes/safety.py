@@ -25,8 +25,9 @@ from lab.core.safety import operator_port
 from lab.ros.clock import to_time
 from lab.ros.main import node_main
 from lab.ros.params import declare_params
+from lab.ros.presence import offer_presence
 from lab.ros.qos import LATCHED
-from lab.ros.safety import TOPIC
+from lab.ros.safety import PRESENCE_TOPIC, TOPIC
 from lab_interfaces.msg import SafetyState
 from lab_interfaces.srv import SafetyCommand
 
@@ -45,6 +46,8 @@ class SafetyNode(Node):
                 self.state.update(stopped=True, by="safety", reason=f"state file unreadable: {exc}")
         self._lock = threading.Lock()
         self.pub = self.create_publisher(SafetyState, TOPIC, LATCHED)
+        # its presence for the movers (lab.ros.safety.SafetyMonitor contact_timeout)
+        self._presence = offer_presence(self, PRESENCE_TOPIC, self.params.presence_lease)
         self.create_service(SafetyCommand, "/safety/stop", lambda rq, rs: self._set(True, rq, rs))
         self.create_service(SafetyCommand, "/safety/release", lambda rq, rs: self._set(False, rq, rs))
         self._publish()

@@ -26,6 +26,9 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
         from lab.ros.clock import ClockWaits
 
         ClockWaits.of(node)  # on the simulated clock: says at once that this is a new instance
+        from lab.ros.presence import GraphRejoin
+
+        rejoin = GraphRejoin(node)  # noqa: F841 (kept for the node's life) the graph heals after a network cut
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -13,40 +13,78 @@ from rclpy.node import Node
 from lab.ros.qos import LATCHED
 
 TOPIC = "/safety/state"
+#: the safety node's presence (lab.ros.presence): a mover that loses it stops (`contact_timeout`)
+PRESENCE_TOPIC = "/safety/presence"
 
 
 class SafetyMonitor:
     """The latest safety state (the latched one at start-up); `on_change(stopped, text)` is called
-    from the executor on every change."""
+    from the executor on every change.
+
+    `contact_timeout` > 0 (the movers: navigator, arm): the node also watches the safety node's
+    presence (DDS liveliness, lab.ros.presence) and counts as stopped while it has lost it: a
+    robot whose host is cut off from the safety node could not hear a stop, so it does not move
+    until it hears the safety node again (then the latched state holds, stopped or not). The
+    state itself is on its own topic, so a lease set wrong can cost the contact check (DDS then
+    reports incompatible QoS) but never the stop messages."""
 
     def __init__(self, node: Node, on_change: Callable[[bool, str], None] | None = None,
-                 callback_group=None) -> None:
+                 callback_group=None, contact_timeout: float = 0.0) -> None:
         from lab_interfaces.msg import SafetyState
 
         self._lock = threading.Lock()
         self._stopped = False
         self._text = ""
+        self._contact = True
         self._on_change = on_change
         node.create_subscription(SafetyState, TOPIC, self._state, LATCHED, callback_group=callback_group)
+        if contact_timeout > 0:
+            from lab.ros.presence import PresenceWatch
+
+            self._watch = PresenceWatch(node, {"safety": PRESENCE_TOPIC}, contact_timeout,
+                                        lambda _member, present: self._presence(present),
+                                        callback_group=callback_group)
 
     def _state(self, msg) -> None:
         text = f"emergency stop by {msg.by or 'someone'}" + (f": {msg.reason}" if msg.reason else "")
         with self._lock:
-            changed = msg.stopped != self._stopped
+            before = self._stopped_locked()
             self._stopped, self._text = bool(msg.stopped), text if msg.stopped else ""
-        if changed and self._on_change is not None:
-            self._on_change(bool(msg.stopped), text)
+            now, why = self._stopped_locked(), self._reason_locked()
+        if now != before and self._on_change is not None:
+            self._on_change(now, why)
+
+    def _presence(self, present: bool) -> None:
+        with self._lock:
+            before = self._stopped_locked()
+            self._contact = present
+            now, why = self._stopped_locked(), self._reason_locked()
+        if now != before and self._on_change is not None:
+            self._on_change(now, why)
+
+    def _stopped_locked(self) -> bool:
+        return self._stopped or not self._contact
+
+    def _reason_locked(self) -> str:
+        if self._stopped:
+            return self._text
+        if not self._contact:
+            return ("no contact with the safety node (its host or this one cut off from the network, or it "
+                    "died): nothing moves until it is heard again")
+        return ""
 
     @property
     def stopped(self) -> bool:
         with self._lock:
-            return self._stopped
+            return self._stopped_locked()
 
     def refusal(self) -> str:
         """'' when goals may run; else why not (who stopped the lab and why)."""
         with self._lock:
-            return f"refused: {self._text} (release: lab estop --release)" if self._stopped else ""
+            if self._stopped:
+                return f"refused: {self._text} (release: lab estop --release)"
+            return f"refused: {self._reason_locked()}" if not self._contact else ""
 
     def reason(self) -> str:
         with self._lock:
-            return self._text
+            return self._reason_locked()

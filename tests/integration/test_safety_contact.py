@@ -1,0 +1,84 @@
+"""A mover that loses the safety node's presence stops as for an emergency stop (issue 17).
+
+Real DDS: a stand-in safety node (a process of its own) offers the presence writer and the
+released state; a node's SafetyMonitor with a contact time-out follows it. A stand-in that is
+stopped (SIGSTOP) is heard from no more, as when its host is cut off (DDS liveliness lost): the
+monitor must count as stopped, refuse with the reason, and go back to the latched state when
+the writer is back. A monitor without the contact check (stations, the lab manager) is not
+affected."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import ros_available, spinning
+from procs import process
+
+pytestmark = pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")
+
+
+def _until(predicate, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+STANDIN = """
+import rclpy
+from lab.ros.presence import offer_presence
+from lab.ros.qos import LATCHED
+from lab.ros.safety import PRESENCE_TOPIC, TOPIC
+from lab_interfaces.msg import SafetyState
+rclpy.init()
+node = rclpy.create_node("safety_standin")
+state = node.create_publisher(SafetyState, TOPIC, LATCHED)
+state.publish(SafetyState(stopped=False))
+presence = offer_presence(node, PRESENCE_TOPIC, 0.5)
+print("UP", flush=True)
+rclpy.spin(node)
+"""
+
+
+def test_a_mover_stops_while_the_safety_node_is_out_of_reach(rclpy_context) -> None:
+    """The stand-in safety node is a process of its own; SIGSTOP silences it as a network cut
+    would (DDS hears nothing from its participant), SIGCONT brings it back."""
+    import signal
+    import sys
+
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    from lab.ros.qos import LATCHED
+    from lab.ros.safety import TOPIC, SafetyMonitor
+    from lab_interfaces.msg import SafetyState
+
+    mover = Node("mover", context=rclpy_context)
+    changes: list[tuple[bool, str]] = []
+    watched = SafetyMonitor(mover, lambda stopped, text: changes.append((stopped, text)), contact_timeout=1.0)
+    unwatched = SafetyMonitor(mover)
+    operator = mover.create_publisher(SafetyState, TOPIC, LATCHED)
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    executor.add_node(mover)
+    with process([sys.executable, "-c", STANDIN]) as standin, spinning(executor):
+        assert standin.stdout.readline().strip() == "UP"
+        time.sleep(1.5)  # matched, liveliness seen
+        assert not watched.stopped and watched.refusal() == ""
+        standin.send_signal(signal.SIGSTOP)
+        try:
+            assert _until(lambda: watched.stopped), "contact loss not noticed"
+            assert "no contact with the safety node" in watched.refusal()
+            assert changes and changes[-1][0] is True and "no contact" in changes[-1][1]
+            assert not unwatched.stopped  # without the contact check: as before
+        finally:
+            standin.send_signal(signal.SIGCONT)
+        assert _until(lambda: not watched.stopped), "contact not regained"
+        assert changes[-1] == (False, "")
+        # an emergency stop while in contact is still a stop, with its own reason
+        operator.publish(SafetyState(stopped=True, by="operator", reason="test"))
+        assert _until(lambda: watched.stopped and unwatched.stopped)
+        assert watched.refusal().startswith("refused: emergency stop by operator: test")
+    mover.destroy_node()

@@ -664,14 +664,7 @@ class Scheduler:
         while True:
             src_station, dst_station = source.partition("/")[0], target.partition("/")[0]
             on_robot = src_station in self.robots  # left on a robot by a failed transfer: that robot takes it
-            at_source = set() if on_robot else \
-                {r for r in self.robots if self.robot_at[r] == src_station} | set(self._standing_at(src_station))
-            robot = self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
-                                            cancelled=lambda: run.is_cancel_requested,
-                                            usable=lambda r, mine=on_robot: self._unladen(r, carrier) and (
-                                                mine or r not in self.offline),
-                                            prefer=lambda r, here=at_source: 0.0 if r in here else 1.0,
-                                            waiting=self._waiting(batch_id))
+            robot = self._take_robot(batch_id, carrier, src_station, on_robot, run)
             try:
                 self._charge_if_needed(robot, batch_id, run)
                 deck = f"{robot}/{DECK}"
@@ -691,6 +684,18 @@ class Scheduler:
                 source = where
             finally:
                 self.robot_pool.release(robot, batch_id)
+
+    def _take_robot(self, batch_id: str, carrier: str, src_station: str, on_robot: bool, run: Any) -> str:
+        """Reserve the robot for a transport from `src_station` (the robot itself when the carrier is
+        on it): one present and unladen, preferably one already there."""
+        at_source = set() if on_robot else \
+            {r for r in self.robots if self.robot_at[r] == src_station} | set(self._standing_at(src_station))
+        return self.robot_pool.acquire([src_station] if on_robot else self.robots, batch_id,
+                                       cancelled=lambda: run.is_cancel_requested,
+                                       usable=lambda r: self._unladen(r, carrier)
+                                       and (on_robot or r not in self.offline),
+                                       prefer=lambda r: 0.0 if r in at_source else 1.0,
+                                       waiting=self._waiting(batch_id))
 
     def _unladen(self, robot: str, carrier: str) -> bool:
         """A robot may carry `carrier` only when nothing else is on it (a carrier a stop left on

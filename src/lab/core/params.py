@@ -25,6 +25,12 @@ GRASP_HEIGHT = 0.06
 ROS_OWN = frozenset({"use_sim_time"})
 
 
+#: simulated s an action server keeps a finished goal's result for a client that asks late (a lab
+#: manager restarted meanwhile, or one that was cut off from the server by the network): rclpy
+#: counts its `result_timeout` on the node's clock, and its default (900 s) is 0.6 wall s at 1500x
+RESULT_KEEP = 7 * 86400.0
+
+
 class NodeParams(BaseModel):
     """A node's parameters: unknown names are refused, values checked on assignment too."""
 
@@ -152,7 +158,7 @@ class StationParams(NodeParams):
     # how long a finished goal's result is kept for a lab manager restarted meanwhile to fetch.
     # rclpy counts it on the node's clock, simulated time in the simulation: its default (900 s)
     # is 0.6 wall s at 1500x, shorter than a restart. A week of simulated time.
-    result_keep: float = Field(604800.0, gt=0)
+    result_keep: float = Field(RESULT_KEEP, gt=0)
     presence_lease: float = Field(2.0, gt=0)         # wall s: the station's presence (lab.ros.presence)
     stations_file: str = ""
     processes_file: str = ""                         # "" = config/station_processes.yaml

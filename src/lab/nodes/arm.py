@@ -25,7 +25,7 @@ from rclpy.node import Node
 from lab.backends.base import ManipulationBackend, MotionOutcome, Waypoint, backend_class
 from lab.core.errors import InvalidGoal
 from lab.core.kinematics import Chain, Unreachable, deck_places, named_poses
-from lab.core.params import ArmParams
+from lab.core.params import RESULT_KEEP, ArmParams
 from lab.core.simworld import check_move
 from lab.core.world import Pose2D
 from lab.ros.clock import clock_hold, sim_now, wait_for
@@ -68,7 +68,8 @@ class ArmNode(Node):
         self.move_client = self.create_client(MoveObject, "/sim/move_object", callback_group=group)
         ActionServer(self, Manipulate, "manipulate", execute_callback=self._execute,
                      goal_callback=lambda _: GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT,
-                     cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group)
+                     cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group,
+                     result_timeout=int(RESULT_KEEP))  # asked for after a network cut, say
         self.get_logger().info(f"{self.robot}: manipulation backend '{name}', named poses {', '.join(self.named)}")
 
     def shutdown(self) -> None:

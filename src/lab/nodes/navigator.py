@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from lab.backends.base import NavigationBackend, NavOutcome, backend_class
 from lab.core.errors import InvalidGoal
 from lab.core.kinematics import Chain
-from lab.core.params import NavigatorParams
+from lab.core.params import RESULT_KEEP, NavigatorParams
 from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
 from lab.core.world import Pose2D, Station
 from lab.ros.actions import ActionClient, call_action
@@ -72,10 +72,10 @@ class NavigatorNode(Node):
         self.arm_client = ActionClient(self, Manipulate, "manipulate", callback_group=group)
         ActionServer(self, NavigateToStation, "navigate_to_station", execute_callback=self._to_station,
                      goal_callback=self._accept, cancel_callback=lambda _: CancelResponse.ACCEPT,
-                     callback_group=group)
+                     callback_group=group, result_timeout=int(RESULT_KEEP))
         ActionServer(self, NavigateToPose, "navigate_to_pose", execute_callback=self._to_pose,
                      goal_callback=self._accept, cancel_callback=lambda _: CancelResponse.ACCEPT,
-                     callback_group=group)
+                     callback_group=group, result_timeout=int(RESULT_KEEP))
         # the robot's presence for the lab manager (DDS liveliness; lab.ros.presence)
         self._presence = offer_presence(self, robot_topic(self.robot), params.presence_lease)
         self.get_logger().info(f"{self.robot}: navigation backend '{name}', {len(self.world.stations)} stations")

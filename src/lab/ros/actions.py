@@ -261,7 +261,7 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
     interval = ask_again
     next_ask = time.monotonic() + interval
     while not done.wait(0.02):
-        if ask_again > 0 and time.monotonic() > next_ask:
+        if interval > 0 and time.monotonic() > next_ask:
             interval = min(2 * interval, 60.0)
             next_ask = time.monotonic() + interval
             futures.append(client._get_result_async(handle))
@@ -272,10 +272,12 @@ def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Call
             return CallOutcome(None, GoalStatus.STATUS_UNKNOWN,
                                f"{client.name}: the action server went away during the goal ({why}): "
                                "the goal's result is lost", lost=True)
-        if server.returned:  # back from a network cut: a result sent meanwhile was lost with it
+        if server.returned:
+            # back from a network cut: a result sent meanwhile was lost with it, and a request sent
+            # as the server reappears can be lost too (its response writer not yet matched with our
+            # reader): asked now, then again at doubling intervals until answered
             server.returned = False
-            futures.append(client._get_result_async(handle))
-            futures[-1].add_done_callback(lambda _: done.set())
+            interval, next_ask = ACK_TIMEOUT / 2, time.monotonic()
         over = "" if cancelled else overdue()
         if not cancelled and (cancel() or time.monotonic() > deadline or over):
             timed_out = time.monotonic() > deadline or bool(over)

@@ -11,6 +11,8 @@
     lab         a photocatalysis campaign through every node over DDS
     estop       how fast the emergency stop stops a driving robot (wall and simulated time)
     faults      a campaign during which every kind of node is SIGKILLed once: nothing lost, nothing twice
+    hosts       the lab on one host and on three (network namespaces, root): round trips, campaign,
+                recovery after robot1's host is cut off
     all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
 
@@ -23,7 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults")
+BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults",
+           "hosts")
 MODULES = {"planner": "pool"}
 
 

@@ -1,4 +1,5 @@
-"""Several hosts on one machine for system tests: Linux network namespaces joined by a bridge.
+"""Several hosts on one machine, for the multi-host tests and `lab bench hosts`: Linux network
+namespaces joined by a bridge.
 
 Each host is a network namespace with its own loopback and one interface (a veth pair whose
 other end is on a bridge in the test's namespace), with its own address on a test subnet, so

@@ -69,6 +69,9 @@ RECOVERY_WAIT = WORLD_WAIT + ROBOTS_SETTLE_WAIT + 60.0
 #: report what it interrupted: bringup restarts a node within 1-4 s, a node starts in a few s
 #: (the loss itself is only seen once DDS drops the dead node, ~20 s)
 RESTART_REPORT_WAIT = 30.0
+#: wall s to wait for a station's latched status to say what a restart interrupted, when the station
+#: answers that it does not know a recorded goal (the status is there at once, or within a DDS round trip)
+REPORT_WAIT = 5.0
 
 
 class RobotOffline(InvalidGoal):
@@ -77,9 +80,7 @@ class RobotOffline(InvalidGoal):
     def __init__(self, robot: str, text: str) -> None:
         super().__init__(text)
         self.robot = robot
-#: wall s to wait for a station's latched status to say what a restart interrupted, when the station
-#: answers that it does not know a recorded goal (the status is there at once, or within a DDS round trip)
-REPORT_WAIT = 5.0
+
 
 Amounts = dict[str, tuple[float, str]]  # component -> (amount, unit)
 
@@ -678,6 +679,8 @@ class Scheduler:
                 return
             except RobotOffline as exc:
                 where = self._carrier_at(carrier, source)
+                if where == target:  # the move was made; only its answer was lost with the robot
+                    return
                 if where.partition("/")[0] == exc.robot:
                     raise RobotOffline(exc.robot, f"{carrier} is on {exc.robot}, {exc}") from None
                 self.log.warning(f"{batch_id}: {exc}; {carrier} (at {where}) goes with another robot")

@@ -1,0 +1,55 @@
+"""lab.ros.actions.ServerInstance: when a goal's action server counts as gone (issue 17).
+
+A restarted server (other endpoints serve the action) is gone at once; with an `absent_grace`,
+a server merely missing from the graph (its host cut off) is waited for, and one that comes
+back with the same endpoints still has the goal (`returned`: its result is asked for again).
+The graph is a fake: the list of status-publisher gids the test sets."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from lab.ros.actions import ServerInstance
+
+
+def _server(gids: list[bytes], grace: float) -> tuple[ServerInstance, list[bytes]]:
+    graph = list(gids)
+    node = SimpleNamespace(
+        get_publishers_info_by_topic=lambda _topic: [SimpleNamespace(endpoint_gid=g) for g in graph],
+        resolve_topic_name=lambda name: name)
+    client = SimpleNamespace(_node=node, _action_name="/robot1/manipulate")
+    return ServerInstance(client, period=0.0, absent_grace=grace), graph  # type: ignore[arg-type]
+
+
+def test_without_grace_a_server_missing_from_the_graph_is_gone() -> None:
+    server, graph = _server([b"a"], grace=0.0)
+    assert not server.gone()
+    graph.clear()
+    assert server.gone()
+
+
+def test_with_grace_a_server_cut_off_and_back_still_has_the_goal() -> None:
+    server, graph = _server([b"a"], grace=0.5)
+    graph.clear()
+    assert not server.gone() and not server.returned
+    graph.append(b"a")
+    assert not server.gone() and server.returned
+
+
+def test_with_grace_a_restarted_server_is_gone_at_once() -> None:
+    server, graph = _server([b"a"], grace=60.0)
+    graph[:] = [b"b"]
+    assert server.gone()
+
+
+def test_a_server_absent_past_the_grace_is_gone() -> None:
+    server, graph = _server([b"a"], grace=0.2)
+    graph.clear()
+    assert not server.gone()
+    time.sleep(0.3)
+    assert server.gone()

@@ -165,9 +165,13 @@ class LabCommander(Node):
         return self._call_service(Trigger, service, Trigger.Request(), timeout)
 
     def _call_service(self, srv_type: type, service: str, request: Any, timeout: float = 10.0,
-                      poll: float = 0.1) -> tuple[bool, str]:
+                      poll: float = 0.1, resend: float = 0.0) -> tuple[bool, str]:
         """Call an operator service whose response has success and message; TimeoutError naming
-        the service when it is not there within `timeout` or does not answer in ANSWER_TIMEOUT."""
+        the service when it is not there within `timeout` or does not answer in ANSWER_TIMEOUT.
+        `resend` > 0 (idempotent services only): the request is sent again after that many s
+        without an answer: a service that has just appeared may answer before its response writer
+        has matched this client (Fast DDS: "failed to send response (timeout)"), and the answer is
+        lost (seen: `lab demo`'s refill right after start-up)."""
         client = self.create_client(srv_type, service)
         try:
             deadline = time.monotonic() + timeout
@@ -175,13 +179,17 @@ class LabCommander(Node):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
                 self.spin_for(poll)
-            future = client.call_async(request)
+            futures = [client.call_async(request)]
             deadline = time.monotonic() + ANSWER_TIMEOUT  # a pause waits for goals being sent (up to 7 s)
-            while not future.done():
+            again = time.monotonic() + resend
+            while not any(f.done() for f in futures):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
+                if resend > 0 and time.monotonic() > again:
+                    again = time.monotonic() + resend
+                    futures.append(client.call_async(request))
                 self.spin_for(poll)
-            response = future.result()
+            response = next(f for f in futures if f.done()).result()
             return bool(response.success), str(response.message)
         finally:
             self.destroy_client(client)
@@ -199,7 +207,8 @@ class LabCommander(Node):
         from lab_interfaces.srv import RefillStock
 
         return self._call_service(RefillStock, f"/stations/{station}/refill_stock",
-                                  RefillStock.Request(stock=stock, amount=float(amount)), timeout)
+                                  RefillStock.Request(stock=stock, amount=float(amount)), timeout,
+                                  resend=3.0 if amount <= 0 else 0.0)  # to full is idempotent; adding is not
 
     def cancel_campaign(self, campaign_id: str) -> tuple[bool, str]:
         """Ask the planner to end its running campaign `campaign_id` (resumable)."""

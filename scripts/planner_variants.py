@@ -44,7 +44,8 @@ from lab.core.emulators import HerEmulator
 from lab.core.planner import BatchPlanner, _Posterior
 from lab.core.space import campaign_path, load_campaign
 
-PLANNER_OPTIONS = {"xi": float, "candidates": int, "local": int, "top": int, "sparse": float}
+PLANNER_OPTIONS = {"xi": float, "candidates": int, "local": int, "top": int, "sparse": float, "trees": int,
+                   "hyper_samples": int}
 
 
 class WarpedSpace:

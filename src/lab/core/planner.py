@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +53,8 @@ class BatchPlanner:
                  initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
-                 length_scale_max: float = 2.0, trees: int = 0) -> None:
+                 length_scale_max: float = 2.0, length_scale_min: float = 0.05, trees: int = 0, hyper_samples: int = 0,
+                 sample_below: int = 150) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
@@ -61,8 +62,9 @@ class BatchPlanner:
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.refit_growth = refit_growth
         self.sparse = sparse
-        self.length_scale_max = length_scale_max
+        self.length_scale_min, self.length_scale_max = length_scale_min, length_scale_max
         self.trees = trees
+        self.hyper_samples, self.sample_below = hyper_samples, sample_below
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
@@ -156,7 +158,8 @@ class BatchPlanner:
             return self._model(x, y, start)  # hyperparameters kept until the data grow by refit_growth
         if start is None:
             start = (ConstantKernel(1.0, (1e-2, 1e2))
-                     * Matern(np.full(x.shape[1], 0.3), (0.05, self.length_scale_max), nu=2.5)
+                     * Matern(np.full(x.shape[1], max(0.3, self.length_scale_min)),
+                              (self.length_scale_min, self.length_scale_max), nu=2.5)
                      + WhiteKernel(0.05, (1e-4, 1.0)))
         subset = np.arange(len(y))
         if len(y) > self.fit_subset:
@@ -195,70 +198,56 @@ class BatchPlanner:
     def _random(self, n: int, exclude: set[tuple[float, ...]]) -> list[Point]:
         return self._unseen(self.space.sample(max(4 * n, 64), self.rng), exclude, limit=n)
 
-    def _believer(self, x: np.ndarray, y: np.ndarray, xp: np.ndarray, xc: np.ndarray, n: int) -> list[int]:
-        """Kriging believer by rank-one posterior updates.
-
-        Adding an observation at the posterior mean leaves the mean unchanged and lowers the
-        variance by c(x)^2 / v*, c the posterior covariance with the new point: exact, and it
-        avoids refitting the GP for each pick (16 picks at 700 observations: ~0.3 s, not ~5 s).
-        """
+    def _posteriors(self, x: np.ndarray, y: np.ndarray) -> list[GaussianProcessRegressor]:
+        """The GP(s) to average the acquisition over: the fitted one (type-II maximum likelihood)
+        or, with `hyper_samples` > 0 and at most `sample_below` observations, that many draws of
+        the hyperparameters from their posterior (log marginal likelihood under a flat prior on
+        the log-hyperparameters within their bounds), by slice sampling started at the fit
+        (Snoek, Larochelle & Adams 2012: EI integrated over the hyperparameters)."""
         gp = self._model(x, y)
-        kernel, train = gp.kernel_, gp.X_train_
+        if not self.hyper_samples or len(y) > self.sample_below:
+            return [gp]
+        kernel = gp.kernel_
+        bounds = kernel.bounds
+        thetas = _slice_sample(lambda t: float(gp.log_marginal_likelihood(t)), kernel.theta, bounds[:, 0],
+                               bounds[:, 1], self.hyper_samples, self.rng)
+        return [self._model(x, y, kernel.clone_with_theta(t)) for t in thetas]
+
+    def _believer(self, x: np.ndarray, y: np.ndarray, xp: np.ndarray, xc: np.ndarray, n: int) -> list[int]:
+        """Kriging believer by rank-one posterior updates, expected improvement averaged over
+        the posteriors of `_posteriors` (one unless hyperparameters are sampled)."""
+        gps = self._posteriors(x, y)
+        forest = self._forest(x, y, xc, gps[0]) if self.trees else None
+        states = [_Believer(gp, xc, xp) for gp in gps]
+        gp = gps[0]
         scale = float(np.atleast_1d(gp._y_train_std)[0])
-        v_c = solve_triangular(gp.L_, kernel(train, xc), lower=True)          # n x candidates
-        mean = (kernel(xc, train) @ gp.alpha_).ravel()                          # normalised units
-        var = np.maximum(kernel.diag(xc) - np.einsum("ij,ij->j", v_c, v_c), 1e-12)
-        spread = np.zeros(len(xc))   # what an ensemble adds to the GP's variance (fixed over the batch)
-        if self.trees:
-            mean, spread = self._with_forest(x, y, xc, gp, mean, var)
-        updates: list[np.ndarray] = []                                          # u_j over candidates
-
-        def add(u_point: list[float], cov_c: np.ndarray, var_point: float) -> None:
-            nonlocal var
-            cov = cov_c - sum(u * up for u, up in zip(updates, u_point, strict=True)) if updates else cov_c
-            v = var_point - sum(up * up for up in u_point)
-            if v > 1e-12:
-                u = cov / math.sqrt(v)
-                updates.append(u)
-                var = np.maximum(var - u * u, 1e-12)
-
-        for z in xp:  # pending points first: believed at their mean
-            v_z = solve_triangular(gp.L_, kernel(train, z[None, :]), lower=True)[:, 0]
-            cov_c = kernel(xc, z[None, :])[:, 0] - v_c.T @ v_z
-            var_z = float(kernel.diag(z[None, :])[0] - v_z @ v_z)
-            # u_j at z: covariances of z with the earlier pending points are not tracked
-            # (treated as independent); candidates near them still lose their variance
-            add([0.0] * len(updates), cov_c, var_z)
         y_opt = float((np.min(y) - gp._y_train_mean) / scale) if scale else float(np.min(y))
-        model = _Posterior(mean, self._mixed(var, spread))
         chosen: list[int] = []
         for _ in range(n):
-            ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)  # xi in units of the sd of y
+            ei = np.zeros(len(xc))
+            for state in states:
+                mean, var = state.mean, state.var
+                if forest is not None:  # an equal mixture with the forest (mean, variance over its trees)
+                    m_f, v_f = forest
+                    mean, var = 0.5 * (mean + m_f), 0.5 * (var + v_f) + 0.25 * (mean - m_f) ** 2
+                ei += gaussian_ei(xc, _Posterior(mean, var), y_opt=y_opt, xi=self.xi)  # xi in sd of y
             ei[chosen] = -np.inf
             i = int(np.argmax(ei))
             chosen.append(i)
-            cov_c = kernel(xc, xc[i:i + 1])[:, 0] - v_c.T @ v_c[:, i]
-            add([float(u[i]) for u in updates], cov_c, float(var[i] + sum(float(u[i]) ** 2 for u in updates)))
-            model.var = self._mixed(var, spread)
+            for state in states:
+                state.pick(i)
         return chosen
 
-    def _mixed(self, var: np.ndarray, spread: np.ndarray) -> np.ndarray:
-        return var if not self.trees else 0.5 * var + spread
-
-    def _with_forest(self, x: np.ndarray, y: np.ndarray, xc: np.ndarray, gp: GaussianProcessRegressor,
-                     mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """An equal mixture of the GP and an extra-trees forest (Liang et al. 2021's two strong
-        surrogates): the mixture's mean, and what it adds to half the GP's variance (half the
-        forest's variance over its trees plus the two means' disagreement), in the GP's
-        normalised units."""
+    def _forest(self, x: np.ndarray, y: np.ndarray, xc: np.ndarray,
+                gp: GaussianProcessRegressor) -> tuple[np.ndarray, np.ndarray]:
+        """An extra-trees forest's mean and variance over its trees at the candidates, in the
+        GP's normalised units (Liang et al. 2021's other strong surrogate)."""
         from sklearn.ensemble import ExtraTreesRegressor
 
         z = (y - gp._y_train_mean) / float(np.atleast_1d(gp._y_train_std)[0])
         forest = ExtraTreesRegressor(n_estimators=self.trees, random_state=int(self.rng.integers(2**31))).fit(x, z)
         per_tree = np.stack([t.predict(xc) for t in forest.estimators_])
-        m_f, v_f = per_tree.mean(axis=0), per_tree.var(axis=0)
-        mixed = 0.5 * (mean + m_f)
-        return mixed, 0.5 * v_f + 0.25 * (mean - m_f) ** 2
+        return per_tree.mean(axis=0), per_tree.var(axis=0)
 
     def _parego(self, x: np.ndarray, targets: np.ndarray, xp: np.ndarray, xc: np.ndarray,
                 candidates: list[Point], n: int) -> list[Point]:
@@ -296,3 +285,69 @@ class _Posterior:
         if len(x) != len(self.mean):
             raise ValueError("_Posterior answers only for its candidates")
         return (self.mean, np.sqrt(self.var)) if return_std else self.mean
+
+
+class _Believer:
+    """One GP's posterior at the candidates through a kriging-believer batch.
+
+    Adding an observation at the posterior mean leaves the mean unchanged and lowers the
+    variance by c(x)^2 / v*, c the posterior covariance with the new point: exact, and it
+    avoids refitting the GP for each pick (16 picks at 700 observations: ~0.3 s, not ~5 s).
+    Points still pending in the lab are added first, the same way."""
+
+    def __init__(self, gp: GaussianProcessRegressor, xc: np.ndarray, xp: np.ndarray) -> None:
+        self.kernel, self.xc, self.L = gp.kernel_, xc, gp.L_
+        train = gp.X_train_
+        self.v_c = solve_triangular(gp.L_, self.kernel(train, xc), lower=True)      # n x candidates
+        self.mean = (self.kernel(xc, train) @ gp.alpha_).ravel()                      # normalised units
+        self.var = np.maximum(self.kernel.diag(xc) - np.einsum("ij,ij->j", self.v_c, self.v_c), 1e-12)
+        self.updates: list[np.ndarray] = []                                           # u_j over candidates
+        for z in xp:
+            v_z = solve_triangular(gp.L_, self.kernel(train, z[None, :]), lower=True)[:, 0]
+            cov_c = self.kernel(xc, z[None, :])[:, 0] - self.v_c.T @ v_z
+            var_z = float(self.kernel.diag(z[None, :])[0] - v_z @ v_z)
+            # covariances of z with the earlier pending points are not tracked (treated as
+            # independent); candidates near them still lose their variance
+            self._add([0.0] * len(self.updates), cov_c, var_z)
+
+    def _add(self, u_point: list[float], cov_c: np.ndarray, var_point: float) -> None:
+        cov = cov_c - sum(u * up for u, up in zip(self.updates, u_point, strict=True)) if self.updates else cov_c
+        v = var_point - sum(up * up for up in u_point)
+        if v > 1e-12:
+            u = cov / math.sqrt(v)
+            self.updates.append(u)
+            self.var = np.maximum(self.var - u * u, 1e-12)
+
+    def pick(self, i: int) -> None:
+        """Candidate i joins the data at its mean."""
+        cov_c = self.kernel(self.xc, self.xc[i:i + 1])[:, 0] - self.v_c.T @ self.v_c[:, i]
+        u_i = [float(u[i]) for u in self.updates]
+        self._add(u_i, cov_c, float(self.var[i] + sum(v * v for v in u_i)))
+
+
+def _slice_sample(log_p: Callable[[np.ndarray], float], start: np.ndarray, low: np.ndarray, high: np.ndarray,
+                  n: int, rng: np.random.Generator, thin: int = 2, width: float = 1.0) -> list[np.ndarray]:
+    """n draws from exp(log_p) on the box [low, high], by slice sampling with hyperrectangles
+    (Neal 2003, Ann. Stat. 31, sec. 5.1), every `thin`-th step kept, starting at `start` (a
+    mode, so no burn-in beyond the first steps)."""
+    x = np.clip(np.asarray(start, dtype=float), low, high)
+    current = log_p(x)
+    out: list[np.ndarray] = []
+    for step in range(n * thin):
+        level = current - rng.exponential()
+        left = np.maximum(x - width * rng.random(len(x)), low)
+        right = np.minimum(left + width, high)
+        left = np.minimum(left, x)  # the box always holds x (it may have been clipped)
+        right = np.maximum(right, x)
+        for _ in range(200):
+            trial = left + rng.random(len(x)) * (right - left)
+            value = log_p(trial)
+            if value >= level:
+                x, current = trial, value
+                break
+            below = trial < x
+            left = np.where(below, trial, left)
+            right = np.where(below, right, trial)
+        if step % thin == thin - 1:
+            out.append(x.copy())
+    return out

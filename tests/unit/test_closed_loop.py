@@ -194,3 +194,27 @@ def test_multi_objective_campaign_grows_its_hypervolume(tmp_path):
             history.append(runner.hypervolume())
         assert runner.done and history[-1] > history[0] > 0
         assert len(runner.best()) >= 2
+
+
+def test_slice_sampler_draws_from_the_target_within_the_box():
+    """The hyperparameter sampler (`hyper_samples`): draws of a standard normal (correlated
+    dimensions, a box that cuts one tail) have the truncated normal's moments, all in the box;
+    the planner with sampled hyperparameters still proposes feasible, distinct batches."""
+    from lab.core.planner import _slice_sample
+
+    cov = np.array([[1.0, 0.6], [0.6, 1.0]])
+    inv = np.linalg.inv(cov)
+    low, high = np.array([-5.0, 0.0]), np.array([5.0, 5.0])
+    draws = np.array(_slice_sample(lambda t: float(-0.5 * t @ inv @ t), np.array([0.0, 0.5]), low, high, 3000,
+                                   np.random.default_rng(0), thin=1))
+    assert ((draws >= low) & (draws <= high)).all()
+    # second dimension: a half-normal, mean sqrt(2 / pi) = 0.80; first: pulled up by the correlation
+    assert abs(draws[:, 1].mean() - 0.80) < 0.08, draws.mean(axis=0)
+    assert 0.3 < draws[:, 0].mean() < 0.65, draws.mean(axis=0)
+    rng = np.random.default_rng(0)
+    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, hyper_samples=4)
+    observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
+    batch = planner.propose(observed, [], 8)
+    assert len({PHOTO.space.key(p) for p in batch}) == 8
+    for p in batch:
+        PHOTO.space.validate(p)

@@ -335,10 +335,8 @@ def _slice_sample(log_p: Callable[[np.ndarray], float], start: np.ndarray, low: 
     out: list[np.ndarray] = []
     for step in range(n * thin):
         level = current - rng.exponential()
-        left = np.maximum(x - width * rng.random(len(x)), low)
-        right = np.minimum(left + width, high)
-        left = np.minimum(left, x)  # the box always holds x (it may have been clipped)
-        right = np.maximum(right, x)
+        left = x - width * rng.random(len(x))  # a box of the width, placed at random around x,
+        left, right = np.maximum(left, low), np.minimum(left + width, high)  # cut to the bounds
         for _ in range(200):
             trial = left + rng.random(len(x)) * (right - left)
             value = log_p(trial)

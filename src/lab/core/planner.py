@@ -20,8 +20,10 @@ over feasible candidates of the campaign's space.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Before `initial_random` valid observations the batch is random (space-filling start).
-- `trees` > 0 (off by default): EI under an equal mixture of the GP and an extra-trees forest
-  (measured on `lab bench suite`, not adopted: BENCHMARKS.md).
+- Measured on `lab bench suite` and not adopted (off by default; BENCHMARKS.md): `trees` > 0,
+  EI under an equal mixture of the GP and an extra-trees forest; `hyper_samples` > 0, EI
+  averaged over that many draws of the GP's hyperparameters (slice sampling) instead of the
+  maximum-likelihood fit; `length_scale_min`/`length_scale_max` other than 0.05/2.
 """
 
 from __future__ import annotations

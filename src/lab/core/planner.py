@@ -23,7 +23,7 @@ over feasible candidates of the campaign's space.
 - Measured on `lab bench suite` and not adopted (off by default; BENCHMARKS.md): `trees` > 0,
   EI under an equal mixture of the GP and an extra-trees forest; `hyper_samples` > 0, EI
   averaged over that many draws of the GP's hyperparameters (slice sampling) instead of the
-  maximum-likelihood fit; `length_scale_min`/`length_scale_max` other than 0.05/2.
+  maximum-likelihood fit (one objective; ParEGO keeps the fit); `length_scale_min`/`length_scale_max` other than 0.05/2.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ class _Believer:
     Points still pending in the lab are added first, the same way."""
 
     def __init__(self, gp: GaussianProcessRegressor, xc: np.ndarray, xp: np.ndarray) -> None:
-        self.kernel, self.xc, self.L = gp.kernel_, xc, gp.L_
+        self.kernel, self.xc = gp.kernel_, xc
         train = gp.X_train_
         self.v_c = solve_triangular(gp.L_, self.kernel(train, xc), lower=True)      # n x candidates
         self.mean = (self.kernel(xc, train) @ gp.alpha_).ravel()                      # normalised units

@@ -256,3 +256,27 @@ def test_a_saved_state_is_taken_back_or_set_aside_with_the_reason(tmp_path: Path
         assert value is None and reason in why and f"set aside as {tmp_path / name}.unusable-" in why
         assert not (tmp_path / name).exists()  # not read again at the next start
         assert len(list(tmp_path.glob(f"{name}.unusable-*"))) == 1
+
+
+def test_an_arm_keeps_its_own_moves_until_the_world_message_shows_them():
+    """The arm's view (with_own_moves): a world message published before the arm's last moves
+    (the tray still at the oven or in the gripper) gets them applied; one that shows the tray
+    where the arm left it, or anywhere else (moved on by someone), is taken as it is and the
+    moves forgotten; a target another object occupies in the message is not overwritten."""
+    from lab.core.simworld import with_own_moves
+
+    own = {"tray_2": ["post_cure_oven/tray", "robot1/gripper", "robot1/deck1"]}
+    before = {"post_cure_oven/tray": "tray_2", "printer/tray": "tray_1"}
+    assert with_own_moves(before, own) == {"robot1/deck1": "tray_2", "printer/tray": "tray_1"}
+    between = {"robot1/gripper": "tray_2", "printer/tray": "tray_1"}
+    assert with_own_moves(between, own) == {"robot1/deck1": "tray_2", "printer/tray": "tray_1"}
+    assert own  # still waiting for the message that shows the tray on the deck
+    shown = {"robot1/deck1": "tray_2", "printer/tray": "tray_1"}
+    assert with_own_moves(shown, own) == shown and own == {}
+    assert with_own_moves(before, own) == before  # forgotten: a later message is the truth again
+    elsewhere = {"mechanical_tester/tray": "tray_2"}
+    own = {"tray_2": ["post_cure_oven/tray", "robot1/deck1"]}
+    assert with_own_moves(elsewhere, own) == elsewhere and own == {}
+    occupied = {"post_cure_oven/tray": "tray_2", "robot1/deck1": "rack_1"}
+    own = {"tray_2": ["post_cure_oven/tray", "robot1/deck1"]}
+    assert with_own_moves(occupied, own) == occupied and own == {}

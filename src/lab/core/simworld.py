@@ -78,6 +78,30 @@ def check_move(objects_at: Mapping[str, str], obj: str, source: str, target: str
     return present
 
 
+def with_own_moves(world: Mapping[str, str], own: dict[str, list[str]]) -> dict[str, str]:
+    """A published world state (location -> object) with the moves one arm made itself and has
+    not yet seen published (`own`: object -> the locations it went through, last = where it is
+    now; updated in place).
+
+    The simulation publishes a move before it answers the arm, but the two travel on different
+    DDS channels: the arm can get the answer, drive on and be asked for its next move before
+    the world message arrives (seen once in CI: a tray refused as "nothing at robot1/deck1"
+    right after the arm had put it there). A message that still shows an object at one of the
+    earlier places of its own moves was published before the last of them: the object is put
+    where the arm left it. A message that shows it anywhere else includes the moves (or later
+    ones by others): it is taken as it is and the moves forgotten."""
+    out = dict(world)
+    where = {obj: loc for loc, obj in world.items()}
+    for obj, path in list(own.items()):
+        at, target = where.get(obj), path[-1]
+        if at == target or at not in path[:-1] or target in out:
+            del own[obj]
+            continue
+        del out[at]
+        out[target] = obj
+    return out
+
+
 class ObjectRegistry:
     """Where every rack and tray is: one location '<owner>/<slot>' per object, one object per slot."""
 

@@ -26,7 +26,7 @@ from lab.backends.base import ManipulationBackend, MotionOutcome, Waypoint, back
 from lab.core.errors import InvalidGoal
 from lab.core.kinematics import Chain, Unreachable, deck_places, named_poses
 from lab.core.params import RESULT_KEEP, ArmParams
-from lab.core.simworld import check_move
+from lab.core.simworld import check_move, with_own_moves
 from lab.core.world import Pose2D
 from lab.ros.clock import clock_hold, sim_now, wait_for
 from lab.ros.conversions import planar_pose
@@ -61,6 +61,7 @@ class ArmNode(Node):
         self._pose: Pose2D | None = None
         self._odom_count = 0
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
+        self._own_moves: dict[str, list[str]] = {}  # made here, not yet seen published (with_own_moves)
         group = ReentrantCallbackGroup()
         self.safety = SafetyMonitor(self, callback_group=group, contact_timeout=params.safety_timeout)
         self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
@@ -88,7 +89,7 @@ class ArmNode(Node):
 
     def _world_state(self, msg: WorldState) -> None:
         with self._state_lock:
-            self._world = dict(zip(msg.locations, msg.objects, strict=False))
+            self._world = with_own_moves(dict(zip(msg.locations, msg.objects, strict=False)), self._own_moves)
 
     # ------------------------------------------------------------------ geometry
     def slot_in_base(self, location: str) -> np.ndarray:
@@ -252,7 +253,13 @@ class ArmNode(Node):
         if not done.wait(10.0):
             return "the simulation did not answer move_object"
         response = future.result()
-        return None if response.success else response.message
+        if not response.success:
+            return response.message
+        with self._state_lock:  # the arm's own view knows its move before the world message comes
+            if self._world is not None and obj and self._world.get(source) == obj:
+                self._own_moves[obj] = self._own_moves.get(obj, [source]) + [target]
+                self._world = with_own_moves(self._world, {obj: [source, target]})
+        return None
 
     @staticmethod
     def _must(outcome: MotionOutcome) -> None:

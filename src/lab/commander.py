@@ -161,8 +161,8 @@ class LabCommander(Node):
         return self._send_goal(RunStation, f"/stations/{station}/run_station", goal)
 
     # --- operator services ---------------------------------------------------------------
-    def _trigger(self, service: str, timeout: float = 10.0) -> tuple[bool, str]:
-        return self._call_service(Trigger, service, Trigger.Request(), timeout)
+    def _trigger(self, service: str, timeout: float = 10.0, resend: float = 0.0) -> tuple[bool, str]:
+        return self._call_service(Trigger, service, Trigger.Request(), timeout, resend=resend)
 
     def _call_service(self, srv_type: type, service: str, request: Any, timeout: float = 10.0,
                       poll: float = 0.1, resend: float = 0.0) -> tuple[bool, str]:
@@ -221,7 +221,9 @@ class LabCommander(Node):
         return self._trigger("/lab_manager/pause")
 
     def resume(self) -> tuple[bool, str]:
-        return self._trigger("/lab_manager/resume")
+        # idempotent ("already running" is a success), so a lost answer is asked again (seen once:
+        # the lab resumed but `lab resume` reported no answer within 15 s)
+        return self._trigger("/lab_manager/resume", resend=3.0)
 
     def destroy_node(self) -> None:
         for client in self._action_clients.values():

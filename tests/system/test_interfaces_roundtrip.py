@@ -156,3 +156,45 @@ def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_contex
         executor.shutdown()
         node.destroy_node()
         spinner.join(timeout=5)
+
+
+def test_resume_asks_again_when_its_answer_is_lost(rclpy_context) -> None:
+    """`lab resume` is idempotent, so the commander sends it again when no answer came within
+    3 s (an answer Fast DDS lost or delayed: seen once, the lab resumed but the command reported
+    no answer within 15 s). Here the stand-in lab manager never answers the first request."""
+    import threading
+
+    from conftest import spinning
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from std_srvs.srv import Trigger
+
+    from lab.commander import LabCommander
+
+    release = threading.Event()
+    requests: list[int] = []
+
+    def answer(_request, response):
+        requests.append(len(requests) + 1)
+        if len(requests) == 1:
+            release.wait(30.0)  # the first answer is "lost": it comes after the commander gave up
+        response.success, response.message = True, f"answered request {len(requests)}"
+        return response
+
+    server = Node("lab_manager", context=rclpy_context)
+    server.create_service(Trigger, "/lab_manager/resume", answer, callback_group=ReentrantCallbackGroup())
+    executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
+    executor.add_node(server)
+    cmd = LabCommander("resume_client", context=rclpy_context)
+    try:
+        with spinning(executor):
+            ok, message = cmd.resume()
+            release.set()
+        assert ok and message == "answered request 2", message
+        assert requests == [1, 2]
+    finally:
+        release.set()
+        cmd.destroy_node()
+        server.destroy_node()
+        executor.shutdown()

@@ -15,8 +15,9 @@ cube, e.g. lsb20 for the bound before 2026-11-25); show (base, printing the fitt
 48 observations); any other name: base plus its options.
 Options: xi=X, candidates=N, local=N, top=N, sparse=P (BatchPlanner's own); lsmin=X / lsmax=X
 (length-scale bounds); prior=1 (MAP fit: log-normal prior on each length scale, location
-sqrt(2) + ln(d)/2, scale sqrt(3), after Hvarfner et al., ICML 2024); yj=1 (objective
-Yeo-Johnson-transformed before the fit, as HEBO does); xw=S (mixture volumes warped
+sqrt(2) + ln(d)/2, scale sqrt(3), after Hvarfner et al., ICML 2024); warp_y=0/1/2 (the
+objective before the fit: as measured, Yeo-Johnson-transformed as HEBO does (what `yj=1` was
+until 2026-11-30), one-sided, the default since then); hedge=1 (gp_hedge portfolio); xw=S (mixture volumes warped
 log(1 + u/e) / log(1 + 1/e), e = S grid steps: the first step of an ingredient counts most);
 lin=A (ridge trend, penalty A, with the GP on its residuals); et=L (extra-trees forest, leaves of
 at least L, instead of the GP; a batch by refitting on believed values); moves=1 (neighbours of
@@ -33,7 +34,6 @@ import scipy.optimize
 from scipy.linalg import solve_triangular
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-from sklearn.preprocessing import PowerTransformer
 from skopt.acquisition import gaussian_ei
 from skopt.learning import ExtraTreesRegressor
 
@@ -45,7 +45,7 @@ from lab.core.planner import BatchPlanner, _Posterior
 from lab.core.space import campaign_path, load_campaign
 
 PLANNER_OPTIONS = {"xi": float, "candidates": int, "local": int, "top": int, "sparse": float, "trees": int,
-                   "hyper_samples": int}
+                   "hyper_samples": int, "warp_y": int, "hedge": int}
 
 
 class WarpedSpace:
@@ -107,12 +107,6 @@ def variant_class(variant: str) -> type[BatchPlanner]:
                 if key in opts:
                     kwargs[key] = kind(opts[key])
             super().__init__(*args, **kwargs)
-
-        def _targets(self, observed):
-            points, y = super()._targets(observed)
-            if "yj" in opts and len(y) >= 3:
-                y = PowerTransformer(method="yeo-johnson").fit_transform(y)
-            return points, y
 
         def _model(self, x, y, kernel=None, slot=""):
             if name == "cold" and kernel is None:

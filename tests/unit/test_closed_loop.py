@@ -218,3 +218,48 @@ def test_slice_sampler_draws_from_the_target_within_the_box():
     assert len({PHOTO.space.key(p) for p in batch}) == 8
     for p in batch:
         PHOTO.space.validate(p)
+
+
+def test_objective_warp_keeps_the_order_and_compresses_only_a_bad_tail():
+    """`warp_y`: Yeo-Johnson keeps the order of the values (EI's incumbent stays the best) and
+    makes a long tail closer to normal; one-sided (2) compresses a long tail of bad (high)
+    values as the plain one does, and leaves a long tail of good (low) values as it is."""
+    from scipy.stats import skew
+
+    from lab.core.planner import _yeo_johnson
+
+    rng = np.random.default_rng(0)
+    bad_tail = rng.lognormal(0.0, 1.0, 60)   # minimised: a few very bad values
+    good_tail = -bad_tail                    # a few very good ones
+    for y in (bad_tail, good_tail):
+        for one_sided in (False, True):
+            z = _yeo_johnson(y, one_sided)
+            assert (np.argsort(z) == np.argsort(y)).all()
+    assert abs(skew(_yeo_johnson(bad_tail))) < 0.3 < skew(bad_tail)
+    assert np.allclose(_yeo_johnson(bad_tail, True), _yeo_johnson(bad_tail))
+    assert abs(skew(_yeo_johnson(good_tail))) < 0.3
+    standardised = (good_tail - good_tail.mean()) / good_tail.std()
+    assert np.allclose(_yeo_johnson(good_tail, True), standardised)
+    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, warp_y=2)
+    observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
+    batch = planner.propose(observed, [], 8)
+    assert len({PHOTO.space.key(p) for p in batch}) == 8
+
+
+def test_hedge_rewards_the_acquisition_whose_picks_the_model_rates_best():
+    """`hedge` (skopt's gp_hedge): EI, PI and LCB each nominate a candidate per pick, one is
+    drawn by the softmax of their gains, and at the next call each gains minus the refitted
+    model's mean at its nominees (values are minimised), so an acquisition whose picks look
+    good gains more."""
+    rng = np.random.default_rng(0)
+    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, hedge=1)
+    observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
+    first = planner.propose(observed, [], 4)
+    assert len(planner._nominees) == 4 and all(n.shape == (3, len(PHOTO.space.dimensions)) for n in planner._nominees)
+    assert (planner.gains == 0).all()
+    nominees = np.vstack(planner._nominees)
+    gp = planner._model(PHOTO.space.to_unit([o.point for o in observed]),
+                        planner._targets(observed)[1][:, 0])  # the kernel the next call reuses
+    expected = -((gp.predict(nominees) - gp._y_train_mean) / gp._y_train_std).reshape(-1, 3).sum(axis=0)
+    planner.propose(observed, first, 4)
+    assert np.allclose(planner.gains, expected)

@@ -17,7 +17,7 @@ Options: xi=X, candidates=N, local=N, top=N, sparse=P (BatchPlanner's own); lsmi
 (length-scale bounds); prior=1 (MAP fit: log-normal prior on each length scale, location
 sqrt(2) + ln(d)/2, scale sqrt(3), after Hvarfner et al., ICML 2024); warp_y=0/1/2 (the
 objective before the fit: as measured, Yeo-Johnson-transformed as HEBO does (what `yj=1` was
-until 2026-11-30), one-sided, the default since then); hedge=1 (gp_hedge portfolio); xw=S (mixture volumes warped
+until 2026-11-30), one-sided); hedge=1 (gp_hedge portfolio); xw=S (mixture volumes warped
 log(1 + u/e) / log(1 + 1/e), e = S grid steps: the first step of an ingredient counts most);
 lin=A (ridge trend, penalty A, with the GP on its residuals); et=L (extra-trees forest, leaves of
 at least L, instead of the GP; a batch by refitting on believed values); moves=1 (neighbours of

@@ -20,18 +20,17 @@ over feasible candidates of the campaign's space.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Before `initial_random` valid observations the batch is random (space-filling start).
-- One objective: the values are standardised and Yeo-Johnson transformed before the fit (HEBO,
-  Cowen-Rivers et al. 2022), with the exponent at most 1 (`warp_y`=2, "one-sided"): a long
-  tail of bad values is compressed so that the GP resolves the good region, a long tail of
-  good values is left as it is (the plain transform, `warp_y`=1, compressed it and did worse
-  on the photocatalysis emulator). `warp_y`=0: no transform. ParEGO is not transformed.
 - Measured on `lab bench suite` and not adopted (off by default; BENCHMARKS.md): `trees` > 0,
   EI under an equal mixture of the GP and an extra-trees forest; `hyper_samples` > 0, EI
   averaged over that many draws of the GP's hyperparameters (slice sampling) instead of the
   maximum-likelihood fit (one objective; ParEGO keeps the fit); `length_scale_min`/`length_scale_max` other than 0.05/2;
-  `hedge`, skopt's gp_hedge portfolio (EI, PI and LCB with `kappa`, drawn by the softmax of
-  `eta` times their gains; one objective; the gains are not persisted, a resumed campaign
-  starts them again at 0).
+  `warp_y` (one objective; ParEGO is not transformed): the values standardised and
+  Yeo-Johnson transformed before the fit (HEBO, Cowen-Rivers et al. 2022), 1 with the
+  maximum-likelihood exponent, 2 "one-sided" with the exponent at most 1 (only a long tail of
+  bad values compressed; fewer experiments on the pools at batch 1, but more campaign seeds
+  stalled on the photocatalysis emulator); `hedge`, skopt's gp_hedge portfolio (EI, PI and
+  LCB with `kappa`, drawn by the softmax of `eta` times their gains; one objective; the gains
+  are not persisted, a resumed campaign starts them again at 0).
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ class BatchPlanner:
                  local: int = 3000, top: int = 10, restarts: int = 2,
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
                  length_scale_max: float = 2.0, length_scale_min: float = 0.05, trees: int = 0, hyper_samples: int = 0,
-                 sample_below: int = 150, warp_y: int = 2, hedge: int = 0, kappa: float = 1.96,
+                 sample_below: int = 150, warp_y: int = 0, hedge: int = 0, kappa: float = 1.96,
                  eta: float = 1.0) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)

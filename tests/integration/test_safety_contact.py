@@ -82,3 +82,48 @@ def test_a_mover_stops_while_the_safety_node_is_out_of_reach(rclpy_context) -> N
         assert _until(lambda: watched.stopped and unwatched.stopped)
         assert watched.refusal().startswith("refused: emergency stop by operator: test")
     mover.destroy_node()
+
+
+def test_a_mover_or_station_that_has_not_heard_the_safety_state_yet_does_nothing(
+        rclpy_context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node just started may not have discovered the safety node yet, while the lab may be
+    stopped (seen: a navigator started 0.7 s before a stop took a drive goal a second after it).
+    Until it has heard the state once, a monitor with `until_heard` counts as stopped; `refusal()`
+    waits up to FIRST_STATE_WAIT for it and answers from what it heard, or refuses with the reason."""
+    import threading
+
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    import lab.ros.safety as safety
+    from lab.ros.qos import LATCHED
+    from lab_interfaces.msg import SafetyState
+
+    monkeypatch.setattr(safety, "FIRST_STATE_WAIT", 0.5)
+    mover = Node("fresh_mover", context=rclpy_context)
+    station = safety.SafetyMonitor(mover, until_heard=True)
+    arm = safety.SafetyMonitor(mover, contact_timeout=1.0)  # the movers: until_heard by default
+    manager = safety.SafetyMonitor(mover)  # the lab manager's: as before
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    executor.add_node(mover)
+    with spinning(executor):
+        assert station.stopped and arm.stopped and not manager.stopped
+        started = time.monotonic()
+        why = station.refusal()
+        assert time.monotonic() - started >= 0.45
+        assert why.startswith("refused: no contact with the safety node yet (its state not heard"), why
+        # the state comes while a goal waits for it: the goal goes on, with no refusal
+        answers: list[str] = []
+        monkeypatch.setattr(safety, "FIRST_STATE_WAIT", 10.0)
+        waiting = threading.Thread(target=lambda: answers.append(arm.refusal()))
+        waiting.start()
+        time.sleep(0.2)
+        publisher = mover.create_publisher(SafetyState, safety.TOPIC, LATCHED)
+        publisher.publish(SafetyState(stopped=False))
+        waiting.join(10.0)
+        assert answers == [""] and not arm.stopped and not station.stopped
+        # heard once, a stop is a stop with its own reason
+        publisher.publish(SafetyState(stopped=True, by="operator", reason="test"))
+        assert _until(lambda: station.stopped and arm.stopped and manager.stopped)
+        assert station.refusal().startswith("refused: emergency stop by operator: test")
+    mover.destroy_node()

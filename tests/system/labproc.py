@@ -15,11 +15,16 @@ from procs import alive, children_of, process
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = [sys.executable, "-m", "lab.cli"]
+MOVERS_AND_STATIONS = {"navigator", "arm", "station"}
 
 
 def table(tmp_path: Path, keep: set[str], overrides: dict[str, dict] | None = None) -> Path:
-    """A copy of config/nodes.yaml with only the nodes named in keep (by executable)."""
+    """A copy of config/nodes.yaml with only the nodes named in keep (by executable). The safety
+    node comes with any mover or station: they do nothing until they have heard its state
+    (lab.ros.safety.SafetyMonitor until_heard), as in every real bringup."""
     doc = yaml.safe_load((ROOT / "config" / "nodes.yaml").read_text())
+    if keep & MOVERS_AND_STATIONS:
+        keep = keep | {"safety"}
     nodes = []
     for node in doc["nodes"]:
         if node["executable"] in keep:

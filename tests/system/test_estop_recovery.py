@@ -74,9 +74,12 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
             ok, message = cmd.pause()
             assert ok and message.startswith("paused: "), message
             steps.clear()
-            spin_until(cmd, lambda: world.get(next(iter(rack_of(world))), "").startswith("solid_dispenser/") and
-                       not any("-> solid_dispenser/" in step for step in steps.get("steps", [])),
-                       60, what="the transfer under way at the pause to finish")
+            try:
+                spin_until(cmd, lambda: world.get(next(iter(rack_of(world))), "").startswith("solid_dispenser/")
+                           and not any("-> solid_dispenser/" in step for step in steps.get("steps", [])),
+                           60, what="the transfer under way at the pause to finish")
+            except TimeoutError as exc:  # failed once in CI, cause not known: what the lab said
+                pytest.fail(f"{exc}; world {world}; steps {steps.get('steps')}\n{out.text(80)}")
             cmd.spin_for(4.0)  # the dispenser would have started at once, and runs 90 simulated s (18 wall s)
             started = [step for step in steps.get("seen", []) if step.startswith("solid_dispenser:")]
             assert not started and mode.get("mode") == LabStatus.PAUSED, (started, out.text(40))

@@ -70,7 +70,7 @@ def test_estop_stops_a_direct_navigation_goal_and_refuses_every_new_goal(safety_
                  cmd.manipulate("robot1", "move", "", "inspect"),
                  cmd.run_station("photoreactor", "rack_1")):
         outcome, why = _result(cmd, task)
-        assert outcome is TaskResult.FAILED and "refused: emergency stop by test" in why, why
+        assert outcome is TaskResult.FAILED and "refused: emergency stop by test" in why, f"{why}\n{out.text(60)}"
     _spin_for(cmd, 0.3)
     assert probe.truth == pytest.approx(stopped_at, abs=1e-6)
     ok, message = cmd.estop(release=True, by="test")
@@ -99,3 +99,4 @@ def test_estop_ends_a_running_station_process_and_the_cli_releases_it(safety_lab
     started = time.monotonic()
     outcome, why = _result(cmd, cmd.run_station("sonicator", "rack_3"))  # 10 simulated minutes
     assert outcome is TaskResult.SUCCEEDED, (why, time.monotonic() - started, out.text(40))
+

@@ -548,6 +548,53 @@ def test_a_drive_failing_with_the_robot_present_still_counts(tmp_path: Path) -> 
     assert "robot1 could not reach" in done.samples[0].failure
 
 
+NO_CONTACT_REFUSAL = ("robot1: photoreactor: refused: no contact with the safety node (its host or this one cut "
+                      "off from the network, or it died): nothing moves until it is heard again")
+
+
+def test_refusals_for_want_of_the_safety_nodes_contact_after_a_heal_are_not_tries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a network cut heals, the lab manager can hear robot1 before robot1 hears the safety
+    node (seen in CI: 16 experiments failed so). Three such refusals (more than a leg's two tries)
+    are waited out, and the batch is measured in full."""
+    import lab.core.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "CONTACT_RETRY", 0.05)
+    sched, fake, log = lab(tmp_path)
+    refused = {"n": 0}
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Drive) and refused["n"] < 3:
+            refused["n"] += 1
+            return Outcome(False, NO_CONTACT_REFUSAL)
+        return None
+
+    fake.script = script
+    done = run(sched, 2)
+    assert refused["n"] == 3
+    assert done.result is not None and done.result.success, done.result
+    assert [s.failure for s in done.samples] == ["", ""] and fake.processes() == PHOTO
+    assert log.said("cannot hear the safety node yet (the network's failure): not counted as a try")
+    assert free(sched)
+
+
+def test_a_robot_that_never_hears_the_safety_node_again_fails_its_leg_after_offline_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation guard for the above, and its limit: refusals that go on past `offline_wait` count
+    as tries, and the batch fails with the robot's reason."""
+    import lab.core.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "CONTACT_RETRY", 0.05)
+    sched, fake, _ = lab(tmp_path, offline_wait=0.3)
+    fake.script = lambda o, c: Outcome(False, NO_CONTACT_REFUSAL) if isinstance(o, Drive) else None
+    started = time.monotonic()
+    done = run(sched, 2)
+    assert done.result is not None and not done.result.success
+    assert "robot1 could not reach" in done.samples[0].failure and "no contact with the safety node" in \
+        done.samples[0].failure
+    assert time.monotonic() - started >= 0.3
+
+
 def test_a_robot_that_stays_offline_hands_its_transport_to_another(tmp_path: Path) -> None:
     """robot1's host is cut off during its first drive and never comes back: after `offline_wait`
     the rack (still in storage) goes with robot2, and robot1 gets no order after it was lost."""

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 
+#: how a mover (navigator, arm) words its refusal while it cannot hear the safety node; the
+#: lab manager reads it as the network's failure, not the robot's (lab.core.scheduler)
+NO_CONTACT = "no contact with the safety node"
+
 #: the safety node's `operator_port` default (lab.core.params.SafetyParams)
 OPERATOR_PORT = 47100
 

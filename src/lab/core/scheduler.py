@@ -48,6 +48,7 @@ from lab.core.errors import InvalidGoal
 from lab.core.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 from lab.core.params import LabManagerParams
 from lab.core.resources import ResourcePool, Unavailable
+from lab.core.safety import NO_CONTACT
 from lab.core.station import KindSpec, expected_seconds
 from lab.core.waits import wait_for
 from lab.core.workflow import Workflow, workflow
@@ -56,6 +57,9 @@ from lab.core.world import Pose2D, StationsConfig
 DECK = "deck1"
 #: wall s a batch waits for the first world state (a lab manager started before the simulation)
 WORLD_WAIT = 30.0
+#: wall s between tries of a leg whose robot refused for want of the safety node's contact: the
+#: movers watch the safety node's presence with a 3 s timeout (`safety_timeout`) on a 1 s lease
+CONTACT_RETRY = 2.0
 #: wall s a scheduler starting up waits for robot goals under way (its predecessor's) to end: a
 #: transfer (~60 simulated s) or a drive across the lab (~2 simulated min), at 1x real time
 ROBOTS_SETTLE_WAIT = 300.0
@@ -542,6 +546,7 @@ class Scheduler:
         arm's retreat after the release cut short by a restarted simulation, say)."""
         reason = ""
         failed = tried = 0  # tries that failed with the robot present all along; tries made
+        unheard: list[float] = []  # when the robot first refused for want of the safety node's contact
         while True:
             if tried:
                 # where the carrier really is after a failed transfer (a missed release leaves it
@@ -568,7 +573,7 @@ class Scheduler:
                 if not nav.succeeded:
                     reason = f"{robot} could not reach {station}: {nav.message}"
                     self.robot_at[robot] = ""
-                    failed += self._counts(robot, losses, reason, batch_id)
+                    failed += self._counts(robot, losses, reason, batch_id, run, unheard)
                     continue
                 self.robot_at[robot] = station
             self.robot_state[robot] = "manipulating"
@@ -582,15 +587,32 @@ class Scheduler:
                 return
             reason = f"{robot} could not move {carrier} {source} -> {target}: {arm.message}"
             self.robot_at[robot] = ""  # re-dock (and re-refine) before trying again
-            failed += self._counts(robot, losses, reason, batch_id)
+            failed += self._counts(robot, losses, reason, batch_id, run, unheard)
             if self._stopped():
                 self._gate(run)
         raise InvalidGoal(reason)
 
-    def _counts(self, robot: str, losses: int, reason: str, batch_id: str) -> int:
+    def _counts(self, robot: str, losses: int, reason: str, batch_id: str, run: Any, unheard: list[float]) -> int:
         """1 when a failed try counts against the leg's two; 0 when the robot went offline during it
         (or is offline now: DDS may say so only after the goal failed): then the failure is the
-        network's, and the leg is tried again once the robot is back."""
+        network's, and the leg is tried again once the robot is back.
+
+        Also 0 when the robot refused because it cannot hear the safety node (lab.core.safety
+        NO_CONTACT): after a network cut heals, the lab manager may hear the robot again before the
+        robot hears the safety node (each pair of hosts rediscovers the other on its own; seen in
+        CI: a batch's 16 experiments failed that way). The leg is tried again every
+        `CONTACT_RETRY` wall s, for up to `offline_wait` from the first such refusal; past that the
+        refusal counts like any other failure (nothing moved meanwhile: the robot refused)."""
+        if NO_CONTACT in reason:
+            if not unheard:
+                unheard.append(time.time())
+            left = unheard[0] + self.params.offline_wait - time.time()
+            if left > 0:
+                self.log.warning(f"{batch_id}: {reason}; {robot} cannot hear the safety node yet (the network's "
+                                 f"failure): not counted as a try; trying again in {CONTACT_RETRY:g} s (for up to "
+                                 f"{left:.0f} s more)")
+                wait_for(lambda: run.is_cancel_requested or self._stopped(), CONTACT_RETRY, poll=0.1)
+                return 0
         if self.losses.get(robot, 0) == losses and robot not in self.offline:
             return 1
         self.log.warning(f"{batch_id}: {reason}; {robot} went offline meanwhile: not counted as a try")

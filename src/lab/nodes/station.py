@@ -97,7 +97,7 @@ class StationNode(Node):
         self._interrupted_record: dict[str, Any] | None = None  # the process a restart interrupted, as saved
         self._restore()
         group = ReentrantCallbackGroup()
-        self.safety = SafetyMonitor(self, callback_group=group)
+        self.safety = SafetyMonitor(self, callback_group=group, until_heard=True)  # runs nothing before it
         self.status_pub = self.create_publisher(StationStatus, "~/status", LATCHED)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
         ActionServer(self, RunStation, "~/run_station", execute_callback=self._execute,

@@ -45,7 +45,8 @@ from lab.core.planner import BatchPlanner, _Posterior
 from lab.core.space import campaign_path, load_campaign
 
 PLANNER_OPTIONS = {"xi": float, "candidates": int, "local": int, "top": int, "sparse": float, "trees": int,
-                   "hyper_samples": int, "warp_y": int, "hedge": int}
+                   "hyper_samples": int, "warp_y": int, "hedge": int,
+                   "level": float}
 
 
 class WarpedSpace:

@@ -263,3 +263,24 @@ def test_hedge_rewards_the_acquisition_whose_picks_the_model_rates_best():
     expected = -((gp.predict(nominees) - gp._y_train_mean) / gp._y_train_std).reshape(-1, 3).sum(axis=0)
     planner.propose(observed, first, 4)
     assert np.allclose(planner.gains, expected)
+
+
+def test_level_picks_by_the_probability_of_beating_a_quantile_of_the_values():
+    """`level` (measured, off): the first pick maximises the probability of beating (values are
+    minimised) the `level` quantile of the values so far, not expected improvement on the best."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
+    x = PHOTO.space.to_unit([o.point for o in observed])
+    y = BatchPlanner(PHOTO.space, PHOTO.objectives)._targets(observed)[1][:, 0]
+    xc = PHOTO.space.to_unit(PHOTO.space.sample(300, rng))
+    picks = {}
+    for level in (0.0, 0.25):
+        planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, level=level)
+        picks[level] = planner._believer(x, y, np.zeros((0, x.shape[1])), xc, 1)[0]
+    gp = planner._model(x, y)  # the fit the call above made (reused: the data have not grown)
+    mean, sd = gp.predict(xc, return_std=True)
+    threshold = np.quantile(y, 0.25)
+    assert picks[0.25] == int(np.argmax(norm.cdf((threshold - mean) / np.maximum(sd, 1e-12))))
+    assert picks[0.25] != picks[0.0]  # not EI's pick here

@@ -30,7 +30,9 @@ over feasible candidates of the campaign's space.
   bad values compressed; fewer experiments on the pools at batch 1, but more campaign seeds
   stalled on the photocatalysis emulator); `hedge`, skopt's gp_hedge portfolio (EI, PI and
   LCB with `kappa`, drawn by the softmax of `eta` times their gains; one objective; the gains
-  are not persisted, a resumed campaign starts them again at 0).
+  are not persisted, a resumed campaign starts them again at 0); `level` > 0, the probability
+  of beating the `level` quantile of the values so far instead of EI (an active-search-like
+  acquisition: find many good candidates rather than improve on the best; one objective).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class BatchPlanner:
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
                  length_scale_max: float = 2.0, length_scale_min: float = 0.05, trees: int = 0, hyper_samples: int = 0,
                  sample_below: int = 150, warp_y: int = 0, hedge: int = 0, kappa: float = 1.96,
-                 eta: float = 1.0) -> None:
+                 eta: float = 1.0, level: float = 0.0) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
@@ -77,6 +79,7 @@ class BatchPlanner:
         self.hyper_samples, self.sample_below = hyper_samples, sample_below
         self.warp_y = int(warp_y)  # 1: Yeo-Johnson, 2: one-sided
         self.hedge, self.kappa, self.eta = bool(hedge), kappa, eta
+        self.level = level  # > 0: probability of beating that quantile of the values so far, not EI
         self.gains = np.zeros(3)                   # hedge: EI, PI, LCB's gains so far
         self._nominees: list[np.ndarray] = []      # hedge: each acquisition's picks (unit cube) of the last batch
         self.rng = np.random.default_rng(seed)
@@ -237,6 +240,8 @@ class BatchPlanner:
         gp = gps[0]
         scale = float(np.atleast_1d(gp._y_train_std)[0])
         y_opt = float((np.min(y) - gp._y_train_mean) / scale) if scale else float(np.min(y))
+        if self.level > 0:  # the threshold: that quantile of the values so far (minimised), standardised
+            y_opt = float((np.quantile(y, self.level) - gp._y_train_mean) / (scale or 1.0))
         if self.hedge and self._nominees:  # each acquisition gains minus the model's mean at its picks
             predicted = (gp.predict(np.vstack(self._nominees)) - gp._y_train_mean) / (scale or 1.0)
             self.gains -= predicted.reshape(-1, 3).sum(axis=0)
@@ -250,7 +255,10 @@ class BatchPlanner:
                     m_f, v_f = forest
                     mean, var = 0.5 * (mean + m_f), 0.5 * (var + v_f) + 0.25 * (mean - m_f) ** 2
                 posterior = _Posterior(mean, var)
-                scores[0] += gaussian_ei(xc, posterior, y_opt=y_opt, xi=self.xi)  # xi in sd of y
+                if self.level > 0:
+                    scores[0] += gaussian_pi(xc, posterior, y_opt=y_opt, xi=0.0)
+                else:
+                    scores[0] += gaussian_ei(xc, posterior, y_opt=y_opt, xi=self.xi)  # xi in sd of y
                 if self.hedge:
                     scores[1] += gaussian_pi(xc, posterior, y_opt=y_opt, xi=self.xi)
                     scores[2] -= gaussian_lcb(xc, posterior, kappa=self.kappa)

@@ -33,7 +33,6 @@ import numpy as np
 import scipy.optimize
 from scipy.linalg import solve_triangular
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from skopt.acquisition import gaussian_ei
 from skopt.learning import ExtraTreesRegressor
 
@@ -41,7 +40,7 @@ import lab.core.closed_loop as campaign_module
 import lab.core.planner as planner_module
 from lab.bench.campaign import run_loop
 from lab.core.emulators import HerEmulator
-from lab.core.planner import BatchPlanner, _Posterior
+from lab.core.planner import BatchPlanner, _Posterior, start_kernel
 from lab.core.space import campaign_path, load_campaign
 
 PLANNER_OPTIONS = {"xi": float, "candidates": int, "local": int, "top": int, "sparse": float, "trees": int,
@@ -116,9 +115,7 @@ def variant_class(variant: str) -> type[BatchPlanner]:
                 self.restarts = 2
             if ("lsmin" in opts or "lsmax" in opts) and kernel is None and slot not in self._last_kernel:
                 low, high = float(opts.get("lsmin", 0.05)), float(opts.get("lsmax", self.length_scale_max))
-                self._last_kernel[slot] = (ConstantKernel(1.0, (1e-2, 1e2))
-                                           * Matern(np.full(x.shape[1], max(0.3, low)), (low, high), nu=2.5)
-                                           + WhiteKernel(0.05, (1e-4, 1.0)))
+                self._last_kernel[slot] = start_kernel(x.shape[1], low, high)
             gp = super()._model(x, y, kernel, slot)
             if kernel is None and name == "show" and len(y) % 48 < 16:
                 print(len(y), gp.kernel_, file=sys.stderr)

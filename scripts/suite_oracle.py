@@ -22,11 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 import lab.bench.suite as suite
 from lab.bench.pool import first_reach, load_pool
-from lab.core.planner import BatchPlanner, _yeo_johnson
+from lab.core.planner import BatchPlanner, _yeo_johnson, start_kernel
 from lab.paths import data_path
 
 SUITE_PLANNER = suite._planner
@@ -43,8 +42,7 @@ def trial(task: tuple[str, int, dict]) -> tuple[str, int, int | None, str]:
     loss = -y if pool_set.maximize else y
     warp = int(options.get("warp_y", WARP_DEFAULT))
     seen = _yeo_johnson(loss, warp == 2) if warp else loss
-    start = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(x.shape[1], 0.3), (0.05, 2.0), nu=2.5)
-             + WhiteKernel(0.05, (1e-4, 1.0)))
+    start = start_kernel(x.shape[1])  # the planner's own, with its default bounds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         oracle = GaussianProcessRegressor(start, normalize_y=True, n_restarts_optimizer=5,

@@ -46,7 +46,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 from skopt.acquisition import gaussian_ei, gaussian_lcb, gaussian_pi
 
 from lab.core.report import Objective
@@ -57,6 +57,14 @@ from lab.core.space import Point, Space
 class Observation:
     point: Point
     values: Mapping[str, float]
+
+
+def start_kernel(dims: int, length_scale_min: float = 0.05, length_scale_max: float = 2.0) -> Kernel:
+    """The GP's kernel before its first fit: a constant times Matern 5/2 with one length scale
+    per input (on the unit cube, within the bounds) plus white noise."""
+    return (ConstantKernel(1.0, (1e-2, 1e2))
+            * Matern(np.full(dims, max(0.3, length_scale_min)), (length_scale_min, length_scale_max), nu=2.5)
+            + WhiteKernel(0.05, (1e-4, 1.0)))
 
 
 class BatchPlanner:
@@ -174,10 +182,7 @@ class BatchPlanner:
         if start is not None and fitted_at and len(y) < self.refit_growth * fitted_at:
             return self._model(x, y, start)  # hyperparameters kept until the data grow by refit_growth
         if start is None:
-            start = (ConstantKernel(1.0, (1e-2, 1e2))
-                     * Matern(np.full(x.shape[1], max(0.3, self.length_scale_min)),
-                              (self.length_scale_min, self.length_scale_max), nu=2.5)
-                     + WhiteKernel(0.05, (1e-4, 1.0)))
+            start = start_kernel(x.shape[1], self.length_scale_min, self.length_scale_max)
         subset = np.arange(len(y))
         if len(y) > self.fit_subset:
             subset = np.random.default_rng(len(y)).choice(len(y), self.fit_subset, replace=False)

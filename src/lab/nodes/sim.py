@@ -332,8 +332,13 @@ class SimNode(Node):
         self.lab.step(min(dt, land), until_idle=bool(computing) or not self._waits)
 
     def _tick(self) -> None:
-        with self._physics:
-            views = self._tick_locked()
+        try:
+            with self._physics:
+                views = self._tick_locked()
+        except Exception:
+            if self.context.ok():
+                raise
+            return  # Ctrl-C shut the context down during the tick: its publishing fails, nothing else
         for name, view, now, wanted in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
             if wanted == {"compressed"}:  # only the recording's stream: off the loop, never two at once
                 if self._packing is None or self._packing.done():

@@ -16,6 +16,7 @@ lease, or DDS does not match them (an incompatible-QoS warning in the log).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from rclpy.duration import Duration
@@ -111,9 +112,12 @@ class GraphRejoin:
 
     def check(self) -> bool:
         """Compare the writers in the graph with those seen before; refresh when one came back."""
-        import time
-
-        now = {bytes(i.endpoint_gid) for i in self._node.get_publishers_info_by_topic(LAB_TOPIC)}
+        try:
+            now = {bytes(i.endpoint_gid) for i in self._node.get_publishers_info_by_topic(LAB_TOPIC)}
+        except Exception:
+            if self._node.context.ok():
+                raise
+            return False  # Ctrl-C shut the context down under this callback (peers leaving fire it)
         with self._lock:
             back = self._gone & now
             self._gone = (self._gone | self._seen) - now

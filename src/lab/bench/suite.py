@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,10 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[tuple, list[np.ndarray]] = {}
     seconds: dict[tuple, list[float]] = {}
     began = time.monotonic()
-    with ProcessPoolExecutor(max_workers=ns.workers) as executor:
-        futures = [executor.submit(fn, task) for fn, task in tasks]
+    # a Pool, not a ProcessPoolExecutor: leaving its `with` (SIGTERM raises SystemExit here)
+    # terminates the workers, where the executor's waited for every queued trial to finish
+    with multiprocessing.Pool(ns.workers) as workers:
+        futures = [workers.apply_async(fn, (task,)) for fn, task in tasks]
         for done, future in enumerate(futures, 1):
-            name, method, batch, _seed, curve, spent = future.result()
+            name, method, batch, _seed, curve, spent = future.get()
             curves.setdefault((name, method, batch), []).append(curve)
             seconds.setdefault((name, method, batch), []).append(spent)
             if done % max(1, len(tasks) // 20) == 0 or done == len(tasks):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-#: how a mover (navigator, arm) words its refusal while it cannot hear the safety node; the
+#: how a mover (navigator, arm) or a station words its refusal while it cannot hear the safety node; the
 #: lab manager reads it as the network's failure, not the robot's (lab.core.scheduler)
 NO_CONTACT = "no contact with the safety node"
 

@@ -575,6 +575,7 @@ def test_refusals_for_want_of_the_safety_nodes_contact_after_a_heal_are_not_trie
     assert done.result is not None and done.result.success, done.result
     assert [s.failure for s in done.samples] == ["", ""] and fake.processes() == PHOTO
     assert log.said("cannot hear the safety node yet (the network's failure): not counted as a try")
+    assert sum("cannot hear the safety node yet" in line for line in log.lines) == 1  # said once per leg
     assert free(sched)
 
 

@@ -606,11 +606,11 @@ class Scheduler:
         if NO_CONTACT in reason:
             if not unheard:
                 unheard.append(time.time())
+                self.log.warning(f"{batch_id}: {reason}; {robot} cannot hear the safety node yet (the network's "
+                                 f"failure): not counted as a try; trying again every {CONTACT_RETRY:g} s for up "
+                                 f"to {self.params.offline_wait:g} s")
             left = unheard[0] + self.params.offline_wait - time.time()
             if left > 0:
-                self.log.warning(f"{batch_id}: {reason}; {robot} cannot hear the safety node yet (the network's "
-                                 f"failure): not counted as a try; trying again in {CONTACT_RETRY:g} s (for up to "
-                                 f"{left:.0f} s more)")
                 wait_for(lambda: run.is_cancel_requested or self._stopped(), CONTACT_RETRY, poll=0.1)
                 return 0
         if self.losses.get(robot, 0) == losses and robot not in self.offline:

@@ -50,6 +50,27 @@ def test_every_station_to_every_other_arrives_without_touching_anything(world: L
             assert off <= sim.params.max_drift + 0.02, f"{a} -> {b}: {off:.3f} m"
 
 
+def test_a_base_docked_too_close_and_askew_backs_out_before_it_turns(world: LabWorld) -> None:
+    """Seen in CI: robot1 refined at rack storage to 5.6 cm closer than its dock and 0.135 rad
+    askew, then the drive to the printer turned at once and clipped rack storage, twice (a batch
+    of four failed). The planned heading now holds while the base backs out (UNDOCK_HOLD). From
+    every dock, 5 cm too close and 0.12 rad askew either way: 95 of 450 such drives to every other
+    station touched something before, 0 of these."""
+    names = list(world.stations)
+    cases = [("rack_storage", Pose2D(1.294, 1.611, 3.006), "printer")]
+    for a in names:
+        d = world.stations[a].dock
+        for turn in (0.12, -0.12):
+            start = Pose2D(d.x + 0.05 * math.cos(d.yaw), d.y + 0.05 * math.sin(d.yaw), d.yaw + turn)
+            cases.append((a, start, names[(names.index(a) + 5) % len(names)]))
+    for a, start, b in cases:
+        sim = SimLab(world, {"r": start}, [], ObjectRegistry({}, {}), seed=1)
+        robot = sim.robots["r"]
+        sim.reset_estimate("r", robot.truth)  # what the marker refinement does
+        drive(sim, "r", world.stations[b].dock)
+        assert robot.bumper == "" and robot.follower is None, f"{a} {start} -> {b}: {robot.events}"
+
+
 def test_docking_is_imperfect_the_way_real_bases_are(world: LabWorld) -> None:
     names = [n for n in world.stations]
     sim = SimLab(world, {"r": world.stations[names[0]].dock}, [], ObjectRegistry({}, {}), seed=3)

@@ -163,6 +163,10 @@ def _line_free(grid: OccupancyGrid, a: tuple[float, float], b: tuple[float, floa
     return True
 
 
+#: m the heading holds after a base has backed out of a dock (more than PathFollower's look-ahead)
+UNDOCK_HOLD = 0.5
+
+
 def plan_path(world: LabWorld, start: Pose2D, goal: Pose2D, resolution: float = 0.05,
               footprint: tuple[float, float] = ROBOT_FOOTPRINT) -> list[Pose2D]:
     """Waypoints from start to goal, collision-free for the rectangular footprint; NoPath says why."""
@@ -191,6 +195,15 @@ def plan_path(world: LabWorld, start: Pose2D, goal: Pose2D, resolution: float = 
             j -= 1
         smooth.append(points[j])
         i = j
+    hold = 0.0
+    if start.distance_to(a) > 1e-6 and len(smooth) > 1:
+        # backed out of a dock: the heading holds for UNDOCK_HOLD beyond the escape point, so the
+        # follower (which steers toward a point 0.4 m ahead) does not turn while the footprint is
+        # still at the station; a base docked a few cm too close clipped it (seen in CI)
+        (x0, y0), (x1, y1) = smooth[0], smooth[1]
+        hold = min(UNDOCK_HOLD, math.hypot(x1 - x0, y1 - y0) / 2)
+        u = hold / math.hypot(x1 - x0, y1 - y0)
+        smooth.insert(1, (x0 + u * (x1 - x0), y0 + u * (y1 - y0)))
     total = sum(math.hypot(q[0] - p[0], q[1] - p[1]) for p, q in zip(smooth, smooth[1:], strict=False)) or 1.0
     turn = wrap(b.yaw - a.yaw)
     path = [start] if start.distance_to(a) > 1e-6 else []
@@ -198,7 +211,7 @@ def plan_path(world: LabWorld, start: Pose2D, goal: Pose2D, resolution: float = 
     for k, (x, y) in enumerate(smooth):
         if k:
             run += math.hypot(x - smooth[k - 1][0], y - smooth[k - 1][1])
-        path.append(Pose2D(x, y, wrap(a.yaw + turn * run / total)))
+        path.append(Pose2D(x, y, wrap(a.yaw + turn * max(0.0, run - hold) / max(total - hold, 1e-9))))
     if goal.distance_to(b) > 1e-6:
         path.append(goal)
     else:

@@ -196,14 +196,14 @@ def plan_path(world: LabWorld, start: Pose2D, goal: Pose2D, resolution: float = 
         smooth.append(points[j])
         i = j
     hold = 0.0
-    if start.distance_to(a) > 1e-6 and len(smooth) > 1:
+    first = math.hypot(smooth[1][0] - smooth[0][0], smooth[1][1] - smooth[0][1]) if len(smooth) > 1 else 0.0
+    if start.distance_to(a) > 1e-6 and first > 1e-6:
         # backed out of a dock: the heading holds for UNDOCK_HOLD beyond the escape point, so the
         # follower (which steers toward a point 0.4 m ahead) does not turn while the footprint is
         # still at the station; a base docked a few cm too close clipped it (seen in CI)
         (x0, y0), (x1, y1) = smooth[0], smooth[1]
-        hold = min(UNDOCK_HOLD, math.hypot(x1 - x0, y1 - y0) / 2)
-        u = hold / math.hypot(x1 - x0, y1 - y0)
-        smooth.insert(1, (x0 + u * (x1 - x0), y0 + u * (y1 - y0)))
+        hold = min(UNDOCK_HOLD, first / 2)
+        smooth.insert(1, (x0 + hold / first * (x1 - x0), y0 + hold / first * (y1 - y0)))
     total = sum(math.hypot(q[0] - p[0], q[1] - p[1]) for p, q in zip(smooth, smooth[1:], strict=False)) or 1.0
     turn = wrap(b.yaw - a.yaw)
     path = [start] if start.distance_to(a) > 1e-6 else []

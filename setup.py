@@ -56,6 +56,6 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [f"{name} = {target}" for name, target in NODES.items()]
-        + ["lab = lab.cli:main"],
+        + ["lab = lab.app.cli:main"],
     },
 )

@@ -1,9 +1,9 @@
 """Bring up the lab: `ros2 launch lab bringup.launch.py [sim:=embedded|gazebo|none] [robots:=N] ...`.
 
 Which nodes run, in which namespaces and with which parameters comes from the node table
-(config/nodes.yaml) through lab.core.nodetable.expand(), the same function `lab bringup`
+(config/nodes.yaml) through lab.core.config.nodetable.expand(), the same function `lab bringup`
 uses where the launch system is not installed. `sim:=gazebo` adds Gazebo Harmonic, the
-ros_gz bridge, robot_state_publisher and the spawner (lab.launch_full_stack), which only exist on
+ros_gz bridge, robot_state_publisher and the spawner (lab.bringup.full_stack), which only exist on
 a full ROS 2 installation. `deployment:=NAME host:=HOST` starts only HOST's share of the lab
 (config/deployments/NAME.yaml), the node table's nodes and these parts alike.
 """
@@ -15,8 +15,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from lab.bringup import RESTARTS
-from lab.core.nodetable import ARGUMENTS, expand, placement
+from lab.bringup.processes import RESTARTS
+from lab.core.config.nodetable import ARGUMENTS, expand, placement
 from launch import LaunchDescription
 
 
@@ -35,14 +35,14 @@ def _nodes(context, *args, **kwargs):
             remappings=list(spec.remappings),
             output="screen",
             emulate_tty=True,
-            # supervision as `lab bringup` does it (lab.bringup.RESTARTS): a node that dies is
+            # supervision as `lab bringup` does it (lab.bringup.processes.RESTARTS): a node that dies is
             # started again, up to 3 times (launch's ExecuteProcess; respawn_max_retries since Jazzy)
             respawn=True,
             respawn_delay=2.0,
             respawn_max_retries=RESTARTS,
         ))
     if given["sim"] in ("gazebo", "none"):
-        from lab.launch_full_stack import full_stack_actions
+        from lab.bringup.full_stack import full_stack_actions
 
         actions = full_stack_actions(share, given, placement(share / "config", given)) + actions
     return actions

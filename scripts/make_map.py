@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lab.core.gridnav import OccupancyGrid  # noqa: E402
-from lab.core.world import LabWorld  # noqa: E402
+from lab.core.robot.gridnav import OccupancyGrid  # noqa: E402
+from lab.core.robot.world import LabWorld  # noqa: E402
 
 
 def main() -> int:

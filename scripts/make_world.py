@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lab.core.world import load_stations  # noqa: E402
+from lab.core.robot.world import load_stations  # noqa: E402
 
 WIDTH, LENGTH, WALL, WALL_HEIGHT = 7.3, 11.0, 0.1, 2.0
 

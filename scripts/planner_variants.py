@@ -36,12 +36,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from skopt.acquisition import gaussian_ei
 from skopt.learning import ExtraTreesRegressor
 
-import lab.core.closed_loop as campaign_module
-import lab.core.planner as planner_module
+import lab.core.campaign.closed_loop as campaign_module
+import lab.core.campaign.planner as planner_module
 from lab.bench.campaign import run_loop
-from lab.core.emulators import HerEmulator
-from lab.core.planner import BatchPlanner, _Posterior, start_kernel
-from lab.core.space import campaign_path, load_campaign
+from lab.core.campaign.planner import BatchPlanner, _Posterior, start_kernel
+from lab.core.campaign.space import campaign_path, load_campaign
+from lab.core.stations.emulators import HerEmulator
 
 PLANNER_OPTIONS = {"xi": float, "candidates": int, "local": int, "top": int, "sparse": float, "trees": int,
                    "hyper_samples": int, "warp_y": int, "hedge": int,

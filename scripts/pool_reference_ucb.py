@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A plain GP-UCB loop on the crossed-barrel pool, written without any of lab.core.planner:
+"""A plain GP-UCB loop on the crossed-barrel pool, written without any of lab.core.campaign.planner:
 the reference that tells whether a gap to Liang et al. 2021's figures is the planner's or the
 protocol's. scikit-learn GP (ARD Matern 5/2 + noise, refitted every step), UCB with kappa 1.96,
 2 random starts, one experiment per cycle; prints experiments to Top% 0.8 per seed.

@@ -25,7 +25,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 
 import lab.bench.suite as suite
 from lab.bench.pool import first_reach, load_pool
-from lab.core.planner import BatchPlanner, _yeo_johnson, start_kernel
+from lab.core.campaign.planner import BatchPlanner, _yeo_johnson, start_kernel
 from lab.paths import data_path
 
 SUITE_PLANNER = suite._planner

@@ -115,7 +115,7 @@ def test_the_committed_layout_reads_only_what_the_bridge_serves(repo_root) -> No
     and every message path names fields the message has."""
     import re
 
-    from lab.core.params import FoxgloveParams
+    from lab.core.config.params import FoxgloveParams
     from lab_interfaces.msg import ExperimentRecord, StationStatus
 
     layout = json.loads((repo_root / "config" / "foxglove_layout.json").read_text())

@@ -11,7 +11,7 @@ def test_node_declares_its_model_checks_it_at_start_and_refuses_bad_sets(rclpy_c
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from lab.core.params import StationParams
+    from lab.core.config.params import StationParams
     from lab.ros.params import declare_params
 
     node = Node("station_params_probe", context=rclpy_context,
@@ -35,7 +35,7 @@ def test_bad_value_at_start_names_node_and_key(rclpy_context) -> None:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from lab.core.params import LabManagerParams
+    from lab.core.config.params import LabManagerParams
     from lab.ros.params import declare_params
 
     node = Node("lab_manager_probe", context=rclpy_context,
@@ -55,7 +55,7 @@ def test_empty_list_parameters_take_the_models_default(rclpy_context) -> None:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from lab.core.params import NavigatorParams
+    from lab.core.config.params import NavigatorParams
     from lab.ros.params import declare_params
 
     plain = Node("nav_probe_a", context=rclpy_context)

@@ -14,7 +14,7 @@ import yaml
 from procs import alive, children_of, process
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = [sys.executable, "-m", "lab.cli"]
+LAB = [sys.executable, "-m", "lab.app.cli"]
 MOVERS_AND_STATIONS = {"navigator", "arm", "station"}
 
 

@@ -17,12 +17,12 @@ import yaml
 from conftest import ros_available
 from procs import alive, children_of, process, wait_for
 
-from lab.core.nodetable import expand
+from lab.core.config.nodetable import expand
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
-LAB = [sys.executable, "-m", "lab.cli"]
+LAB = [sys.executable, "-m", "lab.app.cli"]
 
 
 class GraphProbe:

@@ -32,7 +32,7 @@ SPEED = "1500"
 def commander():
     import rclpy
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -62,7 +62,7 @@ def run(cmd, name: str, budget: int, batch: int, seed: int = 1, timeout: float =
 
 
 def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, commander) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true"]) as out:
         outcome, result, _ = run(commander, "photocatalysis", budget=16, batch=8)
@@ -88,7 +88,7 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
         topics = {channel.topic for channel in make_reader(f).get_summary().channels.values()}
     assert {"/lab_status", "/world_state", "/lab_markers", "/robot1/tf", "/robot1/tf_static",
             "/robot1/robot_description", "/lab_status_markers", "/campaign_markers"} <= topics, topics
-    from lab.recording import messages
+    from lab.analysis.tf_history import messages
 
     shown = [m.markers[0].text for _, m in messages(recording, ["/campaign_markers"])]
     assert any(text.startswith(f"{result.campaign_id}: 16 experiments") for text in shown), shown[-5:]
@@ -102,9 +102,9 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
 def _the_report_draws_the_lab_from_the_recording(db: Path, campaign_id: str, recording: Path) -> None:
     """`lab campaign report` finds the recording beside the database and draws the lab from above;
     the racks' time at the stations comes from the recorded world state."""
-    from lab.core.store import CampaignStore
-    from lab.recording import rack_time
-    from lab.records import campaign_report
+    from lab.analysis.tf_history import rack_time
+    from lab.app.campaign_info import campaign_report
+    from lab.core.campaign.store import CampaignStore
 
     assert recording.parent == db.parent
     assert campaign_report(db, campaign_id, db.parent / "report") == 0
@@ -126,7 +126,7 @@ def _the_camera_is_recorded_compressed(recording: Path) -> None:
     import cv2
     import numpy as np
 
-    from lab.recording import messages
+    from lab.analysis.tf_history import messages
 
     frames = [m for _, m in messages(recording, ["/robot1/wrist_camera/image/compressed"])]
     assert frames, "no compressed camera frames recorded"
@@ -139,7 +139,7 @@ def _the_robot_is_where_its_tf_says_at_every_recorded_time(recording: Path) -> N
     """The recording replays: at each recorded tf time the robot's pose reconstructed from the
     recorded tf is the pose its odometry gave at that time, and the arm's tool is placed (the
     static transforms from the base to the arm were recorded)."""
-    from lab.recording import TfHistory, messages, stamp_seconds
+    from lab.analysis.tf_history import TfHistory, messages, stamp_seconds
 
     history = TfHistory.read(recording, "robot1")
     # odometry by stamp: the lockstep clock holds while nodes compute, so several messages may share
@@ -162,7 +162,7 @@ def _the_robot_is_where_its_tf_says_at_every_recorded_time(recording: Path) -> N
 
 
 def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     bad = tmp_path / "campaigns"
     bad.mkdir()
@@ -192,7 +192,7 @@ def test_lab_manager_and_planner_killed_mid_campaign_lose_nothing(tmp_path: Path
     the planner sends the batch again and gets its result; then the planner SIGKILLed and
     started again resumes the campaign. It ends with exactly its budget, nothing failed, nothing
     counted twice, and no result measured before a kill lost or changed."""
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
     from lab.ros.qos import LATCHED
     from lab_interfaces.msg import StationStatus
 
@@ -243,7 +243,7 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
     """A second campaign is refused with the reason; `lab campaign cancel ID` ends the running one
     (resumable); Ctrl-C on `lab campaign run` cancels its campaign, says how to resume, exits 130.
     (The planner alone: its batches wait for a lab manager that is not there.)"""
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"}) as lab_out:
         bringup = lab_out.proc

@@ -34,8 +34,8 @@ def test_pause_is_exact_a_stopped_batch_goes_home_after_release_and_resume_and_s
     from action_msgs.msg import GoalStatusArray
     from rclpy.qos import qos_profile_action_status_default
 
-    from lab.cli import _set_sim_speed
-    from lab.commander import LabCommander, TaskResult
+    from lab.app.cli import _set_sim_speed
+    from lab.app.commander import LabCommander, TaskResult
     from lab.nodes.lab_manager import UNDER_WAY
     from lab.ros.qos import LATCHED
     from lab_interfaces.msg import Formulation, LabStatus, WorldState

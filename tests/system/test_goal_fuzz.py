@@ -48,7 +48,7 @@ def _settled(cmd, probe) -> tuple[dict, tuple]:
 
 def _check(cmd, probe, task, what: str) -> None:
     """The goal completed, or was refused with a reason and changed nothing."""
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     before = _settled(cmd, probe)
     outcome, result = _wait(cmd, task, timeout=120.0)
@@ -66,7 +66,7 @@ def test_random_goals_are_refused_with_a_reason_or_complete(tmp_path) -> None:
     import rclpy
     from geometry_msgs.msg import Pose2D
 
-    from lab.commander import LabCommander, TaskResult
+    from lab.app.commander import LabCommander, TaskResult
     from lab_interfaces.action import NavigateToPose, RunStation
 
     with lab(tmp_path, ["robots:=1", "speed:=2000", "record:=false"],

@@ -95,7 +95,7 @@ class Lab:
 
 
 def _expected_nodes() -> set[str]:
-    from lab.core.nodetable import expand
+    from lab.core.config.nodetable import expand
 
     return {s.full_name for s in expand(ROOT / "config", dict(a.split(":=") for a in ARGS))}
 
@@ -199,7 +199,7 @@ def test_a_robot_host_cut_off_mid_campaign_and_back_loses_nothing(hosts: Lab) ->
 def _the_server_recorded_every_hosts_topics(recording: Path) -> None:
     """Messages from the robot host (robot1's navigator's plans), the stations' host and the
     server's lab manager (robot2's host was cut off before its robot ever drove)."""
-    from lab.recording import messages
+    from lab.analysis.tf_history import messages
 
     wanted = ["/robot1/plan", "/stations/photoreactor/status", "/lab_status"]
     counts = {topic: 0 for topic in wanted}

@@ -57,7 +57,7 @@ def _late_answer(rclpy_context, name: str, *flags: str):
     (how the goal ended, the task, what the server printed)."""
     import select
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     server = Path(__file__).with_name("action_server_proc.py")
     with process([sys.executable, str(server), "--namespace", "/stations/echo", "--slow-first-answer", "2.5",
@@ -81,7 +81,7 @@ def test_a_goal_sent_again_after_a_late_answer_runs_once(rclpy_context) -> None:
     could not deliver yet). The copy carries the same goal id: a server that did accept the
     first send refuses it, and the commander follows the first goal to its result instead of
     the goal running twice (which moved a rack, then failed on the empty slot)."""
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     outcome, task, printed = _late_answer(rclpy_context, "resend_client")
     assert outcome is TaskResult.SUCCEEDED
@@ -170,7 +170,7 @@ def test_resume_asks_again_when_its_answer_is_lost(rclpy_context) -> None:
     from rclpy.node import Node
     from std_srvs.srv import Trigger
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     release = threading.Event()
     requests: list[int] = []

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.system,
 def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_path) -> None:
     import rclpy
 
-    from lab.commander import LabCommander, TaskResult
+    from lab.app.commander import LabCommander, TaskResult
     from lab_interfaces.action import RunBatch
     from lab_interfaces.msg import Formulation
 

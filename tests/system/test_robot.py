@@ -50,7 +50,7 @@ class Probe:
 def robot_lab(tmp_path_factory):
     import rclpy
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     tmp = tmp_path_factory.mktemp("robot")
     with lab(tmp, ["robots:=1", "speed:=200"], keep={"sim", "navigator", "arm"}) as out:
@@ -89,7 +89,7 @@ def _wait(cmd, task, timeout: float = 120.0):
 
 
 def test_docking_is_refined_from_the_marker(robot_lab) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, probe, out = robot_lab
     feedback = []
@@ -121,7 +121,7 @@ def test_refinement_takes_the_joints_at_the_images_time(robot_lab) -> None:
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import JointState
 
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, probe, out = robot_lab
     stale = JointState()
@@ -148,7 +148,7 @@ def test_refinement_takes_the_joints_at_the_images_time(robot_lab) -> None:
 
 
 def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
     from lab_interfaces.action import NavigateToPose
 
     cmd, probe, _ = robot_lab
@@ -168,8 +168,8 @@ def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
 
 
 def test_cancel_mid_motion_stops_the_base(robot_lab) -> None:
-    from lab.cli import _set_sim_speed
-    from lab.commander import TaskResult
+    from lab.app.cli import _set_sim_speed
+    from lab.app.commander import TaskResult
 
     cmd, probe, _ = robot_lab
     _set_sim_speed(cmd, 2.0)  # at 200x the whole drive lasts a few wall hundredths of a second
@@ -188,7 +188,7 @@ def test_cancel_mid_motion_stops_the_base(robot_lab) -> None:
 
 
 def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, probe, out = robot_lab
 
@@ -232,8 +232,8 @@ def test_tf_places_the_robot_and_its_arm_as_the_simulation_has_them(robot_lab, r
     from sensor_msgs.msg import JointState
     from tf2_msgs.msg import TFMessage
 
-    from lab.core.kinematics import Chain, expand_xacro
-    from lab.recording import transform_matrix
+    from lab.analysis.tf_history import transform_matrix
+    from lab.core.robot.kinematics import Chain, expand_xacro
     from lab.ros.qos import LATCHED, TF
 
     cmd, probe, _ = robot_lab

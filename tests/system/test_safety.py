@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.system,
 def safety_lab(tmp_path_factory):
     import rclpy
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     tmp = tmp_path_factory.mktemp("safety")
     overrides = {"navigator": {"refine": False}, "station": {"check_presence": False}}
@@ -46,8 +46,8 @@ def _result(cmd, task, timeout=120.0):
 
 
 def test_estop_stops_a_direct_navigation_goal_and_refuses_every_new_goal(safety_lab) -> None:
-    from lab.cli import _set_sim_speed
-    from lab.commander import TaskResult
+    from lab.app.cli import _set_sim_speed
+    from lab.app.commander import TaskResult
 
     cmd, probe, out, _ = safety_lab
     _set_sim_speed(cmd, 2.0)  # slow enough that the drive is still going when the stop comes
@@ -81,19 +81,19 @@ def test_estop_stops_a_direct_navigation_goal_and_refuses_every_new_goal(safety_
 
 
 def test_estop_ends_a_running_station_process_and_the_cli_releases_it(safety_lab) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, _, out, tmp = safety_lab
     task = cmd.run_station("photoreactor", "rack_2")  # 60 simulated minutes of illumination
     spin_until(cmd, lambda: task.feedback is not None and task.feedback.step == "illuminate", 60,
                what="the illumination to start")
-    run = subprocess.run([sys.executable, "-m", "lab.cli", "estop", "--reason", "lamp check"], cwd=tmp,
+    run = subprocess.run([sys.executable, "-m", "lab.app.cli", "estop", "--reason", "lamp check"], cwd=tmp,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "emergency stop by" in run.stdout, run.stdout + run.stderr
     outcome, why = _result(cmd, task)
     assert outcome is TaskResult.FAILED and why.startswith("stopped: emergency stop by") and "lamp check" in why
     assert task.result.duration < 3600.0
-    released = subprocess.run([sys.executable, "-m", "lab.cli", "estop", "--release"], cwd=tmp,
+    released = subprocess.run([sys.executable, "-m", "lab.app.cli", "estop", "--release"], cwd=tmp,
                               capture_output=True, text=True, timeout=60)
     assert released.returncode == 0 and "released" in released.stdout, released.stdout + released.stderr
     started = time.monotonic()

@@ -24,7 +24,7 @@ def vial(i: int, **amounts: float):
 def stations(tmp_path_factory):
     import rclpy
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     tmp = tmp_path_factory.mktemp("stations")
     # racks are placed by hand here: the presence check is what the robot tests cover
@@ -70,7 +70,7 @@ def _set_param(cmd, node: str, name: str, value: int) -> None:
 
 
 def test_dispensing_runs_its_steps_in_simulated_time_and_draws_stocks(stations) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, statuses, out = stations
     before = _levels(cmd, statuses, "liquid_dispenser")
@@ -94,7 +94,7 @@ def test_dispensing_runs_its_steps_in_simulated_time_and_draws_stocks(stations) 
 
 
 def test_out_of_bounds_goal_is_refused_and_changes_nothing(stations) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, statuses, _ = stations
     before = _levels(cmd, statuses, "liquid_dispenser")
@@ -108,7 +108,7 @@ def test_out_of_bounds_goal_is_refused_and_changes_nothing(stations) -> None:
 
 
 def test_cancel_stops_the_process(stations) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, _, _ = stations
     task = cmd.run_station("photoreactor", "rack_2", [vial(0, **{"L-Cysteine-100gL": 1.0})])
@@ -121,7 +121,7 @@ def test_cancel_stops_the_process(stations) -> None:
 def test_injected_fault_fails_the_run_and_the_station_recovers(stations) -> None:
     from procs import wait_for
 
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
     from lab_interfaces.msg import StationStatus
 
     cmd, statuses, _ = stations
@@ -148,7 +148,7 @@ def test_a_station_killed_mid_process_comes_back_with_its_stocks_and_reports_wha
     from labproc import node_pid
     from procs import wait_for
 
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, statuses, out = stations
     start = _levels(cmd, statuses, "liquid_dispenser")

@@ -24,7 +24,7 @@ def two_robots(tmp_path_factory):
     import rclpy
     from nav_msgs.msg import Odometry
 
-    from lab.commander import LabCommander
+    from lab.app.commander import LabCommander
 
     tmp = tmp_path_factory.mktemp("traffic")
     truth: dict[str, tuple[float, float]] = {}
@@ -63,12 +63,12 @@ def _run(cmd, tasks, timeout=180.0):
 
 
 def test_crossing_robots_take_turns_and_both_arrive(two_robots) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, truth, out = two_robots
     # robot1 starts at the charger (south-east), robot2 parked in the north-east: each drives to
     # the far end of the other's side, so their shortest paths cross in the aisle
-    from lab.cli import _set_sim_speed
+    from lab.app.cli import _set_sim_speed
     from lab_interfaces.action import NavigateToStation
 
     # both action servers discovered first, and 5x: else robot1 could arrive before robot2's
@@ -93,7 +93,7 @@ def test_a_robot_that_waited_plans_around_where_the_other_stopped(two_robots) ->
     """robot1 (gas chromatograph) and robot2 (rack storage) swap ends, robot2 stopping at the
     photoreactor on robot1's shortest way: whoever waits must plan around where the other
     stopped, which the other's odometry, a wall tick behind a 200x clock, may not show yet."""
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, truth, out = two_robots
     up = cmd.navigate_to_station("robot2", "photoreactor")
@@ -109,7 +109,7 @@ def test_a_robot_that_waited_plans_around_where_the_other_stopped(two_robots) ->
 
 
 def test_a_robot_on_the_goal_dock_blocks_until_the_timeout(two_robots) -> None:
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
 
     cmd, truth, out = two_robots
     # robot1 stands at the gas chromatograph now (previous test): robot2 is sent there

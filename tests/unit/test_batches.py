@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ros_available
 
-from lab.core.batches import same_batch
-from lab.core.store import CampaignStore
+from lab.core.campaign.store import CampaignStore
+from lab.core.operations.batches import same_batch
 
 
 def test_a_goal_asks_for_a_batch_by_its_id_or_by_the_same_samples_of_the_same_campaign() -> None:
@@ -38,7 +38,7 @@ def test_the_record_keeps_the_last_state_of_each_batch_until_dropped(tmp_path: P
 
 
 def test_a_batch_in_flight_comes_back_from_its_record_as_it_was() -> None:
-    from lab.core.scheduler import Result, Run, Sample
+    from lab.core.operations.scheduler import Result, Run, Sample
 
     measured = Sample("e0001", "vial", {"P10": (2.0, "mg"), "water": (5.0, "mL")}, {"P10": (2.04, "mg")},
                       {"h2": 3.5})
@@ -84,7 +84,7 @@ def test_the_node_keeps_a_measurement_in_the_record_as_the_station_sent_it() -> 
 
 
 def test_a_step_runs_where_its_carrier_is_held_else_is_reserved_rerouted_or_tried_again() -> None:
-    from lab.core.batches import ACQUIRE, AGAIN, HELD, station_choice
+    from lab.core.operations.batches import ACQUIRE, AGAIN, HELD, station_choice
 
     two = ["gc_1", "gc_2"]
     # a batch taken on again after a restart, its rack already in gc_2 (reserved): runs there
@@ -102,7 +102,7 @@ def test_a_step_runs_where_its_carrier_is_held_else_is_reserved_rerouted_or_trie
 
 
 def test_a_recorded_station_goal_is_run_again_failed_with_the_reason_or_merged() -> None:
-    from lab.core.batches import ANSWERED, NO_RECORD, RERUN, SPOILED, recorded_goal_outcome
+    from lab.core.operations.batches import ANSWERED, NO_RECORD, RERUN, SPOILED, recorded_goal_outcome
 
     # the lab manager died between recording the goal and the station accepting it
     assert recorded_goal_outcome(accepted=False, unknown=True, interrupted="") == RERUN

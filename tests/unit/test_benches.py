@@ -71,7 +71,7 @@ def test_repair_puts_any_box_point_on_the_grid_and_in_the_vial() -> None:
     import numpy as np
 
     from lab.bench.campaign import repair
-    from lab.core.space import campaign_path, load_campaign
+    from lab.core.campaign.space import campaign_path, load_campaign
 
     space = load_campaign(campaign_path("photocatalysis")).space
     rng = np.random.default_rng(3)

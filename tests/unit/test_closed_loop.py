@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.core.closed_loop import CampaignRunner
-from lab.core.emulators import HerEmulator
+from lab.core.campaign.closed_loop import CampaignRunner
+from lab.core.campaign.formulation import MeasurementData
+from lab.core.campaign.pareto import hypervolume, pareto_mask
+from lab.core.campaign.planner import BatchPlanner, Observation
+from lab.core.campaign.space import campaign_path, load_campaign, parse_campaign
+from lab.core.campaign.store import CampaignStore
 from lab.core.errors import ConfigError, InvalidGoal
-from lab.core.formulation import MeasurementData
-from lab.core.pareto import hypervolume, pareto_mask
-from lab.core.planner import BatchPlanner, Observation
-from lab.core.space import campaign_path, load_campaign, parse_campaign
-from lab.core.store import CampaignStore
+from lab.core.stations.emulators import HerEmulator
 
 PHOTO = load_campaign(campaign_path("photocatalysis"))
 POLY = load_campaign(campaign_path("photopolymer"))
@@ -180,7 +180,7 @@ def test_runner_refuses_bad_goals(tmp_path):
 
 
 def test_multi_objective_campaign_grows_its_hypervolume(tmp_path):
-    from lab.core.emulators import PhotopolymerEmulator
+    from lab.core.stations.emulators import PhotopolymerEmulator
 
     poly = PhotopolymerEmulator.fitted()
     rng = np.random.default_rng(0)
@@ -200,7 +200,7 @@ def test_slice_sampler_draws_from_the_target_within_the_box():
     """The hyperparameter sampler (`hyper_samples`): draws of a standard normal (correlated
     dimensions, a box that cuts one tail) have the truncated normal's moments, all in the box;
     the planner with sampled hyperparameters still proposes feasible, distinct batches."""
-    from lab.core.planner import _slice_sample
+    from lab.core.campaign.planner import _slice_sample
 
     cov = np.array([[1.0, 0.6], [0.6, 1.0]])
     inv = np.linalg.inv(cov)
@@ -226,7 +226,7 @@ def test_objective_warp_keeps_the_order_and_compresses_only_a_bad_tail():
     values as the plain one does, and leaves a long tail of good (low) values as it is."""
     from scipy.stats import skew
 
-    from lab.core.planner import _yeo_johnson
+    from lab.core.campaign.planner import _yeo_johnson
 
     rng = np.random.default_rng(0)
     bad_tail = rng.lognormal(0.0, 1.0, 60)   # minimised: a few very bad values

@@ -18,12 +18,12 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
+from lab.bringup.full_stack import bridge_config
+from lab.core.config.nodetable import expand
 from lab.core.errors import BackendUnavailable
-from lab.core.kinematics import expand_xacro
-from lab.core.nodetable import expand
-from lab.core.robot_files import prefix_srdf, prefixed_controllers, prefixed_joint_limits, prefixed_yaml
-from lab.core.world import ROBOT_FOOTPRINT
-from lab.launch_full_stack import bridge_config
+from lab.core.robot.kinematics import expand_xacro
+from lab.core.robot.robot_files import prefix_srdf, prefixed_controllers, prefixed_joint_limits, prefixed_yaml
+from lab.core.robot.world import ROBOT_FOOTPRINT
 from lab.paths import share_dir
 
 SHARE = share_dir()
@@ -494,7 +494,7 @@ def test_moveit_py_gets_the_parameters_move_group_gets(monkeypatch):
     import types
 
     from lab.backends.moveit_config import moveit_parameters
-    from lab.core.robot_files import robot_description
+    from lab.core.robot.robot_files import robot_description
 
     if importlib.util.find_spec("moveit") is not None:
         pytest.skip("moveit_py is installed here: the stand-in would hide the real one")
@@ -528,8 +528,8 @@ def test_moveit_py_gets_the_parameters_move_group_gets(monkeypatch):
 def test_nav2_backend_sets_the_initial_pose_where_the_robot_starts(monkeypatch):
     import types
 
-    from lab.core.params import NavigatorParams
-    from lab.core.world import LabWorld, start_poses
+    from lab.core.config.params import NavigatorParams
+    from lab.core.robot.world import LabWorld, start_poses
 
     if importlib.util.find_spec("nav2_simple_commander") is not None:
         pytest.skip("nav2_simple_commander is installed here: the stand-in would hide the real one")

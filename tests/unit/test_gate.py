@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab.core.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
+from lab.core.operations.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 
 
 def _in_thread(target) -> threading.Thread:

@@ -5,7 +5,7 @@ OpaqueFunction evaluated in a real LaunchContext. Where it is not (the PyPI-whee
 test says so and loads the same file against minimal stand-ins for `launch` and `launch_ros`
 that only record what the file constructs (DeclareLaunchArgument, LaunchConfiguration,
 OpaqueFunction, LaunchDescription, Node). Either way, the node list that comes out is
-compared field by field with lab.core.nodetable.expand() for the same arguments, and the
+compared field by field with lab.core.config.nodetable.expand() for the same arguments, and the
 declared launch arguments with nodetable.ARGUMENTS.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from lab.core.nodetable import ARGUMENTS, NodeSpec, expand
+from lab.core.config.nodetable import ARGUMENTS, NodeSpec, expand
 
 LAUNCH_INSTALLED = importlib.util.find_spec("launch") is not None and importlib.util.find_spec("launch_ros") is not None
 

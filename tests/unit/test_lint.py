@@ -72,6 +72,39 @@ def test_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     assert any(_layer(n) > _layer("lab.backends.x") for n in _imports(bad) if n.startswith("lab."))
 
 
+#: lab.core's domains, lowest first: a domain imports its own modules, the domains below it and
+#: the shared basics (errors, waits, persist) only. The science knows nothing of robots or
+#: stations; stations know samples; the robot knows neither batches nor campaigns; operations
+#: use them all; config (the node table) describes every node, so it sits on top. One exception:
+#: the parameter models (lab.core.config.params), which every domain's node is configured by.
+CORE_DOMAINS = {"campaign": 1, "stations": 2, "robot": 3, "operations": 4, "config": 5}
+CORE_SHARED = {"lab.core.config.params"}
+
+
+def _domain(module: str) -> int:
+    parts = module.split(".")
+    return CORE_DOMAINS.get(parts[2], 0) if len(parts) > 2 and parts[1] == "core" else -1
+
+
+def test_core_domains_import_downwards_only(repo_root: Path) -> None:
+    src = repo_root / "src"
+    offenders = []
+    for path in (src / "lab" / "core").rglob("*.py"):
+        module = ".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        for name in _imports(path):
+            if (name.startswith("lab.core.") and _domain(name) > _domain(module)
+                    and not any(name == s or name.startswith(s + ".") for s in CORE_SHARED)):
+                offenders.append(f"{module} imports {name}")
+    assert not offenders, "\n".join(sorted(set(offenders)))
+
+
+def test_core_domain_check_sees_an_upward_import(tmp_path: Path) -> None:
+    """The check above is not vacuous: the planner importing the scheduler is caught."""
+    bad = tmp_path / "x.py"
+    bad.write_text("from lab.core.operations.scheduler import Scheduler\n")
+    assert any(_domain(n) > _domain("lab.core.campaign.planner") for n in _imports(bad) if n.startswith("lab.core."))
+
+
 def test_core_does_not_import_ros(repo_root: Path) -> None:
     """lab.core is pure: no rclpy or ROS message imports."""
     offenders = []

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.core.errors import ConfigError
-from lab.core.nodetable import (
+from lab.core.config.nodetable import (
     ARGUMENTS,
     check_param_file,
     expand,
@@ -17,6 +16,7 @@ from lab.core.nodetable import (
     placement,
     ros_arguments,
 )
+from lab.core.errors import ConfigError
 
 TABLE = {
     "nodes": [
@@ -168,7 +168,7 @@ def test_real_table_expands(repo_root: Path) -> None:
 ])
 def test_parameter_values_checked_against_the_node_model(config: Path, file: str, params: dict,
                                                           words: list[str]) -> None:
-    """Each node's files and settings are checked against lab.core.params before any node starts."""
+    """Each node's files and settings are checked against lab.core.config.params before any node starts."""
     (config / "params" / f"{file}.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     with pytest.raises(ConfigError) as err:
         expand(config, {})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.core.report import (
+from lab.analysis.report import (
     BURGER2020_BEST_SO_FAR,
     ExperimentRow,
     Interval,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from lab.core.resources import ResourcePool, Unavailable
+from lab.core.operations.resources import ResourcePool, Unavailable
 
 
 def test_one_holder_at_a_time_and_release_on_every_path() -> None:

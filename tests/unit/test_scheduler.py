@@ -1,4 +1,4 @@
-"""The lab manager's scheduling (lab.core.scheduler) against a fake lab: no ROS, no simulation.
+"""The lab manager's scheduling (lab.core.operations.scheduler) against a fake lab: no ROS, no simulation.
 
 The fake carries out the scheduler's orders at once (a drive puts the robot at the dock, a
 transfer moves the carrier if it is where the order says, a station answers for each sample)
@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from lab.core import scheduler
+from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
-from lab.core.params import LabManagerParams
-from lab.core.scheduler import (
+from lab.core.operations.scheduler import (
     Call,
     Drive,
     Order,
@@ -33,10 +32,11 @@ from lab.core.scheduler import (
     SampleReport,
     Scheduler,
     Transfer,
+    recovery,
 )
-from lab.core.station import load_kinds
-from lab.core.workflow import load_workflows
-from lab.core.world import Pose2D, StationsConfig, load_stations
+from lab.core.operations.workflow import load_workflows
+from lab.core.robot.world import Pose2D, StationsConfig, load_stations
+from lab.core.stations.station import load_kinds
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTO = ["solid_dispenser", "liquid_dispenser", "photoreactor", "gas_chromatograph"]
@@ -97,9 +97,9 @@ class FakeLab:
         if scripted is not None:
             return scripted
         if isinstance(order, Drive):
-            self.sched.robot_pose[order.robot] = self.config.stations[order.station].dock
+            self.sched.robot_pose(order.robot, self.config.stations[order.station].dock)
         elif isinstance(order, Park):
-            self.sched.robot_pose[order.robot] = order.pose
+            self.sched.robot_pose(order.robot, order.pose)
         elif isinstance(order, Transfer):
             if self.world.get(order.carrier) != order.source:
                 return Outcome(False, f"{order.carrier} is not at {order.source}")
@@ -155,8 +155,8 @@ def lab(tmp_path: Path, robots: tuple[str, ...] = ("robot1",), extra: dict[str, 
     sched = Scheduler(settings, config, kinds, workflows, fake, log)
     fake.sched = sched
     for robot in robots:
-        sched.robot_pose[robot] = stations["rack_storage"].dock
-        sched.battery[robot] = 1.0
+        sched.robot_pose(robot, stations["rack_storage"].dock)
+        sched.battery(robot, 1.0)
     fake.put("rack_1", "rack_storage/slot1")
     fake.put("rack_2", "rack_storage/slot2")
     return sched, fake, log
@@ -210,11 +210,12 @@ def test_a_batch_visits_its_workflows_stations_in_order_and_its_rack_goes_home(t
     assert [s.measurement["by"] for s in done.samples] == ["gas_chromatograph"] * 3
     assert done.samples[0].amounts()["P10"] == (2.04, "mg")
     assert watcher.progress and watcher.progress[-1].samples_total == 3
-    assert sched.counts == {"done": 3, "failed": 0, "running": 0} and sched.mode == "idle"
+    now = sched.snapshot()
+    assert (now.done, now.failed, now.running, now.mode) == (3, 0, 0, "idle")
     # the record is kept until the goal has been answered with it
-    assert list(sched._database().lab_batches()) == [done.key]
+    assert list(sched.journal.store().lab_batches()) == [done.key]
     sched.forget(done)
-    assert sched._database().lab_batches() == {}
+    assert sched.journal.store().lab_batches() == {}
 
 
 def test_a_batch_that_cannot_run_is_refused_with_the_reason_and_nothing_recorded(tmp_path: Path) -> None:
@@ -226,7 +227,7 @@ def test_a_batch_that_cannot_run_is_refused_with_the_reason_and_nothing_recorded
         sched.run_batch("b", "photocatalysis", samples(17), Watcher())
     with pytest.raises(InvalidGoal, match="at least one formulation"):
         sched.run_batch("b", "photocatalysis", [], Watcher())
-    assert fake.orders == [] and sched._database().lab_batches() == {} and sched.runs == {}
+    assert fake.orders == [] and sched.journal.store().lab_batches() == {} and sched.runs == {}
 
 
 # ------------------------------------------------------------------ failures
@@ -251,7 +252,7 @@ def test_a_step_failing_every_try_fails_its_samples_with_the_reason_and_the_rack
     assert fake.processes() == PHOTO[:3] + ["photoreactor"] * 2  # the only one of its kind, tried 3 times
     assert [s.failure for s in done.samples] == ["photoreactor: lamp failed (after 3 attempts)"] * 2
     assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
-    assert sched.counts["failed"] == 2
+    assert sched.snapshot().failed == 2
 
 
 def test_a_retry_on_the_only_station_of_its_kind_waits_while_it_is_in_fault(tmp_path: Path) -> None:
@@ -312,23 +313,23 @@ def test_a_transfer_that_failed_after_the_release_goes_on_when_the_rack_is_at_it
 # ------------------------------------------------------------------ robots
 def test_a_robot_low_on_battery_charges_before_it_carries(tmp_path: Path) -> None:
     sched, fake, _ = lab(tmp_path)
-    sched.battery["robot1"] = 0.1
+    sched.battery("robot1", 0.1)
     charged = fake.sleep
 
     def sleep(seconds: float) -> None:  # charging: the battery fills while simulated time passes
         charged(seconds)
-        sched.battery["robot1"] = min(1.0, sched.battery["robot1"] + 0.2)
+        sched.battery("robot1", min(1.0, sched.view.battery_level("robot1") + 0.2))
 
     fake.sleep = sleep  # type: ignore[method-assign]
     done = run(sched)
     assert done.result is not None and done.result.success
     assert fake.orders[0] == Drive("robot1", "charger", skip_refinement=True)
-    assert sched.battery["robot1"] >= 0.9 and isinstance(fake.orders[1], Drive)
+    assert sched.view.battery_level("robot1") >= 0.9 and isinstance(fake.orders[1], Drive)
 
 
 def test_an_idle_robot_at_the_dock_another_is_sent_to_is_parked_first(tmp_path: Path) -> None:
     sched, fake, log = lab(tmp_path, robots=("robot1", "robot2"))
-    sched.robot_pose["robot2"] = sched.stations["solid_dispenser"].dock
+    sched.robot_pose("robot2", sched.stations["solid_dispenser"].dock)
     done = run(sched)
     assert done.result is not None and done.result.success
     park = fake.orders.index(Park("robot2", sched.parking[1]))  # robot2's own parking spot
@@ -444,7 +445,7 @@ def recorded(tmp_path: Path, accepted: bool) -> tuple[Scheduler, FakeLab, Log, R
     before.carrier, before.home, before.location, before.held, before.step = \
         "rack_1", "rack_storage/slot1", "photoreactor/rack", "photoreactor", 2
     before.station_goal, before.station_goal_accepted = ("photoreactor", "ab" * 16), accepted
-    sched._database().save_lab_batch(before.key, before.batch_id, before.state(json.dumps))
+    sched.journal.store().save_lab_batch(before.key, before.batch_id, before.state(json.dumps))
     fake.put("rack_1", "photoreactor/rack")
     return sched, fake, log, before
 
@@ -473,7 +474,7 @@ def test_a_recorded_order_the_station_never_had_runs_again(tmp_path: Path) -> No
 
 def test_a_recorded_order_the_station_no_longer_knows_fails_its_samples(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler, "REPORT_WAIT", 0.5)
+    monkeypatch.setattr(recovery, "REPORT_WAIT", 0.5)
     sched, fake, _, _ = recorded(tmp_path, accepted=True)
     sched.station_state("photoreactor", True)  # restarted with no report of the goal
     sched.start()
@@ -497,12 +498,12 @@ def test_a_rack_away_from_home_with_no_batch_is_brought_home_at_start_up(tmp_pat
 def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:
     sched, fake, _, _ = recorded(tmp_path, accepted=True)
     fake.followed = lambda order: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
-    sched.goals_under_way["/robot1/manipulate"] = 1  # the predecessor's transfer still under way
+    sched.goals_under_way("/robot1/manipulate", 1)  # the predecessor's transfer still under way
     sched.start()
     thread, out = in_thread(lambda: sched.run_batch("camp/b002", "photocatalysis", samples(2, "f"), Watcher()))
     time.sleep(0.3)
     assert not sched.recovered.is_set() and fake.orders == []
-    sched.goals_under_way["/robot1/manipulate"] = 0
+    sched.goals_under_way("/robot1/manipulate", 0)
     thread.join(10)
     assert out[0].result.success  # (on rack_2, or on rack_1 once the adopted batch has brought it home)
     assert "gas_chromatograph" in fake.processes()  # the adopted batch went on too
@@ -536,7 +537,7 @@ def test_legs_failed_while_the_robot_was_cut_off_are_not_tries_and_wait_for_it(t
     assert [s.failure for s in done.samples] == ["", ""] and fake.processes() == PHOTO
     assert log.said("robot1 is offline") and log.said("robot1 is back")
     assert log.said("went offline meanwhile: not counted as a try")
-    assert sched.offline == {} and free(sched)
+    assert sched.view.offline == {} and free(sched)
 
 
 def test_a_drive_failing_with_the_robot_present_still_counts(tmp_path: Path) -> None:
@@ -557,9 +558,9 @@ def test_refusals_for_want_of_the_safety_nodes_contact_after_a_heal_are_not_trie
     """After a network cut heals, the lab manager can hear robot1 before robot1 hears the safety
     node (seen in CI: 16 experiments failed so). Three such refusals (more than a leg's two tries)
     are waited out, and the batch is measured in full."""
-    import lab.core.scheduler as scheduler
+    import lab.core.operations.scheduler.fleet as fleet
 
-    monkeypatch.setattr(scheduler, "CONTACT_RETRY", 0.05)
+    monkeypatch.setattr(fleet, "CONTACT_RETRY", 0.05)
     sched, fake, log = lab(tmp_path)
     refused = {"n": 0}
 
@@ -583,9 +584,9 @@ def test_a_robot_that_never_hears_the_safety_node_again_fails_its_leg_after_offl
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Mutation guard for the above, and its limit: refusals that go on past `offline_wait` count
     as tries, and the batch fails with the robot's reason."""
-    import lab.core.scheduler as scheduler
+    import lab.core.operations.scheduler.fleet as fleet
 
-    monkeypatch.setattr(scheduler, "CONTACT_RETRY", 0.05)
+    monkeypatch.setattr(fleet, "CONTACT_RETRY", 0.05)
     sched, fake, _ = lab(tmp_path, offline_wait=0.3)
     fake.script = lambda o, c: Outcome(False, NO_CONTACT_REFUSAL) if isinstance(o, Drive) else None
     started = time.monotonic()
@@ -614,7 +615,7 @@ def test_a_robot_that_stays_offline_hands_its_transport_to_another(tmp_path: Pat
     assert done.result is not None and done.result.success, (done.result, log.lines[-5:])
     after = fake.orders[lost_at[0]:]
     assert after and all(getattr(o, "robot", "robot2") == "robot2" for o in after)
-    assert log.said("goes with another robot") and sched.offline_since("robot1").endswith("UTC")
+    assert log.said("goes with another robot") and sched.view.offline_since("robot1").endswith("UTC")
     assert free(sched)
 
 
@@ -622,7 +623,7 @@ def test_a_rack_left_on_a_robot_that_stays_offline_fails_its_batch_with_the_reas
     sched, fake, _ = lab(tmp_path, robots=("robot1", "robot2"), offline_wait=0.3)
 
     def script(order: Order, call: Call) -> Outcome | None:
-        if isinstance(order, Drive) and fake.world["rack_1"] == "robot1/deck1" and not sched.offline:
+        if isinstance(order, Drive) and fake.world["rack_1"] == "robot1/deck1" and not sched.view.offline:
             _cut_off(sched, "robot1", back_after=None)
             return Outcome(False, "the action server went away during the goal", lost=True)
         return None

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from lab.core.errors import InvalidGoal
-from lab.core.gridnav import plan_path
-from lab.core.simworld import ObjectRegistry, SimLab, SimParams
-from lab.core.world import LabWorld, Pose2D
+from lab.core.robot.gridnav import plan_path
+from lab.core.robot.simworld import ObjectRegistry, SimLab, SimParams
+from lab.core.robot.world import LabWorld, Pose2D
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_battery_drains_while_driving_and_charges_at_the_charger(world: LabWorld
 def test_every_slot_is_within_reach_however_far_off_the_dock_the_base_stops(world: LabWorld, repo_root: Path) -> None:
     """Approach and grasp poses of every station slot have an IK solution with the base anywhere
     the simulation's localisation drift can leave it (max_drift, max_yaw_drift) off the dock."""
-    from lab.core.kinematics import Chain, Unreachable, expand_xacro
+    from lab.core.robot.kinematics import Chain, Unreachable, expand_xacro
     from lab.nodes.arm import TOP_DOWN
 
     chain = Chain.from_urdf(expand_xacro(repo_root / "urdf" / "kmr_iiwa.urdf.xacro"), "base_link", "tool0")
@@ -179,7 +179,7 @@ def test_one_trajectory_through_waypoints_rests_at_each_and_holds_on_emergency_s
     """A multi-waypoint move (approach, grasp height, lift) is one trajectory: the joints pass
     through every waypoint at rest (zero velocity there, so a grasp can happen), the sim's
     trajectory controller plays it from one message, and an e-stop mid-way holds the arm."""
-    from lab.core.kinematics import waypoint_trajectory
+    from lab.core.robot.kinematics import waypoint_trajectory
 
     waypoints = [np.array([0.5, -0.2]), np.array([0.5, 0.4]), np.array([-0.3, 0.4])]
     times, positions, ends = waypoint_trajectory(np.zeros(2), waypoints, np.array([1.0, 1.0]), scale=0.5, dt=0.05)
@@ -284,7 +284,7 @@ def test_an_arm_keeps_its_own_moves_until_the_world_message_shows_them():
     (the tray still at the oven or in the gripper) gets them applied; one that shows the tray
     where the arm left it, or anywhere else (moved on by someone), is taken as it is and the
     moves forgotten; a target another object occupies in the message is not overwritten."""
-    from lab.core.simworld import with_own_moves
+    from lab.core.robot.simworld import with_own_moves
 
     own = {"tray_2": ["post_cure_oven/tray", "robot1/gripper", "robot1/deck1"]}
     before = {"post_cure_oven/tray": "tray_2", "printer/tray": "tray_1"}

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from lab.core.emulators import HER_COMPONENTS, CrossedBarrelEmulator, HerEmulator, PhotopolymerEmulator
+from lab.core.campaign.formulation import Formulation
 from lab.core.errors import ConfigError, InvalidGoal
-from lab.core.formulation import Formulation
-from lab.core.station import StationCore, interruption, load_kinds, parse_kinds
+from lab.core.stations.emulators import HER_COMPONENTS, CrossedBarrelEmulator, HerEmulator, PhotopolymerEmulator
+from lab.core.stations.station import StationCore, interruption, load_kinds, parse_kinds
 
 KINDS = load_kinds()
 
@@ -203,7 +203,7 @@ def test_same_seed_same_measurements():
 def test_expected_durations_come_from_the_process_steps() -> None:
     """What a goal's limit is derived from: a process's steps for the samples (per-sample steps
     multiplied), a batch's processes plus a carrier move per step and one home."""
-    from lab.core.station import batch_seconds, expected_seconds
+    from lab.core.stations.station import batch_seconds, expected_seconds
 
     kinds = load_kinds()
     solid = kinds["solid_dispenser"]

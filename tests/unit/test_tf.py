@@ -24,7 +24,7 @@ def _compose(links, root: str, tip: str) -> np.ndarray:
 
 
 def test_the_tree_places_every_link_as_the_chain_does(repo_root: Path) -> None:
-    from lab.core.kinematics import Chain, Tree, expand_xacro
+    from lab.core.robot.kinematics import Chain, Tree, expand_xacro
 
     urdf = expand_xacro(repo_root / "urdf" / "kmr_iiwa.urdf.xacro", prefix="robot1/")
     tree = Tree(urdf)
@@ -45,7 +45,7 @@ def test_the_tree_places_every_link_as_the_chain_does(repo_root: Path) -> None:
 
 
 def test_a_mimic_joint_follows_its_leader_and_an_unknown_joint_is_left_out(repo_root: Path) -> None:
-    from lab.core.kinematics import Tree, expand_xacro
+    from lab.core.robot.kinematics import Tree, expand_xacro
 
     tree = Tree(expand_xacro(repo_root / "urdf" / "kmr_iiwa.urdf.xacro", prefix="r/"))
     moved = {link.child: link.pose for link in tree.moving({"r/gripper_finger_left_joint": 0.02})}
@@ -69,7 +69,7 @@ def test_tf2_msgs_is_the_wire_type_real_ros2_tools_expect() -> None:
 
 
 def test_a_recorded_tree_gives_each_frame_from_the_last_transforms_up_to_a_time() -> None:
-    from lab.recording import TfHistory
+    from lab.analysis.tf_history import TfHistory
 
     def moved(x: float) -> np.ndarray:
         m = np.eye(4)

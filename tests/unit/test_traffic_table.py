@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from lab.core.errors import ConfigError
-from lab.core.gridnav import NoPath, plan_path
-from lab.core.traffic import CLEARANCE, TrafficTable, closest, sample_path
-from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, footprint_collides, rectangles_overlap
+from lab.core.robot.gridnav import NoPath, plan_path
+from lab.core.robot.traffic import CLEARANCE, TrafficTable, closest, sample_path
+from lab.core.robot.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, footprint_collides, rectangles_overlap
 from lab.paths import config_path, share_dir
 
 WORLD = LabWorld.load(share_dir() / "worlds" / "lab.sdf", config_path("stations.yaml"))

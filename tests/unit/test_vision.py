@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.core.kinematics import Chain, expand_xacro, named_poses
-from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose, render_marker_view
-from lab.core.world import LabWorld, Pose2D, wrap
+from lab.core.robot.kinematics import Chain, expand_xacro, named_poses
+from lab.core.robot.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose, render_marker_view
+from lab.core.robot.world import LabWorld, Pose2D, wrap
 
 DOCKINGS = 120
 
@@ -77,7 +77,7 @@ def test_offset_is_zero_when_exactly_docked_and_none_without_a_marker(setup) -> 
 
 
 def test_a_marker_pose_that_moves_the_robot_further_than_drift_can_is_rejected() -> None:
-    from lab.core.world import Pose2D
+    from lab.core.robot.world import Pose2D
     from lab.nodes.navigator import implausible_correction
 
     here = Pose2D(1.35, 1.6, 3.1416)

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from lab.core.errors import ConfigError, InvalidGoal
-from lab.core.workflow import load_workflows, parse_workflows, workflow
-from lab.core.world import load_stations
+from lab.core.operations.workflow import load_workflows, parse_workflows, workflow
+from lab.core.robot.world import load_stations
 
 
 def test_shipped_workflows_name_only_stations_the_lab_has(repo_root: Path) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     from rclpy.node import Node
 
-    from lab.core.world import Pose2D
+    from lab.core.robot.world import Pose2D
 
 #: feedback(phase, current pose (map), distance remaining (m), estimated time remaining (simulated s))
 NavFeedback = Callable[[str, "Pose2D", float, float], None]

@@ -2,7 +2,7 @@
 device's frontend from its backends).
 
 The station node owns what is the same for every instrument of a kind: the goal, its checks
-against the station's bounds and stocks (lab.core.station), the steps and their order,
+against the station's bounds and stocks (lab.core.stations.station), the steps and their order,
 feedback, cancel, status. A backend carries out one step on the samples and reports what
 was dispensed or measured. `SimulatedInstrument` (the default) waits each step's duration
 in simulated time and answers from the emulators fitted to real data. A real instrument is
@@ -27,9 +27,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lab.core.campaign.formulation import Formulation, MeasurementData
 from lab.core.errors import LabError, StationFault
-from lab.core.formulation import Formulation, MeasurementData
-from lab.core.station import StationCore, Step
+from lab.core.stations.station import StationCore, Step
 
 
 class StepCancelled(LabError):

@@ -1,6 +1,6 @@
 """Embedded manipulation: inverse kinematics from the URDF and joint trajectories.
 
-Targets are solved with lab.core.kinematics on the robot's URDF chain (base_link -> tool0),
+Targets are solved with lab.core.robot.kinematics on the robot's URDF chain (base_link -> tool0),
 turned into a joint-limit-respecting trajectory and sent to the arm's trajectory controller
 topic (`arm_controller/joint_trajectory`, what a ros2_control JointTrajectoryController
 takes); a path through several waypoints (approach, grasp height, ...) is one trajectory
@@ -21,7 +21,7 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome, Waypoint
-from lab.core.kinematics import Chain, Unreachable, waypoint_trajectory
+from lab.core.robot.kinematics import Chain, Unreachable, waypoint_trajectory
 from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
 
 GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)

@@ -1,7 +1,7 @@
 """Manipulation through MoveIt 2 (Jazzy), with the moveit_py Python API.
 
 Needs `ros-jazzy-moveit-py` and ros2_control's `arm_controller` (started by
-lab.launch_full_stack). Not installable from PyPI: importing this module without it raises
+lab.bringup.full_stack). Not installable from PyPI: importing this module without it raises
 BackendUnavailable naming the package.
 
 MoveItPy is not an rclpy node: it needs its whole configuration as parameters. It gets the
@@ -24,7 +24,7 @@ import numpy as np
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
 from lab.backends.moveit_config import moveit_parameters
 from lab.core.errors import BackendUnavailable
-from lab.core.robot_files import robot_description
+from lab.core.robot.robot_files import robot_description
 from lab.paths import share_dir
 from lab.ros.conversions import rotation_to_quaternion
 

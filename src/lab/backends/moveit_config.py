@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from lab.core.robot_files import prefix_srdf, prefixed_controllers, prefixed_joint_limits, write_temp
+from lab.core.robot.robot_files import prefix_srdf, prefixed_controllers, prefixed_joint_limits, write_temp
 
 
 def moveit_parameters(share: Path, robot: str, description: str) -> dict[str, Any]:

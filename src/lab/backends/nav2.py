@@ -20,7 +20,7 @@ from typing import Any
 
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
 from lab.core.errors import BackendUnavailable
-from lab.core.world import Pose2D, start_poses
+from lab.core.robot.world import Pose2D, start_poses
 from lab.ros.conversions import planar_pose, pose_msg
 
 try:
@@ -48,7 +48,7 @@ class Nav2Backend(NavigationBackend):
             return
         # waitUntilNav2Active blocks until the lifecycle nodes (and AMCL, localizer='amcl') are active
         # AMCL starts from the pose BasicNavigator publishes in waitUntilNav2Active: (0, 0, 0)
-        # unless set; the robot starts where lab.core.world.start_poses puts it (Gazebo's spawn)
+        # unless set; the robot starts where lab.core.robot.world.start_poses puts it (Gazebo's spawn)
         self.nav.setInitialPose(self._pose_stamped(self.start))
         self.nav.waitUntilNav2Active(localizer=str(self.params.get("localizer", "amcl")))
         self._ready = True

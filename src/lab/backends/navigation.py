@@ -1,13 +1,13 @@
 """Embedded navigation: a grid planner on the world file and the simulation's base controller.
 
-The path (lab.core.gridnav.plan_path on worlds/lab.sdf + config/stations.yaml, checked for the
+The path (lab.core.robot.gridnav.plan_path on worlds/lab.sdf + config/stations.yaml, checked for the
 robot's real footprint) goes to the base controller as nav_msgs/Path on `follow_path`; this
 backend watches odometry for progress and `bumper` for what stopped the base, and stops
 the base (an empty path) when the goal is cancelled.
 
 With other robots on the floor (`others`), the path is planned around their footprints where
 their odometry puts them (what a costmap's obstacle layer would see), and the robot drives
-only once the `traffic` node has reserved that path for it (lab.core.traffic: no two reserved
+only once the `traffic` node has reserved that path for it (lab.core.robot.traffic: no two reserved
 paths come within a footprint of each other); it hands the reservation back when it stops.
 While the way is blocked (another robot on the goal, or its reserved path in the way) the
 robot waits where it is, replanning every simulated second, up to `traffic_timeout`.
@@ -28,9 +28,9 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
-from lab.core.gridnav import NoPath, path_length, plan_path
-from lab.core.params import NavigatorParams
-from lab.core.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, rectangles_overlap, wrap
+from lab.core.config.params import NavigatorParams
+from lab.core.robot.gridnav import NoPath, path_length, plan_path
+from lab.core.robot.world import ROBOT_FOOTPRINT, LabWorld, Pose2D, rectangles_overlap, wrap
 from lab.ros.clock import POLL, SimDeadline, sim_now, wait_for, wait_sim
 from lab.ros.conversions import planar_pose, pose_msg
 from lab.ros.qos import LATCHED

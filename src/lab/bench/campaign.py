@@ -25,10 +25,10 @@ import numpy as np
 
 from lab.bench import write_json
 from lab.bench.pool import top_share
-from lab.core.closed_loop import CampaignRunner
-from lab.core.formulation import MeasurementData
-from lab.core.space import CampaignConfig, Point, campaign_path, load_campaign
-from lab.core.store import CampaignStore
+from lab.core.campaign.closed_loop import CampaignRunner
+from lab.core.campaign.formulation import MeasurementData
+from lab.core.campaign.space import CampaignConfig, Point, campaign_path, load_campaign
+from lab.core.campaign.store import CampaignStore
 
 
 def run_loop(config: CampaignConfig, budget: int, seed: int,
@@ -92,8 +92,8 @@ def _running_max(values: list[float]) -> np.ndarray:
 
 
 def bench_her(seeds: int, budget: int, skopt_seeds: int = 0, skopt_budget: int = 96) -> dict:
-    from lab.core.emulators import HerEmulator
-    from lab.core.report import BURGER2020_BEST_SO_FAR
+    from lab.analysis.report import BURGER2020_BEST_SO_FAR
+    from lab.core.stations.emulators import HerEmulator
 
     config = load_campaign(campaign_path("photocatalysis"))
     her = HerEmulator.fitted()
@@ -150,7 +150,7 @@ def bench_her(seeds: int, budget: int, skopt_seeds: int = 0, skopt_budget: int =
 
 
 def bench_barrel(seeds: int, budget: int = 120) -> dict:
-    from lab.core.emulators import CrossedBarrelEmulator
+    from lab.core.stations.emulators import CrossedBarrelEmulator
 
     config = load_campaign(campaign_path("crossed_barrel"))
     barrel = CrossedBarrelEmulator.fitted()
@@ -177,8 +177,8 @@ def bench_barrel(seeds: int, budget: int = 120) -> dict:
 
 
 def bench_polymer(seeds: int, budget: int = 24) -> dict:
-    from lab.core.emulators import PhotopolymerEmulator
-    from lab.core.pareto import hypervolume
+    from lab.core.campaign.pareto import hypervolume
+    from lab.core.stations.emulators import PhotopolymerEmulator
 
     config = load_campaign(campaign_path("photopolymer"))
     poly = PhotopolymerEmulator.fitted()

@@ -19,9 +19,9 @@ from lab.bench import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lab.core.emulators import HerEmulator
-    from lab.core.planner import BatchPlanner, Observation
-    from lab.core.space import campaign_path, load_campaign
+    from lab.core.campaign.planner import BatchPlanner, Observation
+    from lab.core.campaign.space import campaign_path, load_campaign
+    from lab.core.stations.emulators import HerEmulator
 
     parser = argparse.ArgumentParser(prog="lab bench cost")
     parser.add_argument("--sizes", default="50,200,700,1500")

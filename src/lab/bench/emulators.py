@@ -23,7 +23,7 @@ from lab.bench import write_json
 def main(argv: list[str] | None = None) -> int:
     from sklearn.gaussian_process import GaussianProcessRegressor
 
-    from lab.core.emulators import POLYMER_PROPERTIES, CrossedBarrelEmulator, HerEmulator, PhotopolymerEmulator
+    from lab.core.stations.emulators import POLYMER_PROPERTIES, CrossedBarrelEmulator, HerEmulator, PhotopolymerEmulator
 
     parser = argparse.ArgumentParser(prog="lab bench emulators")
     parser.add_argument("--folds", type=int, default=5)

@@ -2,7 +2,7 @@
 
 Brings up the safety node, the simulation, a navigator and an arm (embedded lab, one robot),
 and repeats: send a navigation goal across the lab, wait a random moment of the drive, stop
-the lab the way `lab estop` does (lab.estop.fast_path: one UDP datagram to the safety node),
+the lab the way `lab estop` does (lab.app.estop.fast_path: one UDP datagram to the safety node),
 and time, in wall and simulated seconds, how long from that call until the simulation's ground
 truth shows the base at rest; then check that a new navigation goal is refused, release, and
 go on. Run at each speed asked for.
@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from nav_msgs.msg import Odometry
 
-    from lab.bringup import plan
-    from lab.cli import _set_sim_speed
-    from lab.commander import TaskResult
-    from lab.estop import fast_path
-    from lab.session import lab_session
+    from lab.app.cli import _set_sim_speed
+    from lab.app.commander import TaskResult
+    from lab.app.estop import fast_path
+    from lab.app.session import lab_session
+    from lab.bringup.processes import plan
 
     rng = random.Random(ns.seed)
     run_dir = Path("runs") / ("bench-estop-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
@@ -185,12 +185,12 @@ class _Watch:
 
 
 def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
-    from lab.bringup import plan
-    from lab.cli import _set_sim_speed
-    from lab.core.world import load_stations
-    from lab.estop import fast_path
+    from lab.app.cli import _set_sim_speed
+    from lab.app.estop import fast_path
+    from lab.app.session import lab_session
+    from lab.bringup.processes import plan
+    from lab.core.robot.world import load_stations
     from lab.paths import share_dir
-    from lab.session import lab_session
 
     rng = random.Random(ns.seed)
     run_dir = Path("runs") / ("bench-estop-campaign-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))

@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(ns: argparse.Namespace, kinds: list[str], gap: tuple[float, float], run_dir: Path) -> dict:
     from rosgraph_msgs.msg import Clock
 
-    from lab.bringup import plan
-    from lab.commander import TaskResult
+    from lab.app.commander import TaskResult
+    from lab.app.session import lab_session
+    from lab.bringup.processes import plan
     from lab.ros.qos import LATCHED
-    from lab.session import lab_session
     from lab_interfaces.msg import WorldState
 
     rng = random.Random(ns.seed)

@@ -77,13 +77,13 @@ def _layout(ns: argparse.Namespace, deployment: str, hosts: tuple[str, ...], cut
             for host in hosts:
                 (Path(tmp) / host).mkdir()
                 procs.append(subprocess.Popen(
-                    net.command(host, [sys.executable, "-m", "lab.cli", "bringup", *args]
+                    net.command(host, [sys.executable, "-m", "lab.app.cli", "bringup", *args]
                                 + ([f"host:={host}"] if len(hosts) > 1 else [])),
                     cwd=Path(tmp) / host, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     start_new_session=True))
             server = hosts[0]
             client = subprocess.Popen(
-                net.command(server, [sys.executable, "-m", "lab.cli", "bench", "hosts", "--client",
+                net.command(server, [sys.executable, "-m", "lab.app.cli", "bench", "hosts", "--client",
                                      "--round-trips", str(ns.round_trips), "--budget", str(ns.budget),
                                      "--batch", str(ns.batch), "--seed", str(ns.seed)]),
                 cwd=Path(tmp) / server, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -122,7 +122,7 @@ def _client(ns: argparse.Namespace) -> int:
 
     import rclpy
 
-    from lab.commander import LabCommander, TaskResult
+    from lab.app.commander import LabCommander, TaskResult
     from lab.ros.actions import send_goal
     from lab_interfaces.action import RunStation
     from lab_interfaces.msg import LabStatus

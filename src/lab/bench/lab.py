@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
 
-    from lab.bringup import plan
-    from lab.session import lab_session, run_campaign_with_progress
+    from lab.app.session import lab_session, run_campaign_with_progress
+    from lab.bringup.processes import plan
 
     run_dir = Path("runs") / ("bench-lab-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     specs = plan({"sim": "embedded", "robots": str(ns.robots), "speed": str(ns.speed), "record": "false"})

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from lab.bench import plot_curves, write_json
-from lab.core.planner import BatchPlanner, Observation
-from lab.core.report import Objective
-from lab.core.space import Dimension, Space
+from lab.core.campaign.objective import Objective
+from lab.core.campaign.planner import BatchPlanner, Observation
+from lab.core.campaign.space import Dimension, Space
 from lab.paths import data_path
 
 LIANG2021_CROSSED_BARREL = {"0.5": 23, "0.8": 34, "1.0": 51}

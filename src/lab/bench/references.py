@@ -1,5 +1,5 @@
 """Reference methods the planner is measured against (`lab bench suite`), each on a code path of
-its own: nothing here is shared with lab.core.planner, so a bug in one cannot flatter both.
+its own: nothing here is shared with lab.core.campaign.planner, so a bug in one cannot flatter both.
 
 Every method answers the same question: given the measured points (unit cube, n x d), their
 values (to MINIMISE) and the candidates still open (m x d), which `k` candidates next (indices,

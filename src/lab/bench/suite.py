@@ -17,7 +17,7 @@
   0.05 grid summing to 1): the true value's regret of the best point measured after N.
 
 Every method gets the same random starts per trial (`--init`, 2) and the same seeds. The
-planner runs with its defaults (lab.core.planner.BatchPlanner, `initial_random` = the starts);
+planner runs with its defaults (lab.core.campaign.planner.BatchPlanner, `initial_random` = the starts);
 the references (lab.bench.references) have code paths of their own and score 2000 random
 candidates per step where there is no pool. One table is printed, the figures go to `--json`
 (benchmarks/suite.json) and one plot per set to `--plots`.
@@ -150,9 +150,9 @@ def _draw(problem: Synthetic, n: int, rng: np.random.Generator) -> np.ndarray:
 # ------------------------------------------------------------------ the planner on each kind of problem
 def _planner(names: list[str], values: list[tuple[float, ...]], init: int, seed: int, pool: np.ndarray | None,
              mixture: bool, options: dict):
-    from lab.core.planner import BatchPlanner
-    from lab.core.report import Objective
-    from lab.core.space import Dimension, Space, SumConstraint
+    from lab.core.campaign.objective import Objective
+    from lab.core.campaign.planner import BatchPlanner
+    from lab.core.campaign.space import Dimension, Space, SumConstraint
 
     dims = [Dimension(n, v) for n, v in zip(names, values, strict=True)]
     constraints = [SumConstraint(tuple(names), equals=1.0)] if mixture else []
@@ -190,7 +190,7 @@ def pool_trial(task: tuple) -> tuple:
     chosen = [int(i) for i in rng.choice(n, size=init, replace=False)]
     started = time.monotonic()
     if method == "planner":
-        from lab.core.planner import Observation
+        from lab.core.campaign.planner import Observation
 
         space, planner = _planner(names, [tuple(sorted(set(x[:, j]))) for j in range(x.shape[1])], init, seed, x,
                                   False, options)
@@ -221,7 +221,7 @@ def synthetic_trial(task: tuple) -> tuple:
     xs = _draw(problem, init, rng)
     started = time.monotonic()
     if method == "planner":
-        from lab.core.planner import Observation
+        from lab.core.campaign.planner import Observation
 
         names = [f"x{i}" for i in range(problem.dims)]
         _, planner = _planner(names, [tuple(float(v) for v in GRID)] * problem.dims, init, seed, None,

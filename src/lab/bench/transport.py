@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     ns = parser.parse_args(argv)
 
-    from lab.bringup import plan
-    from lab.commander import TaskResult
-    from lab.session import lab_session
+    from lab.app.commander import TaskResult
+    from lab.app.session import lab_session
+    from lab.bringup.processes import plan
 
     run_dir = Path("runs") / ("bench-transport-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     specs = plan({"sim": "embedded", "robots": "1", "speed": str(ns.speed), "record": "false"})

@@ -23,11 +23,11 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from lab.backends.base import ManipulationBackend, MotionOutcome, Waypoint, backend_class
+from lab.core.config.params import RESULT_KEEP, ArmParams
 from lab.core.errors import InvalidGoal
-from lab.core.kinematics import Chain, Unreachable, deck_places, named_poses
-from lab.core.params import RESULT_KEEP, ArmParams
-from lab.core.simworld import check_move, with_own_moves
-from lab.core.world import Pose2D
+from lab.core.robot.kinematics import Chain, Unreachable, deck_places, named_poses
+from lab.core.robot.simworld import check_move, with_own_moves
+from lab.core.robot.world import Pose2D
 from lab.ros.clock import clock_hold, sim_now, wait_for
 from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main

@@ -20,7 +20,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy
 
-from lab.core.params import FoxgloveParams
+from lab.core.config.params import FoxgloveParams
 from lab.ros.main import node_main
 from lab.ros.params import declare_params
 from lab.ros.topics import RawTopics

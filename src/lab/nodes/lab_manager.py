@@ -2,7 +2,7 @@
 
 Action `~/run_batch` (lab_interfaces/action/RunBatch): what a batch goes through (its
 workflow's steps, reservations, retries, reroutes, charging, parking, pause and stop, the
-start-up recovery of batches a crashed lab manager left in flight) is lab.core.scheduler's;
+start-up recovery of batches a crashed lab manager left in flight) is lab.core.operations.scheduler's;
 this node is its ROS wiring: the scheduler's orders become action goals (navigators' `navigate_to_station`
 and `navigate_to_pose`, arms' `manipulate`, stations' `run_station`), and what the node hears
 (/world_state, odometry, battery, station status, the robots' action status, /safety/state)
@@ -37,13 +37,24 @@ from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
-from lab.core.params import LabManagerParams
-from lab.core.scheduler import Call, Drive, Order, Outcome, Park, Process, Progress, Sample, SampleReport, Scheduler
-from lab.core.scheduler import Transfer as TransferOrder
-from lab.core.station import load_kinds
-from lab.core.workflow import load_workflows
-from lab.core.world import Pose2D, load_stations
+from lab.core.operations.scheduler import (
+    Call,
+    Drive,
+    Order,
+    Outcome,
+    Park,
+    Process,
+    Progress,
+    Sample,
+    SampleReport,
+    Scheduler,
+)
+from lab.core.operations.scheduler import Transfer as TransferOrder
+from lab.core.operations.workflow import load_workflows
+from lab.core.robot.world import load_stations
+from lab.core.stations.station import load_kinds
 from lab.ros.actions import ActionClient, CallOutcome, call_action, follow_goal
 from lab.ros.clock import sim_now, wait_sim
 from lab.ros.conversions import planar_pose
@@ -136,10 +147,10 @@ class LabManager(Node):
                                      LATCHED, callback_group=group)
         for r in self.robots:
             self.create_subscription(Odometry, f"/{r}/odom",
-                                     lambda m, r=r: sched.robot_pose.__setitem__(r, planar_pose(m.pose.pose)), 10,
+                                     lambda m, r=r: sched.robot_pose(r, planar_pose(m.pose.pose)), 10,
                                      callback_group=group)
             self.create_subscription(BatteryState, f"/{r}/battery_state",
-                                     lambda m, r=r: sched.battery.__setitem__(r, m.percentage), 10,
+                                     lambda m, r=r: sched.battery(r, m.percentage), 10,
                                      callback_group=group)
         # who is there (DDS liveliness of each robot's and station's presence writer)
         members = {r: robot_topic(r) for r in self.robots} | {s: station_topic(s) for s in self.stations}
@@ -151,7 +162,7 @@ class LabManager(Node):
         for r in self.robots:
             for action in (f"/{r}/navigate_to_station", f"/{r}/navigate_to_pose", f"/{r}/manipulate"):
                 self.create_subscription(GoalStatusArray, f"{action}/_action/status",
-                                         lambda m, a=action: sched.goals_under_way.__setitem__(a, sum(
+                                         lambda m, a=action: sched.goals_under_way(a, sum(
                                              1 for st in m.status_list if st.status in UNDER_WAY)),
                                          qos_profile_action_status_default, callback_group=group)
         self.status_pub = self.create_publisher(LabStatus, "/lab_status", 10)
@@ -291,16 +302,12 @@ class LabManager(Node):
     # ------------------------------------------------------------------ status
     def _publish_status(self) -> None:
         sched = self.scheduler
+        now = sched.snapshot()
         msg = LabStatus()
         msg.stamp = self.get_clock().now().to_msg()
-        with sched.lock:
-            msg.mode_text = sched.mode
-            msg.mode = MODES[msg.mode_text]
-            msg.active_batches = list(sched.active_batches)
-            msg.active_steps = list(sched.active_steps.values())
-            msg.experiments_running = sched.counts["running"]
-            msg.experiments_done = sched.counts["done"]
-            msg.experiments_failed = sched.counts["failed"]
+        msg.mode_text, msg.mode = now.mode, MODES[now.mode]
+        msg.active_batches, msg.active_steps = now.active_batches, now.active_steps
+        msg.experiments_running, msg.experiments_done, msg.experiments_failed = now.running, now.done, now.failed
         msg.stations = []
         for station, reported in list(self.station_status.items()):
             since = sched.offline_since(station)
@@ -309,17 +316,15 @@ class LabManager(Node):
                 reported.state, reported.state_text = StationStatus.OFFLINE, "offline"
                 reported.message = f"offline since {since}: the network lost its host"
             msg.stations.append(reported)
-        for robot in self.robots:
-            state = sched.robot_state[robot]
-            since = sched.offline_since(robot)
-            status = RobotStatus(name=robot, state="offline" if since else state, docked_at=sched.robot_at[robot],
+        for robot in now.robots:
+            since = robot.offline_since
+            status = RobotStatus(name=robot.name, state="offline" if since else robot.state, docked_at=robot.docked_at,
                                  message=f"offline since {since}: the network lost its host" if since else "")
             status.stamp = msg.stamp
-            pose = sched.robot_pose.get(robot, Pose2D(0.0, 0.0, 0.0))
-            status.pose.x, status.pose.y, status.pose.theta = pose.x, pose.y, pose.yaw
-            status.battery = float(sched.battery.get(robot, 1.0))
-            status.charging = state == "charging"
-            status.holding = sched.holding(robot)
+            status.pose.x, status.pose.y, status.pose.theta = robot.pose.x, robot.pose.y, robot.pose.yaw
+            status.battery = float(robot.battery)
+            status.charging = robot.state == "charging"
+            status.holding = robot.holding
             msg.robots.append(status)
         self.status_pub.publish(msg)
         self.markers_pub.publish(station_markers(self._station_places, self.station_status, msg.stamp))

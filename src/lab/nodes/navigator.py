@@ -22,11 +22,11 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from lab.backends.base import NavigationBackend, NavOutcome, backend_class
+from lab.core.config.params import RESULT_KEEP, NavigatorParams
 from lab.core.errors import InvalidGoal
-from lab.core.kinematics import Chain
-from lab.core.params import RESULT_KEEP, NavigatorParams
-from lab.core.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
-from lab.core.world import Pose2D, Station
+from lab.core.robot.kinematics import Chain
+from lab.core.robot.vision import CameraModel, dock_offset, estimate_marker_pose, refine_base_pose
+from lab.core.robot.world import Pose2D, Station
 from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import CLOCK_SLACK, Stamped, clock_hold, seconds_of, sim_now, wait_for
 from lab.ros.conversions import pose_msg

@@ -1,6 +1,6 @@
 """`planner`: action `~/run_campaign`, the closed loop (propose a batch, run it, learn).
 
-The loop's logic is lab.core.closed_loop.CampaignRunner (scikit-optimize inside, every
+The loop's logic is lab.core.campaign.closed_loop.CampaignRunner (scikit-optimize inside, every
 proposal and result in SQLite as it happens); this node turns its batches into
 `/lab_manager/run_batch` goals, keeps `batches_in_flight` of them running at once (so the
 lab prepares the next rack while one is under the lamp; the planner accounts for the
@@ -21,13 +21,13 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
-from lab.core.closed_loop import CampaignRunner
+from lab.core.campaign.closed_loop import CampaignRunner
+from lab.core.campaign.space import campaign_path, load_campaign
+from lab.core.campaign.store import CampaignStore
+from lab.core.config.params import PlannerParams
 from lab.core.errors import ConfigError, InvalidGoal
-from lab.core.params import PlannerParams
-from lab.core.space import campaign_path, load_campaign
-from lab.core.station import batch_seconds, load_kinds
-from lab.core.store import CampaignStore
-from lab.core.workflow import load_workflows, workflow
+from lab.core.operations.workflow import load_workflows, workflow
+from lab.core.stations.station import batch_seconds, load_kinds
 from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import sim_now
 from lab.ros.conversions import msg_to_measurement

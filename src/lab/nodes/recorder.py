@@ -18,7 +18,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from lab.core.params import RecorderParams
+from lab.core.config.params import RecorderParams
 from lab.ros.main import node_main
 from lab.ros.params import declare_params
 from lab.ros.qos import LATCHED

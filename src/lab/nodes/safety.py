@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rclpy.node import Node
 
-from lab.core.params import SafetyParams
-from lab.core.safety import operator_port
+from lab.core.config.params import SafetyParams
+from lab.core.operations.safety import operator_port
 from lab.ros.clock import to_time
 from lab.ros.main import node_main
 from lab.ros.params import declare_params

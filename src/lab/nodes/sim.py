@@ -10,7 +10,7 @@ plugins and a base controller would take: `cmd_vel` (geometry_msgs/Twist), `foll
 `bumper` (what it ran into), `wrist_camera/image` + `camera_info` (rendered only while
 someone subscribes) and `robot_description` (latched). Lab-wide: `/world_state` (where every
 rack and tray is, latched), `/lab_markers` for RViz, and `~/move_object` (grasp/release).
-The physics lives in lab.core.simworld; this file is ROS I/O.
+The physics lives in lab.core.robot.simworld; this file is ROS I/O.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from lab.core.config.params import SimNodeParams
 from lab.core.errors import InvalidGoal
-from lab.core.gridnav import OccupancyGrid
-from lab.core.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
-from lab.core.params import SimNodeParams
 from lab.core.persist import take_back, write_json
-from lab.core.simworld import GRIPPER, ObjectRegistry, SimLab
-from lab.core.vision import CameraModel, render_marker_view
-from lab.core.world import Pose2D, start_poses
+from lab.core.robot.gridnav import OccupancyGrid
+from lab.core.robot.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
+from lab.core.robot.simworld import GRIPPER, ObjectRegistry, SimLab
+from lab.core.robot.vision import CameraModel, render_marker_view
+from lab.core.robot.world import Pose2D, start_poses
 from lab.ros.clock import ClockWaits, seconds_of, to_time
 from lab.ros.conversions import planar_pose, pose_msg, transform_msg
 from lab.ros.main import node_main

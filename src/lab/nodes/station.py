@@ -36,12 +36,12 @@ from rclpy.node import Node
 
 from lab.backends.base import backend_class
 from lab.backends.instruments import InstrumentBackend, StepCancelled
+from lab.core.config.params import StationParams
 from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
-from lab.core.params import StationParams
+from lab.core.operations.workflow import load_workflows
 from lab.core.persist import take_back, write_json
-from lab.core.station import StationCore, Step, interruption, load_kinds
-from lab.core.workflow import load_workflows
-from lab.core.world import load_stations
+from lab.core.robot.world import load_stations
+from lab.core.stations.station import StationCore, Step, interruption, load_kinds
 from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
 from lab.ros.conversions import measurement_to_msg, msg_to_formulation
 from lab.ros.main import node_main

@@ -2,7 +2,7 @@
 
 Service `/traffic/request` (lab_interfaces/Traffic): a navigator asks for the floor
 its planned path sweeps before it drives and hands it back when it stops, saying where it
-stands (one pose); every answer says where the other robots stand. lab.core.traffic decides.
+stands (one pose); every answer says where the other robots stand. lab.core.robot.traffic decides.
 Requests are served one at a time, so two robots asking at once cannot both be granted
 crossing paths. A reservation of a robot whose navigator has left the
 graph is dropped, so a crashed navigator does not block the others for ever.
@@ -16,9 +16,9 @@ from __future__ import annotations
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from rclpy.node import Node
 
-from lab.core.params import TrafficParams
-from lab.core.traffic import TrafficTable
-from lab.core.world import Pose2D
+from lab.core.config.params import TrafficParams
+from lab.core.robot.traffic import TrafficTable
+from lab.core.robot.world import Pose2D
 from lab.ros.main import node_main
 from lab.ros.params import declare_params
 from lab_interfaces.srv import Traffic

@@ -4,7 +4,7 @@
 within `ack_timeout` sends it again with the same goal id, so that a server which did accept
 the first send refuses the copy instead of running the goal twice; the goal it then follows
 is the one the server accepted ("adopted"). `call_action` (a node's worker thread, its
-executor spinning elsewhere) and `lab.commander.LabCommander` (spinning itself) both use it;
+executor spinning elsewhere) and `lab.app.commander.LabCommander` (spinning itself) both use it;
 they differ only in how they let time pass: a worker thread blocks until the answer's future
 is done (its node's executor completes it), the commander spins its own executor meanwhile
 (`pause`).

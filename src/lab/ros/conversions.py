@@ -9,9 +9,9 @@ from typing import Any
 from geometry_msgs.msg import Pose, TransformStamped
 from transforms3d.quaternions import mat2quat
 
+from lab.core.campaign.formulation import Formulation, MeasurementData
 from lab.core.errors import InvalidGoal
-from lab.core.formulation import Formulation, MeasurementData
-from lab.core.world import Pose2D
+from lab.core.robot.world import Pose2D
 from lab_interfaces.msg import Curve, Measurement
 from lab_interfaces.msg import Formulation as FormulationMsg
 

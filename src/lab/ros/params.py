@@ -1,4 +1,4 @@
-"""A node's ROS parameters from its model in lab.core.params: declared with the model's defaults,
+"""A node's ROS parameters from its model in lab.core.config.params: declared with the model's defaults,
 validated at start-up (ConfigError naming the node, the key and the parameter files), and
 validated again when changed at run time (`ros2 param set`), which is refused with the reason."""
 
@@ -14,10 +14,10 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from lab.core.config.params import NodeParams, explain
 from lab.core.errors import ConfigError
-from lab.core.kinematics import expand_xacro
-from lab.core.params import NodeParams, explain
-from lab.core.world import LabWorld
+from lab.core.robot.kinematics import expand_xacro
+from lab.core.robot.world import LabWorld
 from lab.paths import share_dir
 
 M = TypeVar("M", bound=NodeParams)

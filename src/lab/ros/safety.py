@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from rclpy.node import Node
 
-from lab.core.safety import NO_CONTACT
+from lab.core.operations.safety import NO_CONTACT
 from lab.ros.qos import LATCHED
 
 TOPIC = "/safety/state"

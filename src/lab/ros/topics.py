@@ -14,7 +14,7 @@ from ament_index_python.packages import get_package_share_directory
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from lab.core.msgdefs import full_definition
+from lab.core.config.msgdefs import full_definition
 
 
 def _find_msg(package: str, name: str) -> Path:

@@ -1,0 +1,123 @@
+"""`lab campaign list | status | report`: what the campaign store records, for the operator (no ROS needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lab.analysis.report import ExperimentRow, Interval, write_report
+from lab.core.campaign.closed_loop import CampaignRunner
+from lab.core.campaign.store import CampaignStore
+from lab.core.errors import ConfigError, LabError
+
+
+def _open(db: Path) -> CampaignStore:
+    if not db.is_file():
+        raise LabError(f"no campaign database at {db}")
+    return CampaignStore(db)
+
+
+def list_campaigns(db: Path) -> int:
+    try:
+        store = _open(db)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    with store:
+        campaigns = store.list_campaigns()
+        if not campaigns:
+            print(f"no campaigns in {db}")
+        for info in campaigns:
+            finished = store.count_finished(info.id)
+            print(f"{info.id}  {info.workflow:15s} {finished:4d}/{info.budget:<4d} {info.status}")
+    return 0
+
+
+def campaign_status(db: Path, campaign_id: str) -> int:
+    try:
+        with _open(db) as store:
+            runner = _runner(store, campaign_id)
+            p = runner.progress()
+            info = store.campaign_info(campaign_id)
+            print(f"{campaign_id}: {info.status}; {p.done} done, {p.failed} failed, {p.running} running of "
+                  f"{p.budget}; {p.best_summary}")
+            for point, values in runner.best()[:5]:
+                amounts = ", ".join(f"{k} {v:g}" for k, v in point.items() if v)
+                print("  " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()) + f" <- {amounts}")
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _runner(store: CampaignStore, campaign_id: str) -> CampaignRunner:
+    from lab.core.campaign.space import parse_campaign
+
+    info = store.campaign_info(campaign_id)
+    config = parse_campaign(info.config, f"campaign {campaign_id}")
+    return CampaignRunner(store, campaign_id, config, info.budget, info.batch_size, info.seed)
+
+
+def _recording_of(db: Path, start: float, end: float) -> Path | None:
+    """The newest recording beside the database whose time span overlaps the campaign's."""
+    from mcap.exceptions import McapError
+
+    from lab.analysis.tf_history import covers
+
+    for path in sorted(db.parent.glob("lab_*.mcap"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            if covers(path, start, end):
+                return path
+        except (OSError, McapError):  # a truncated or foreign file: not this campaign's
+            continue
+    return None
+
+
+def _lab_map(db: Path, recording: Path | None, start: float, end: float, folder: Path) -> tuple[list, str]:
+    """The top-down picture (images, and a fact saying where it came from or why there is none)."""
+    from lab.analysis.tf_history import draw_lab_map
+    from lab.core.robot.world import LabWorld
+    from lab.paths import config_path, share_dir
+
+    if recording is not None and not recording.is_file():
+        raise ConfigError(f"--recording {recording}: no such file")
+    recording = recording or _recording_of(db, start, end)
+    if recording is None:
+        return [], f"no recording beside {db} covers the campaign (record:=true records one)"
+    world = LabWorld.load(share_dir() / "worlds" / "lab.sdf", config_path("stations.yaml"))
+    draw_lab_map(recording, world, start, end, folder / "lab_map.png")
+    return [("lab_map.png", "The lab from above: stations, the robots' paths, where each rack spent its time")], \
+        str(recording)
+
+
+def campaign_report(db: Path, campaign_id: str, out: Path | None = None, recording: Path | None = None) -> int:
+    """Write the campaign's plots and index.html (default: <db folder>/reports/<id>/); with a
+    recording of the lab (given, or found beside the database), a top-down picture of it."""
+    try:
+        with _open(db) as store:
+            runner = _runner(store, campaign_id)
+            records = [r for r in runner.records() if r.state in ("done", "failed")]
+            rows = [ExperimentRow(index=i, valid=r.state == "done", values=r.values, formulation=r.point,
+                                  is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves)
+                    for i, r in enumerate(records)]
+            intervals = [Interval(res, start, end, what) for res, start, end, what in store.intervals(campaign_id)]
+            folder = out or db.parent / "reports" / campaign_id.replace("/", "_")
+            extra: list = []
+            if intervals:
+                extra, facts_recording = _lab_map(db, recording, min(iv.start for iv in intervals),
+                                                  max(iv.end for iv in intervals), folder)
+                origin = min(iv.start for iv in intervals)
+                intervals = [Interval(iv.resource, iv.start - origin, iv.end - origin, iv.what) for iv in intervals]
+            p = runner.progress()
+            facts = {"campaign": campaign_id, "workflow": runner.config.workflow,
+                     "budget": str(runner.budget), "batch size": str(runner.batch_size), "result": p.best_summary}
+            if intervals:
+                facts["simulated time"] = f"{max(iv.end for iv in intervals) / 3600.0:.1f} h"
+                facts["recording"] = facts_recording
+            page = write_report(folder, f"Campaign {campaign_id}", runner.config.workflow,
+                                runner.config.objectives, rows, intervals, facts=facts, extra=extra)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    print(f"lab: report {page}")
+    return 0

@@ -1,0 +1,245 @@
+"""`lab`: the operator's command.
+
+    lab bringup [name:=value ...]           start the lab's nodes (where `ros2 launch` is absent)
+    lab demo                                bring the lab up, run the demo campaign, write its report
+    lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
+    lab campaign list | status ID | resume ID | cancel ID | report ID
+    lab estop [--release] [--reason TEXT] | pause | resume
+    lab bench planner|suite|campaign|cost|lab|plumbing|emulators ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DB = "runs/campaigns.db"
+
+
+def _bringup(ns: argparse.Namespace) -> int:
+    from lab import bringup
+
+    return bringup.main(ns.arguments, duration=ns.duration, table=ns.table, restarts=ns.restarts)
+
+
+def _set_sim_speed(cmd, speed: float) -> None:
+    """Change the embedded simulation's speed at run time (its `speed` parameter)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = cmd.create_client(SetParameters, "/sim/set_parameters")
+    try:
+        if not client.wait_for_service(timeout_sec=5.0):
+            print("lab: no /sim node (not the embedded simulation?): --speed ignored", file=sys.stderr)
+            return
+        request = SetParameters.Request(parameters=[Parameter(
+            name="speed", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(speed)))])
+        future = client.call_async(request)
+        while not future.done():
+            cmd.spin_for(0.1)
+        result = future.result().results[0]
+        if not result.successful:
+            print(f"lab: speed {speed} refused by /sim: {result.reason}", file=sys.stderr)
+    finally:
+        cmd.destroy_client(client)
+
+
+def _count(least: int):
+    """An argparse type: a whole number of at least `least` (a goal's unsigned field)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not least <= value < 2**31:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {least} (and below 2^31)")
+        return value
+    return parse
+
+
+def _with_commander(fn):
+    def wrapped(ns: argparse.Namespace) -> int:
+        import rclpy
+        from rclpy.signals import SignalHandlerOptions
+
+        from lab.app.commander import LabCommander
+
+        # Ctrl-C is the command's to handle (a campaign is cancelled, not left running): rclpy's
+        # own handler would shut the context down under it, and nothing could be sent any more
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        cmd = LabCommander()
+        try:
+            return int(fn(cmd, ns) or 0)
+        except TimeoutError as exc:
+            print(f"lab: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("lab: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            cmd.destroy_node()
+            rclpy.try_shutdown()
+
+    return wrapped
+
+
+def _exit_code(code: int, result: object) -> int:
+    """A campaign that ended with failed experiments says so and exits non-zero."""
+    failed = int(getattr(result, "experiments_failed", 0) or 0)
+    if code == 0 and failed:
+        total = failed + int(result.experiments_done)  # type: ignore[attr-defined]
+        print(f"lab: {failed} of {total} experiments failed "
+              f"(why: lab campaign status {result.campaign_id})", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    return code
+
+
+@_with_commander
+def _campaign_run(cmd, ns: argparse.Namespace) -> int:
+    if ns.speed is not None:
+        _set_sim_speed(cmd, ns.speed)
+    from lab.app.session import run_campaign_with_progress
+
+    return _exit_code(*run_campaign_with_progress(cmd, ns.name, ns.budget, ns.batch, ns.seed))
+
+
+@_with_commander
+def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
+    from lab.core.campaign.store import CampaignStore
+
+    with CampaignStore.open(Path(ns.db)) as store:
+        info = store.campaign_info(ns.campaign_id)
+    from lab.app.session import run_campaign_with_progress
+
+    return _exit_code(*run_campaign_with_progress(cmd, info.name, info.budget, info.batch_size, info.seed,
+                                                  resume=True, campaign_id=ns.campaign_id))
+
+
+@_with_commander
+def _campaign_cancel(cmd, ns: argparse.Namespace) -> int:
+    ok, message = cmd.cancel_campaign(ns.campaign_id)
+    print(f"lab campaign cancel: {message}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+@_with_commander
+def _operator(cmd, ns: argparse.Namespace) -> int:
+    ok, message = {"pause": cmd.pause, "resume": cmd.resume}[ns.command]()
+    print(f"lab {ns.command}: {message}")
+    return 0 if ok else 1
+
+
+def _campaign_list(ns: argparse.Namespace) -> int:
+    from lab.app.campaign_info import list_campaigns
+
+    return list_campaigns(Path(ns.db))
+
+
+def _campaign_status(ns: argparse.Namespace) -> int:
+    from lab.app.campaign_info import campaign_status
+
+    return campaign_status(Path(ns.db), ns.campaign_id)
+
+
+def _campaign_report(ns: argparse.Namespace) -> int:
+    from lab.app.campaign_info import campaign_report
+
+    return campaign_report(Path(ns.db), ns.campaign_id, Path(ns.out) if ns.out else None,
+                           Path(ns.recording) if ns.recording else None)
+
+
+def _demo(ns: argparse.Namespace) -> int:
+    from lab.app.demo import main as demo_main
+
+    return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots)
+
+
+def _bench(ns: argparse.Namespace) -> int:
+    from lab.bench import main as bench_main
+
+    return bench_main(ns.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lab.core.config.nodetable import ARGUMENTS
+
+    parser = argparse.ArgumentParser(prog="lab", description="The mobile robotic chemist's operator command.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bringup", help="start the lab's nodes as processes (like ros2 launch lab bringup.launch.py)",
+                       description="Arguments as for ros2 launch: " + "; ".join(
+                           f"{a.name} (default {a.default}): {a.description}" for a in ARGUMENTS.values()))
+    p.add_argument("arguments", nargs="*", metavar="name:=value")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    p.add_argument("--table", default="nodes.yaml", help="node table under config/ (default nodes.yaml)")
+    p.add_argument("--restarts", type=_count(0), default=3,
+                   help="times a node that dies is started again within 10 min (default 3; 0: never)")
+    p.set_defaults(func=_bringup)
+
+    p = sub.add_parser("demo", help="bring the lab up, run a photocatalysis campaign, write its report")
+    p.add_argument("--budget", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--speed", type=float, default=400.0, help="simulated seconds per wall second")
+    p.add_argument("--robots", type=int, default=1)
+    p.set_defaults(func=_demo)
+
+    camp = sub.add_parser("campaign", help="run and inspect campaigns").add_subparsers(dest="verb", required=True)
+    p = camp.add_parser("run", help="run a campaign (config/campaigns/NAME.yaml) on the running lab")
+    p.add_argument("name")
+    p.add_argument("--budget", type=_count(1), default=64, help="measured experiments, controls included")
+    p.add_argument("--batch", type=_count(0), default=0, help="batch size (0: the campaign file's)")
+    p.add_argument("--seed", type=_count(0), default=0)
+    p.add_argument("--speed", type=float, default=None, help="set the embedded simulation's speed first")
+    p.set_defaults(func=_campaign_run)
+    for verb, helptext, fn in (("status", "one campaign's progress", _campaign_status),
+                               ("resume", "continue a stopped campaign on the running lab", _campaign_resume),
+                               ("cancel", "end the running campaign (resumable), as Ctrl-C on its run does",
+                                _campaign_cancel),
+                               ("report", "write a campaign's plots and HTML page", _campaign_report)):
+        p = camp.add_parser(verb, help=helptext)
+        p.add_argument("campaign_id")
+        p.add_argument("--db", default=DEFAULT_DB)
+        if verb == "report":
+            p.add_argument("--out", default=None, help="folder (default: beside the database)")
+            p.add_argument("--recording", default=None,
+                           help="the lab's MCAP recording for the top-down picture (default: the newest "
+                                "lab_*.mcap beside the database that covers the campaign)")
+        p.set_defaults(func=fn)
+    p = camp.add_parser("list", help="campaigns in the database")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=_campaign_list)
+
+    p = sub.add_parser("estop", help="emergency stop: every motion and process stops now (--release lifts it)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda ns: _estop(ns.rest))
+    for name, helptext in (("pause", "finish current steps, start nothing new"),
+                           ("resume", "leave pause (not an emergency stop: release that with lab estop --release)")):
+        sub.add_parser(name, help=helptext).set_defaults(func=_operator)
+
+    p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def _estop(rest: list[str]) -> int:
+    from lab.app.estop import main as estop_main
+
+    return estop_main(rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["estop"]:  # the fast path: no parser of the whole command, no lab imports
+        return _estop(args[1:])
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    return int(ns.func(ns) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

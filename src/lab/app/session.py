@@ -1,0 +1,104 @@
+"""A lab session for the command and the benchmarks: bring the lab up, talk to it, tear it down.
+
+    with lab_session(specs, log_path, "lab_demo") as (lab, cmd):
+        code, result = run_campaign_with_progress(cmd, "photocatalysis", 64, 16, 1)
+
+`lab_session` owns the order that matters: every node process started (lab.bringup.processes), rclpy
+initialised, a LabCommander made; on the way out, on every path (an exception, Ctrl-C), the
+commander destroyed, rclpy shut down and every node process stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lab.core.config.nodetable import NodeSpec
+
+
+@contextmanager
+def lab_session(specs: Sequence[NodeSpec], log_path: Path,
+                node_name: str = "lab_commander") -> Iterator[tuple[Any, Any]]:
+    """(Bringup, LabCommander) of a lab brought up from `specs`, the nodes' output to `log_path`."""
+    import rclpy
+
+    from lab.app.commander import LabCommander
+    from lab.bringup.processes import Bringup
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as log:
+        lab = Bringup(list(specs), out=log, colour=False)
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt, ours to handle
+        cmd = LabCommander(node_name)
+        try:
+            lab.start()
+            lab.supervise_in_background()
+            yield lab, cmd
+        finally:
+            cmd.destroy_node()
+            rclpy.try_shutdown()
+            lab.stop()
+
+
+def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed: int, resume: bool = False,
+                               campaign_id: str = "") -> tuple[int, object]:
+    """Send a run_campaign goal, show progress until it ends; Ctrl-C cancels it cleanly."""
+    from lab.app.commander import TaskResult
+    from lab.app.progress import ProgressLine, bar, format_duration
+
+    task = cmd.run_campaign(campaign, budget=budget, batch_size=batch, seed=seed, resume=resume,
+                            campaign_id=campaign_id)
+    from lab.ros.actions import ServerInstance
+    from lab_interfaces.action import RunCampaign
+
+    planner = ServerInstance(cmd._client(RunCampaign, "/planner/run_campaign"))
+    line = ProgressLine()
+    try:
+        while not cmd.is_task_complete(task, wait=0.2):
+            if task.goal_handle is not None and planner.gone():
+                line.close()
+                fb = cmd.get_feedback(task)
+                ident = fb.campaign_id if fb is not None and fb.campaign_id else "ID (lab campaign list)"
+                print("lab: the planner went away during the campaign (its node died or was restarted); "
+                      f"nothing measured is lost: `lab campaign resume {ident}` continues it", file=sys.stderr)
+                return 1, None
+            fb = cmd.get_feedback(task)
+            if fb is None:
+                continue
+            best = fb.best_summary or (f"best {fb.best_value:.3g}" if not math.isnan(fb.best_value) else "best -")
+            line.update(f"{fb.campaign_id} {bar(fb.experiments_done, fb.budget)} running {fb.experiments_running} "
+                        f"failed {fb.experiments_failed} | {best} | sim {format_duration(fb.sim_time)} "
+                        f"| left ~{format_duration(fb.estimated_time_left)}")
+    except KeyboardInterrupt:
+        line.close()
+        fb = cmd.get_feedback(task)
+        ident = fb.campaign_id if fb is not None and fb.campaign_id else "ID (lab campaign list)"
+        print("lab: cancelling the campaign (batches in flight are cancelled; Ctrl-C again leaves them) ...")
+        outcome = cmd.cancel(task, timeout=120.0)
+        print(f"lab: campaign {outcome.name.lower()}; resume it with `lab campaign resume {ident}`")
+        return 130, task.result
+    line.close()
+    outcome = cmd.get_result(task)
+    result = task.result
+    if outcome is TaskResult.SUCCEEDED:
+        print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments measured "
+              f"({result.experiments_failed} failed); record {result.database}"
+              + (f"; recording {result.recording}" if result.recording else ""))
+        for formulation, measurement in zip(result.best, result.best_measurements, strict=False):
+            units = list(formulation.units) + [""] * len(formulation.components)
+            amounts = ", ".join(f"{c} {a:g} {u}".rstrip() for c, a, u in
+                                zip(formulation.components, formulation.amounts, units, strict=False) if a)
+            value_units = list(measurement.units) + [""] * len(measurement.objectives)
+            values = ", ".join(f"{o} {v:.4g} {u}".rstrip() for o, v, u in
+                               zip(measurement.objectives, measurement.values, value_units, strict=False))
+            print(f"  best: {values} <- {amounts}")
+        return 0, result
+    message = getattr(result, "message", "") if result is not None else "goal rejected"
+    print(f"lab: campaign {outcome.name.lower()}: {message}", file=sys.stderr)
+    return 1, result

@@ -1,0 +1,230 @@
+"""The campaign record: SQLite (WAL), one row per experiment written as it happens.
+
+Every proposal is stored before it is sent to the lab and every result as soon as it
+returns, each in its own transaction, so a planner killed at any moment loses nothing that
+was measured: a resumed campaign re-runs only the experiments that were still running.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.core.errors import InvalidGoal
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, workflow TEXT NOT NULL, config TEXT NOT NULL,
+    budget INTEGER NOT NULL, batch_size INTEGER NOT NULL, seed INTEGER NOT NULL,
+    created REAL NOT NULL, status TEXT NOT NULL DEFAULT 'running');
+CREATE TABLE IF NOT EXISTS experiments (
+    campaign_id TEXT NOT NULL, idx INTEGER NOT NULL, batch_id TEXT, sample_id TEXT NOT NULL,
+    state TEXT NOT NULL,             -- 'queued' | 'running' | 'done' | 'failed'
+    is_control INTEGER NOT NULL DEFAULT 0, point TEXT NOT NULL,
+    vals TEXT, uncertainties TEXT, units TEXT, failure_reason TEXT, as_dispensed TEXT, curves TEXT,
+    station TEXT, proposed REAL NOT NULL, finished REAL,
+    PRIMARY KEY (campaign_id, idx));
+CREATE TABLE IF NOT EXISTS intervals (
+    campaign_id TEXT NOT NULL, resource TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL, what TEXT);
+CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in flight (lab.core.operations.scheduler)
+    key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, state TEXT NOT NULL, updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_id);
+"""
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    id: str
+    name: str
+    workflow: str
+    config: dict[str, Any]
+    budget: int
+    batch_size: int
+    seed: int
+    created: float
+    status: str
+
+
+@dataclass
+class ExperimentRecord:
+    campaign_id: str
+    index: int
+    batch_id: str
+    sample_id: str
+    state: str
+    is_control: bool
+    point: dict[str, float]
+    values: dict[str, float]
+    uncertainties: dict[str, float]
+    units: dict[str, str]
+    failure_reason: str
+    as_dispensed: dict[str, float]
+    curves: list[dict[str, Any]]
+    station: str
+    proposed: float
+    finished: float | None
+
+
+class CampaignStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path) -> Iterator[CampaignStore]:
+        store = cls(path)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def __enter__(self) -> CampaignStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ campaigns
+    def create_campaign(self, campaign_id: str, name: str, workflow: str, config: dict[str, Any], budget: int,
+                        batch_size: int, seed: int) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO campaigns (id, name, workflow, config, budget, batch_size, seed, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (campaign_id, name, workflow, json.dumps(config), budget, batch_size, seed, time.time()))
+
+    def campaign_info(self, campaign_id: str) -> CampaignInfo:
+        with self._lock:
+            row = self.db.execute("SELECT id, name, workflow, config, budget, batch_size, seed, created, status "
+                                  "FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        if row is None:
+            known = [c.id for c in self.list_campaigns()[-5:]]
+            raise InvalidGoal(f"no campaign '{campaign_id}' in {self.path}" +
+                              (f" (latest: {', '.join(known)})" if known else " (it holds none)"))
+        return CampaignInfo(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+
+    def list_campaigns(self) -> list[CampaignInfo]:
+        with self._lock:
+            ids = [r[0] for r in self.db.execute("SELECT id FROM campaigns ORDER BY created")]
+        return [self.campaign_info(i) for i in ids]
+
+    def set_status(self, campaign_id: str, status: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE campaigns SET status = ? WHERE id = ?", (status, campaign_id))
+
+    # ------------------------------------------------------------------ experiments
+    def add_experiments(self, campaign_id: str, batch_id: str, rows: Sequence[tuple[int, str, bool, dict]]) -> None:
+        """rows: (index, sample_id, is_control, point), stored as running in batch_id."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany("INSERT INTO experiments (campaign_id, idx, batch_id, sample_id, state, is_control, point, "
+                           "proposed) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                           [(campaign_id, i, batch_id, sid, int(ctrl), json.dumps(p), now) for i, sid, ctrl, p in rows])
+
+    def requeue_running(self, campaign_id: str) -> int:
+        """Experiments left running by a dead planner go back to the queue; returns how many."""
+        with self.transaction() as db:
+            return db.execute("UPDATE experiments SET state = 'queued', batch_id = NULL "
+                              "WHERE campaign_id = ? AND state = 'running'", (campaign_id,)).rowcount
+
+    def assign_batch(self, campaign_id: str, batch_id: str, indices: Sequence[int]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE experiments SET state = 'running', batch_id = ? WHERE campaign_id = ? AND idx = ?",
+                           [(batch_id, campaign_id, i) for i in indices])
+
+    def finish(self, campaign_id: str, index: int, valid: bool, values: dict, uncertainties: dict, units: dict,
+               failure_reason: str, as_dispensed: dict, curves: list, station: str) -> bool:
+        """Record one experiment's outcome; False (and nothing changes) if it was already recorded."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE experiments SET state = ?, vals = ?, uncertainties = ?, units = ?, failure_reason = ?, "
+                "as_dispensed = ?, curves = ?, station = ?, finished = ? "
+                "WHERE campaign_id = ? AND idx = ? AND state IN ('running', 'queued')",
+                ("done" if valid else "failed", json.dumps(values), json.dumps(uncertainties), json.dumps(units),
+                 failure_reason, json.dumps(as_dispensed), json.dumps(curves), station, time.time(), campaign_id,
+                 index))
+            return cur.rowcount == 1
+
+    def experiments(self, campaign_id: str, batch_id: str | None = None) -> list[ExperimentRecord]:
+        query = ("SELECT campaign_id, idx, batch_id, sample_id, state, is_control, point, vals, uncertainties, units, "
+                 "failure_reason, as_dispensed, curves, station, proposed, finished FROM experiments "
+                 "WHERE campaign_id = ?")
+        args: tuple = (campaign_id,)
+        if batch_id is not None:
+            query += " AND batch_id = ?"
+            args += (batch_id,)
+        with self._lock:
+            rows = self.db.execute(query + " ORDER BY idx", args).fetchall()
+        return [ExperimentRecord(r[0], r[1], r[2] or "", r[3], r[4], bool(r[5]), json.loads(r[6]),
+                                 json.loads(r[7] or "{}"), json.loads(r[8] or "{}"), json.loads(r[9] or "{}"),
+                                 r[10] or "", json.loads(r[11] or "{}"), json.loads(r[12] or "[]"), r[13] or "",
+                                 r[14], r[15]) for r in rows]
+
+    def count_finished(self, campaign_id: str) -> int:
+        """Experiments done or failed (without reading them: the planner asks this in its loop)."""
+        with self._lock:
+            row = self.db.execute("SELECT COUNT(*) FROM experiments WHERE campaign_id = ? "
+                                  "AND state IN ('done', 'failed')", (campaign_id,)).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ the lab manager's batches
+    def save_lab_batch(self, key: str, batch_id: str, state: dict[str, Any]) -> None:
+        """A batch in flight as the lab manager last recorded it (replaces the previous record)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO lab_batches VALUES (?, ?, ?, ?)",
+                       (key, batch_id, json.dumps(state), time.time()))
+
+    def lab_batches(self) -> dict[str, dict[str, Any]]:
+        """Every batch the lab manager has recorded and not yet answered, by key, oldest first."""
+        with self._lock:
+            rows = self.db.execute("SELECT key, state FROM lab_batches ORDER BY updated").fetchall()
+        return {str(k): json.loads(v) for k, v in rows}
+
+    def lab_batch_ages(self) -> dict[str, float]:
+        """Seconds since each recorded batch was last updated, by key."""
+        with self._lock:
+            rows = self.db.execute("SELECT key, updated FROM lab_batches").fetchall()
+        now = time.time()
+        return {str(k): now - float(t) for k, t in rows}
+
+    def drop_lab_batch(self, key: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM lab_batches WHERE key = ?", (key,))
+
+    # ------------------------------------------------------------------ time
+    def add_interval(self, campaign_id: str, resource: str, start: float, end: float, what: str = "") -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO intervals VALUES (?, ?, ?, ?, ?)", (campaign_id, resource, start, end, what))
+
+    def intervals(self, campaign_id: str) -> list[tuple[str, float, float, str]]:
+        with self._lock:
+            rows = self.db.execute("SELECT resource, start, end, what FROM intervals WHERE campaign_id = ? "
+                                   "ORDER BY start", (campaign_id,)).fetchall()
+        return [(str(r[0]), float(r[1]), float(r[2]), str(r[3] or "")) for r in rows]

@@ -1,0 +1,81 @@
+"""The lab's mode as the scheduler keeps it: running, paused, or emergency-stopped.
+
+The robots and stations enforce the emergency stop themselves; the scheduler starts nothing
+new while it is set (every order passes lab.core.operations.gate.StartGate), its orders end
+(`stopped` is polled by every wait), and after a release the lab stays paused until resumed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from lab.core.operations.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
+from lab.core.operations.scheduler.batch import Cancellable
+
+#: wall s `pause` waits for orders sent just before it to be answered (an order's acceptance is
+#: one DDS round trip, ms; a goal is re-sent after 5 s; `lab pause` waits 10 s for the answer)
+PAUSE_WAIT = 7.0
+
+
+class Mode:
+    def __init__(self) -> None:
+        self.gate = StartGate()
+        self._lock = threading.Lock()  # the emergency stop's transitions vs resume
+        self.estop = ""  # why the lab is emergency-stopped, "" when it is not
+        self.stops = 0  # emergency stops seen: a step that failed while this changed was stopped
+
+    def safety(self, stopped: bool, reason: str) -> None:
+        """The emergency stop set (reason) or released."""
+        with self._lock:
+            if stopped:
+                self.stops += 1
+            self.estop = (reason or "emergency stop") if stopped else ""
+            # a release leaves a stopped lab paused; an operator who resumed between the release
+            # and this call has the last word
+            if stopped or self.gate.mode == STOPPED:
+                self.gate.set_mode(STOPPED if stopped else PAUSED)
+
+    def pause(self) -> tuple[bool, str]:
+        if self.stopped():
+            return False, f"the lab is emergency-stopped ({self.estop or 'stop set'}): release it first"
+        # returns once the orders being sent have been answered: after it nothing new starts
+        settled = self.gate.set_mode(PAUSED, wait=PAUSE_WAIT)
+        return True, "paused: running steps finish, nothing new starts" if settled else \
+            (f"paused, but {self.gate.starting} goal(s) sent before the pause were still unanswered "
+             f"after {PAUSE_WAIT:g} s: they may still start")
+
+    def resume(self) -> tuple[bool, str]:
+        with self._lock:
+            if self.estop:
+                return False, f"{self.estop}: resume does not release it; release first (lab estop --release)"
+            previous = self.gate.mode
+            self.gate.set_mode(RUNNING)
+        return True, "resumed" if previous != RUNNING else "already running"
+
+    def name(self, busy: bool) -> str:
+        """'running', 'paused', 'estopped' or 'idle' (running, not `busy`)."""
+        mode = {RUNNING: "running", PAUSED: "paused", STOPPED: "estopped"}[self.gate.mode]
+        return "idle" if mode == "running" and not busy else mode
+
+    def stopped(self) -> bool:
+        return self.gate.mode == STOPPED or bool(self.estop)
+
+    def why_stopped(self) -> str:
+        return f"stopped: {self.estop or 'emergency stop'}"
+
+    @contextmanager
+    def starting(self, run: Cancellable) -> Iterator[Callable[[], None]]:
+        """The start gate for one batch's step (StartGate.start): waits while the lab is paused or
+        stopped; Interrupted('batch cancelled') when the batch is cancelled."""
+        try:
+            with self.gate.start(lambda: run.is_cancel_requested) as started:
+                yield started
+        except Interrupted:
+            raise Interrupted("batch cancelled") from None
+
+    def wait_to_start(self, run: Cancellable) -> None:
+        """Block while paused or stopped; Interrupted when the batch is cancelled."""
+        with self.starting(run):
+            pass

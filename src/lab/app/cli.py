@@ -19,7 +19,7 @@ DEFAULT_DB = "runs/campaigns.db"
 
 
 def _bringup(ns: argparse.Namespace) -> int:
-    from lab import bringup
+    from lab.bringup import processes as bringup
 
     return bringup.main(ns.arguments, duration=ns.duration, table=ns.table, restarts=ns.restarts)
 

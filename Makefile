@@ -22,7 +22,7 @@ test-unit: setup            ## the fast part of the tests
 lint: setup                 ## ruff and mypy only
 	@$(ENV) && ruff check . && mypy
 
-bench: setup                ## the benchmarks (long; results go to benchmarks/results)
+bench: setup                ## the benchmarks (long; results go to runs/bench)
 	@$(ENV) && lab bench all
 
 clean:                      ## remove the venv, the colcon workspace's build products and run outputs

@@ -115,3 +115,18 @@ def test_a_skewed_small_pool_favours_good_candidates() -> None:
     tiny = PoolSet("opv_20s", skewed.file, skewed.objective, skewed.maximize, 20, 20, skewed.skew)
     name, _, _, _, curve, _ = pool_trial((tiny, "planner", 4, 2, 0, {}))
     assert name == "opv_20s" and curve[-1] == 1.0
+
+
+def test_no_bench_writes_into_the_committed_benchmarks_unless_told() -> None:
+    """A bench run from the checkout with its defaults must not overwrite benchmarks/ (the
+    committed figures): every default output lies under lab.bench.OUT."""
+    import re
+    from pathlib import Path
+
+    from lab.bench import OUT
+
+    src = Path(__file__).resolve().parents[2] / "src" / "lab" / "bench"
+    defaults = [m for f in src.glob("*.py") for m in re.findall(r'add_argument\("--(?:json|plot|plots)"[^)]*\)',
+                                                               f.read_text())]
+    assert defaults and OUT.parts[0] == "runs"
+    assert not [d for d in defaults if "benchmarks" in d], defaults

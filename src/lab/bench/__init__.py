@@ -28,6 +28,9 @@ from typing import Any
 BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults",
            "hosts")
 MODULES = {"planner": "pool"}
+#: where a bench writes unless its --json/--plot name a path: a run from the checkout never
+#: overwrites the committed figures in benchmarks/ (those are written by naming them)
+OUT = Path("runs/bench")
 
 
 def main(argv: list[str] | None = None) -> int:

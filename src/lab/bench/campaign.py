@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.bench import write_json
+from lab.bench import OUT, write_json
 from lab.bench.pool import top_share
 from lab.core.campaign.closed_loop import CampaignRunner
 from lab.core.campaign.formulation import MeasurementData
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skopt-budget", type=int, default=96)
     parser.add_argument("--barrel-budget", type=int, default=120)
     parser.add_argument("--polymer-budget", type=int, default=24)
-    parser.add_argument("--json", default="benchmarks/campaign.json")
-    parser.add_argument("--plot", default="benchmarks/campaign_photocatalysis.png")
+    parser.add_argument("--json", default=str(OUT / "campaign.json"))
+    parser.add_argument("--plot", default=str(OUT / "campaign_photocatalysis.png"))
     ns = parser.parse_args(argv)
     started = time.monotonic()
     results = {"photocatalysis": bench_her(ns.seeds, ns.her_budget, ns.skopt_seeds, ns.skopt_budget),

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from lab.bench import write_json
+from lab.bench import OUT, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench cost")
     parser.add_argument("--sizes", default="50,200,700,1500")
     parser.add_argument("--skopt-sizes", default="50,200")
-    parser.add_argument("--json", default="benchmarks/cost.json")
+    parser.add_argument("--json", default=str(OUT / "cost.json"))
     ns = parser.parse_args(argv)
     config = load_campaign(campaign_path("photocatalysis"))
     her = HerEmulator.fitted()

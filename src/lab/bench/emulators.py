@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from lab.bench import write_json
+from lab.bench import OUT, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench emulators")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="skip the per-fold hyperparameter refit")
-    parser.add_argument("--json", default="benchmarks/emulators.json")
+    parser.add_argument("--json", default=str(OUT / "emulators.json"))
     ns = parser.parse_args(argv)
     out: dict = {}
     her = HerEmulator.fitted()

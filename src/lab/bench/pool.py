@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.bench import plot_curves, write_json
+from lab.bench import OUT, plot_curves, write_json
 from lab.core.campaign.objective import Objective
 from lab.core.campaign.planner import BatchPlanner, Observation
 from lab.core.campaign.space import Dimension, Space
@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", type=int, default=2)
     parser.add_argument("--budget", type=int, default=0, help="0: the whole pool")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default="benchmarks/planner_pool.json")
-    parser.add_argument("--plot", default="benchmarks/planner_pool.png")
+    parser.add_argument("--json", default=str(OUT / "planner_pool.json"))
+    parser.add_argument("--plot", default=str(OUT / "planner_pool.png"))
     ns = parser.parse_args(argv)
     names, x, y = load_pool(Path(ns.data), ns.objective, [s for s in ns.inputs.split(",") if s] or None)
     n = len(y)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.bench import plot_curves, write_json
+from lab.bench import OUT, plot_curves, write_json
 from lab.bench.pool import LEVELS, first_reach, load_pool, top_share
 from lab.bench.references import REFERENCES
 from lab.paths import data_path
@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--planner", default="", help="planner options to try, e.g. xi=0.01,restarts=0 "
                         "(development only: the committed figures use the defaults)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/suite.json"))
-    parser.add_argument("--plots", type=Path, default=Path("benchmarks/suite"))
+    parser.add_argument("--json", type=Path, default=OUT / "suite.json")
+    parser.add_argument("--plots", type=Path, default=OUT / "suite")
     ns = parser.parse_args(argv)
     trials = 3 if ns.quick else ns.trials
     batches = [1] if ns.quick else [int(b) for b in ns.batches.split(",") if b]

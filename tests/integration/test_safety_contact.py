@@ -1,4 +1,4 @@
-"""A mover that loses the safety node's presence stops as for an emergency stop (issue 17).
+"""A mover that loses the safety node's presence stops as for an emergency stop.
 
 Real DDS: a stand-in safety node (a process of its own) offers the presence writer and the
 released state; a node's SafetyMonitor with a contact time-out follows it. A stand-in that is
@@ -87,7 +87,7 @@ def test_a_mover_stops_while_the_safety_node_is_out_of_reach(rclpy_context) -> N
 def test_a_mover_or_station_that_has_not_heard_the_safety_state_yet_does_nothing(
         rclpy_context, monkeypatch: pytest.MonkeyPatch) -> None:
     """A node just started may not have discovered the safety node yet, while the lab may be
-    stopped (seen: a navigator started 0.7 s before a stop took a drive goal a second after it).
+    stopped (else a navigator started just before a stop would take a drive goal after it).
     Until it has heard the state once, a monitor with `until_heard` counts as stopped; `refusal()`
     waits up to FIRST_STATE_WAIT for it and answers from what it heard, or refuses with the reason."""
     import threading

@@ -468,7 +468,7 @@ def test_costmap_layers_read_topics_that_exist():
                 assert topic in published, f"{costmap}.{layer}.{source}: {topic} has no publisher"
 
 
-#: RViz displays whose topic only the embedded simulation publishes (issue 18 brings them to the
+#: RViz displays whose topic only the embedded simulation publishes (the full stack brings them to the
 #: full stack): the lab's markers
 EMBEDDED_ONLY = {"/lab_markers"}
 

@@ -202,7 +202,7 @@ def test_bad_station_values_stop_the_bringup(config: Path, body: dict, words: li
         assert word in str(err.value)
 
 
-# --- deployments: which host runs which node (issue 17) -----------------------------------------
+# --- deployments: which host runs which node --------------------------------------------------
 
 def test_shipped_deployments_place_every_node_once(repo_root: Path) -> None:
     """single runs everything on one host; lab3 splits the same nodes over server, stations and one

@@ -509,7 +509,7 @@ def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:
     assert "gas_chromatograph" in fake.processes()  # the adopted batch went on too
 
 
-# ------------------------------------------------------------------ robots the network lost (issue 17)
+# ------------------------------------------------------------------ robots the network lost
 def _cut_off(sched: Scheduler, robot: str, back_after: float | None) -> None:
     """What the node tells the scheduler when DDS liveliness of the robot's presence is lost, and
     (after `back_after` wall s) regained."""
@@ -556,7 +556,7 @@ NO_CONTACT_REFUSAL = ("robot1: photoreactor: refused: no contact with the safety
 def test_refusals_for_want_of_the_safety_nodes_contact_after_a_heal_are_not_tries(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a network cut heals, the lab manager can hear robot1 before robot1 hears the safety
-    node (seen in CI: 16 experiments failed so). Three such refusals (more than a leg's two tries)
+    node. Three such refusals (more than a leg's two tries)
     are waited out, and the batch is measured in full."""
     import lab.core.operations.scheduler.fleet as fleet
 

@@ -1,4 +1,4 @@
-"""lab.ros.actions.ServerInstance: when a goal's action server counts as gone (issue 17).
+"""lab.ros.actions.ServerInstance: when a goal's action server counts as gone.
 
 A restarted server (other endpoints serve the action) is gone at once; with an `absent_grace`,
 a server merely missing from the graph (its host cut off) is waited for, and one that comes

@@ -51,7 +51,7 @@ def test_every_station_to_every_other_arrives_without_touching_anything(world: L
 
 
 def test_a_base_docked_too_close_and_askew_backs_out_before_it_turns(world: LabWorld) -> None:
-    """Seen in CI: robot1 refined at rack storage to 5.6 cm closer than its dock and 0.135 rad
+    """robot1 refined at rack storage to 5.6 cm closer than its dock and 0.135 rad
     askew, then the drive to the printer turned at once and clipped rack storage, twice (a batch
     of four failed). The planned heading now holds while the base backs out (UNDOCK_HOLD). From
     every dock, 5 cm too close and 0.12 rad askew either way: 95 of 450 such drives to every other

@@ -171,7 +171,7 @@ class LabCommander(Node):
         `resend` > 0 (idempotent services only): the request is sent again after that many s
         without an answer: a service that has just appeared may answer before its response writer
         has matched this client (Fast DDS: "failed to send response (timeout)"), and the answer is
-        lost (seen: `lab demo`'s refill right after start-up)."""
+        lost."""
         client = self.create_client(srv_type, service)
         try:
             deadline = time.monotonic() + timeout
@@ -221,8 +221,7 @@ class LabCommander(Node):
         return self._trigger("/lab_manager/pause")
 
     def resume(self) -> tuple[bool, str]:
-        # idempotent ("already running" is a success), so a lost answer is asked again (seen once:
-        # the lab resumed but `lab resume` reported no answer within 15 s)
+        # idempotent ("already running" is a success), so a lost answer is asked again
         return self._trigger("/lab_manager/resume", resend=3.0)
 
     def destroy_node(self) -> None:

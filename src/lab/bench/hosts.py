@@ -1,4 +1,4 @@
-"""`lab bench hosts`: the lab on one host and on three, side by side (issue 17).
+"""`lab bench hosts`: the lab on one host and on three, side by side.
 
 Each layout runs in Linux network namespaces on this machine (lab.bench.netns; root only):
 

@@ -6,7 +6,7 @@ values (to MINIMISE) and the candidates still open (m x d), which `k` candidates
 best first). They fit their model afresh at every call (no state between calls).
 
 - `random`: k candidates at random.
-- `gp_ei` (the "textbook" loop of issue 16): scikit-learn GaussianProcessRegressor, a constant
+- `gp_ei` (the "textbook" loop): scikit-learn GaussianProcessRegressor, a constant
   times Matern 5/2 with one length scale per input in (0.01, 100), plus white noise,
   hyperparameters refitted at every call, expected improvement with xi 0.01 on standardised
   values; a batch by kriging believer (each pick added at its predicted mean, the kernel kept).

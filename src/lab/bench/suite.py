@@ -7,7 +7,7 @@
   catalysts (Olympus development sets, data/README.md), at batch 1 and 16: experiments until
   the top 5 % is found to 50, 80 and 100 % (median over trials; "never" within the budget).
   The same three as small pools (`*_150`): each trial draws 150 candidates of the pool, the
-  size of most published campaigns' pools (94-178 in issue 16's held-out sets), and may
+  size of most published campaigns' pools (94-178 in the pools kept back for checking), and may
   measure all of them, so every level is reached. And as skewed small pools (`*_150s`): the
   draw favours good candidates (weight exp(-q / 0.25), q the candidate's rank quantile, best
   0), as a pool made of a past campaign's measurements is crowded where that campaign found

@@ -64,7 +64,7 @@ class ClockWaits:
         self._lock = threading.Lock()
         # this instance speaks at once (an ended wait 0): the simulation drops what a predecessor
         # under this name held or waited for. Left until the new instance's first wait, a hold of a
-        # node killed mid-action froze the clock whenever nothing moved (seen in `lab bench faults`)
+        # node killed mid-action would freeze the clock whenever nothing moved
         self._publish(0, 0.0, False)
 
     @staticmethod

@@ -200,7 +200,7 @@ def plan_path(world: LabWorld, start: Pose2D, goal: Pose2D, resolution: float = 
     if start.distance_to(a) > 1e-6 and first > 1e-6:
         # backed out of a dock: the heading holds for UNDOCK_HOLD beyond the escape point, so the
         # follower (which steers toward a point 0.4 m ahead) does not turn while the footprint is
-        # still at the station; a base docked a few cm too close clipped it (seen in CI)
+        # still at the station (a base docked a few cm too close and askew would clip it)
         (x0, y0), (x1, y1) = smooth[0], smooth[1]
         hold = min(UNDOCK_HOLD, first / 2)
         smooth.insert(1, (x0 + hold / first * (x1 - x0), y0 + hold / first * (y1 - y0)))

@@ -85,8 +85,8 @@ def with_own_moves(world: Mapping[str, str], own: dict[str, list[str]]) -> dict[
 
     The simulation publishes a move before it answers the arm, but the two travel on different
     DDS channels: the arm can get the answer, drive on and be asked for its next move before
-    the world message arrives (seen once in CI: a tray refused as "nothing at robot1/deck1"
-    right after the arm had put it there). A message that still shows an object at one of the
+    the world message arrives (it would refuse a tray as "nothing at robot1/deck1" right after
+    putting it there). A message that still shows an object at one of the
     earlier places of its own moves was published before the last of them: the object is put
     where the arm left it. A message that shows it anywhere else includes the moves (or later
     ones by others): it is taken as it is and the moves forgotten."""

@@ -36,7 +36,8 @@ class SafetyMonitor:
     `until_heard` (the movers by default, and the stations): the node counts as stopped until
     it has heard the state once. A node just started may not have discovered the safety node
     yet, and the lab may be stopped (the state outlives the safety node's restarts): counted as
-    released, it would take a goal sent just after the stop. `refusal()` waits up to `FIRST_STATE_WAIT` for the first state before it answers."""
+    released, it would take a goal sent just after the stop. `refusal()` waits up to
+    `FIRST_STATE_WAIT` for the first state before it answers."""
 
     def __init__(self, node: Node, on_change: Callable[[bool, str], None] | None = None,
                  callback_group=None, contact_timeout: float = 0.0, until_heard: bool | None = None) -> None:

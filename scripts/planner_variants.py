@@ -39,7 +39,8 @@ from skopt.learning import ExtraTreesRegressor
 import lab.core.campaign.closed_loop as campaign_module
 import lab.core.campaign.planner as planner_module
 from lab.bench.campaign import run_loop
-from lab.core.campaign.planner import BatchPlanner, _Posterior, start_kernel
+from lab.bench.strategies import ResearchPlanner
+from lab.core.campaign.planner import BatchPlanner, Posterior, start_kernel
 from lab.core.campaign.space import campaign_path, load_campaign
 from lab.core.stations.emulators import HerEmulator
 
@@ -101,7 +102,7 @@ def variant_class(variant: str) -> type[BatchPlanner]:
     if "prior" in opts:
         planner_module.GaussianProcessRegressor = prior_gp()  # type: ignore[misc]
 
-    class Variant(BatchPlanner):
+    class Variant(ResearchPlanner):
         def __init__(self, *args, **kwargs):
             for key, kind in PLANNER_OPTIONS.items():
                 if key in opts:
@@ -204,7 +205,7 @@ def variant_class(variant: str) -> type[BatchPlanner]:
                 add([0.0] * len(updates), kernel(xc, z[None, :])[:, 0] - v_c.T @ v_z,
                     float(kernel.diag(z[None, :])[0] - v_z @ v_z))
             y_opt = float((np.min(y) - gp._y_train_mean) / scale)
-            model, chosen = _Posterior(mean, var), []
+            model, chosen = Posterior(mean, var), []
             for _ in range(n):
                 ei = gaussian_ei(xc, model, y_opt=y_opt, xi=self.xi)
                 ei[chosen] = -np.inf

@@ -25,11 +25,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 
 import lab.bench.suite as suite
 from lab.bench.pool import first_reach, load_pool
-from lab.core.campaign.planner import BatchPlanner, _yeo_johnson, start_kernel
+from lab.bench.strategies import ResearchPlanner, yeo_johnson
+from lab.core.campaign.planner import start_kernel
 from lab.paths import data_path
 
 SUITE_PLANNER = suite._planner
-WARP_DEFAULT = inspect.signature(BatchPlanner).parameters["warp_y"].default
+WARP_DEFAULT = inspect.signature(ResearchPlanner).parameters["warp_y"].default
 
 
 def trial(task: tuple[str, int, dict]) -> tuple[str, int, int | None, str]:
@@ -41,14 +42,14 @@ def trial(task: tuple[str, int, dict]) -> tuple[str, int, int | None, str]:
     unit = (x - x.min(axis=0)) / np.maximum(x.max(axis=0) - x.min(axis=0), 1e-12)
     loss = -y if pool_set.maximize else y
     warp = int(options.get("warp_y", WARP_DEFAULT))
-    seen = _yeo_johnson(loss, warp == 2) if warp else loss
+    seen = yeo_johnson(loss, warp == 2) if warp else loss
     start = start_kernel(x.shape[1])  # the planner's own, with its default bounds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         oracle = GaussianProcessRegressor(start, normalize_y=True, n_restarts_optimizer=5,
                                           random_state=0).fit(unit, seen).kernel_
 
-    class Oracle(BatchPlanner):
+    class Oracle(ResearchPlanner):
         def _model(self, x, y, kernel=None, slot=""):  # type: ignore[no-untyped-def]
             return super()._model(x, y, oracle if kernel is None else kernel, slot)
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.bench.strategies import ResearchPlanner, slice_sample, yeo_johnson
 from lab.core.campaign.closed_loop import CampaignRunner
 from lab.core.campaign.formulation import MeasurementData
 from lab.core.campaign.pareto import hypervolume, pareto_mask
@@ -200,19 +201,18 @@ def test_slice_sampler_draws_from_the_target_within_the_box():
     """The hyperparameter sampler (`hyper_samples`): draws of a standard normal (correlated
     dimensions, a box that cuts one tail) have the truncated normal's moments, all in the box;
     the planner with sampled hyperparameters still proposes feasible, distinct batches."""
-    from lab.core.campaign.planner import _slice_sample
 
     cov = np.array([[1.0, 0.6], [0.6, 1.0]])
     inv = np.linalg.inv(cov)
     low, high = np.array([-5.0, 0.0]), np.array([5.0, 5.0])
-    draws = np.array(_slice_sample(lambda t: float(-0.5 * t @ inv @ t), np.array([0.0, 0.5]), low, high, 3000,
+    draws = np.array(slice_sample(lambda t: float(-0.5 * t @ inv @ t), np.array([0.0, 0.5]), low, high, 3000,
                                    np.random.default_rng(0), thin=1))
     assert ((draws >= low) & (draws <= high)).all()
     # second dimension: a half-normal, mean sqrt(2 / pi) = 0.80; first: pulled up by the correlation
     assert abs(draws[:, 1].mean() - 0.80) < 0.08, draws.mean(axis=0)
     assert 0.3 < draws[:, 0].mean() < 0.65, draws.mean(axis=0)
     rng = np.random.default_rng(0)
-    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, hyper_samples=4)
+    planner = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, hyper_samples=4)
     observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
     batch = planner.propose(observed, [], 8)
     assert len({PHOTO.space.key(p) for p in batch}) == 8
@@ -226,21 +226,20 @@ def test_objective_warp_keeps_the_order_and_compresses_only_a_bad_tail():
     values as the plain one does, and leaves a long tail of good (low) values as it is."""
     from scipy.stats import skew
 
-    from lab.core.campaign.planner import _yeo_johnson
 
     rng = np.random.default_rng(0)
     bad_tail = rng.lognormal(0.0, 1.0, 60)   # minimised: a few very bad values
     good_tail = -bad_tail                    # a few very good ones
     for y in (bad_tail, good_tail):
         for one_sided in (False, True):
-            z = _yeo_johnson(y, one_sided)
+            z = yeo_johnson(y, one_sided)
             assert (np.argsort(z) == np.argsort(y)).all()
-    assert abs(skew(_yeo_johnson(bad_tail))) < 0.3 < skew(bad_tail)
-    assert np.allclose(_yeo_johnson(bad_tail, True), _yeo_johnson(bad_tail))
-    assert abs(skew(_yeo_johnson(good_tail))) < 0.3
+    assert abs(skew(yeo_johnson(bad_tail))) < 0.3 < skew(bad_tail)
+    assert np.allclose(yeo_johnson(bad_tail, True), yeo_johnson(bad_tail))
+    assert abs(skew(yeo_johnson(good_tail))) < 0.3
     standardised = (good_tail - good_tail.mean()) / good_tail.std()
-    assert np.allclose(_yeo_johnson(good_tail, True), standardised)
-    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, warp_y=2)
+    assert np.allclose(yeo_johnson(good_tail, True), standardised)
+    planner = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, warp_y=2)
     observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
     batch = planner.propose(observed, [], 8)
     assert len({PHOTO.space.key(p) for p in batch}) == 8
@@ -252,7 +251,7 @@ def test_hedge_rewards_the_acquisition_whose_picks_the_model_rates_best():
     model's mean at its nominees (values are minimised), so an acquisition whose picks look
     good gains more."""
     rng = np.random.default_rng(0)
-    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, hedge=1)
+    planner = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, hedge=1)
     observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
     first = planner.propose(observed, [], 4)
     assert len(planner._nominees) == 4 and all(n.shape == (3, len(PHOTO.space.dimensions)) for n in planner._nominees)
@@ -277,10 +276,26 @@ def test_level_picks_by_the_probability_of_beating_a_quantile_of_the_values():
     xc = PHOTO.space.to_unit(PHOTO.space.sample(300, rng))
     picks = {}
     for level in (0.0, 0.25):
-        planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, level=level)
+        planner = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, level=level)
         picks[level] = planner._believer(x, y, np.zeros((0, x.shape[1])), xc, 1)[0]
     gp = planner._model(x, y)  # the fit the call above made (reused: the data have not grown)
     mean, sd = gp.predict(xc, return_std=True)
     threshold = np.quantile(y, 0.25)
     assert picks[0.25] == int(np.argmax(norm.cdf((threshold - mean) / np.maximum(sd, 1e-12))))
     assert picks[0.25] != picks[0.0]  # not EI's pick here
+
+
+def test_a_research_strategy_with_every_option_off_is_the_product_planner():
+    """ResearchPlanner builds on BatchPlanner's hooks: with its options off it proposes exactly
+    what the product planner does (so the benchmarks' planner figures are the product's)."""
+    rng = np.random.default_rng(3)
+    observed = []
+    for point in PHOTO.space.sample(24, rng):
+        observed.append(Observation(point, {"hydrogen_evolution_rate": float(rng.random())}))
+    plain = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=5)
+    research = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=5)
+    assert plain.propose(observed, [], 6) == research.propose(observed, [], 6)
+    forested = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=5, trees=20)
+    assert forested.propose(observed, [], 6) != plain.propose(observed, [], 6)  # the option changes something
+    with pytest.raises(ValueError, match="do not combine"):
+        ResearchPlanner(PHOTO.space, PHOTO.objectives, hedge=1, level=0.9)

@@ -150,15 +150,15 @@ def _draw(problem: Synthetic, n: int, rng: np.random.Generator) -> np.ndarray:
 # ------------------------------------------------------------------ the planner on each kind of problem
 def _planner(names: list[str], values: list[tuple[float, ...]], init: int, seed: int, pool: np.ndarray | None,
              mixture: bool, options: dict):
+    from lab.bench.strategies import planner
     from lab.core.campaign.objective import Objective
-    from lab.core.campaign.planner import BatchPlanner
     from lab.core.campaign.space import Dimension, Space, SumConstraint
 
     dims = [Dimension(n, v) for n, v in zip(names, values, strict=True)]
     constraints = [SumConstraint(tuple(names), equals=1.0)] if mixture else []
     space = Space(dims, constraints,
                   pool=[dict(zip(names, map(float, row), strict=True)) for row in pool] if pool is not None else None)
-    return space, BatchPlanner(space, [Objective("y", False)], initial_random=init, seed=seed, **options)
+    return space, planner(space, [Objective("y", False)], initial_random=init, seed=seed, **options)
 
 
 # ------------------------------------------------------------------ one trial

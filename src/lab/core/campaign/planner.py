@@ -20,26 +20,17 @@ over feasible candidates of the campaign's space.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Before `initial_random` valid observations the batch is random (space-filling start).
-- Measured on `lab bench suite` and not adopted (off by default; BENCHMARKS.md): `trees` > 0,
-  EI under an equal mixture of the GP and an extra-trees forest; `hyper_samples` > 0, EI
-  averaged over that many draws of the GP's hyperparameters (slice sampling) instead of the
-  maximum-likelihood fit (one objective; ParEGO keeps the fit); `length_scale_min`/`length_scale_max` other than 0.05/2;
-  `warp_y` (one objective; ParEGO is not transformed): the values standardised and
-  Yeo-Johnson transformed before the fit (HEBO, Cowen-Rivers et al. 2022), 1 with the
-  maximum-likelihood exponent, 2 "one-sided" with the exponent at most 1 (only a long tail of
-  bad values compressed; fewer experiments on the pools at batch 1, but more campaign seeds
-  stalled on the photocatalysis emulator); `hedge`, skopt's gp_hedge portfolio (EI, PI and
-  LCB with `kappa`, drawn by the softmax of `eta` times their gains; one objective; the gains
-  are not persisted, a resumed campaign starts them again at 0); `level` > 0, the probability
-  of beating the `level` quantile of the values so far instead of EI (an active-search-like
-  acquisition: find many good candidates rather than improve on the best; one objective).
+- Directions measured on `lab bench suite` and not adopted (a forest mixture, sampled
+  hyperparameters, a warped objective, gp_hedge, an active-search acquisition) are strategies
+  beside the benchmarks (lab.bench.strategies), built on this class's hooks (`_values`,
+  `_posteriors`, `_acquisition`); BENCHMARKS.md has their figures.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +38,7 @@ from scipy.linalg import solve_triangular
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
-from skopt.acquisition import gaussian_ei, gaussian_lcb, gaussian_pi
+from skopt.acquisition import gaussian_ei
 
 from lab.core.campaign.objective import Objective
 from lab.core.campaign.space import Point, Space
@@ -72,9 +63,7 @@ class BatchPlanner:
                  initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
-                 length_scale_max: float = 2.0, length_scale_min: float = 0.05, trees: int = 0, hyper_samples: int = 0,
-                 sample_below: int = 150, warp_y: int = 0, hedge: int = 0, kappa: float = 1.96,
-                 eta: float = 1.0, level: float = 0.0) -> None:
+                 length_scale_max: float = 2.0, length_scale_min: float = 0.05) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
@@ -83,13 +72,6 @@ class BatchPlanner:
         self.refit_growth = refit_growth
         self.sparse = sparse
         self.length_scale_min, self.length_scale_max = length_scale_min, length_scale_max
-        self.trees = trees
-        self.hyper_samples, self.sample_below = hyper_samples, sample_below
-        self.warp_y = int(warp_y)  # 1: Yeo-Johnson, 2: one-sided
-        self.hedge, self.kappa, self.eta = bool(hedge), kappa, eta
-        self.level = level  # > 0: probability of beating that quantile of the values so far, not EI
-        self.gains = np.zeros(3)                   # hedge: EI, PI, LCB's gains so far
-        self._nominees: list[np.ndarray] = []      # hedge: each acquisition's picks (unit cube) of the last batch
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
@@ -214,82 +196,40 @@ class BatchPlanner:
         x = self.space.to_unit(points)
         xp = self.space.to_unit(list(pending)) if pending else np.zeros((0, x.shape[1]))
         if len(self.objectives) == 1:
-            y = _yeo_johnson(targets[:, 0], self.warp_y == 2) if self.warp_y else targets[:, 0]
-            return [candidates[i] for i in self._believer(x, y, xp, xc, n)]
+            return [candidates[i] for i in self._believer(x, self._values(targets[:, 0]), xp, xc, n)]
         return self._parego(x, targets, xp, xc, candidates, n)
 
     def _random(self, n: int, exclude: set[tuple[float, ...]]) -> list[Point]:
         return self._unseen(self.space.sample(max(4 * n, 64), self.rng), exclude, limit=n)
 
+    def _values(self, y: np.ndarray) -> np.ndarray:
+        """The values (to minimise) the model of one objective is fitted to."""
+        return y
+
     def _posteriors(self, x: np.ndarray, y: np.ndarray) -> list[GaussianProcessRegressor]:
-        """The GP(s) to average the acquisition over: the fitted one (type-II maximum likelihood)
-        or, with `hyper_samples` > 0 and at most `sample_below` observations, that many draws of
-        the hyperparameters from their posterior (log marginal likelihood under a flat prior on
-        the log-hyperparameters within their bounds), by slice sampling started at the fit
-        (Snoek, Larochelle & Adams 2012: EI integrated over the hyperparameters)."""
-        gp = self._model(x, y)
-        if not self.hyper_samples or len(y) > self.sample_below:
-            return [gp]
-        kernel = gp.kernel_
-        bounds = kernel.bounds
-        thetas = _slice_sample(lambda t: float(gp.log_marginal_likelihood(t)), kernel.theta, bounds[:, 0],
-                               bounds[:, 1], self.hyper_samples, self.rng)
-        return [self._model(x, y, kernel.clone_with_theta(t)) for t in thetas]
+        """The GP(s) to average the acquisition over: the fitted one (type-II maximum likelihood)."""
+        return [self._model(x, y)]
+
+    def _acquisition(self, x: np.ndarray, y: np.ndarray, xc: np.ndarray,
+                     gps: list[GaussianProcessRegressor]) -> Acquisition:
+        """How one batch's picks are scored: expected improvement over the best value so far."""
+        return ExpectedImprovement(xc, incumbent(y, gps[0]), self.xi)
 
     def _believer(self, x: np.ndarray, y: np.ndarray, xp: np.ndarray, xc: np.ndarray, n: int) -> list[int]:
-        """Kriging believer by rank-one posterior updates, expected improvement averaged over
-        the posteriors of `_posteriors` (one unless hyperparameters are sampled)."""
+        """Kriging believer by rank-one posterior updates, the acquisition averaged over the
+        posteriors of `_posteriors`."""
         gps = self._posteriors(x, y)
-        forest = self._forest(x, y, xc, gps[0]) if self.trees else None
-        states = [_Believer(gp, xc, xp) for gp in gps]
-        gp = gps[0]
-        scale = float(np.atleast_1d(gp._y_train_std)[0])
-        y_opt = float((np.min(y) - gp._y_train_mean) / scale) if scale else float(np.min(y))
-        if self.level > 0:  # the threshold: that quantile of the values so far (minimised), standardised
-            y_opt = float((np.quantile(y, self.level) - gp._y_train_mean) / (scale or 1.0))
-        if self.hedge and self._nominees:  # each acquisition gains minus the model's mean at its picks
-            predicted = (gp.predict(np.vstack(self._nominees)) - gp._y_train_mean) / (scale or 1.0)
-            self.gains -= predicted.reshape(-1, 3).sum(axis=0)
-        self._nominees = []
+        acquisition = self._acquisition(x, y, xc, gps)
+        states = [Believer(gp, xc, xp) for gp in gps]
         chosen: list[int] = []
         for _ in range(n):
-            scores = np.zeros((3 if self.hedge else 1, len(xc)))
-            for state in states:
-                mean, var = state.mean, state.var
-                if forest is not None:  # an equal mixture with the forest (mean, variance over its trees)
-                    m_f, v_f = forest
-                    mean, var = 0.5 * (mean + m_f), 0.5 * (var + v_f) + 0.25 * (mean - m_f) ** 2
-                posterior = _Posterior(mean, var)
-                if self.level > 0:
-                    scores[0] += gaussian_pi(xc, posterior, y_opt=y_opt, xi=0.0)
-                else:
-                    scores[0] += gaussian_ei(xc, posterior, y_opt=y_opt, xi=self.xi)  # xi in sd of y
-                if self.hedge:
-                    scores[1] += gaussian_pi(xc, posterior, y_opt=y_opt, xi=self.xi)
-                    scores[2] -= gaussian_lcb(xc, posterior, kappa=self.kappa)
+            scores = acquisition.scores(states)
             scores[:, chosen] = -np.inf
-            nominees = np.argmax(scores, axis=1)
-            i = int(nominees[0])
-            if self.hedge:  # skopt's gp_hedge (Hoffman, Brochu & de Freitas 2011): softmax of the gains
-                logits = self.eta * (self.gains - self.gains.max())
-                probs = np.exp(logits) / np.exp(logits).sum()
-                i = int(nominees[int(self.rng.choice(3, p=probs))])
-                self._nominees.append(xc[nominees])
+            i = acquisition.choose(np.argmax(scores, axis=1))
             chosen.append(i)
             for state in states:
                 state.pick(i)
         return chosen
-
-    def _forest(self, x: np.ndarray, y: np.ndarray, xc: np.ndarray,
-                gp: GaussianProcessRegressor) -> tuple[np.ndarray, np.ndarray]:
-        """An extra-trees forest's mean and variance over its trees at the candidates, in the
-        GP's normalised units (Liang et al. 2021's other strong surrogate)."""
-        from sklearn.ensemble import ExtraTreesRegressor
-
-        z = (y - gp._y_train_mean) / float(np.atleast_1d(gp._y_train_std)[0])
-        forest = ExtraTreesRegressor(n_estimators=self.trees, random_state=int(self.rng.integers(2**31))).fit(x, z)
-        per_tree = np.stack([t.predict(xc) for t in forest.estimators_])
-        return per_tree.mean(axis=0), per_tree.var(axis=0)
 
     def _parego(self, x: np.ndarray, targets: np.ndarray, xp: np.ndarray, xc: np.ndarray,
                 candidates: list[Point], n: int) -> list[Point]:
@@ -316,22 +256,36 @@ class BatchPlanner:
         return [candidates[i] for i in chosen]
 
 
-def _yeo_johnson(y: np.ndarray, one_sided: bool = False) -> np.ndarray:
-    """y standardised, then Yeo-Johnson transformed with its maximum-likelihood exponent: a
-    monotone map that makes skewed values closer to normal (HEBO, Cowen-Rivers et al. 2022).
-    `one_sided`: the exponent at most 1, so that only a long tail of high (bad: y is minimised)
-    values is compressed, never a long tail of good ones."""
-    from scipy.stats import yeojohnson, yeojohnson_normmax
-
-    sd = float(np.std(y))
-    if len(y) < 3 or sd <= 0:
-        return y
-    z = (y - float(np.mean(y))) / sd
-    lam = float(yeojohnson_normmax(z))
-    return np.asarray(yeojohnson(z, min(lam, 1.0) if one_sided else lam), dtype=float)
+def incumbent(y: np.ndarray, gp: GaussianProcessRegressor) -> float:
+    """The best value so far (minimised) in the GP's normalised units, EI's incumbent."""
+    scale = float(np.atleast_1d(gp._y_train_std)[0])
+    return float((np.min(y) - gp._y_train_mean) / scale) if scale else float(np.min(y))
 
 
-class _Posterior:
+class Acquisition:
+    """Scores the candidates of one batch's next pick (a row per nominating acquisition) and
+    chooses among the rows' best."""
+
+    def scores(self, states: Sequence[Believer]) -> np.ndarray:
+        raise NotImplementedError
+
+    def choose(self, nominees: np.ndarray) -> int:
+        return int(nominees[0])
+
+
+class ExpectedImprovement(Acquisition):
+    def __init__(self, xc: np.ndarray, y_opt: float, xi: float) -> None:
+        self.xc, self.y_opt, self.xi = xc, y_opt, xi
+
+    def scores(self, states: Sequence[Believer]) -> np.ndarray:
+        scores = np.zeros((1, len(self.xc)))
+        for state in states:
+            # xi in sd of y
+            scores[0] += gaussian_ei(self.xc, Posterior(state.mean, state.var), y_opt=self.y_opt, xi=self.xi)
+        return scores
+
+
+class Posterior:
     """Candidates' posterior (mean, variance) as a model skopt's acquisition functions read;
     `predict` must be called with the candidate array the arrays were computed for."""
 
@@ -340,11 +294,11 @@ class _Posterior:
 
     def predict(self, x: np.ndarray, return_std: bool = False) -> object:
         if len(x) != len(self.mean):
-            raise ValueError("_Posterior answers only for its candidates")
+            raise ValueError("Posterior answers only for its candidates")
         return (self.mean, np.sqrt(self.var)) if return_std else self.mean
 
 
-class _Believer:
+class Believer:
     """One GP's posterior at the candidates through a kriging-believer batch.
 
     Adding an observation at the posterior mean leaves the mean unchanged and lowers the
@@ -380,29 +334,3 @@ class _Believer:
         cov_c = self.kernel(self.xc, self.xc[i:i + 1])[:, 0] - self.v_c.T @ self.v_c[:, i]
         u_i = [float(u[i]) for u in self.updates]
         self._add(u_i, cov_c, float(self.var[i] + sum(v * v for v in u_i)))
-
-
-def _slice_sample(log_p: Callable[[np.ndarray], float], start: np.ndarray, low: np.ndarray, high: np.ndarray,
-                  n: int, rng: np.random.Generator, thin: int = 2, width: float = 1.0) -> list[np.ndarray]:
-    """n draws from exp(log_p) on the box [low, high], by slice sampling with hyperrectangles
-    (Neal 2003, Ann. Stat. 31, sec. 5.1), every `thin`-th step kept, starting at `start` (a
-    mode, so no burn-in beyond the first steps)."""
-    x = np.clip(np.asarray(start, dtype=float), low, high)
-    current = log_p(x)
-    out: list[np.ndarray] = []
-    for step in range(n * thin):
-        level = current - rng.exponential()
-        left = x - width * rng.random(len(x))  # a box of the width, placed at random around x,
-        left, right = np.maximum(left, low), np.minimum(left + width, high)  # cut to the bounds
-        for _ in range(200):
-            trial = left + rng.random(len(x)) * (right - left)
-            value = log_p(trial)
-            if value >= level:
-                x, current = trial, value
-                break
-            below = trial < x
-            left = np.where(below, trial, left)
-            right = np.where(below, right, trial)
-        if step % thin == thin - 1:
-            out.append(x.copy())
-    return out

@@ -10,6 +10,7 @@ import pytest
 from conftest import ros_available
 
 from lab.core.campaign.store import CampaignStore
+from lab.core.errors import InvalidGoal
 from lab.core.operations.batches import same_batch
 
 
@@ -38,49 +39,56 @@ def test_the_record_keeps_the_last_state_of_each_batch_until_dropped(tmp_path: P
 
 
 def test_a_batch_in_flight_comes_back_from_its_record_as_it_was() -> None:
+    from lab.core.campaign.formulation import MeasurementData
     from lab.core.operations.scheduler import Result, Run, Sample
 
-    measured = Sample("e0001", "vial", {"P10": (2.0, "mg"), "water": (5.0, "mL")}, {"P10": (2.04, "mg")},
-                      {"h2": 3.5})
+    data = MeasurementData("e0001", True, {"h2": 3.5}, {"h2": 0.2}, {"h2": "umol/h"}, station="gas_chromatograph",
+                           curves=[{"x_label": "t", "x_unit": "s", "y_label": "F", "y_unit": "N",
+                                    "x": [0.0], "y": [1.0]}])
+    measured = Sample("e0001", "vial", {"P10": (2.0, "mg"), "water": (5.0, "mL")}, {"P10": (2.04, "mg")}, data)
     failed = Sample("e0002", "", {}, failure="photoreactor: lamp failed")
     run = Run("camp/b001#abc", "camp/b001", "photocatalysis", [measured, failed])
     run.carrier, run.home, run.location, run.held, run.step = \
         "rack_2", "rack_storage/slot2", "photoreactor/slot1", "photoreactor", 2
     run.station_goal = ("photoreactor", "00ff" * 8)
-    encode, decode = json.dumps, json.loads  # the node's: the measurement message's serialised bytes
-    back = Run.from_state(run.key, json.loads(json.dumps(run.state(encode))), decode)
-    assert back.state(encode) == run.state(encode)
+    back = Run.from_state(run.key, json.loads(json.dumps(run.state())))  # the record is JSON in the store
+    assert back.state() == run.state()
     assert (back.carrier, back.step, back.station_goal) == ("rack_2", 2, ("photoreactor", "00ff" * 8))
     one, two = back.samples
-    assert one.amounts() == {"P10": (2.04, "mg"), "water": (5.0, "mL")} and one.measurement == {"h2": 3.5}
+    assert one.amounts() == {"P10": (2.04, "mg"), "water": (5.0, "mL")} and one.measurement == data
     assert two.failure == "photoreactor: lamp failed" and two.measurement is None
     run.result = Result(True, "1 of 2 samples measured", 3600.0)
-    assert Run.from_state(run.key, run.state(encode), decode).result == run.result
+    assert Run.from_state(run.key, run.state()).result == run.result
     with pytest.raises((KeyError, TypeError, ValueError)):
-        Run.from_state("x", {"batch_id": "x", "workflow": "w", "samples": [{"id": "a"}]}, decode)
+        Run.from_state("x", {"batch_id": "x", "workflow": "w", "samples": [{"id": "a"}]})
 
 
 @pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")
 def test_the_node_keeps_a_measurement_in_the_record_as_the_station_sent_it() -> None:
-    from lab.nodes.lab_manager import LabManager, measurement, report, requested
-    from lab_interfaces.msg import Formulation, Measurement
+    from lab.ros.conversions import batch_line, requested_sample, sample_report
+    from lab_interfaces.msg import Curve, Formulation, Measurement
 
-    sent = Measurement(sample_id="e0001", valid=True, objectives=["h2"], values=[3.5], station="photoreactor",
+    sent = Measurement(sample_id="e0001", valid=True, objectives=["h2"], values=[3.5], uncertainties=[0.2],
+                       units=["umol/h"], station="photoreactor",
+                       curves=[Curve(x_label="t", x_unit="s", y_label="F", y_unit="N", x=[0.0, 1.0], y=[0.0, 2.0])],
                        as_dispensed=Formulation(components=["P10"], amounts=[2.04], units=["mg"]))
-    back = LabManager.decode(LabManager.encode(sent))
-    # (messages compared as messages: their CDR bytes carry padding that differs between copies)
-    assert back == sent
-    sample = requested(Formulation(sample_id="e0001", specimen_kind="vial", components=["P10", "water"],
-                                   amounts=[2.0, 5.0], units=["mg", "mL"]))
-    seen = report(sent)
-    assert seen.dispensed == {"P10": (2.04, "mg")} and seen.measurement is sent
+    sample = requested_sample(Formulation(sample_id="e0001", specimen_kind="vial", components=["P10", "water"],
+                                          amounts=[2.0, 5.0], units=["mg", "mL"]))
+    seen = sample_report(sent)
+    assert seen.dispensed == {"P10": (2.04, "mg")} and seen.measurement is not None
     sample.dispensed.update(seen.dispensed)
     sample.measurement = seen.measurement
-    line = measurement(sample)  # the batch result's line: as dispensed, requested where not dispensed
-    assert line.valid and list(line.as_dispensed.components) == ["P10", "water"]
+    line = batch_line(sample)  # the batch result's line: as dispensed, requested where not dispensed
+    line.as_dispensed.sample_id = sent.as_dispensed.sample_id = ""
+    # what the station measured reaches the planner as it sent it (as dispensed: the batch's view)
+    for field in ("sample_id", "valid", "objectives", "values", "uncertainties", "units", "station", "curves"):
+        assert getattr(line, field) == getattr(sent, field), field
+    assert list(line.as_dispensed.components) == ["P10", "water"]
     assert list(line.as_dispensed.amounts) == [2.04, 5.0] and line.as_dispensed.specimen_kind == "vial"
     sample.failure = "gc: failed"
-    assert not measurement(sample).valid and measurement(sample).failure_reason == "gc: failed"
+    assert not batch_line(sample).valid and batch_line(sample).failure_reason == "gc: failed"
+    with pytest.raises(InvalidGoal, match="2 components but 1 amounts"):
+        requested_sample(Formulation(sample_id="e9", components=["P10", "water"], amounts=[2.0]))
 
 
 def test_a_step_runs_where_its_carrier_is_held_else_is_reserved_rerouted_or_tried_again() -> None:

@@ -8,7 +8,6 @@ failure, a lost goal or a slow process by replacing one answer."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lab.core.campaign.formulation import MeasurementData
 from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
 from lab.core.operations.scheduler import (
@@ -115,13 +115,12 @@ class FakeLab:
             return SampleReport(sample_id, True, dispensed={c: (a * 1.02, u) for c, (a, u) in amounts.items()
                                                             if u == "mg"})
         if station.startswith("gas_chromatograph") or station.startswith("gc"):
-            return SampleReport(sample_id, True, measurement={"by": station, "amounts": amounts})
+            return SampleReport(sample_id, True, measurement=MeasurementData(sample_id, True, {"h2": 1.0},
+                                                                             station=station))
         return SampleReport(sample_id, True)
 
     def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
         return self.followed(order)
-
-    encode, decode = staticmethod(json.dumps), staticmethod(json.loads)
 
     # what the tests read
     def processes(self) -> list[str]:
@@ -207,7 +206,7 @@ def test_a_batch_visits_its_workflows_stations_in_order_and_its_rack_goes_home(t
     # what the solid dispenser dispensed (2 % more) is what the next stations get, and what is reported
     liquid = next(o for o in fake.orders if isinstance(o, Process) and o.station == "liquid_dispenser")
     assert liquid.samples[0][2]["P10"] == (2.04, "mg") and liquid.samples[0][2]["water"] == (5.0, "mL")
-    assert [s.measurement["by"] for s in done.samples] == ["gas_chromatograph"] * 3
+    assert [s.measurement.station for s in done.samples if s.measurement] == ["gas_chromatograph"] * 3
     assert done.samples[0].amounts()["P10"] == (2.04, "mg")
     assert watcher.progress and watcher.progress[-1].samples_total == 3
     now = sched.snapshot()
@@ -240,7 +239,7 @@ def test_a_failed_step_is_rerouted_to_another_station_of_its_kind(tmp_path: Path
     assert done.result is not None and done.result.success
     assert fake.processes() == PHOTO + ["gc_2", "gc_3"]  # never back to one that failed while another is left
     assert log.said("rerouting gas_chromatograph from gas_chromatograph to gc_2")
-    assert [s.measurement["by"] for s in done.samples] == ["gc_3"] * 3 and free(sched)
+    assert [s.measurement.station for s in done.samples if s.measurement] == ["gc_3"] * 3 and free(sched)
 
 
 def test_a_step_failing_every_try_fails_its_samples_with_the_reason_and_the_rack_comes_home(tmp_path: Path) -> None:
@@ -445,7 +444,7 @@ def recorded(tmp_path: Path, accepted: bool) -> tuple[Scheduler, FakeLab, Log, R
     before.carrier, before.home, before.location, before.held, before.step = \
         "rack_1", "rack_storage/slot1", "photoreactor/rack", "photoreactor", 2
     before.station_goal, before.station_goal_accepted = ("photoreactor", "ab" * 16), accepted
-    sched.journal.store().save_lab_batch(before.key, before.batch_id, before.state(json.dumps))
+    sched.journal.store().save_lab_batch(before.key, before.batch_id, before.state())
     fake.put("rack_1", "photoreactor/rack")
     return sched, fake, log, before
 

@@ -18,7 +18,6 @@ while the stop is set: resume never releases it) and `~/estop` (forwards to /saf
 
 from __future__ import annotations
 
-import base64
 import copy
 import threading
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
-from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -47,8 +45,6 @@ from lab.core.operations.scheduler import (
     Park,
     Process,
     Progress,
-    Sample,
-    SampleReport,
     Scheduler,
 )
 from lab.core.operations.scheduler import Transfer as TransferOrder
@@ -57,7 +53,7 @@ from lab.core.robot.world import load_stations
 from lab.core.stations.station import load_kinds
 from lab.ros.actions import ActionClient, CallOutcome, call_action, follow_goal
 from lab.ros.clock import sim_now, wait_sim
-from lab.ros.conversions import planar_pose
+from lab.ros.conversions import amounts_to_msg, batch_line, planar_pose, requested_sample, sample_report
 from lab.ros.main import node_main
 from lab.ros.markers import station_markers
 from lab.ros.params import declare_params, file_or_default
@@ -65,42 +61,13 @@ from lab.ros.presence import PresenceWatch, robot_topic, station_topic
 from lab.ros.qos import LATCHED
 from lab.ros.safety import SafetyMonitor
 from lab_interfaces.action import Manipulate, NavigateToPose, NavigateToStation, RunBatch, RunStation
-from lab_interfaces.msg import Formulation, LabStatus, Measurement, RobotStatus, StationStatus, WorldState
+from lab_interfaces.msg import LabStatus, RobotStatus, StationStatus, WorldState
 from lab_interfaces.srv import SafetyCommand
 
 #: goal states of a goal that is not over (action_msgs/GoalStatus)
 UNDER_WAY = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING, GoalStatus.STATUS_CANCELING)
 MODES = {"running": LabStatus.RUNNING, "paused": LabStatus.PAUSED, "estopped": LabStatus.ESTOPPED,
          "idle": LabStatus.IDLE}
-
-
-def requested(f: Formulation) -> Sample:
-    units = list(f.units) or [""] * len(f.amounts)
-    return Sample(f.sample_id, f.specimen_kind,
-                  {c: (float(a), str(u)) for c, a, u in zip(f.components, f.amounts, units, strict=False)})
-
-
-def formulation(sample_id: str, specimen_kind: str, amounts: dict[str, tuple[float, str]]) -> Formulation:
-    return Formulation(sample_id=sample_id, specimen_kind=specimen_kind, components=list(amounts),
-                       amounts=[float(a) for a, _ in amounts.values()], units=[u for _, u in amounts.values()])
-
-
-def report(m: Measurement) -> SampleReport:
-    """What a station's measurement says of its sample, for the scheduler."""
-    d = m.as_dispensed
-    units = list(d.units) or [""] * len(d.amounts)
-    return SampleReport(m.sample_id, bool(m.valid), m.failure_reason,
-                        {c: (float(a), str(u)) for c, a, u in zip(d.components, d.amounts, units, strict=False)},
-                        m if m.objectives else None)
-
-
-def measurement(sample: Sample) -> Measurement:
-    """A sample's line of the batch's result: its measurement, or invalid with why."""
-    m = sample.measurement if sample.measurement is not None and not sample.failure else \
-        Measurement(sample_id=sample.sample_id, valid=False, failure_reason=sample.failure)
-    m.sample_id = sample.sample_id
-    m.as_dispensed = formulation(*sample.order())
-    return m
 
 
 class _Watcher:
@@ -213,14 +180,6 @@ class LabManager(Node):
         return self._outcome(follow_goal(self.run_station[order.station], order.goal_id, limit, cancel=cancel,
                                          waiting_for=waiting_for))
 
-    @staticmethod
-    def encode(value: Any) -> str:
-        return base64.b64encode(serialize_message(value)).decode()
-
-    @staticmethod
-    def decode(text: str) -> Any:
-        return deserialize_message(base64.b64decode(text), Measurement)
-
     def _goal(self, order: Order) -> tuple[ActionClient, Any]:
         if isinstance(order, Drive):
             return self.nav[order.robot], NavigateToStation.Goal(station=order.station,
@@ -232,14 +191,14 @@ class LabManager(Node):
             return self.arm[order.robot], Manipulate.Goal(operation="transfer", object_id=order.carrier,
                                                           source=order.source, target=order.target)
         return self.run_station[order.station], RunStation.Goal(
-            rack_id=order.carrier, process=order.process, formulations=[formulation(*s) for s in order.samples])
+            rack_id=order.carrier, process=order.process, formulations=[amounts_to_msg(*s) for s in order.samples])
 
     @staticmethod
     def _outcome(outcome: CallOutcome) -> Outcome:
         result = outcome.result
         return Outcome(outcome.succeeded, outcome.message, lost=outcome.lost,
                        unknown=outcome.status == GoalStatus.STATUS_UNKNOWN and not outcome.reason,
-                       reports=[report(m) for m in getattr(result, "measurements", [])])
+                       reports=[sample_report(m) for m in getattr(result, "measurements", [])])
 
     # ------------------------------------------------------------------ inputs
     def _station(self, station: str, msg: StationStatus) -> None:
@@ -282,14 +241,14 @@ class LabManager(Node):
         request = goal_handle.request
         try:
             run = self.scheduler.run_batch(request.batch_id, request.workflow,
-                                           [requested(f) for f in request.formulations], _Watcher(goal_handle))
+                                           [requested_sample(f) for f in request.formulations], _Watcher(goal_handle))
         except InvalidGoal as exc:
             goal_handle.abort()
             return RunBatch.Result(batch_id=request.batch_id, success=False, message=str(exc))
         done = run.result
         assert done is not None  # run_batch returns a finished run
         result = RunBatch.Result(batch_id=run.key, success=done.success, message=done.message,
-                                 duration=float(done.duration), measurements=[measurement(s) for s in run.samples])
+                                 duration=float(done.duration), measurements=[batch_line(s) for s in run.samples])
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif result.success:

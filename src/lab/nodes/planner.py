@@ -22,6 +22,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from lab.core.campaign.closed_loop import CampaignRunner
+from lab.core.campaign.formulation import Formulation, MeasurementData
 from lab.core.campaign.space import campaign_path, load_campaign
 from lab.core.campaign.store import CampaignStore
 from lab.core.config.params import PlannerParams
@@ -30,13 +31,13 @@ from lab.core.operations.workflow import load_workflows, workflow
 from lab.core.stations.station import batch_seconds, load_kinds
 from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import sim_now
-from lab.ros.conversions import msg_to_measurement
+from lab.ros.conversions import formulation_to_msg, measurement_to_msg, msg_to_measurement
 from lab.ros.main import node_main
 from lab.ros.markers import text_marker
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
 from lab_interfaces.action import RunBatch, RunCampaign
-from lab_interfaces.msg import Formulation, Measurement
+from lab_interfaces.msg import Measurement
 from lab_interfaces.srv import CancelCampaign
 
 
@@ -147,10 +148,8 @@ class PlannerNode(Node):
             elif len(in_flight) < limit and not runner.done:
                 batch = runner.next_batch()
                 if batch is not None:
-                    formulations = [Formulation(sample_id=e.sample_id, specimen_kind=specimen,
-                                                components=list(e.point),
-                                                amounts=[float(v) for v in e.point.values()],
-                                                units=[runner.config.space.units.get(k, "") for k in e.point])
+                    units = runner.config.space.units
+                    formulations = [formulation_to_msg(Formulation(e.sample_id, dict(e.point), units, specimen))
                                     for e in batch.experiments]
                     thread = threading.Thread(target=self._run_batch, daemon=True,
                                               args=(batch.batch_id, workflow, formulations, finished, stop))
@@ -170,12 +169,9 @@ class PlannerNode(Node):
         units = runner.config.space.units
         objective_units = {o.name: o.unit for o in runner.config.objectives}
         for point, values in runner.best():
-            result.best.append(Formulation(specimen_kind=specimen, components=list(point),
-                                           amounts=[float(v) for v in point.values()],
-                                           units=[units.get(k, "") for k in point]))
-            result.best_measurements.append(Measurement(valid=True, objectives=list(values),
-                                                        values=[float(v) for v in values.values()],
-                                                        units=[objective_units.get(k, "") for k in values]))
+            result.best.append(formulation_to_msg(Formulation("", dict(point), units, specimen)))
+            result.best_measurements.append(measurement_to_msg(MeasurementData(
+                "", True, dict(values), units={k: objective_units.get(k, "") for k in values})))
         if goal_handle.is_cancel_requested or runner.campaign_id in self._cancels:
             by = "" if goal_handle.is_cancel_requested else " by the operator (lab campaign cancel)"
             result.success = False

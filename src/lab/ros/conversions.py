@@ -1,5 +1,6 @@
 """Conversions between ROS messages and lab.core's plain data: planar poses, formulations,
-measurements. Nothing under lab.core imports a message type; this is where they meet."""
+measurements, the lab manager's samples. Nothing under lab.core imports a message type and no
+message object crosses into core; this is where they meet."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from transforms3d.quaternions import mat2quat
 
 from lab.core.campaign.formulation import Formulation, MeasurementData
 from lab.core.errors import InvalidGoal
+from lab.core.operations.scheduler import Amounts, Sample, SampleReport
 from lab.core.robot.world import Pose2D
 from lab_interfaces.msg import Curve, Measurement
 from lab_interfaces.msg import Formulation as FormulationMsg
@@ -107,3 +109,36 @@ def msg_to_measurement(msg: Measurement) -> MeasurementData:
         curves=[{"x_label": c.x_label, "x_unit": c.x_unit, "y_label": c.y_label, "y_unit": c.y_unit,
                  "x": list(c.x), "y": list(c.y)} for c in msg.curves],
         station=msg.station)
+
+
+# ------------------------------------------------------------------ the lab manager's samples
+def requested_sample(msg: FormulationMsg) -> Sample:
+    """A RunBatch goal's formulation as the scheduler's sample; InvalidGoal when malformed."""
+    f = msg_to_formulation(msg)
+    return Sample(f.sample_id, f.specimen_kind, {c: (a, f.units.get(c, "")) for c, a in f.amounts.items()})
+
+
+def amounts_to_msg(sample_id: str, specimen_kind: str, amounts: Amounts) -> FormulationMsg:
+    return formulation_to_msg(Formulation(sample_id, {c: a for c, (a, _) in amounts.items()},
+                                          {c: u for c, (_, u) in amounts.items() if u}, specimen_kind))
+
+
+def sample_report(msg: Measurement) -> SampleReport:
+    """What a station's measurement says of its sample, for the scheduler."""
+    d = msg.as_dispensed
+    units = list(d.units) + [""] * (len(d.amounts) - len(d.units))
+    return SampleReport(msg.sample_id, bool(msg.valid), msg.failure_reason,
+                        {c: (float(a), str(u)) for c, a, u in zip(d.components, d.amounts, units, strict=False)},
+                        msg_to_measurement(msg) if msg.objectives else None)
+
+
+def batch_line(sample: Sample) -> Measurement:
+    """A sample's line of a batch's result: its measurement, or invalid with why; as dispensed
+    (as requested where nothing was dispensed)."""
+    if sample.measurement is not None and not sample.failure:
+        msg = measurement_to_msg(sample.measurement)
+    else:
+        msg = Measurement(sample_id=sample.sample_id, valid=False, failure_reason=sample.failure)
+    msg.sample_id = sample.sample_id
+    msg.as_dispensed = amounts_to_msg(*sample.order())
+    return msg

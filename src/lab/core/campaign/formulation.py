@@ -6,7 +6,7 @@ lab.ros.conversions converts between the two, so nothing under lab.core imports 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -37,3 +37,17 @@ class MeasurementData:
     @classmethod
     def failed(cls, sample_id: str, reason: str, station: str = "") -> MeasurementData:
         return cls(sample_id=sample_id, valid=False, failure_reason=reason, station=station)
+
+    def to_state(self) -> dict[str, Any]:
+        """As JSON-able data (the lab manager's record of batches in flight)."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MeasurementData:
+        return cls(sample_id=str(state["sample_id"]), valid=bool(state["valid"]),
+                   values={str(k): float(v) for k, v in state["values"].items()},
+                   uncertainties={str(k): float(v) for k, v in state["uncertainties"].items()},
+                   units={str(k): str(v) for k, v in state["units"].items()},
+                   failure_reason=str(state["failure_reason"]),
+                   as_dispensed={str(k): float(v) for k, v in state["as_dispensed"].items()},
+                   curves=list(state["curves"]), station=str(state["station"]))

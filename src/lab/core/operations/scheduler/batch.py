@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lab.core.campaign.formulation import MeasurementData
 from lab.core.operations.scheduler.orders import Amounts, Progress, Result
 
 
@@ -35,7 +35,7 @@ class Sample:
     specimen_kind: str
     requested: Amounts
     dispensed: Amounts = field(default_factory=dict)
-    measurement: Any = None
+    measurement: MeasurementData | None = None
     failure: str = ""
 
     def amounts(self) -> Amounts:
@@ -49,19 +49,19 @@ class Sample:
     def finished(self) -> bool:
         return self.measurement is not None or bool(self.failure)
 
-    def state(self, encode: Callable[[Any], str]) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         return {"id": self.sample_id, "kind": self.specimen_kind,
                 "requested": [[c, a, u] for c, (a, u) in self.requested.items()],
                 "dispensed": {c: list(v) for c, v in self.dispensed.items()},
-                "measurement": encode(self.measurement) if self.measurement is not None else None,
+                "measurement": self.measurement.to_state() if self.measurement is not None else None,
                 "failure": self.failure}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], decode: Callable[[str], Any]) -> Sample:
+    def from_state(cls, state: dict[str, Any]) -> Sample:
         measurement = state.get("measurement")
         return cls(str(state["id"]), str(state["kind"]), {str(c): (float(a), str(u)) for c, a, u in state["requested"]},
                    {str(c): (float(a), str(u)) for c, (a, u) in state["dispensed"].items()},
-                   decode(measurement) if measurement else None, str(state["failure"]))
+                   MeasurementData.from_state(measurement) if measurement else None, str(state["failure"]))
 
 
 class Run:
@@ -94,19 +94,19 @@ class Run:
             except Exception:  # a goal that has ended takes no feedback; the others still get it
                 continue
 
-    def state(self, encode: Callable[[Any], str]) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         result = self.result
         return {"batch_id": self.batch_id, "workflow": self.workflow,
-                "samples": [s.state(encode) for s in self.samples],
+                "samples": [s.state() for s in self.samples],
                 "carrier": self.carrier, "home": self.home, "location": self.location, "held": self.held,
                 "step": self.step, "station_goal": list(self.station_goal) if self.station_goal else None,
                 "station_goal_accepted": self.station_goal_accepted,
                 "result": [result.success, result.message, result.duration] if result is not None else None}
 
     @classmethod
-    def from_state(cls, key: str, state: dict[str, Any], decode: Callable[[str], Any]) -> Run:
+    def from_state(cls, key: str, state: dict[str, Any]) -> Run:
         run = cls(key, str(state["batch_id"]), str(state["workflow"]),
-                  [Sample.from_state(s, decode) for s in state["samples"]])
+                  [Sample.from_state(s) for s in state["samples"]])
         run.carrier, run.home = str(state["carrier"]), str(state["home"])
         run.location, run.held, run.step = str(state["location"]), str(state["held"]), int(state["step"])
         goal = state.get("station_goal")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from lab.core.campaign.store import CampaignStore
 from lab.core.operations.scheduler.batch import Run
@@ -15,8 +14,8 @@ from lab.core.operations.scheduler.orders import Log
 
 
 class Journal:
-    def __init__(self, database: str, encode: Any, log: Log) -> None:
-        self._path, self._encode, self._log = Path(database), encode, log
+    def __init__(self, database: str, log: Log) -> None:
+        self._path, self._log = Path(database), log
         self._store: CampaignStore | None = None  # opened when first needed
         self._lock = threading.Lock()
 
@@ -34,7 +33,7 @@ class Journal:
         """Record the batch's progress (which step, where its carrier is, what each sample has
         received, the station order under way, its result)."""
         try:
-            self.store().save_lab_batch(run.key, run.batch_id, run.state(self._encode))
+            self.store().save_lab_batch(run.key, run.batch_id, run.state())
         except Exception as exc:  # a full disk must not stop the lab; it is said loudly
             self._log.error(f"{run.key}: could not record the batch's progress: {exc}", throttle_duration_sec=60.0)
 

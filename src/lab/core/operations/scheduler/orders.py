@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lab.core.campaign.formulation import MeasurementData
 from lab.core.errors import InvalidGoal
 from lab.core.robot.world import Pose2D
 
@@ -54,7 +55,7 @@ class SampleReport:
     valid: bool
     failure_reason: str = ""
     dispensed: Amounts = field(default_factory=dict)
-    measurement: Any = None  # the station's measurement (opaque here), None when it measured nothing
+    measurement: MeasurementData | None = None  # None when the station measured nothing
 
 
 @dataclass
@@ -96,12 +97,6 @@ class Lab(Protocol):
 
     def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
         """The outcome of a process order sent before a restart (by its goal id)."""
-
-    def encode(self, measurement: Any) -> str:
-        """A measurement as text, for the record of batches in flight."""
-
-    def decode(self, text: str) -> Any:
-        """The measurement back from `encode`'s text."""
 
 
 class Log(Protocol):

@@ -127,7 +127,7 @@ class Recovery:
             return
         for key, state in records.items():
             try:
-                run = Run.from_state(key, state, self.lab.decode)
+                run = Run.from_state(key, state)
                 if run.workflow not in self.workflows:
                     raise InvalidGoal(f"workflow {run.workflow} is not configured")
             except (InvalidGoal, KeyError, TypeError, ValueError) as exc:

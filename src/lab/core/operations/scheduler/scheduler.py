@@ -63,7 +63,7 @@ class Scheduler:
         self.control = Mode()
         self.view = WorldView(self.robots, list(params.carriers), lab.now, log)
         self.station_pool = ResourcePool(list(self.stations))
-        self.journal = Journal(params.database, lab.encode, log)
+        self.journal = Journal(params.database, log)
         self.dispatch = Dispatcher(params, lab, self.control, self.view, kinds, self.kind_of, diagonal)
         self.fleet = Fleet(params, self.stations, self.kind_of, self.parking, lab, log, self.view, self.control,
                            self.dispatch, self.journal, self.station_pool)

@@ -260,3 +260,19 @@ def test_robot_hosts_follow_the_robot_count(config: Path, tmp_path: Path) -> Non
     own = tmp_path / "elsewhere.yaml"  # a deployment of one's own, by path
     own.write_text(yaml.safe_dump({"hosts": {"one": ["/*"]}}))
     assert load_deployment(config, str(own), ["robot1"]).hosts == {"one": ("/*",)}
+
+
+def test_a_table_naming_an_executable_the_package_lacks_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import shutil
+
+    from lab.bringup.processes import plan
+    from lab.core.errors import ConfigError
+
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "config"
+    shutil.copytree(root / "config", config)
+    assert plan({"robots": "1"}, config)  # the shipped table: every executable exists
+    nodes = config / "nodes.yaml"
+    nodes.write_text(nodes.read_text().replace("executable: traffic", "executable: no_such_node"))
+    with pytest.raises(ConfigError, match="no_such_node that package lab does not have"):
+        plan({"robots": "1"}, config)

@@ -15,6 +15,7 @@ bringup itself dies (PR_SET_PDEATHSIG), so nothing is left behind.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -66,7 +67,7 @@ def command_for(spec: NodeSpec) -> list[str]:
 
 
 def _node_module_exists(spec: NodeSpec) -> bool:
-    return (Path(__file__).parent / "nodes" / f"{spec.executable}.py").is_file()
+    return importlib.util.find_spec(f"lab.nodes.{spec.executable}") is not None
 
 
 class Bringup:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from labproc import LAB, Output, lab, node_pid
+from helpers import LAB, Output, lab, node_pid
 from procs import children_of, process, wait_for
 
 pytestmark = [pytest.mark.system,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import ros_available
-from labproc import lab
+from helpers import lab
 from procs import wait_for
 
 pytestmark = [pytest.mark.system,

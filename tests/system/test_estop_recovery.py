@@ -15,8 +15,7 @@ import signal
 
 import pytest
 from conftest import ros_available
-from labproc import lab, node_pid
-from test_robot import spin_until
+from helpers import lab, node_pid, spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from labproc import LAB, Output
+from helpers import LAB, Output
 from procs import children_of, process, wait_for
 
 pytestmark = [pytest.mark.system,

@@ -9,10 +9,9 @@ import math
 
 import pytest
 from conftest import ros_available
+from helpers import Probe, lab, spin_for, spin_until, wait_result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from labproc import lab
-from test_robot import Probe, _wait, spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -40,9 +39,7 @@ FORMULATIONS = st.lists(st.builds(
 
 
 def _settled(cmd, probe) -> tuple[dict, tuple]:
-    from test_robot import _spin_for
-
-    _spin_for(cmd, 0.3)
+    spin_for(cmd, 0.3)
     return dict(probe.world), probe.truth
 
 
@@ -51,7 +48,7 @@ def _check(cmd, probe, task, what: str) -> None:
     from lab.app.commander import TaskResult
 
     before = _settled(cmd, probe)
-    outcome, result = _wait(cmd, task, timeout=120.0)
+    outcome, result = wait_result(cmd, task, timeout=120.0)
     if outcome is TaskResult.SUCCEEDED:
         return
     assert outcome in (TaskResult.FAILED, TaskResult.REJECTED), (what, outcome)
@@ -104,9 +101,9 @@ def test_random_goals_are_refused_with_a_reason_or_complete(tmp_path) -> None:
             arm_goal()
             nav_goal()
             # every server still answers: a plain goal to each
-            assert _wait(cmd, cmd.manipulate("robot1", "move", "", "stow"))[0] is TaskResult.SUCCEEDED
-            assert _wait(cmd, cmd.navigate_to_station("robot1", "charger"))[0] is TaskResult.SUCCEEDED
-            outcome, result = _wait(cmd, cmd.run_station("photoreactor", "rack_1"))
+            assert wait_result(cmd, cmd.manipulate("robot1", "move", "", "stow"))[0] is TaskResult.SUCCEEDED
+            assert wait_result(cmd, cmd.navigate_to_station("robot1", "charger"))[0] is TaskResult.SUCCEEDED
+            outcome, result = wait_result(cmd, cmd.run_station("photoreactor", "rack_1"))
             assert outcome is TaskResult.FAILED and "rack_1 is not in photoreactor" in result.message
             assert math.isfinite(probe.truth[0])
         finally:

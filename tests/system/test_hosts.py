@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ros_available
-from labproc import LAB, ROOT, Output, table
-from procs import alive, children_of, process
+from helpers import LAB, ROOT, Output, table
+from procs import alive, children_of, process, wait_for
 
 from lab.bench.netns import Network, network, unavailable
 
@@ -174,7 +174,10 @@ def test_a_robot_host_cut_off_mid_campaign_and_back_loses_nothing(hosts: Lab) ->
     lab.wait_line("STEPS", lambda text: any(s.startswith("robot1:") for s in json.loads(text)), timeout=180)
     lab.net.cut("robot1")
     cut_at = len(lab.lines("NODES"))
-    time.sleep(30.0)  # past DDS's participant lease (20 s): the other hosts drop robot1's participant
+    # held until the other hosts have dropped robot1's participant (DDS's 20 s lease): the cut is
+    # then one the graph saw, not only a pause
+    wait_for(lambda: any("/robot1/navigator" not in json.loads(text) for text in lab.lines("NODES")[cut_at:]),
+             60, period=0.2, what="the other hosts to drop robot1's nodes")
     lab.net.heal("robot1")
     campaign_id, summary = _finished(campaign, 300, lab)
     assert "32 experiments measured (0 failed)" in summary, summary

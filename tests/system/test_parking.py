@@ -9,8 +9,7 @@ import time
 
 import pytest
 from conftest import ros_available
-from labproc import lab
-from test_robot import spin_until
+from helpers import lab, spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]

@@ -8,42 +8,13 @@ storage to the photoreactor and back with the world's record kept true.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 from conftest import ros_available
-from labproc import lab
-from procs import wait_for
+from helpers import Probe, lab, spin_for, spin_until, wait_result
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
-
-
-class Probe:
-    """Ground truth and world state, watched from the test."""
-
-    def __init__(self, cmd) -> None:
-        from nav_msgs.msg import Odometry
-
-        from lab.ros.qos import LATCHED
-        from lab_interfaces.msg import WorldState
-
-        self.truth = None
-        self.speed = 0.0
-        self.world: dict[str, str] = {}
-        cmd.create_subscription(Odometry, "/robot1/ground_truth", self._truth, 10)
-        cmd.create_subscription(WorldState, "/world_state", self._world, LATCHED)
-
-    def _truth(self, msg) -> None:
-        from lab.ros.conversions import quaternion_to_yaw
-
-        q = msg.pose.pose.orientation
-        self.truth = (msg.pose.pose.position.x, msg.pose.pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
-        t = msg.twist.twist
-        self.speed = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z)
-
-    def _world(self, msg) -> None:
-        self.world = dict(zip(msg.objects, msg.locations, strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -66,28 +37,6 @@ def robot_lab(tmp_path_factory):
             context.try_shutdown()
 
 
-def spin_until(cmd, predicate, timeout: float, what: str = "condition"):
-    """Spin the commander (its own executor: entities are never created while another thread spins)."""
-    def check():
-        cmd.spin_for(0.01)
-        return predicate()
-
-    return wait_for(check, timeout, period=0.0, what=what)
-
-
-def _spin_for(cmd, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        cmd.spin_for(0.01)
-
-
-def _wait(cmd, task, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while not cmd.is_task_complete(task, wait=0.02):
-        assert time.monotonic() < deadline, "no result in time"
-    return cmd.get_result(task), task.result
-
-
 def test_docking_is_refined_from_the_marker(robot_lab) -> None:
     from lab.app.commander import TaskResult
 
@@ -102,7 +51,7 @@ def test_docking_is_refined_from_the_marker(robot_lab) -> None:
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
         assert "refined" in result.message
         spin_until(cmd, lambda: probe.speed == 0.0, 10, what="base at rest")
-        _spin_for(cmd, 0.3)
+        spin_for(cmd, 0.3)
         x, y, yaw = probe.truth
         error = math.hypot(result.final_pose.x - x, result.final_pose.y - y)
         yaw_error = abs(math.atan2(math.sin(result.final_pose.theta - yaw), math.cos(result.final_pose.theta - yaw)))
@@ -139,7 +88,7 @@ def test_refinement_takes_the_joints_at_the_images_time(robot_lab) -> None:
             assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text(40))
             assert "refined" in result.message
             spin_until(cmd, lambda: probe.speed == 0.0, 10, what="base at rest")
-            _spin_for(cmd, 0.3)
+            spin_for(cmd, 0.3)
             x, y, _ = probe.truth
             assert math.hypot(result.final_pose.x - x, result.final_pose.y - y) < 0.005, station
     finally:
@@ -153,17 +102,17 @@ def test_unknown_station_and_unreachable_pose_move_nothing(robot_lab) -> None:
 
     cmd, probe, _ = robot_lab
     before = probe.truth
-    outcome, result = _wait(cmd, cmd.navigate_to_station("robot1", "espresso_machine"))
+    outcome, result = wait_result(cmd, cmd.navigate_to_station("robot1", "espresso_machine"))
     assert outcome is TaskResult.FAILED and "unknown station 'espresso_machine'" in result.message
     from geometry_msgs.msg import Pose2D
 
     task = cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", NavigateToPose.Goal(pose=Pose2D(x=-3.0, y=2.0)))
-    outcome, result = _wait(cmd, task)
+    outcome, result = wait_result(cmd, task)
     assert outcome is TaskResult.FAILED and "no path" in result.message
     nan = NavigateToPose.Goal(pose=Pose2D(x=5.0, y=5.0, theta=float("nan")))
-    outcome, result = _wait(cmd, cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", nan))
+    outcome, result = wait_result(cmd, cmd._send_goal(NavigateToPose, "/robot1/navigate_to_pose", nan))
     assert outcome is TaskResult.FAILED and "is not finite" in result.message, result.message
-    _spin_for(cmd, 0.3)
+    spin_for(cmd, 0.3)
     assert probe.truth == pytest.approx(before, abs=1e-6)
 
 
@@ -180,9 +129,9 @@ def test_cancel_mid_motion_stops_the_base(robot_lab) -> None:
         assert cmd.cancel(task) is TaskResult.CANCELED
     finally:
         _set_sim_speed(cmd, 200.0)
-    _spin_for(cmd, 0.3)
+    spin_for(cmd, 0.3)
     stopped_at = probe.truth
-    _spin_for(cmd, 0.5)
+    spin_for(cmd, 0.5)
     assert probe.speed == 0.0
     assert probe.truth == pytest.approx(stopped_at, abs=0.02)
 
@@ -193,7 +142,7 @@ def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
     cmd, probe, out = robot_lab
 
     def ok(task) -> object:
-        outcome, result = _wait(cmd, task)
+        outcome, result = wait_result(cmd, task)
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text(60))
         return result
 
@@ -201,14 +150,14 @@ def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
     ok(cmd.navigate_to_station("robot1", "rack_storage"))
     # refusals first: nothing at the source, an occupied target; the world does not change
     before = dict(probe.world)
-    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "robot1/deck2", "rack_storage/slot1"))
+    outcome, result = wait_result(cmd, cmd.manipulate("robot1", "transfer", "robot1/deck2", "rack_storage/slot1"))
     assert outcome is TaskResult.FAILED and "nothing at robot1/deck2" in result.message, result.message
-    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot2", "robot1/deck1",
+    outcome, result = wait_result(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot2", "robot1/deck1",
                                                 object_id="rack_1"))
     assert outcome is TaskResult.FAILED and "holds rack_2, not rack_1" in result.message, result.message
-    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "rack_storage/slot2"))
+    outcome, result = wait_result(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "rack_storage/slot2"))
     assert outcome is TaskResult.FAILED and "occupied" in result.message
-    outcome, result = _wait(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "photoreactor/rack"))
+    outcome, result = wait_result(cmd, cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "photoreactor/rack"))
     assert outcome is TaskResult.FAILED and "not docked at photoreactor" in result.message
     assert probe.world == before
     ok(cmd.manipulate("robot1", "transfer", "rack_storage/slot1", "robot1/deck1", object_id="rack_1"))
@@ -244,7 +193,7 @@ def test_tf_places_the_robot_and_its_arm_as_the_simulation_has_them(robot_lab, r
             cmd.create_subscription(Odometry, "/robot1/odom", lambda m: got.__setitem__("odom", m), 10)]
     try:
         spin_until(cmd, lambda: len(got) == 4, 20, what="tf, tf_static, joint states and odometry")
-        _spin_for(cmd, 0.3)  # the robot is idle: the last of each describe the same moment
+        spin_for(cmd, 0.3)  # the robot is idle: the last of each describe the same moment
     finally:
         for sub in subs:
             cmd.destroy_subscription(sub)

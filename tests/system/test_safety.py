@@ -11,8 +11,7 @@ import time
 
 import pytest
 from conftest import ros_available
-from labproc import lab
-from test_robot import Probe, _spin_for, spin_until
+from helpers import Probe, lab, spin_for, spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -61,9 +60,9 @@ def test_estop_stops_a_direct_navigation_goal_and_refuses_every_new_goal(safety_
         assert outcome is TaskResult.FAILED and "emergency stop by test: person in the aisle" in why, why
     finally:
         _set_sim_speed(cmd, 200.0)
-    _spin_for(cmd, 0.3)
+    spin_for(cmd, 0.3)
     stopped_at = probe.truth
-    _spin_for(cmd, 0.5)
+    spin_for(cmd, 0.5)
     assert probe.speed == 0.0 and probe.truth == pytest.approx(stopped_at, abs=1e-6)
     # nothing new moves or runs while stopped, whoever asks: each refusal says who and why
     for task in (cmd.navigate_to_station("robot1", "photoreactor"),
@@ -71,11 +70,11 @@ def test_estop_stops_a_direct_navigation_goal_and_refuses_every_new_goal(safety_
                  cmd.run_station("photoreactor", "rack_1")):
         outcome, why = _result(cmd, task)
         assert outcome is TaskResult.FAILED and "refused: emergency stop by test" in why, f"{why}\n{out.text(60)}"
-    _spin_for(cmd, 0.3)
+    spin_for(cmd, 0.3)
     assert probe.truth == pytest.approx(stopped_at, abs=1e-6)
     ok, message = cmd.estop(release=True, by="test")
     assert ok and "released" in message
-    _spin_for(cmd, 0.3)  # the release reaches every node (latched topic)
+    spin_for(cmd, 0.3)  # the release reaches every node (latched topic)
     outcome, why = _result(cmd, cmd.navigate_to_station("robot1", "photoreactor"))
     assert outcome is TaskResult.SUCCEEDED, (why, out.text(40))
 

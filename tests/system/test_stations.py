@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import ros_available
-from labproc import lab
+from helpers import lab
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -145,7 +145,7 @@ def test_a_station_killed_mid_process_comes_back_with_its_stocks_and_reports_wha
     import os
     import signal
 
-    from labproc import node_pid
+    from helpers import node_pid
     from procs import wait_for
 
     from lab.app.commander import TaskResult

@@ -1,4 +1,6 @@
-"""Bring up part or all of the lab as separate processes for a system test, and talk to it."""
+"""The system tests' helpers, in one module: bring up part or all of the lab as separate processes
+(`lab`), find a node's process, collect output, spin a commander until a condition holds, watch
+the simulation's ground truth (`Probe`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from procs import alive, children_of, process
+from procs import alive, children_of, process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = [sys.executable, "-m", "lab.app.cli"]
@@ -82,3 +84,52 @@ def lab(tmp_path: Path, args: list[str], keep: set[str] | None = None,
             while alive(kids) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert alive(kids) == [], f"left behind: {alive(kids)}\n{out.text()}"
+
+
+class Probe:
+    """Ground truth and world state, watched from the test."""
+
+    def __init__(self, cmd) -> None:
+        from nav_msgs.msg import Odometry
+
+        from lab.ros.qos import LATCHED
+        from lab_interfaces.msg import WorldState
+
+        self.truth = None
+        self.speed = 0.0
+        self.world: dict[str, str] = {}
+        cmd.create_subscription(Odometry, "/robot1/ground_truth", self._truth, 10)
+        cmd.create_subscription(WorldState, "/world_state", self._world, LATCHED)
+
+    def _truth(self, msg) -> None:
+        from lab.ros.conversions import quaternion_to_yaw
+
+        q = msg.pose.pose.orientation
+        self.truth = (msg.pose.pose.position.x, msg.pose.pose.position.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
+        t = msg.twist.twist
+        self.speed = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z)
+
+    def _world(self, msg) -> None:
+        self.world = dict(zip(msg.objects, msg.locations, strict=False))
+
+
+def spin_until(cmd, predicate, timeout: float, what: str = "condition"):
+    """Spin the commander (its own executor: entities are never created while another thread spins)."""
+    def check():
+        cmd.spin_for(0.01)
+        return predicate()
+
+    return wait_for(check, timeout, period=0.0, what=what)
+
+
+def spin_for(cmd, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        cmd.spin_for(0.01)
+
+
+def wait_result(cmd, task, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while not cmd.is_task_complete(task, wait=0.02):
+        assert time.monotonic() < deadline, "no result in time"
+    return cmd.get_result(task), task.result

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from lab.backends.moveit_config import moveit_parameters
-from lab.core.robot.robot_files import prefixed_yaml, robot_description, write_temp
+from lab.core.robot.robot_files import nav2_params, robot_description, write_temp
 from lab.core.robot.world import LabWorld, start_poses
 
 PACKAGES = {
@@ -61,9 +61,9 @@ def full_stack_actions(share: Path, given: dict[str, str], runs: Callable[[str],
     starts a part (lab.core.config.nodetable.placement): /gazebo, /gz_bridge and per robot
     /<robot>/robot_state_publisher, /<robot>/spawn (into Gazebo), /<robot>/controller_spawner,
     /<robot>/nav2, /<robot>/move_group."""
-    from launch.actions import IncludeLaunchDescription
+    from launch.actions import GroupAction, IncludeLaunchDescription
     from launch.launch_description_sources import PythonLaunchDescriptionSource
-    from launch_ros.actions import Node
+    from launch_ros.actions import Node, PushROSNamespace
     from launch_ros.substitutions import FindPackageShare
 
     robots = robot_names(given)
@@ -97,12 +97,17 @@ def full_stack_actions(share: Path, given: dict[str, str], runs: Callable[[str],
                 actions.append(Node(package="controller_manager", executable="spawner", namespace=robot,
                                     arguments=[controller, "--controller-manager", f"/{robot}/controller_manager"]))
         if given.get("navigation") in ("nav2", "auto") and runs(f"/{robot}/nav2"):
-            params = write_temp(prefixed_yaml(share / "config" / "nav2_params.yaml", robot), f"{robot}_nav2.yaml")
-            for launch_file in ("localization_launch.py", "navigation_launch.py"):
-                actions.append(IncludeLaunchDescription(
-                    PythonLaunchDescriptionSource([FindPackageShare("nav2_bringup"), f"/launch/{launch_file}"]),
-                    launch_arguments={"namespace": robot, "params_file": params, "use_sim_time": use_sim_time,
-                                      "map": str(share / "maps" / "lab.yaml"), "autostart": "true"}.items()))
+            params = write_temp(nav2_params(share / "config" / "nav2_params.yaml", robot, starts[robot]),
+                                f"{robot}_nav2.yaml")
+            # the namespace pushed here: on Jazzy, navigation_launch.py and localization_launch.py
+            # create their nodes without one and only bringup_launch.py pushes it (navigation2
+            # f4108e5, nav2_bringup/launch/bringup_launch.py:143-145); their `namespace` argument
+            # only keys the parameter file (RewrittenYaml root_key, navigation_launch.py:70)
+            actions.append(GroupAction([PushROSNamespace(robot), *(IncludeLaunchDescription(
+                PythonLaunchDescriptionSource([FindPackageShare("nav2_bringup"), f"/launch/{launch_file}"]),
+                launch_arguments={"namespace": robot, "params_file": params, "use_sim_time": use_sim_time,
+                                  "map": str(share / "maps" / "lab.yaml"), "autostart": "true"}.items())
+                for launch_file in ("localization_launch.py", "navigation_launch.py"))]))
         if given.get("arm") in ("moveit", "auto") and runs(f"/{robot}/move_group"):
             actions.append(Node(package="moveit_ros_move_group", executable="move_group", namespace=robot,
                                 output="screen", parameters=[moveit_parameters(share, robot, description),

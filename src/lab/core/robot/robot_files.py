@@ -12,10 +12,24 @@ from typing import Any
 
 import yaml
 
+from lab.core.robot.world import Pose2D
+
 
 def prefixed_yaml(path: Path, robot: str) -> str:
     """The file with 'robot1' replaced by `robot` (the templates are written for robot1)."""
     return path.read_text(encoding="utf-8").replace("robot1", robot)
+
+
+def nav2_params(path: Path, robot: str, start: Pose2D) -> str:
+    """config/nav2_params.yaml for `robot`, AMCL told where the robot starts: without a pose AMCL
+    publishes no map -> odom, the global costmap's activation times out and the lifecycle
+    manager aborts bring-up (navigation2 jazzy f4108e5, nav2_amcl/src/amcl_node.cpp:131-148:
+    set_initial_pose and initial_pose.x/y/z/yaw)."""
+    doc = yaml.safe_load(prefixed_yaml(path, robot))
+    amcl = doc["amcl"]["ros__parameters"]
+    amcl["set_initial_pose"] = True
+    amcl["initial_pose"] = {"x": float(start.x), "y": float(start.y), "z": 0.0, "yaw": float(start.yaw)}
+    return str(yaml.safe_dump(doc, sort_keys=False))
 
 
 def write_temp(text: str, name: str) -> str:

@@ -535,9 +535,12 @@ def test_nav2_backend_sets_the_initial_pose_where_the_robot_starts(monkeypatch):
         pytest.skip("nav2_simple_commander is installed here: the stand-in would hide the real one")
     calls: list = []
 
-    class BasicNavigator:  # nav2_simple_commander jazzy robot_navigator.py: the methods used
+    class BasicNavigator:  # nav2_simple_commander jazzy robot_navigator.py: the methods used (a Node)
         def __init__(self, node_name="basic_navigator", namespace=""):
             pass
+
+        def set_parameters(self, parameters):
+            calls.append(("set_parameters", {p.name: p.value for p in parameters}))
 
         def setInitialPose(self, pose):
             calls.append(("setInitialPose", pose))
@@ -557,7 +560,9 @@ def test_nav2_backend_sets_the_initial_pose_where_the_robot_starts(monkeypatch):
 
     world = LabWorld.load(SHARE / "worlds" / "lab.sdf", SHARE / "config" / "stations.yaml")
     params = NavigatorParams(robot_name="robot2", robots=["robot1", "robot2"])
-    backend = Nav2Backend(object(), "robot2", {"world": world, "params": params})
+    node = types.SimpleNamespace(get_parameter=lambda name: types.SimpleNamespace(value=name == "use_sim_time"))
+    backend = Nav2Backend(node, "robot2", {"world": world, "params": params})
+    assert calls.pop(0) == ("set_parameters", {"use_sim_time": True})  # the lab node's clock, not the wall
     backend._ensure_active()
     assert [c[0] for c in calls] == ["setInitialPose", "waitUntilNav2Active"]
     pose = calls[0][1]

@@ -25,6 +25,7 @@ from lab.ros.conversions import planar_pose, pose_msg
 
 try:
     from geometry_msgs.msg import PoseStamped
+    from rclpy.parameter import Parameter
     from nav2_simple_commander.robot_navigator import BasicNavigator, TaskResult
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise BackendUnavailable(
@@ -37,6 +38,11 @@ class Nav2Backend(NavigationBackend):
         super().__init__(node, robot, params)
         namespace = f"/{robot}" if robot else ""
         self.nav = BasicNavigator(node_name=f"{robot}_basic_navigator", namespace=namespace)
+        # BasicNavigator is a node of its own (nav2_simple_commander jazzy f4108e5,
+        # robot_navigator.py:56-59) and takes no parameters: on the wall clock its goal and pose
+        # stamps would be far from Gazebo's /clock, so it keeps this node's clock
+        self.nav.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL,
+                                           bool(node.get_parameter("use_sim_time").value))])
         self.nav_lock = threading.Lock()  # BasicNavigator is not thread-safe
         self.active_timeout = float(params.get("nav2_active_timeout", 60.0))
         robots = [r for r in params["params"].robots if r] or [robot]

@@ -25,8 +25,8 @@ from lab.ros.conversions import planar_pose, pose_msg
 
 try:
     from geometry_msgs.msg import PoseStamped
-    from rclpy.parameter import Parameter
     from nav2_simple_commander.robot_navigator import BasicNavigator, TaskResult
+    from rclpy.parameter import Parameter
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise BackendUnavailable(
         "navigation backend 'nav2' needs Nav2's Python commander: apt install ros-jazzy-nav2-simple-commander "

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import yaml
@@ -490,7 +491,7 @@ def test_rviz_displays_read_topics_that_exist_on_the_full_stack():
 
 # --- MoveItPy and Nav2's initial pose, with stand-ins for what is not installed here -----------
 
-def test_moveit_py_gets_the_parameters_move_group_gets(monkeypatch):
+def test_moveit_py_gets_the_parameters_move_group_gets(monkeypatch, tmp_path):
     import types
 
     from lab.backends.moveit_config import moveit_parameters
@@ -502,8 +503,23 @@ def test_moveit_py_gets_the_parameters_move_group_gets(monkeypatch):
 
     class MoveItPy:
         def __init__(self, node_name="moveit_py", name_space="", launch_params_filepaths=None, config_dict=None,
-                     provide_planning_service=True, remappings=None):  # moveit_py jazzy, moveit_cpp.cpp py::init
-            made.update(node_name=node_name, name_space=name_space, config_dict=config_dict)
+                     provide_planning_service=True, remappings=None):
+            # moveit2 jazzy 4d84106, moveit_py/src/moveit/moveit_ros/moveit_cpp/moveit_cpp.cpp:65-124: a
+            # config_dict wins and is written keyed by the bare node name (moveit_py/moveit/utils.py:44-48),
+            # else the files are passed; the node is made as name_space/node_name, and rclcpp gives it
+            # the parameters of the keys equal to its full name ('/' prepended to a relative key) or /**
+            files = launch_params_filepaths or []
+            if config_dict is not None:
+                files = [str(tmp_path / "config_dict.yaml")]
+                Path(files[0]).write_text(yaml.safe_dump({node_name: {"ros__parameters": config_dict}}))
+            full = f"/{name_space}/{node_name}" if name_space else f"/{node_name}"
+            params: dict = {}
+            for path in files:
+                for key, value in yaml.safe_load(Path(path).read_text()).items():
+                    if ("/" + key.lstrip("/")) in (full, "/**"):
+                        params.update(value["ros__parameters"])
+            made.update(name_space=name_space, params=params, remappings=remappings or {},
+                        service=provide_planning_service)
 
         def get_planning_component(self, name):
             return name
@@ -521,7 +537,11 @@ def test_moveit_py_gets_the_parameters_move_group_gets(monkeypatch):
 
     MoveItBackend(FakeNode(), "robot2", {})
     expected = moveit_parameters(SHARE, "robot2", robot_description(SHARE, "robot2"))
-    assert made["name_space"] == "robot2" and made["config_dict"] == dict(expected, use_sim_time=True)
+    # ('calls' is the builder stand-in's record, shared and grown by every build: compared by its keys)
+    got, want = dict(made["params"]), dict(expected, use_sim_time=True)
+    assert made["name_space"] == "robot2" and set(got.pop("calls")) <= set(want.pop("calls")) and got == want
+    assert made["remappings"] == {"/tf": "tf", "/tf_static": "tf_static"}  # /robot2/tf, where its tf is
+    assert made["service"] is False  # move_group in /robot2 offers get_planning_scene already
     assert "moveit_cpp" in expected["calls"] and "pilz_cartesian_limits" in expected["calls"]
 
 

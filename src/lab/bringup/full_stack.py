@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from lab.backends.moveit_config import moveit_parameters
-from lab.core.robot.robot_files import nav2_params, robot_description, write_temp
+from lab.core.robot.robot_files import TF_REMAPPINGS, nav2_params, robot_description, write_temp
 from lab.core.robot.world import LabWorld, start_poses
 
 PACKAGES = {
@@ -48,10 +48,6 @@ def bridge_config(share: Path, robots: list[str]) -> list[dict[str, Any]]:
             if e["ros_topic_name"] != "/clock":
                 entries.append({k: (v.replace("robot1", robot) if isinstance(v, str) else v) for k, v in e.items()})
     return entries
-
-
-#: each robot's tf on /<robot>/tf, as nav2_bringup's namespaced nodes expect (they remap /tf to tf)
-TF_REMAPPINGS = [("/tf", "tf"), ("/tf_static", "tf_static")]
 
 
 def full_stack_actions(share: Path, given: dict[str, str], runs: Callable[[str], bool] = lambda _name: True,

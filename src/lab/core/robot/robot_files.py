@@ -20,6 +20,11 @@ def prefixed_yaml(path: Path, robot: str) -> str:
     return path.read_text(encoding="utf-8").replace("robot1", robot)
 
 
+#: each robot's tf on /<robot>/tf: the full stack's nodes of a robot (robot_state_publisher,
+#: move_group, MoveItPy) remap /tf to the relative name, as nav2_bringup's namespaced nodes do
+TF_REMAPPINGS = [("/tf", "tf"), ("/tf_static", "tf_static")]
+
+
 def nav2_params(path: Path, robot: str, start: Pose2D) -> str:
     """config/nav2_params.yaml for `robot`, AMCL told where the robot starts: without a pose AMCL
     publishes no map -> odom, the global costmap's activation times out and the lifecycle

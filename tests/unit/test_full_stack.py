@@ -697,3 +697,25 @@ def test_the_nav2_namespace_check_sees_an_include_without_a_push(monkeypatch, tm
         launch_arguments={"namespace": "robot1", "params_file": str(params)}.items())
     nodes = dict(nav2_nodes([include]))
     assert "/amcl" in nodes and nodes["/amcl"] == {}
+
+
+def test_the_arms_hardware_plugin_is_gazebos_only_under_gazebo(monkeypatch, tmp_path):
+    """sim:=gazebo: gz_ros2_control's system; sim:=none: the `hardware` argument (a driver, or
+    mock_components/GenericSystem by default), and no Gazebo plugin in the description."""
+    if importlib.util.find_spec("launch_ros") is not None:
+        pytest.skip("launch_ros is installed here: the stand-in would hide the real one")
+    for name, module in _launch_stand_ins().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    from lab.bringup.full_stack import full_stack_actions
+
+    def plugins(given: dict) -> set[str]:
+        actions = full_stack_actions(SHARE, dict(given, robots="1", navigation="embedded", arm="embedded"))
+        rsp = next(a for a in actions if a.kwargs.get("package") == "robot_state_publisher")
+        root = ET.fromstring(rsp.kwargs["parameters"][0]["robot_description"])
+        return {p.text for p in root.iter("plugin")} | {p.get("filename") for p in root.iter("plugin")} - {None}
+
+    assert "gz_ros2_control/GazeboSimSystem" in plugins({"sim": "gazebo"})
+    real = plugins({"sim": "none"})
+    assert "mock_components/GenericSystem" in real and not any("gz" in p for p in real), real
+    assert "kuka_driver/KukaSystem" in plugins({"sim": "none", "hardware": "kuka_driver/KukaSystem"})

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from lab.backends.moveit_config import moveit_parameters
-from lab.core.robot.robot_files import TF_REMAPPINGS, nav2_params, robot_description, write_temp
+from lab.core.robot.robot_files import GAZEBO_HARDWARE, TF_REMAPPINGS, nav2_params, robot_description, write_temp
 from lab.core.robot.world import LabWorld, start_poses
 
 PACKAGES = {
@@ -78,7 +78,8 @@ def full_stack_actions(share: Path, given: dict[str, str], runs: Callable[[str],
     # they are (lab.core.robot.world.start_poses)
     starts = start_poses(LabWorld.load(share / "worlds" / "lab.sdf", share / "config" / "stations.yaml"), robots)
     for robot in robots:
-        description = robot_description(share, robot)
+        description = robot_description(share, robot, gazebo=gazebo, hardware=GAZEBO_HARDWARE if gazebo else
+                                        given.get("hardware", "mock_components/GenericSystem"))
         if runs(f"/{robot}/robot_state_publisher"):
             actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                                 namespace=robot, parameters=[{"robot_description": description,

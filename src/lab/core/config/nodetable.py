@@ -81,6 +81,8 @@ ARGUMENTS: dict[str, Argument] = {
                  "(single | lab3 | a path to a file of your own)"),
         Argument("host", "", "start only this host's nodes of the deployment (empty: every host's, "
                  "all on this machine)"),
+        Argument("hardware", "mock_components/GenericSystem", "sim:=none: the arm's ros2_control hardware "
+                 "plugin (the robot's driver; mock_components/GenericSystem, the default, for a dry run)"),
     )
 }
 

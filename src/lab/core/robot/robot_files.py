@@ -46,12 +46,17 @@ def write_temp(text: str, name: str) -> str:
     return str(path)
 
 
-def robot_description(share: Path, robot: str, gazebo: bool = True) -> str:
-    """The robot's URDF with ros2_control (and Gazebo's plugins), names prefixed 'robot/'."""
+GAZEBO_HARDWARE = "gz_ros2_control/GazeboSimSystem"
+
+
+def robot_description(share: Path, robot: str, gazebo: bool = True, hardware: str = GAZEBO_HARDWARE) -> str:
+    """The robot's URDF with ros2_control (and Gazebo's plugins), names prefixed 'robot/';
+    `hardware` the arm's ros2_control plugin (Gazebo's, or without Gazebo a driver's)."""
     import xacro
 
     doc = xacro.process_file(str(share / "urdf" / "kmr_iiwa.urdf.xacro"), mappings={
         "prefix": f"{robot}/", "ros2_control": "true", "gazebo": "true" if gazebo else "false",
+        "hardware_plugin": hardware,
         "robot_name": robot,
         "controllers_file": write_temp(prefixed_yaml(share / "config" / "ros2_controllers.yaml", robot),
                                        f"{robot}_controllers.yaml")})

@@ -1,5 +1,5 @@
 """MoveIt's parameters for one robot, built once for both of its users: `move_group` (started
-by launch_full_stack) and `MoveItPy` (the `moveit` manipulation backend). Through
+by lab.bringup.full_stack) and `MoveItPy` (the `moveit` manipulation backend). Through
 moveit_configs_utils' MoveItConfigsBuilder, using only the methods Jazzy's builder has
 (moveit2 jazzy, moveit_configs_utils/moveit_configs_builder.py)."""
 

@@ -1,7 +1,7 @@
 """Navigation through Nav2 (ROS 2 Jazzy), with nav2_simple_commander.BasicNavigator.
 
 Needs `ros-jazzy-nav2-simple-commander` (and a running Nav2 stack: `sim:=gazebo` or real
-hardware, started by launch/launch_full_stack.py with config/nav2_params.yaml). Not
+hardware, started by lab.bringup.full_stack with config/nav2_params.yaml). Not
 installable from PyPI: importing this module without it raises BackendUnavailable naming
 the package, so the embedded backends stay the default where ROS is not installed.
 

@@ -1,6 +1,6 @@
 """The robot's files for one robot of the full stack: everything written for `robot1` or
 without a prefix (the URDF's xacro, the SRDF, ros2_control, Nav2 and MoveIt YAML), made for
-`robotN`, whose names all carry the prefix 'robotN/'. Pure text and YAML work: launch_full_stack
+`robotN`, whose names all carry the prefix 'robotN/'. Pure text and YAML work: lab.bringup.full_stack
 and the MoveIt backend both use it, so move_group and MoveItPy get the same files."""
 
 from __future__ import annotations

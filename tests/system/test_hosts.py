@@ -31,7 +31,7 @@ import pytest
 import yaml
 from conftest import ros_available
 from helpers import LAB, ROOT, Output, table
-from procs import alive, children_of, process, wait_for
+from procs import alive, children_of, process
 
 from lab.bench.netns import Network, network, unavailable
 
@@ -174,10 +174,10 @@ def test_a_robot_host_cut_off_mid_campaign_and_back_loses_nothing(hosts: Lab) ->
     lab.wait_line("STEPS", lambda text: any(s.startswith("robot1:") for s in json.loads(text)), timeout=180)
     lab.net.cut("robot1")
     cut_at = len(lab.lines("NODES"))
-    # held until the other hosts have dropped robot1's participant (DDS's 20 s lease): the cut is
-    # then one the graph saw, not only a pause
-    wait_for(lambda: any("/robot1/navigator" not in json.loads(text) for text in lab.lines("NODES")[cut_at:]),
-             60, period=0.2, what="the other hosts to drop robot1's nodes")
+    # a cut longer than DDS's participant lease (20 s), so that every host drops robot1's
+    # participant: a fixed time on purpose, since what is tested is a cut of that length (the
+    # graph's own view of robot1 may change sooner, and a shorter cut is another scenario)
+    time.sleep(30.0)
     lab.net.heal("robot1")
     campaign_id, summary = _finished(campaign, 300, lab)
     assert "32 experiments measured (0 failed)" in summary, summary

@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
+# test files run on this many pytest-xdist workers (a system test keeps about one core busy)
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-unit lint bench clean
 
@@ -14,7 +16,7 @@ demo: setup                 ## the main job: a campaign in the embedded simulati
 
 test:                       ## every test: lint, type checks, unit, integration, system
 	@bash scripts/bootstrap.sh --test-tools
-	@$(ENV) && python -m pytest tests $(PYTEST_ARGS)
+	@$(ENV) && python -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup            ## the fast part of the tests
 	@$(ENV) && python -m pytest tests/unit $(PYTEST_ARGS)

@@ -16,7 +16,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 # Other runs on the same machine (a developer's shell, another test session) must not see
 # our nodes, nor we theirs: a random domain unless the caller chose one, discovery on loopback.
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(40, 99)))
+# Under pytest-xdist each worker is a test session of its own: the controller draws the domain
+# (its workers inherit the environment) and worker gwN takes that domain plus N.
+_base = int(os.environ.setdefault("LAB_TEST_DOMAIN", os.environ.get("ROS_DOMAIN_ID")
+                                  or str(random.Random().randint(40, 90))))
+os.environ["ROS_DOMAIN_ID"] = str(_base + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -22,10 +22,10 @@ def test_every_kind_of_node_killed_once_during_a_campaign_loses_nothing(tmp_path
     figures_file = tmp_path / "faults.json"
     # 3 batches of 8 at 1000x, kills 2-6 s apart (the full bench: 96 experiments at 400x, BENCHMARKS.md)
     with process([*LAB, "bench", "faults", "--budget", "24", "--batch", "8", "--seed", "1", "--gap", "2,6",
-                  "--speed", "1000", "--json", str(figures_file)], cwd=tmp_path) as bench:
+                  "--speed", "1000", "--timeout", "420", "--json", str(figures_file)], cwd=tmp_path) as bench:
         out = Output(bench)
         try:
-            wait_for(lambda: bench.poll() is not None, 900, period=0.5, what="the faults bench's end")
+            wait_for(lambda: bench.poll() is not None, 480, period=0.5, what="the faults bench's end")
         except TimeoutError as exc:
             pytest.fail(f"{exc}\n{out.text(60)}")
         wait_for(lambda: not children_of(bench.pid), 30, what="the bench's nodes stopped")

@@ -494,6 +494,28 @@ def test_a_rack_away_from_home_with_no_batch_is_brought_home_at_start_up(tmp_pat
         [Transfer("robot1", "rack_2", "robot1/deck1", "rack_storage/slot2")]
 
 
+def test_a_rack_that_could_not_go_home_is_tried_again_and_the_next_batch_gets_the_station(tmp_path: Path) -> None:
+    sched, fake, log = lab(tmp_path)
+    refusing = threading.Event()
+    refusing.set()
+
+    def no_way_home(order: Order, call: Call) -> Outcome | None:
+        if refusing.is_set() and isinstance(order, Transfer) and order.source.startswith("gas_chromatograph/"):
+            return Outcome(False, "gas_chromatograph: refinement failed: no image from the wrist camera")
+        return None
+
+    fake.script = no_way_home
+    first = run(sched, 2)
+    assert fake.world["rack_1"].startswith("gas_chromatograph/")
+    assert first.result is not None and "rack_1 left at gas_chromatograph/" in first.result.message
+    refusing.clear()  # the robot docks again: the retry takes the rack home without any batch asking
+    until(lambda: fake.world["rack_1"].startswith("rack_storage/"))
+    assert log.said("rack_1 is at gas_chromatograph/rack, away from home, with no batch")
+    second = run(sched, 2, batch_id="camp/b002")
+    assert second.result is not None and second.result.success, second.result
+    until(lambda: free(sched))
+
+
 def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:
     sched, fake, _, _ = recorded(tmp_path, accepted=True)
     fake.followed = lambda order: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])

@@ -58,6 +58,7 @@ class NavigatorNode(Node):
         self._joints = Stamped()  # {joint: position} with the stamp of its joint_states message
         self._image_lock = threading.Lock()
         self._image_after = math.inf  # wanted: the first image stamped at or after this (sim s)
+        self._images_seen, self._last_image_stamp = 0, math.nan  # said when none comes in time
         self._camera_image: Image | None = None
         self._camera_info: CameraInfo | None = None
         group = ReentrantCallbackGroup()
@@ -220,6 +221,7 @@ class NavigatorNode(Node):
     def _on_image(self, msg: Image) -> None:
         with self._image_lock:
             stamp = seconds_of(msg.header.stamp)
+            self._images_seen, self._last_image_stamp = self._images_seen + 1, stamp
             # CLOCK_SLACK: a held (lockstep) clock stamps images with the very time `after` was read,
             # and sec + nanosec * 1e-9 need not round like nanoseconds * 1e-9
             if self._camera_image is None and stamp >= self._image_after - CLOCK_SLACK:
@@ -234,7 +236,10 @@ class NavigatorNode(Node):
             self._image_after, self._camera_image = after, None
         if not wait_for(lambda: self._camera_image is not None and self._camera_info is not None,
                         self.params.camera_timeout):
-            raise TimeoutError("no image from the wrist camera")
+            # what arrived tells a camera that publishes nothing from a clock that runs apart
+            raise TimeoutError(f"no image from the wrist camera stamped at or after {after:.2f} s within "
+                               f"{self.params.camera_timeout:g} s ({self._images_seen} images since start-up, "
+                               f"the last stamped {self._last_image_stamp:.2f} s)")
         with self._image_lock:
             got = {"image": self._camera_image, "info": self._camera_info}
             self._image_after = math.inf

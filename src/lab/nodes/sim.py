@@ -146,6 +146,8 @@ class SimNode(Node):
         self._last_wall = time.monotonic()
         self._last_publish = 0.0
         self._last_tf = 0.0
+        self._markers_sent_at = 0.0
+        self._sent: dict[str, tuple[tuple, float]] = {}  # robot -> (what its state was, wall s) when last sent
         self._last_compressed = 0.0
         self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
         self._packing: Future | None = None
@@ -371,9 +373,20 @@ class SimNode(Node):
             # tf is ~1 ms of message building per robot: at a rate of its own (RViz draws at 30 Hz)
             with_tf = wall - self._last_tf >= 1.0 / self.params.tf_rate
             self._last_tf = wall if with_tf else self._last_tf
+            idle_due = 1.0 / self.params.idle_publish_rate
+            changed = False
             for robot in self.lab.robots.values():
-                self._publish_robot(robot, now, with_tf)
-            self._publish_markers(now)
+                state = (self.lab.time, robot.estimate, robot.truth, tuple(robot.joints.values()),
+                         tuple(robot.velocity), robot.charging)
+                last, at = self._sent.get(robot.name, ((), 0.0))
+                changed = changed or state[1:] != last[1:]
+                if state != last or wall - at >= idle_due:
+                    self._sent[robot.name] = (state, wall)
+                    self._publish_robot(robot, now, with_tf)
+            # ~30 markers of Python message building: at RViz's rate while something moves, else seldom
+            if (changed and with_tf) or wall - self._markers_sent_at >= idle_due:
+                self._markers_sent_at = wall
+                self._publish_markers(now)
         raw = wall - self._last_camera >= 1.0 / self.params.camera_rate
         compressed = wall - self._last_compressed >= 1.0 / self.params.compressed_rate
         self._last_camera = wall if raw else self._last_camera

@@ -38,6 +38,10 @@ RECOVERY_WAIT = WORLD_WAIT + ROBOTS_SETTLE_WAIT + 60.0
 #: wall s to wait for a station's latched status to say what a restart interrupted, when the station
 #: answers that it does not know a recorded goal (the status is there at once, or within a DDS round trip)
 REPORT_WAIT = 5.0
+#: simulated s before a carrier that could not go home is tried again, doubled after each failure up
+#: to STRAY_RETRY_MAX: a carrier left in a station keeps every later batch out of it, so it must
+#: not stay there for want of one more try (a robot that failed to dock often docks the next time)
+STRAY_RETRY, STRAY_RETRY_MAX = 60.0, 1800.0
 
 
 class Recovery:
@@ -50,6 +54,7 @@ class Recovery:
         self.fleet, self.steps, self.station_pool = fleet, steps, station_pool
         self._adopt, self._forget, self._go_on = adopt, forget, go_on
         self.recovered = threading.Event()
+        self._retrying = threading.Lock()  # held while a thread tries the strays again
 
     def run(self) -> None:
         """Once the world state says where the carriers are: the batches the last scheduler left in
@@ -71,7 +76,8 @@ class Recovery:
                            f"{self.view.goals_still_under_way()}; taking the lab on regardless")
         self._adopt_recorded()
         self.recovered.set()  # batches may start: strays share the robots with them through the pools
-        self._bring_strays_home()
+        if self._bring_strays_home():
+            self.strays_later()
 
     # ------------------------------------------------------------------ carriers no batch owns
     def _homes(self, carrier: str) -> set[str]:
@@ -89,13 +95,35 @@ class Recovery:
         return next((f"{s}/{slot}" for s, station in self.stations.items() if self.kind_of[s] in homes
                      for slot in station.slots if f"{s}/{slot}" not in taken), None)
 
-    def _bring_strays_home(self) -> None:
+    def strays_later(self) -> None:
+        """A batch left its carrier away from home: try the strays again after STRAY_RETRY
+        simulated s, and again (the wait doubled) until none is left or a batch owns it."""
+        if not self._retrying.acquire(blocking=False):
+            return  # a thread already tries: it looks at every carrier
+        threading.Thread(target=self._retry_strays, name="strays", daemon=True).start()
+
+    def _retry_strays(self) -> None:
+        delay = STRAY_RETRY
+        try:
+            while True:
+                self.lab.sleep(delay)
+                if not self._bring_strays_home():
+                    return
+                delay = min(2 * delay, STRAY_RETRY_MAX)
+        except Exception as exc:  # the node shutting down ends its clock: nothing is left to bring home
+            self.log.warning(f"strays no longer tried: {exc}")
+        finally:
+            self._retrying.release()
+
+    def _bring_strays_home(self) -> list[str]:
         """Every carrier the world state shows away from home with no batch to own it (on a
-        robot's deck, in a station) is brought home, by the rule a stopped batch's carrier follows."""
+        robot's deck, in a station) is brought home, by the rule a stopped batch's carrier follows.
+        The carriers that could not be brought home."""
         wait_for(self.view.every_pose_heard, 10.0)
         with self.view.lock:
             strays = {c: loc for c, loc in self.view.carriers.items() if not self._at_home(c, loc)}
         pool = self.view.carrier_pool
+        left = []
         for carrier, location in strays.items():
             try:
                 pool.acquire([carrier], "strays", timeout=0.0)
@@ -105,13 +133,16 @@ class Recovery:
                 target = self._free_home_slot(carrier)
                 if target is None:
                     self.log.error(f"{carrier} is at {location}: no free place at its home to bring it to")
+                    left.append(carrier)
                     continue
                 self.log.warning(f"{carrier} is at {location}, away from home, with no batch: bringing it to {target}")
                 self.fleet.transport("strays", carrier, location, target, NeverCancelled(), None)
             except (Interrupted, Unavailable, InvalidGoal) as exc:
-                self.log.error(f"{carrier} could not be brought home from {location}: {exc}")
+                self.log.error(f"{carrier} could not be brought home from {location}: {exc}; tried again later")
+                left.append(carrier)
             finally:
                 pool.release(carrier, "strays")
+        return left
 
     # ------------------------------------------------------------------ batches in flight
     def _adopt_recorded(self) -> None:

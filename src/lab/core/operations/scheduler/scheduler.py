@@ -269,6 +269,7 @@ class Scheduler:
         """The batch's carrier back home (also after a failure or a cancel); `message` with what
         went wrong on the way appended."""
         carrier, home, held, key = run.carrier, run.home, run.held or None, run.key
+        failed = False
         try:
             location = self.view.where(carrier, home)
             while location != home:
@@ -297,6 +298,9 @@ class Scheduler:
             message = (message + "; " if message else "") + f"{carrier} left at {where}: {exc}"
             if held:
                 self.station_pool.release(held, key)
+            failed = True
         finally:
             self.view.carrier_pool.release(carrier, key)
+        if failed:
+            self.recovery.strays_later()  # (after the release: the retry takes the carrier as a stray)
         return message

@@ -16,7 +16,7 @@ demo: setup                 ## the main job: a campaign in the embedded simulati
 
 test:                       ## every test: lint, type checks, unit, integration, system
 	@bash scripts/bootstrap.sh --test-tools
-	@$(ENV) && python -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@$(ENV) && python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: setup            ## the fast part of the tests
 	@$(ENV) && python -m pytest tests/unit $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ the simulation's ground truth (`Probe`)."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -133,3 +134,20 @@ def wait_result(cmd, task, timeout: float = 120.0):
     while not cmd.is_task_complete(task, wait=0.02):
         assert time.monotonic() < deadline, "no result in time"
     return cmd.get_result(task), task.result
+
+
+def measured(db: Path, campaign_id: str) -> list[dict]:
+    """The campaign's experiments as the store holds them (one dict per row)."""
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("select * from experiments where campaign_id = ?", (campaign_id,))]
+
+
+def run(cmd, name: str, budget: int, batch: int, seed: int = 1, timeout: float = 300.0, **kw):
+    # the planner's action server may still be starting with the lab: the whole lab's start-up
+    # took ~30 s on 2 cores (18 processes importing rclpy, numpy, scikit-learn), more under load
+    task = cmd.run_campaign(name, budget=budget, batch_size=batch, seed=seed, server_timeout=120.0, **kw)
+    deadline = time.monotonic() + timeout
+    while not cmd.is_task_complete(task, wait=0.1):
+        assert time.monotonic() < deadline, f"campaign {name} did not finish in {timeout} s"
+    return cmd.get_result(task), task.result, task

@@ -17,7 +17,7 @@ import pytest
 from conftest import ros_available
 from helpers import lab, node_pid, spin_until
 
-pytestmark = [pytest.mark.system,
+pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
 

@@ -14,7 +14,7 @@ from conftest import ros_available
 from helpers import LAB, Output
 from procs import children_of, process, wait_for
 
-pytestmark = [pytest.mark.system,
+pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
 

@@ -13,7 +13,7 @@ from helpers import Probe, lab, spin_for, spin_until, wait_result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytestmark = [pytest.mark.system,
+pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
 STATIONS = ["liquid_dispenser", "solid_dispenser", "photoreactor", "gas_chromatograph", "printer"]

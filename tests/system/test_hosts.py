@@ -36,7 +36,7 @@ from procs import alive, children_of, process
 from lab.bench.netns import Network, network, unavailable
 
 REASON = unavailable() if ros_available() else "rclpy/lab_interfaces not built (make test builds them)"
-pytestmark = [pytest.mark.system, pytest.mark.skipif(bool(REASON), reason=REASON or "-")]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.skipif(bool(REASON), reason=REASON or "-")]
 
 HOSTS = ("server", "stations", "robot1", "robot2")
 ARGS = ["deployment:=lab3", "robots:=2", "speed:=1500"]

@@ -53,3 +53,17 @@ def test_a_server_absent_past_the_grace_is_gone() -> None:
     assert not server.gone()
     time.sleep(0.3)
     assert server.gone()
+
+
+def test_a_goal_cancelled_while_its_server_is_missing_ends_at_once() -> None:
+    """A campaign cancelled while the lab manager is away: its batch's send stops waiting for the
+    server (up to server_timeout) as soon as the caller cancels, and nothing is sent."""
+    from lab.ros.actions import GoalNotSent, send_goal
+
+    sent: list[object] = []
+    client = SimpleNamespace(name="/lab_manager/run_batch", server_is_ready=lambda: False,
+                             send_goal_async=lambda *a, **k: sent.append(a))
+    began = time.monotonic()
+    with pytest.raises(GoalNotSent, match="cancelled while waiting for action server /lab_manager/run_batch"):
+        send_goal(client, object(), server_timeout=60.0, cancel=lambda: time.monotonic() - began > 0.3)  # type: ignore[arg-type]
+    assert time.monotonic() - began < 30.0 and sent == []

@@ -22,7 +22,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped, Twist
@@ -36,22 +35,29 @@ from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, Jo
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from lab.core.config.params import SimNodeParams
 from lab.core.errors import InvalidGoal
 from lab.core.persist import take_back, write_json
-from lab.core.robot.gridnav import OccupancyGrid
 from lab.core.robot.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
-from lab.core.robot.simworld import GRIPPER, ObjectRegistry, SimLab
+from lab.core.robot.simworld import ObjectRegistry, SimLab
 from lab.core.robot.vision import CameraModel, render_marker_view
 from lab.core.robot.world import Pose2D, start_poses
 from lab.ros.clock import ClockWaits, seconds_of, to_time
-from lab.ros.conversions import planar_pose, pose_msg, transform_msg
+from lab.ros.conversions import planar_pose, transform_msg
 from lab.ros.main import node_main
 from lab.ros.params import declare_params, file_or_default, load_world
 from lab.ros.qos import LATCHED, TF
 from lab.ros.safety import SafetyMonitor
+from lab.ros.sim_messages import (
+    compressed_image_msg,
+    image_msgs,
+    lab_markers_msg,
+    occupancy_grid_msg,
+    robot_state_msgs,
+    robot_tf_msg,
+)
 from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
@@ -401,51 +407,15 @@ class SimNode(Node):
         return views
 
     def _map_msg(self) -> OccupancyGridMsg:
-        """The lab's walls and stations as an occupancy grid (what scripts/make_map.py writes to
-        maps/lab.pgm for the full stack), 0 free and 100 occupied."""
-        grid = OccupancyGrid.from_world(self.world)
-        msg = OccupancyGridMsg()
-        msg.header.frame_id, msg.header.stamp = "map", to_time(self.lab.time)
-        msg.info.resolution = float(grid.resolution)
-        msg.info.height, msg.info.width = grid.occupied.shape
-        msg.info.origin.position.x, msg.info.origin.position.y = (float(v) for v in grid.origin)
-        msg.data = np.where(grid.occupied, 100, 0).astype(np.int8).ravel().tolist()
-        return msg
+        return occupancy_grid_msg(self.world, to_time(self.lab.time))
 
     def _publish_robot(self, robot, now: Time, with_tf: bool = True) -> None:
         pubs = self.pubs[robot.name]
-        for key, pose in (("odom", robot.estimate), ("truth", robot.truth)):
-            msg = Odometry()
-            msg.header.stamp, msg.header.frame_id = now, "map"
-            msg.child_frame_id = f"{robot.name}/base_link"
-            msg.pose.pose = pose_msg(pose)
-            msg.twist.twist.linear.x, msg.twist.twist.linear.y = robot.velocity[0], robot.velocity[1]
-            msg.twist.twist.angular.z = robot.velocity[2]
+        odom, truth, js, battery = robot_state_msgs(robot, now)
+        for key, msg in (("odom", odom), ("truth", truth), ("joints", js), ("battery", battery)):
             pubs[key].publish(msg)
-        js = JointState()
-        js.header.stamp = now
-        js.name = [f"{robot.name}/{j}" for j in robot.joints]
-        js.position = [float(v) for v in robot.joints.values()]
-        pubs["joints"].publish(js)
-        battery = BatteryState()
-        battery.header.stamp = now
-        battery.percentage = float(robot.battery)
-        battery.present = True
-        battery.power_supply_status = (BatteryState.POWER_SUPPLY_STATUS_CHARGING if robot.charging
-                                       else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
-        pubs["battery"].publish(battery)
         if with_tf:
-            self._publish_tf(robot.name, robot.estimate, js, now)
-
-    def _publish_tf(self, name: str, estimate: Pose2D, js: JointState, now: Time) -> None:
-        # what a real robot's drivers give: localisation's map -> odom (the simulated odometry
-        # does not drift apart from the estimate: identity), odometry's odom -> base_footprint,
-        # and robot_state_publisher's links from the joint states
-        self.pubs[name]["tf"].publish(TFMessage(transforms=[
-            transform_msg("map", f"{name}/odom", np.eye(4), now),
-            transform_msg(f"{name}/odom", f"{name}/base_footprint", estimate.as_matrix3d(), now),
-            *(transform_msg(link.parent, link.child, link.pose, now)
-              for link in self._trees[name].moving(dict(zip(js.name, js.position, strict=True))))]))
+            pubs["tf"].publish(robot_tf_msg(robot.name, robot.estimate, self._trees[robot.name], js, now))
 
     def _camera_view(self, name: str) -> tuple[Any, np.ndarray] | None:
         """The station whose marker panel the wrist camera sees (nearest, in range) and the
@@ -470,28 +440,13 @@ class SimNode(Node):
         # the recording's frames have noise of their own: the simulation's draws stay its own
         rng = self._jpeg_rng if wanted == {"compressed"} else self.lab.rng
         image = render_marker_view(self.camera, station.marker.id, station.marker.size, t_cam_marker, rng=rng)
+        frame = f"{name}/wrist_camera_optical_frame"
         if "compressed" in wanted:
-            packed = CompressedImage()
-            packed.header.stamp, packed.header.frame_id = now, f"{name}/wrist_camera_optical_frame"
-            packed.format = "mono8; jpeg compressed mono8"
-            packed.data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-            self.pubs[name]["compressed"].publish(packed)
-        if "image" not in wanted:
-            return
-        msg = Image()
-        msg.header.stamp, msg.header.frame_id = now, f"{name}/wrist_camera_optical_frame"
-        msg.height, msg.width = image.shape[:2]
-        msg.encoding, msg.step = "mono8", image.shape[1]
-        msg.data = image.tobytes()
-        self.pubs[name]["image"].publish(msg)
-        info = CameraInfo()
-        info.header = msg.header
-        info.height, info.width = msg.height, msg.width
-        cam = self.camera
-        info.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
-        info.p = [cam.fx, 0.0, cam.cx, 0.0, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        info.distortion_model, info.d = "plumb_bob", [0.0] * 5
-        self.pubs[name]["info"].publish(info)
+            self.pubs[name]["compressed"].publish(compressed_image_msg(image, frame, now))
+        if "image" in wanted:
+            raw, info = image_msgs(image, self.camera, frame, now)
+            self.pubs[name]["image"].publish(raw)
+            self.pubs[name]["info"].publish(info)
 
     def _publish_world(self, force: bool = False) -> None:
         snapshot = self.lab.objects.snapshot()
@@ -505,33 +460,7 @@ class SimNode(Node):
         self.world_pub.publish(msg)
 
     def _publish_markers(self, now: Time) -> None:
-        markers = MarkerArray()
-
-        def add(ns: str, ident: int, kind: int, pose: Pose2D, z: float, size, colour, text: str = "") -> None:
-            m = Marker()
-            m.header.stamp, m.header.frame_id = now, "map"
-            m.ns, m.id, m.type, m.action = ns, ident, kind, Marker.ADD
-            m.pose = pose_msg(pose, z)
-            m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
-            m.color.r, m.color.g, m.color.b, m.color.a = colour
-            m.text = text
-            markers.markers.append(m)
-
-        for i, station in enumerate(self.world.stations.values()):
-            add("stations", i, Marker.CUBE, station.pose, station.size[2] / 2, station.size, (0.6, 0.6, 0.7, 0.8))
-            add("labels", i, Marker.TEXT_VIEW_FACING, station.pose, station.size[2] + 0.3, (0.2, 0.2, 0.2),
-                (1.0, 1.0, 1.0, 1.0), station.name)
-        for i, robot in enumerate(self.lab.robots.values()):
-            add("robots", i, Marker.CUBE, robot.truth, 0.35, (1.1, 0.63, 0.7), (1.0, 0.5, 0.0, 0.9))
-        for i, (_obj, kind, loc) in enumerate(self.lab.objects.snapshot()):
-            owner, _, slot = loc.partition("/")
-            point = self.lab.tool_in_map(owner) if slot == GRIPPER else self.lab.location_in_map(loc)
-            if point is None:
-                continue
-            colour = (0.1, 0.5, 1.0, 1.0) if kind == "rack" else (0.2, 0.8, 0.2, 1.0)
-            add("objects", i, Marker.CUBE, Pose2D(float(point[0]), float(point[1]), 0.0), float(point[2]) + 0.04,
-                (0.12, 0.25, 0.08), colour)
-        self.marker_pub.publish(markers)
+        self.marker_pub.publish(lab_markers_msg(self.world, self.lab, now))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -109,7 +109,7 @@ def _wait_done(future: Any, seconds: float, pause: Callable[[float], None] | Non
 def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | None = None,
               feedback: Callable[[Any], None] | None = None, server_timeout: float = 15.0,
               ack_timeout: float = ACK_TIMEOUT, log: Callable[[str], None] | None = None,
-              goal_id: bytes | None = None) -> SentGoal:
+              goal_id: bytes | None = None, cancel: Callable[[], bool] = lambda: False) -> SentGoal:
     """Send `goal` and wait (wall s) until the server accepts or refuses it; GoalNotSent otherwise.
     `pause(seconds)` lets time pass while the caller's own executor must spin (the commander);
     None: another thread's executor spins (a node's worker thread).
@@ -123,6 +123,8 @@ def send_goal(client: ActionClient, goal: Any, pause: Callable[[float], None] | 
     """
     deadline = time.monotonic() + server_timeout
     while not client.server_is_ready():
+        if cancel():  # a caller cancelled while its server is missing: nothing was sent, nothing to wait for
+            raise GoalNotSent(f"cancelled while waiting for action server {client.name}")
         if time.monotonic() > deadline:
             raise GoalNotSent(f"action server {client.name} is not available after {server_timeout:g} s "
                               "(is the lab brought up?)")
@@ -223,7 +225,8 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
     graph (its host cut off) before its goal counts as lost (ServerInstance).
     """
     try:
-        sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log, goal_id=goal_id)
+        sent = send_goal(client, goal, feedback=feedback, server_timeout=server_timeout, log=log, goal_id=goal_id,
+                         cancel=cancel)
     except GoalNotSent as exc:
         return CallOutcome(None, GoalStatus.STATUS_UNKNOWN, str(exc))
     if not sent.accepted:

@@ -1,0 +1,73 @@
+"""One campaign at a time; `lab campaign cancel ID` and Ctrl-C on `lab campaign run` end a
+campaign (resumable); a planner killed under `lab campaign run` is reported, not waited for."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ros_available
+from helpers import LAB, Output, lab, run
+from procs import children_of, process, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.slow,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
+
+SPEED = "1500"
+
+
+def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, commander) -> None:
+    """A second campaign is refused with the reason; `lab campaign cancel ID` ends the running one
+    (resumable); Ctrl-C on `lab campaign run` cancels its campaign, says how to resume, exits 130.
+    (The planner alone: its batches wait for a lab manager that is not there.)"""
+    from lab.app.commander import TaskResult
+
+    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"}) as lab_out:
+        bringup = lab_out.proc
+        first = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=1)
+        wait_for(lambda: commander.is_task_complete(first, wait=0.05) or
+                 (first.feedback is not None and bool(first.feedback.campaign_id)), 60, what="the campaign's id")
+        ident = first.feedback.campaign_id
+        outcome, result, _ = run(commander, "photocatalysis", budget=64, batch=16, timeout=60)
+        assert outcome is TaskResult.FAILED and f"campaign {ident} is running" in result.message, result.message
+        wrong = subprocess.run([*LAB, "campaign", "cancel", "no-such-id"], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+        assert wrong.returncode == 1 and f"not running here (running: {ident})" in wrong.stderr, wrong
+        right = subprocess.run([*LAB, "campaign", "cancel", ident], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+        assert right.returncode == 0 and f"cancelling {ident}" in right.stdout, right
+        assert commander.wait(first, timeout=90) is TaskResult.FAILED
+        assert "cancelled by the operator" in first.result.message, first.result.message
+        assert f"lab campaign resume {ident}" in first.result.message
+
+        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", "64"], cwd=tmp_path) as cli:
+            out = Output(cli)
+            wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
+            cli.send_signal(signal.SIGINT)
+            code = cli.wait(timeout=120)
+        assert code == 130, out.text()
+        assert "resume it with `lab campaign resume photocatalysis-" in out.text(), out.text()
+        assert "Traceback" not in out.text(), out.text()
+        # the planner is free again: the next campaign is not refused
+        again = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=2)
+        wait_for(lambda: commander.is_task_complete(again, wait=0.05) or
+                 (again.feedback is not None and bool(again.feedback.campaign_id)), 60, what="a new campaign")
+        assert not again.done.is_set(), again.result
+        commander.cancel(again, timeout=60)
+
+        # the planner SIGKILLed under `lab campaign run`: bringup restarts it, and the command
+        # says what happened and how to go on instead of waiting for ever
+        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", "64"], cwd=tmp_path) as cli:
+            out = Output(cli)
+            wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
+            planner = next(p for p in children_of(bringup.pid)
+                           if "planner" in Path(f"/proc/{p}/cmdline").read_text(errors="replace"))
+            os.kill(planner, signal.SIGKILL)
+            code = cli.wait(timeout=90)
+        assert code == 1, out.text()
+        assert "the planner went away during the campaign" in out.text(), out.text()
+        assert "lab campaign resume photocatalysis-" in out.text(), out.text()
+        wait_for(lambda: "restarted /planner" in lab_out.text(), 30, what="bringup to restart the planner")

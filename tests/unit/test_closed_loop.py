@@ -52,6 +52,23 @@ def test_unknown_campaign_and_malformed_files():
         parse_campaign({"name": "x", "workflow": "photopolymer", "batch_size": 2, "objectives": [{"name": "y"}],
                         "space": {"a": {"low": 0}}}, "f.yaml")
 
+    def doc(space: dict, **more) -> dict:
+        return {"name": "x", "workflow": "photopolymer", "batch_size": 2, "objectives": [{"name": "y"}],
+                "space": {"a": space}, **more}
+
+    nan = float("nan")
+    with pytest.raises(ConfigError, match=r"f.yaml: space.a: low, high and step must be finite numbers \(got 0, nan"):
+        parse_campaign(doc({"low": 0, "high": nan, "step": 0.5}), "f.yaml")
+    with pytest.raises(ConfigError, match=r"space.a.values: must be a non-empty list of finite numbers"):
+        parse_campaign(doc({"values": [0.0, float("inf")]}), "f.yaml")
+    with pytest.raises(ConfigError, match=r"space.a: 1000000000 values from low to high in this step; at most 100000"):
+        parse_campaign(doc({"low": 0, "high": 1, "step": 1e-9}), "f.yaml")
+    with pytest.raises(ConfigError, match="reference needs one finite value per objective"):
+        parse_campaign(doc({"low": 0, "high": 1, "step": 0.5}, reference=[nan]), "f.yaml")
+    with pytest.raises(ConfigError, match="max_budget must be a whole number of experiments, at least batch_size"):
+        parse_campaign(doc({"low": 0, "high": 1, "step": 0.5}, max_budget=1), "f.yaml")
+    assert parse_campaign(doc({"low": 0, "high": 1, "step": 0.5}), "f.yaml").max_budget == 2000
+
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=12))
@@ -175,6 +192,9 @@ def test_runner_refuses_bad_goals(tmp_path):
             CampaignRunner.start(store, PHOTO, budget=64, seed=-5)
         with pytest.raises(InvalidGoal, match="batch_size 17 does not fit one carrier .* holds 16"):
             CampaignRunner.start(store, PHOTO, budget=64, batch_size=17, capacity=16)
+        with pytest.raises(InvalidGoal, match="budget 1000000000 is above campaign photocatalysis's max_budget "
+                           "of 2000 experiments"):
+            CampaignRunner.start(store, PHOTO, budget=1_000_000_000)
         with pytest.raises(InvalidGoal, match="no campaign 'x'"):
             CampaignRunner.resume(store, "x")
         assert store.list_campaigns() == []  # nothing recorded for a refused goal

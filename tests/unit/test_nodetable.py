@@ -276,3 +276,11 @@ def test_a_table_naming_an_executable_the_package_lacks_is_refused_before_anythi
     nodes.write_text(nodes.read_text().replace("executable: traffic", "executable: no_such_node"))
     with pytest.raises(ConfigError, match="no_such_node that package lab does not have"):
         plan({"robots": "1"}, config)
+
+
+def test_a_bringup_argument_given_twice_is_refused() -> None:
+    from lab.bringup.processes import parse_cli_arguments
+
+    assert parse_cli_arguments(["robots:=2", "speed:=10"]) == {"robots": "2", "speed": "10"}
+    with pytest.raises(ConfigError, match=r"argument robots given twice \(robots:=1, robots:=2\): give it once"):
+        parse_cli_arguments(["robots:=1", "robots:=2"])

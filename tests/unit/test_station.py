@@ -80,6 +80,11 @@ def test_unknown_process_and_stock_shortage_are_refused():
     assert core.stocks["P10-MIX1"].level == core.stocks["P10-MIX1"].capacity
     with pytest.raises(InvalidGoal, match="no stock 'water'"):
         core.refill("water", 1.0)
+    core.stocks["P10-MIX1"].level = 3.0
+    for amount in (float("nan"), float("inf")):
+        with pytest.raises(InvalidGoal, match=f"refill amount {amount} is not a finite number"):
+            core.refill("P10-MIX1", amount)
+    assert core.stocks["P10-MIX1"].level == 3.0  # refused: nothing changed
 
 
 def test_dispensing_is_imperfect_but_close_and_draws_the_stock():

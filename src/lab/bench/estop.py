@@ -209,7 +209,8 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
         while not watch.world and time.monotonic() < end:
             cmd.spin_for(0.1)
         first_world = dict(watch.world)  # where every carrier starts: its home
-        task = cmd.run_campaign("photocatalysis", budget=100000, batch_size=16, seed=ns.seed)
+        # a campaign that outlasts the stops (the most photocatalysis.yaml allows); cancelled at the end
+        task = cmd.run_campaign("photocatalysis", budget=2000, batch_size=16, seed=ns.seed)
         for speed in speeds:
             _set_sim_speed(cmd, speed)
             walls, sims, started_while_stopped, still = [], [], 0, 0

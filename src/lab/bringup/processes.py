@@ -257,6 +257,8 @@ def parse_cli_arguments(items: Sequence[str]) -> dict[str, str]:
         name, sep, value = item.partition(":=")
         if not sep or not name:
             raise ConfigError(f"bringup argument {item!r}: write name:=value, as for ros2 launch")
+        if name in given:  # ros2 launch keeps the last silently; a lab started with the other is worse
+            raise ConfigError(f"bringup argument {name} given twice ({name}:={given[name]}, {item}): give it once")
         given[name] = value
     return given
 

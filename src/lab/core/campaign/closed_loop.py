@@ -66,6 +66,9 @@ class CampaignRunner:
         batch size or seed that cannot run. `capacity`: samples the workflow's carrier holds."""
         if budget < 1:
             raise InvalidGoal(f"budget must be at least 1 experiment, not {budget}")
+        if config.max_budget and budget > config.max_budget:
+            raise InvalidGoal(f"budget {budget} is above campaign {config.name}'s max_budget of {config.max_budget} "
+                              "experiments; raise max_budget in its campaign file to ask for more")
         if seed < 0:
             raise InvalidGoal(f"seed must be 0 or more, not {seed}")
         batch_size = batch_size or config.batch_size

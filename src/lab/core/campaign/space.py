@@ -161,11 +161,21 @@ class CampaignConfig:
     log_objectives: tuple[str, ...] = ()
     reference: tuple[float, ...] = ()           # hypervolume reference point (objectives' units)
     initial_random: int = 0                     # random points before the model takes over
+    max_budget: int = 0                         # the most experiments one campaign may ask for
     source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+
+#: values a dimension's grid may hold: the planner enumerates and scores grids, and a step typed
+#: a thousand times too fine should be refused with its reason, not fill the memory
+MAX_GRID = 100_000
+#: experiments one campaign may ask for unless its file says otherwise (`max_budget`): a budget
+#: is a promise of robot time and stock, and a typo (1000000000) must not start a campaign that
+#: never ends; Burger et al.'s campaign was 688 experiments
+DEFAULT_MAX_BUDGET = 2000
 
 
 def _dimension(name: str, body: Any, key: str) -> Dimension:
@@ -174,16 +184,21 @@ def _dimension(name: str, body: Any, key: str) -> Dimension:
     unit = str(body.get("unit", ""))
     if "values" in body:
         values = body["values"]
-        if not isinstance(values, list) or not values or not all(isinstance(v, (int, float)) for v in values):
-            raise ConfigError(f"{key}.values: must be a non-empty list of numbers")
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise ConfigError(f"{key}.values: must be a non-empty list of finite numbers")
         return Dimension(name, tuple(sorted(float(v) for v in values)), unit)
     try:
         low, high, step = float(body["low"]), float(body["high"]), float(body["step"])
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{key}: needs numbers low, high and step (or a list of values)") from None
+    if not all(math.isfinite(v) for v in (low, high, step)):
+        raise ConfigError(f"{key}: low, high and step must be finite numbers (got {low:g}, {high:g}, {step:g})")
     if step <= 0 or high < low:
         raise ConfigError(f"{key}: needs step > 0 and high >= low")
     count = int(math.floor((high - low) / step + 1e-9)) + 1
+    if count > MAX_GRID:
+        raise ConfigError(f"{key}: {count} values from low to high in this step; at most {MAX_GRID} (a coarser step)")
     return Dimension(name, tuple(round(low + i * step, 10) for i in range(count)), unit)
 
 
@@ -233,16 +248,23 @@ def parse_campaign(doc: Any, source: str) -> CampaignConfig:
             raise ConfigError(f"{source}: controls: needs per_batch and a valid point ({exc})") from None
         if controls.per_batch >= doc["batch_size"]:
             raise ConfigError(f"{source}: controls.per_batch must be below batch_size")
-    reference = tuple(float(v) for v in doc.get("reference", [0.0] * len(objectives)))
-    if len(reference) != len(objectives):
-        raise ConfigError(f"{source}: reference needs one value per objective")
+    try:
+        reference = tuple(float(v) for v in doc.get("reference", [0.0] * len(objectives)))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: reference must be a list of numbers") from None
+    if len(reference) != len(objectives) or not all(math.isfinite(v) for v in reference):
+        raise ConfigError(f"{source}: reference needs one finite value per objective")
+    max_budget = doc.get("max_budget", DEFAULT_MAX_BUDGET)
+    if isinstance(max_budget, bool) or not isinstance(max_budget, int) or max_budget < doc["batch_size"]:
+        raise ConfigError(f"{source}: max_budget must be a whole number of experiments, at least batch_size")
     logs = tuple(str(v) for v in doc.get("log_objectives", []))
     if not set(logs) <= {o.name for o in objectives}:
         raise ConfigError(f"{source}: log_objectives must name objectives")
     return CampaignConfig(name=doc["name"], workflow=doc["workflow"], specimen_kind=str(doc.get("specimen_kind", "")),
                           batch_size=int(doc["batch_size"]), objectives=objectives, space=space, controls=controls,
                           log_objectives=logs, reference=reference,
-                          initial_random=int(doc.get("initial_random") or doc["batch_size"]), source=doc)
+                          initial_random=int(doc.get("initial_random") or doc["batch_size"]),
+                          max_budget=max_budget, source=doc)
 
 
 def _pool(name: str, space: Space, source: str) -> list[Point]:

@@ -8,6 +8,7 @@ real data (lab.core.stations.emulators). The station node drives it step by step
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,9 @@ class StationCore:
         return out
 
     def refill(self, stock: str, amount: float) -> None:
+        """`amount` added to the stock (or every stock), up to its capacity; 0 or less fills it up."""
+        if not math.isfinite(amount):
+            raise InvalidGoal(f"{self.name}: refill amount {amount!r} is not a finite number")
         if stock and stock not in self.stocks:
             raise InvalidGoal(f"{self.name} has no stock {stock!r}" +
                               (f"; it has {', '.join(self.stocks)}" if self.stocks else "; it holds no stocks"))

@@ -28,8 +28,10 @@ def list_campaigns(db: Path) -> int:
         if not campaigns:
             print(f"no campaigns in {db}")
         for info in campaigns:
-            finished = store.count_finished(info.id)
-            print(f"{info.id}  {info.workflow:15s} {finished:4d}/{info.budget:<4d} {info.status}")
+            counts = store.count_states(info.id)
+            # measured and failed apart: "32/32 done" once hid a campaign in which nothing was measured
+            print(f"{info.id}  {info.workflow:15s} {counts.get('done', 0):4d} measured {counts.get('failed', 0):4d} "
+                  f"failed of {info.budget:<4d} {info.status}")
     return 0
 
 
@@ -39,7 +41,10 @@ def campaign_status(db: Path, campaign_id: str) -> int:
             runner = _runner(store, campaign_id)
             p = runner.progress()
             info = store.campaign_info(campaign_id)
-            print(f"{campaign_id}: {info.status}; {p.done} done, {p.failed} failed, {p.running} running of "
+            # experiments of a campaign that is not running are not running: they run again on resume
+            pending = (f"{p.running} running" if info.status == "running"
+                       else f"{p.running} to run again on `lab campaign resume {campaign_id}`")
+            print(f"{campaign_id}: {info.status}; {p.done} measured, {p.failed} failed, {pending}, of "
                   f"{p.budget}; {p.best_summary}")
             for point, values in runner.best()[:5]:
                 amounts = ", ".join(f"{k} {v:g}" for k, v in point.items() if v)

@@ -100,5 +100,7 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
             print(f"  best: {values} <- {amounts}")
         return 0, result
     message = getattr(result, "message", "") if result is not None else "goal rejected"
-    print(f"lab: campaign {outcome.name.lower()}: {message}", file=sys.stderr)
+    # the planner aborts a goal whose campaign the operator cancelled (the client did not cancel it)
+    how = "cancelled" if message.startswith("cancelled") else outcome.name.lower()
+    print(f"lab: campaign {how}: {message}", file=sys.stderr)
     return 1, result

@@ -173,6 +173,7 @@ class PlannerNode(Node):
             result.best_measurements.append(measurement_to_msg(MeasurementData(
                 "", True, dict(values), units={k: objective_units.get(k, "") for k in values})))
         if goal_handle.is_cancel_requested or runner.campaign_id in self._cancels:
+            runner.cancel()
             by = "" if goal_handle.is_cancel_requested else " by the operator (lab campaign cancel)"
             result.success = False
             result.message = f"cancelled{by}; resume with `lab campaign resume {runner.campaign_id}`"

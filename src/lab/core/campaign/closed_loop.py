@@ -186,6 +186,12 @@ class CampaignRunner:
                                                                 for e in full])
         return Batch(batch_id, full)
 
+    def cancel(self) -> None:
+        """The campaign stopped by its operator: recorded as cancelled (a resume runs it on; its
+        experiments in flight are queued again then)."""
+        if not self.done:
+            self.store.set_status(self.campaign_id, "cancelled")
+
     def record(self, batch_id: str, measurements: Sequence[MeasurementData]) -> int:
         """Store a batch's results (by sample id); idempotent. Returns how many were new.
         A sample of the batch with no measurement is recorded as failed."""

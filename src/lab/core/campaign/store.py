@@ -194,6 +194,13 @@ class CampaignStore:
                                   "AND state IN ('done', 'failed')", (campaign_id,)).fetchone()
         return int(row[0])
 
+    def count_states(self, campaign_id: str) -> dict[str, int]:
+        """How many of the campaign's experiments are in each state (queued, running, done, failed)."""
+        with self._lock:
+            rows = self.db.execute("SELECT state, COUNT(*) FROM experiments WHERE campaign_id = ? GROUP BY state",
+                                   (campaign_id,)).fetchall()
+        return {str(state): int(n) for state, n in rows}
+
     # ------------------------------------------------------------------ the lab manager's batches
     def save_lab_batch(self, key: str, batch_id: str, state: dict[str, Any]) -> None:
         """A batch in flight as the lab manager last recorded it (replaces the previous record)."""

@@ -38,3 +38,18 @@ def test_a_campaign_with_nothing_measured_and_a_cancelled_one_are_shown_as_they_
     assert (f"{cancelled.campaign_id}: cancelled; 0 measured, 0 failed, 16 to run again on "
             f"`lab campaign resume {cancelled.campaign_id}`, of 32") in out, out
     assert "running" not in out
+
+
+def test_the_progress_line_estimates_wall_time_from_the_pace_it_has_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from lab.app.session import Pace
+
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    pace = Pace()
+    assert pace.left(0, 32) == "left: estimating"  # 0 of 32 with 32 running: no pace yet
+    now[0] = 130.0
+    assert pace.left(0, 32) == "left: estimating"
+    now[0] = 160.0
+    assert pace.left(16, 32) == "left ~60 s wall"  # 16 in 60 wall s: 16 more take 60 s

@@ -17,6 +17,11 @@ pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
 SPEED = "1500"
+#: with no lab manager each batch fails after the planner's wait for its server (15 s): a budget
+#: that lasts (1024 / 16 batches x 15 s = 16 min) keeps each campaign running until the test ends
+#: it, however slowly a loaded machine starts `lab campaign run` (with 64 the campaign once ended
+#: on its own before the Ctrl-C, and the command exited 1, not 130)
+BUDGET = 1024
 
 
 def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, commander) -> None:
@@ -27,11 +32,11 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
 
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}"], keep={"planner"}) as lab_out:
         bringup = lab_out.proc
-        first = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=1)
+        first = commander.run_campaign("photocatalysis", budget=BUDGET, batch_size=16, seed=1)
         wait_for(lambda: commander.is_task_complete(first, wait=0.05) or
                  (first.feedback is not None and bool(first.feedback.campaign_id)), 60, what="the campaign's id")
         ident = first.feedback.campaign_id
-        outcome, result, _ = run(commander, "photocatalysis", budget=64, batch=16, timeout=60)
+        outcome, result, _ = run(commander, "photocatalysis", budget=BUDGET, batch=16, timeout=60)
         assert outcome is TaskResult.FAILED and f"campaign {ident} is running" in result.message, result.message
         wrong = subprocess.run([*LAB, "campaign", "cancel", "no-such-id"], capture_output=True, text=True,
                                cwd=tmp_path, timeout=60)
@@ -43,7 +48,7 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
         assert "cancelled by the operator" in first.result.message, first.result.message
         assert f"lab campaign resume {ident}" in first.result.message
 
-        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", "64"], cwd=tmp_path) as cli:
+        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", str(BUDGET)], cwd=tmp_path) as cli:
             out = Output(cli)
             wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
             cli.send_signal(signal.SIGINT)
@@ -52,7 +57,7 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
         assert "resume it with `lab campaign resume photocatalysis-" in out.text(), out.text()
         assert "Traceback" not in out.text(), out.text()
         # the planner is free again: the next campaign is not refused
-        again = commander.run_campaign("photocatalysis", budget=64, batch_size=16, seed=2)
+        again = commander.run_campaign("photocatalysis", budget=BUDGET, batch_size=16, seed=2)
         wait_for(lambda: commander.is_task_complete(again, wait=0.05) or
                  (again.feedback is not None and bool(again.feedback.campaign_id)), 60, what="a new campaign")
         assert not again.done.is_set(), again.result
@@ -60,7 +65,7 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
 
         # the planner SIGKILLed under `lab campaign run`: bringup restarts it, and the command
         # says what happened and how to go on instead of waiting for ever
-        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", "64"], cwd=tmp_path) as cli:
+        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", str(BUDGET)], cwd=tmp_path) as cli:
             out = Output(cli)
             wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
             planner = next(p for p in children_of(bringup.pid)

@@ -75,6 +75,11 @@ class PresenceWatch:
         with self._lock:
             return self._present.get(member, True)
 
+    def heard(self, member: str) -> bool:
+        """Whether DDS has reported the member's writer alive at least once (its loss can be noticed)."""
+        with self._lock:
+            return member in self._present
+
 
 #: every lab node's own presence, for its peers to notice it coming back (GraphRejoin)
 LAB_TOPIC = "/lab/presence"

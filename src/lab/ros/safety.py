@@ -58,6 +58,13 @@ class SafetyMonitor:
                                         lambda _member, present: self._presence(present),
                                         callback_group=callback_group)
 
+    @property
+    def contact_heard(self) -> bool:
+        """Whether the safety node's presence has been heard (always, without the contact check):
+        only then can losing it be noticed."""
+        watch = getattr(self, "_watch", None)
+        return watch is None or watch.heard("safety")
+
     def _state(self, msg) -> None:
         text = f"emergency stop by {msg.by or 'someone'}" + (f": {msg.reason}" if msg.reason else "")
         with self._lock:

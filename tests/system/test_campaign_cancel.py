@@ -52,7 +52,12 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
             out = Output(cli)
             wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
             cli.send_signal(signal.SIGINT)
-            code = cli.wait(timeout=120)
+            try:
+                # past the command's own 120 s wait for the planner to confirm the cancel: a clean-clone
+                # run once timed out here at 120 s (cause not found; the output is shown if it recurs)
+                code = cli.wait(timeout=200)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"Ctrl-C did not end `lab campaign run`:\n{out.text()}\n--- lab:\n{lab_out.text(60)}")
         assert code == 130, out.text()
         assert "resume it with `lab campaign resume photocatalysis-" in out.text(), out.text()
         assert "Traceback" not in out.text(), out.text()

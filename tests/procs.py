@@ -53,6 +53,9 @@ def _terminate_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    # Ctrl-C as from a terminal: a suite started as a background job of a non-interactive shell
+    # ignores SIGINT, the children inherit that, and Python then installs no KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextmanager

@@ -69,7 +69,7 @@ class FakeLab:
         self.world: dict[str, str] = {}
         self.sched: Scheduler | None = None
         self.script: Callable[[Order, Call], Outcome | None] = lambda order, call: None
-        self.followed: Callable[[Process], Outcome] = lambda order: Outcome(False, unknown=True)
+        self.followed: Callable[[Process, Call], Outcome] = lambda order, call: Outcome(False, unknown=True)
         self.lock = threading.Lock()
 
     def put(self, carrier: str, location: str) -> None:
@@ -119,8 +119,8 @@ class FakeLab:
                                                                              station=station))
         return SampleReport(sample_id, True)
 
-    def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
-        return self.followed(order)
+    def follow(self, order: Process, call: Call) -> Outcome:
+        return self.followed(order, call)
 
     # what the tests read
     def processes(self) -> list[str]:
@@ -451,7 +451,7 @@ def recorded(tmp_path: Path, accepted: bool) -> tuple[Scheduler, FakeLab, Log, R
 
 def test_a_batch_in_flight_is_taken_on_again_and_its_station_asked_for_the_result(tmp_path: Path) -> None:
     sched, fake, log, before = recorded(tmp_path, accepted=True)
-    fake.followed = lambda order: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
+    fake.followed = lambda order, call: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
     sched.start()
     assert sched.recovered.wait(10)
     # the planner re-sends the batch: its goal gets the adopted batch's result, nothing runs twice
@@ -459,6 +459,31 @@ def test_a_batch_in_flight_is_taken_on_again_and_its_station_asked_for_the_resul
     assert done.key == before.key and done.result is not None and done.result.success
     assert fake.processes() == ["gas_chromatograph"]
     assert log.said("photoreactor's result, asked for after the restart, merged")
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+
+
+def test_a_station_hung_on_a_goal_from_before_the_restart_is_given_up_on_in_simulated_time(tmp_path: Path) -> None:
+    sched, fake, log, _ = recorded(tmp_path, accepted=True)
+    waited: list[float] = []
+
+    def hung(order: Process, call: Call) -> Outcome:
+        # the photoreactor never answers: only the simulated-time limit ends the wait (the wall
+        # limit, as long in wall s, is never reached in this test)
+        start = fake.now()
+        while not (over := call.overdue()):
+            assert not call.cancel() and fake.now() - start < 1e5
+            fake.sleep(60.0)
+        waited.append(fake.now() - start)
+        return Outcome(False, f"no result after {over}: the goal was cancelled")
+
+    fake.followed = hung
+    fake.t = 500.0  # the clock has run (at 0 the limit counts from the next reading)
+    sched.start()
+    done = sched.run_batch("camp/b001", "photocatalysis", samples(2), Watcher())
+    limit = sched.dispatch.station_limit("photoreactor", "illuminate", 2)
+    assert limit < waited[0] <= limit + 60.0
+    assert done.result is not None and not done.result.success
+    assert all("simulated s" in s.failure for s in done.samples)
     assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
 
 
@@ -518,7 +543,7 @@ def test_a_rack_that_could_not_go_home_is_tried_again_and_the_next_batch_gets_th
 
 def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:
     sched, fake, _, _ = recorded(tmp_path, accepted=True)
-    fake.followed = lambda order: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
+    fake.followed = lambda order, call: Outcome(True, reports=[SampleReport(s[0], True) for s in order.samples])
     sched.goals_under_way("/robot1/manipulate", 1)  # the predecessor's transfer still under way
     sched.start()
     thread, out = in_thread(lambda: sched.run_batch("camp/b002", "photocatalysis", samples(2, "f"), Watcher()))

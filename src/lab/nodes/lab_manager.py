@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
@@ -176,9 +175,9 @@ class LabManager(Node):
                     self.handles.pop(key, None)
         return self._outcome(outcome)
 
-    def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
-        return self._outcome(follow_goal(self.run_station[order.station], order.goal_id, limit, cancel=cancel,
-                                         waiting_for=waiting_for))
+    def follow(self, order: Process, call: Call) -> Outcome:
+        return self._outcome(follow_goal(self.run_station[order.station], order.goal_id, call.limit,
+                                         cancel=call.cancel, waiting_for=call.waiting_for, overdue=call.overdue))
 
     def _goal(self, order: Order) -> tuple[ActionClient, Any]:
         if isinstance(order, Drive):

@@ -238,13 +238,13 @@ def call_action(client: ActionClient, goal: Any, timeout: float = 3600.0, feedba
 
 
 def follow_goal(client: ActionClient, goal_id: bytes, timeout: float, cancel: Callable[[], bool] = lambda: False,
-                waiting_for: str = "") -> CallOutcome:
+                waiting_for: str = "", overdue: Callable[[], str] = lambda: "") -> CallOutcome:
     """Wait for the result of a goal this process did not send (one its predecessor sent before
     it died, say): any client may ask a server for a goal's result by its id. A server that
     does not know the goal (restarted, or the result expired) answers STATUS_UNKNOWN at once."""
     response = client.action_type.Impl.SendGoalService.Response(accepted=True)
     handle = ClientGoalHandle(client, UUID(uuid=list(goal_id)), response)
-    return await_result(client, handle, timeout, cancel, False, waiting_for, ask_again=ACK_TIMEOUT)
+    return await_result(client, handle, timeout, cancel, False, waiting_for, ask_again=ACK_TIMEOUT, overdue=overdue)
 
 
 def await_result(client: ActionClient, handle: Any, timeout: float, cancel: Callable[[], bool], adopted: bool,

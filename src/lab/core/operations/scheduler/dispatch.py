@@ -9,10 +9,33 @@ from collections.abc import Callable
 from lab.core.config.params import LabManagerParams
 from lab.core.operations.scheduler.batch import Cancellable
 from lab.core.operations.scheduler.mode import Mode
-from lab.core.operations.scheduler.orders import Call, Lab, Order, Outcome
+from lab.core.operations.scheduler.orders import Call, Lab, Order, Outcome, Process
 from lab.core.operations.scheduler.view import WorldView
 from lab.core.robot.world import Pose2D
 from lab.core.stations.station import KindSpec, expected_seconds
+
+
+class SimClockLimit:
+    """A limit in simulated s counted from `start()` (the order accepted): `overdue()` is "" within
+    it, else what was passed; never overdue when `seconds` <= 0 or before the start."""
+
+    def __init__(self, now: Callable[[], float], seconds: float) -> None:
+        self.now, self.seconds = now, seconds
+        self._since: float | None = None
+
+    def start(self) -> None:
+        self._since = self.now()
+
+    def overdue(self) -> str:
+        if self._since is None or self.seconds <= 0:
+            return ""
+        now = self.now()
+        if self._since <= 0.0:
+            # no clock yet when the order was accepted (a lab manager just started reads 0, and
+            # counting from there would find any process late): counted from the first reading
+            self._since = now
+            return ""
+        return f"{self.seconds:.0f} simulated s" if now - self._since > self.seconds else ""
 
 
 class Dispatcher:
@@ -56,30 +79,29 @@ class Dispatcher:
         the wall limit still ends it when the clock stops. Past either the order is cancelled and
         the outcome says what was waited for."""
         try:
-            accepted_at: list[float] = []  # simulated time the order was accepted (the process starts)
+            clock = SimClockLimit(self.lab.now, sim_limit)
             with self.mode.starting(run) as started:
                 def on_accepted() -> None:
                     started()
-                    accepted_at.append(self.lab.now())
+                    clock.start()
                     if accepted is not None:
                         accepted()
-
-                def overdue() -> str:
-                    if not accepted_at or sim_limit <= 0:
-                        return ""
-                    now = self.lab.now()
-                    if accepted_at[0] <= 0.0:
-                        # no clock yet when the order was accepted (a lab manager just started reads
-                        # 0, and counting from there would find any process late): from the first
-                        accepted_at[0] = now
-                        return ""
-                    return f"{sim_limit:.0f} simulated s" if now - accepted_at[0] > sim_limit else ""
 
                 with self._lock:
                     self._active[holder] = what
                 return self.lab.send(order, Call(limit, f"{what} (what it should take, with margin)",
-                                                 lambda: cancel() or self.mode.stopped(), on_accepted, overdue,
+                                                 lambda: cancel() or self.mode.stopped(), on_accepted, clock.overdue,
                                                  feedback))
         finally:
             with self._lock:
                 self._active.pop(holder, None)
+
+    def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
+        """The outcome of a process order sent before a restart, waited for as `call` waits for a
+        process: up to `limit` wall s and `limit` simulated s, the latter counted from now (the
+        process started earlier, so this is later than the first send's limit, never earlier). A
+        station hung on a goal it accepted before the restart is found as it would have been."""
+        clock = SimClockLimit(self.lab.now, limit)
+        clock.start()
+        return self.lab.follow(order, Call(limit, waiting_for, lambda: cancel() or self.mode.stopped(),
+                                           lambda: None, clock.overdue))

@@ -95,8 +95,9 @@ class Lab(Protocol):
     def send(self, order: Order, call: Call) -> Outcome:
         """Carry out the order; its outcome, never an exception for a failure of the order."""
 
-    def follow(self, order: Process, limit: float, cancel: Callable[[], bool], waiting_for: str) -> Outcome:
-        """The outcome of a process order sent before a restart (by its goal id)."""
+    def follow(self, order: Process, call: Call) -> Outcome:
+        """The outcome of a process order sent before a restart (by its goal id), waited for as
+        `call` says (its `accepted` is not called: the order was accepted before)."""
 
 
 class Log(Protocol):

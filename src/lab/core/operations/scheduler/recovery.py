@@ -193,8 +193,8 @@ class Recovery:
             self.log.warning(f"{run.key}: asking {station} for the result of goal {goal_id} (sent before the restart)")
             process = self.workflows[run.workflow].steps[run.step].process
             order = Process(station, run.carrier, process, tuple(s.order() for s in alive), bytes.fromhex(goal_id))
-            outcome = self.lab.follow(order, self.dispatch.station_limit(station, process, len(alive)),
-                                      lambda: run.is_cancel_requested, f"{station}'s result for {run.carrier}")
+            outcome = self.dispatch.follow(order, self.dispatch.station_limit(station, process, len(alive)),
+                                           lambda: run.is_cancel_requested, f"{station}'s result for {run.carrier}")
             # a station restarted since says what it interrupted (its status is latched: here at once,
             # or within the restart report's wait when it restarts while we ask)
             interrupted = (self.steps.interrupted(station, goal_id,

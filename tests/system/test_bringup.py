@@ -62,6 +62,7 @@ def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: P
             out = proc.communicate(timeout=30)[0]
             pytest.fail(f"nodes never appeared: {sorted(missing)}\n{out[-4000:]}")
         _every_rviz_display_has_a_compatible_publisher(repo_root, probe)
+        _every_subscription_of_the_lab_is_qos_compatible_with_its_publishers(probe)
         probe.close()
         kids = children_of(proc.pid)
         assert len(kids) >= len(expected)
@@ -72,6 +73,27 @@ def test_every_node_of_the_table_comes_up_and_ctrl_c_leaves_nothing(repo_root: P
         assert alive(kids) == [], f"left behind: {alive(kids)}"
         assert any(line.startswith("[/robot2/navigator]") for line in lines), "output is prefixed with node names"
         assert lines[-1] == "[bringup] all nodes stopped"
+
+
+def _every_subscription_of_the_lab_is_qos_compatible_with_its_publishers(probe: GraphProbe) -> None:
+    """The lab's nodes create their endpoints without rclpy's incompatible-QoS handlers
+    (lab.ros.node: they cost a third of the lab's CPU), so a mismatch between two of them would
+    not be logged: every publisher of every topic against every subscription, as DDS matches them."""
+    from rclpy.qos import QoSCompatibility, qos_check_compatible
+
+    topics = [name for name, _ in probe.node.get_topic_names_and_types()]
+    pairs, bad = 0, []
+    for topic in topics:
+        subs = [s for s in probe.node.get_subscriptions_info_by_topic(topic) if s.node_name != "bringup_probe"]
+        for pub in probe.node.get_publishers_info_by_topic(topic):
+            for sub in subs:
+                pairs += 1
+                compatibility, reason = qos_check_compatible(pub.qos_profile, sub.qos_profile)
+                if compatibility == QoSCompatibility.ERROR:
+                    bad.append(f"{topic}: {pub.node_namespace}/{pub.node_name} -> "
+                               f"{sub.node_namespace}/{sub.node_name}: {reason}")
+    assert pairs > 50, (pairs, topics)
+    assert not bad, "\n".join(bad)
 
 
 def _rviz_subscriptions(repo_root: Path) -> list[tuple[str, str, str]]:

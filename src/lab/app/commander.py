@@ -21,10 +21,10 @@ from typing import Any
 import rclpy
 from action_msgs.msg import GoalStatus
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from lab.ros.actions import ACK_TIMEOUT, ActionClient, send_goal
+from lab.ros.node import LabNode
 from lab_interfaces.action import Manipulate, NavigateToStation, RunBatch, RunCampaign, RunStation
 from lab_interfaces.msg import Formulation
 
@@ -56,7 +56,7 @@ class Task:
     adopted: bool = False   # a re-sent goal's first send was accepted; this follows that goal
 
 
-class LabCommander(Node):
+class LabCommander(LabNode):
     def __init__(self, node_name: str = "lab_commander", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.ack_timeout = ACK_TIMEOUT  # wall s to wait for a goal's answer before sending it again

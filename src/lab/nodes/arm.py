@@ -20,7 +20,6 @@ import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 
 from lab.backends.base import ManipulationBackend, MotionOutcome, Waypoint, backend_class
 from lab.core.config.params import RESULT_KEEP, ArmParams
@@ -31,6 +30,7 @@ from lab.core.robot.world import Pose2D
 from lab.ros.clock import clock_hold, sim_now, wait_for
 from lab.ros.conversions import planar_pose
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params, file_or_default, load_world, robot_urdf
 from lab.ros.qos import LATCHED
 from lab.ros.safety import SafetyMonitor
@@ -42,7 +42,7 @@ from lab_interfaces.srv import MoveObject
 TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 
 
-class ArmNode(Node):
+class ArmNode(LabNode):
     def __init__(self) -> None:
         super().__init__("arm")
         self.params = params = declare_params(self, ArmParams)

@@ -17,11 +17,11 @@ import time
 
 import foxglove
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy
 
 from lab.core.config.params import FoxgloveParams
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params
 from lab.ros.topics import RawTopics
 
@@ -40,7 +40,7 @@ class _Latched(foxglove.ServerListener):
             kept[0].log(kept[1], log_time=time.time_ns())
 
 
-class FoxgloveBridge(Node):
+class FoxgloveBridge(LabNode):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("foxglove_bridge", **node_kwargs)
         self.params = params = declare_params(self, FoxgloveParams)

@@ -28,7 +28,6 @@ from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
@@ -55,6 +54,7 @@ from lab.ros.clock import sim_now, wait_sim
 from lab.ros.conversions import amounts_to_msg, batch_line, planar_pose, requested_sample, sample_report
 from lab.ros.main import node_main
 from lab.ros.markers import station_markers
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.presence import PresenceWatch, robot_topic, station_topic
 from lab.ros.qos import LATCHED
@@ -85,7 +85,7 @@ class _Watcher:
             samples_total=progress.samples_total, active_steps=progress.active_steps, elapsed=float(progress.elapsed)))
 
 
-class LabManager(Node):
+class LabManager(LabNode):
     def __init__(self) -> None:
         super().__init__("lab_manager")
         params = declare_params(self, LabManagerParams)

@@ -18,7 +18,6 @@ from geometry_msgs.msg import Pose2D as Pose2DMsg
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from lab.backends.base import NavigationBackend, NavOutcome, backend_class
@@ -31,6 +30,7 @@ from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import CLOCK_SLACK, Stamped, clock_hold, seconds_of, sim_now, wait_for
 from lab.ros.conversions import pose_msg
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params, load_world, robot_urdf
 from lab.ros.presence import offer_presence, robot_topic
 from lab.ros.qos import LATCHED
@@ -42,7 +42,7 @@ def to_msg(pose: Pose2D) -> Pose2DMsg:
     return Pose2DMsg(x=float(pose.x), y=float(pose.y), theta=float(pose.yaw))
 
 
-class NavigatorNode(Node):
+class NavigatorNode(LabNode):
     def __init__(self) -> None:
         super().__init__("navigator")
         self.params = params = declare_params(self, NavigatorParams)

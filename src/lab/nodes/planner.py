@@ -17,7 +17,6 @@ from pathlib import Path
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
@@ -34,6 +33,7 @@ from lab.ros.clock import sim_now
 from lab.ros.conversions import formulation_to_msg, measurement_to_msg, msg_to_measurement
 from lab.ros.main import node_main
 from lab.ros.markers import text_marker
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.qos import LATCHED
 from lab_interfaces.action import RunBatch, RunCampaign
@@ -41,7 +41,7 @@ from lab_interfaces.msg import Measurement
 from lab_interfaces.srv import CancelCampaign
 
 
-class PlannerNode(Node):
+class PlannerNode(LabNode):
     def __init__(self) -> None:
         super().__init__("planner")
         self.params = params = declare_params(self, PlannerParams)

@@ -15,17 +15,17 @@ from pathlib import Path
 
 from mcap.writer import CompressionType, Writer
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from std_msgs.msg import String
 
 from lab.core.config.params import RecorderParams
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params
 from lab.ros.qos import LATCHED
 from lab.ros.topics import RawTopics
 
 
-class Recorder(Node):
+class Recorder(LabNode):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("recorder", **node_kwargs)
         self.params = params = declare_params(self, RecorderParams)

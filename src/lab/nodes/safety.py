@@ -18,12 +18,11 @@ import threading
 import time
 from pathlib import Path
 
-from rclpy.node import Node
-
 from lab.core.config.params import SafetyParams
 from lab.core.operations.safety import operator_port
 from lab.ros.clock import to_time
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params
 from lab.ros.presence import offer_presence
 from lab.ros.qos import LATCHED
@@ -32,7 +31,7 @@ from lab_interfaces.msg import SafetyState
 from lab_interfaces.srv import SafetyCommand
 
 
-class SafetyNode(Node):
+class SafetyNode(LabNode):
     def __init__(self) -> None:
         super().__init__("safety")
         self.params = declare_params(self, SafetyParams)

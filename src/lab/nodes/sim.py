@@ -29,7 +29,6 @@ from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import String
@@ -47,6 +46,7 @@ from lab.core.robot.world import Pose2D, start_poses
 from lab.ros.clock import ClockWaits, seconds_of, to_time
 from lab.ros.conversions import planar_pose, transform_msg
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params, file_or_default, load_world
 from lab.ros.qos import LATCHED, TF
 from lab.ros.safety import SafetyMonitor
@@ -62,7 +62,7 @@ from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
 
-class SimNode(Node):
+class SimNode(LabNode):
     def __init__(self) -> None:
         super().__init__("sim")
         self.params = params = declare_params(self, SimNodeParams)

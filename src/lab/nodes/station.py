@@ -32,7 +32,6 @@ from typing import Any
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 
 from lab.backends.base import backend_class
 from lab.backends.instruments import InstrumentBackend, StepCancelled
@@ -45,6 +44,7 @@ from lab.core.stations.station import StationCore, Step, interruption, load_kind
 from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
 from lab.ros.conversions import measurement_to_msg, msg_to_formulation
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params, file_or_default
 from lab.ros.presence import offer_presence, station_topic
 from lab.ros.qos import LATCHED
@@ -60,7 +60,7 @@ STATE_TEXT = {StationStatus.IDLE: "idle", StationStatus.BUSY: "busy", StationSta
               StationStatus.OFFLINE: "offline"}
 
 
-class StationNode(Node):
+class StationNode(LabNode):
     def __init__(self) -> None:
         super().__init__("station")
         self.params = params = declare_params(self, StationParams)

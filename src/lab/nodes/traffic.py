@@ -14,17 +14,17 @@ manager's job (e.g. Open-RMF), not this package's.
 from __future__ import annotations
 
 from geometry_msgs.msg import Pose2D as Pose2DMsg
-from rclpy.node import Node
 
 from lab.core.config.params import TrafficParams
 from lab.core.robot.traffic import TrafficTable
 from lab.core.robot.world import Pose2D
 from lab.ros.main import node_main
+from lab.ros.node import LabNode
 from lab.ros.params import declare_params
 from lab_interfaces.srv import Traffic
 
 
-class TrafficNode(Node):
+class TrafficNode(LabNode):
     def __init__(self) -> None:
         super().__init__("traffic")
         self.params = declare_params(self, TrafficParams)

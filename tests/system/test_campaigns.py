@@ -25,15 +25,15 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     from lab.app.commander import TaskResult
 
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true"]) as out:
-        outcome, result, _ = run(commander, "photocatalysis", budget=16, batch=8)
+        outcome, result, _ = run(commander, "photocatalysis", budget=8, batch=8)
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
         db = tmp_path / result.database if not Path(result.database).is_absolute() else Path(result.database)
         rows = measured(db, result.campaign_id)
         reasons = sorted({r["failure_reason"] for r in rows if r["failure_reason"]})
-        assert (result.experiments_done, result.experiments_failed) == (16, 0), (result.message, reasons,
+        assert (result.experiments_done, result.experiments_failed) == (8, 0), (result.message, reasons,
                                                                                    out.text(80))
-        assert len(rows) == 16 and all(r["state"] == "done" for r in rows)
-        assert sum(r["is_control"] for r in rows) == 4  # 2 controls per batch of 8
+        assert len(rows) == 8 and all(r["state"] == "done" for r in rows)
+        assert sum(r["is_control"] for r in rows) == 2  # 2 controls per batch of 8
         assert result.best and result.best_measurements[0].values[0] > 0
         outcome, printed, _ = run(commander, "photopolymer", budget=8, batch=4)
         assert outcome is TaskResult.SUCCEEDED, (printed.message if printed else "", out.text())
@@ -51,7 +51,7 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     from lab.analysis.tf_history import messages
 
     shown = [m.markers[0].text for _, m in messages(recording, ["/campaign_markers"])]
-    assert any(text.startswith(f"{result.campaign_id}: 16 experiments") for text in shown), shown[-5:]
+    assert any(text.startswith(f"{result.campaign_id}: 8 experiments") for text in shown), shown[-5:]
     states = {m.text for _, msg in messages(recording, ["/lab_status_markers"]) for m in msg.markers}
     assert any(text.startswith("busy") for text in states), states
     _the_robot_is_where_its_tf_says_at_every_recorded_time(recording)

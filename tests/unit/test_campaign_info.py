@@ -26,6 +26,10 @@ def test_a_campaign_with_nothing_measured_and_a_cancelled_one_are_shown_as_they_
         assert batch is not None
         failed.record(batch.batch_id, [MeasurementData.failed(e.sample_id, "photoreactor: restarted")
                                        for e in batch.experiments])
+        again = failed.next_batch()  # the equipment's failures are made again once (max_attempts 2)
+        assert again is not None and [e.sample_id for e in again.experiments] == \
+            [f"{e.sample_id}-a2" for e in batch.experiments]
+        failed.record(again.batch_id, [MeasurementData.failed(e.sample_id, "e-stop") for e in again.experiments])
         cancelled = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=2)
         assert cancelled.next_batch() is not None
         cancelled.cancel()
@@ -38,6 +42,10 @@ def test_a_campaign_with_nothing_measured_and_a_cancelled_one_are_shown_as_they_
     assert (f"{cancelled.campaign_id}: cancelled; 0 measured, 0 failed, 16 to run again on "
             f"`lab campaign resume {cancelled.campaign_id}`, of 32") in out, out
     assert "running" not in out
+    assert campaign_status(db, failed.campaign_id) == 0
+    out = capsys.readouterr().out
+    assert f"{failed.campaign_id}: done; 0 measured, 16 failed, 16 made again, of 16;" in out, out
+    assert "  experiment 0 (failed, attempt 2, e0000-a2): earlier e0000: photoreactor: restarted" in out, out
 
 
 def test_the_progress_line_estimates_wall_time_from_the_pace_it_has_seen(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lab.bench.strategies import ResearchPlanner, slice_sample, yeo_johnson
 from lab.core.campaign.closed_loop import CampaignRunner
-from lab.core.campaign.formulation import MeasurementData
+from lab.core.campaign.formulation import CHEMISTRY, EQUIPMENT, MeasurementData
 from lab.core.campaign.pareto import hypervolume, pareto_mask
 from lab.core.campaign.planner import BatchPlanner, Observation
 from lab.core.campaign.space import campaign_path, load_campaign, parse_campaign
@@ -158,7 +158,8 @@ def test_runner_budget_controls_record_and_resume(tmp_path):
         rng = np.random.default_rng(0)
         results = [MeasurementData(e.sample_id, True, {"hydrogen_evolution_rate": float(rng.uniform(0, 5))})
                    for e in b1.experiments[:-1]]
-        assert runner.record(b1.batch_id, results) == 16      # the missing one is recorded as failed
+        results.append(MeasurementData.failed(b1.experiments[-1].sample_id, "GC: no peak", kind=CHEMISTRY))
+        assert runner.record(b1.batch_id, results) == 16
         assert runner.record(b1.batch_id, results) == 0       # idempotent
         p = runner.progress()
         assert (p.done, p.failed, p.running) == (15, 1, 16)
@@ -178,6 +179,73 @@ def test_runner_budget_controls_record_and_resume(tmp_path):
         assert runner.done and store.campaign_info(campaign_id).status == "done"
     rows = sqlite3.connect(db).execute("SELECT COUNT(*), SUM(state = 'done') FROM experiments").fetchone()
     assert rows == (40, 39)
+
+
+def _valid(experiments, value=1.0):
+    return [MeasurementData(e.sample_id, True, {"hydrogen_evolution_rate": value}) for e in experiments]
+
+
+def test_experiments_the_equipment_failed_are_made_again_and_the_budget_counts_each_once(tmp_path):
+    db = tmp_path / "c.db"
+    with CampaignStore.open(db) as store:
+        runner = CampaignRunner.start(store, PHOTO, budget=16, batch_size=8, seed=1)
+        first = runner.next_batch()
+        spoiled, missing, invalid = first.experiments[0], first.experiments[1], first.experiments[2]
+        results = _valid(first.experiments[3:])
+        results += [MeasurementData.failed(spoiled.sample_id, "photoreactor: interrupted by a restart", kind=EQUIPMENT),
+                    MeasurementData.failed(invalid.sample_id, "gas_chromatograph: no peak", kind=CHEMISTRY)]
+        runner.record(first.batch_id, results)  # `missing` has no line: no result came back for it
+        p = runner.progress()
+        assert (p.done, p.failed, p.running, p.made_again) == (5, 1, 2, 2)
+        # the next batch takes the two again, on fresh sample ids, with the same formulations
+        second = runner.next_batch()
+        assert [(e.index, e.sample_id, e.point) for e in second.experiments] == [
+            (spoiled.index, f"{spoiled.sample_id}-a2", spoiled.point),
+            (missing.index, f"{missing.sample_id}-a2", missing.point)]
+        # the spoiled one is measured this time; the other fails the equipment again: its attempts
+        # (max_attempts 2) are used up and it fails with both reasons
+        runner.record(second.batch_id, _valid(second.experiments[:1]) + [
+            MeasurementData.failed(second.experiments[1].sample_id, "arm: rack dropped")])
+        rows = {r.index: r for r in runner.records()}
+        assert rows[spoiled.index].state == "done" and rows[spoiled.index].attempts == 2
+        assert rows[spoiled.index].earlier == [{"sample_id": spoiled.sample_id,
+                                                "reason": "photoreactor: interrupted by a restart"}]
+        gone = rows[missing.index]
+        assert (gone.state, gone.failure_kind, gone.attempts) == ("failed", EQUIPMENT, 2)
+        assert gone.failure_reason == (f"failed 2 times: {missing.sample_id}: no result returned for it; "
+                                       f"{missing.sample_id}-a2: arm: rack dropped")
+        assert (rows[invalid.index].state, rows[invalid.index].failure_kind) == ("failed", CHEMISTRY)
+        # the rest of the budget is new experiments: 16 in all, each counted once
+        third = runner.next_batch()
+        assert len(third.experiments) == 8 and min(e.index for e in third.experiments) == 8
+        runner.record(third.batch_id, _valid(third.experiments))
+        assert runner.done and runner.next_batch() is None
+        p = runner.progress()
+        assert (p.done, p.failed, p.made_again, p.budget) == (14, 2, 2, 16)
+
+
+def test_max_attempts_one_fails_at_once_and_a_bad_value_is_refused():
+    doc = dict(PHOTO.source, max_attempts=1)
+    config = parse_campaign(doc, "photocatalysis.yaml")
+    assert config.max_attempts == 1 and PHOTO.max_attempts == 2
+    for bad in (0, 11, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="max_attempts must be a whole number from 1 to 10"):
+            parse_campaign(dict(PHOTO.source, max_attempts=bad), "photocatalysis.yaml")
+
+
+def test_a_database_from_before_the_attempts_opens_and_gains_them(tmp_path):
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the experiments table as the first schema had it
+        conn.executescript("""CREATE TABLE experiments (
+            campaign_id TEXT NOT NULL, idx INTEGER NOT NULL, batch_id TEXT, sample_id TEXT NOT NULL,
+            state TEXT NOT NULL, is_control INTEGER NOT NULL DEFAULT 0, point TEXT NOT NULL,
+            vals TEXT, uncertainties TEXT, units TEXT, failure_reason TEXT, as_dispensed TEXT, curves TEXT,
+            station TEXT, proposed REAL NOT NULL, finished REAL, PRIMARY KEY (campaign_id, idx));
+            INSERT INTO experiments VALUES ('c', 0, 'c/b001', 'e0000', 'failed', 0, '{}', NULL, NULL, NULL,
+                                            'lost', NULL, NULL, NULL, 0.0, 1.0);""")
+    with CampaignStore.open(db) as store:
+        (row,) = store.experiments("c")
+    assert (row.state, row.failure_reason, row.attempts, row.earlier, row.failure_kind) == ("failed", "lost", 1, [], "")
 
 
 def test_runner_refuses_bad_goals(tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lab.core.campaign.formulation import MeasurementData
+from lab.core.campaign.formulation import CHEMISTRY, EQUIPMENT, MeasurementData
 from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
 from lab.core.operations.scheduler import (
@@ -290,7 +290,24 @@ def test_a_process_lost_to_the_stations_restart_fails_its_samples_with_the_stati
     # not run again (the vials were part-illuminated): failed with the station's report, the rack home
     assert fake.processes() == PHOTO[:3]
     assert [s.failure for s in done.samples] == [f"photoreactor: {said}"] * 2
+    assert [s.failure_kind for s in done.samples] == [EQUIPMENT] * 2  # the planner makes them again
     assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+
+
+def test_a_sample_the_station_measured_invalid_is_the_chemistrys_failure(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+
+    def one_invalid(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Process) and order.station == "gas_chromatograph":
+            first, second = order.samples
+            return Outcome(True, reports=[SampleReport(first[0], False, "no hydrogen peak above the noise"),
+                                          FakeLab.measure(order.station, second)])
+        return None
+
+    fake.script = one_invalid
+    done = run(sched, 2)
+    assert [s.failure_kind for s in done.samples] == [CHEMISTRY, ""]
+    assert done.samples[0].failure == "gas_chromatograph: no hydrogen peak above the noise"
 
 
 def test_a_transfer_that_failed_after_the_release_goes_on_when_the_rack_is_at_its_target(tmp_path: Path) -> None:

@@ -42,10 +42,16 @@ def campaign_status(db: Path, campaign_id: str) -> int:
             p = runner.progress()
             info = store.campaign_info(campaign_id)
             # experiments of a campaign that is not running are not running: they run again on resume
-            pending = (f"{p.running} running" if info.status == "running"
-                       else f"{p.running} to run again on `lab campaign resume {campaign_id}`")
-            print(f"{campaign_id}: {info.status}; {p.done} measured, {p.failed} failed, {pending}, of "
+            pending = ("" if not p.running else f", {p.running} running" if info.status == "running"
+                       else f", {p.running} to run again on `lab campaign resume {campaign_id}`")
+            again = f", {p.made_again} made again" if p.made_again else ""
+            print(f"{campaign_id}: {info.status}; {p.done} measured, {p.failed} failed{again}{pending}, of "
                   f"{p.budget}; {p.best_summary}")
+            # every experiment made more than once: its earlier attempts and why each failed
+            for r in runner.records():
+                if r.earlier:
+                    tries = "; ".join(f"{e['sample_id']}: {e['reason']}" for e in r.earlier)
+                    print(f"  experiment {r.index} ({r.state}, attempt {r.attempts}, {r.sample_id}): earlier {tries}")
             for point, values in runner.best()[:5]:
                 amounts = ", ".join(f"{k} {v:g}" for k, v in point.items() if v)
                 print("  " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()) + f" <- {amounts}")

@@ -97,7 +97,9 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
                 continue
             best = fb.best_summary or (f"best {fb.best_value:.3g}" if not math.isnan(fb.best_value) else "best -")
             line.update(f"{fb.campaign_id} {bar(fb.experiments_done, fb.budget)} running {fb.experiments_running} "
-                        f"failed {fb.experiments_failed} | {best} | sim {format_duration(fb.sim_time)} "
+                        f"failed {fb.experiments_failed}"
+                        + (f" made again {fb.experiments_made_again}" if fb.experiments_made_again else "")
+                        + f" | {best} | sim {format_duration(fb.sim_time)} "
                         f"| {pace.left(fb.experiments_done + fb.experiments_failed, fb.budget)}")
     except KeyboardInterrupt:
         line.close()
@@ -112,7 +114,10 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
     result = task.result
     if outcome is TaskResult.SUCCEEDED:
         print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments measured "
-              f"({result.experiments_failed} failed); record {result.database}"
+              f"({result.experiments_failed} failed"
+              + (f", {result.experiments_made_again} made again after equipment failures"
+                 if result.experiments_made_again else "")
+              + f"); record {result.database}"
               + (f"; recording {result.recording}" if result.recording else ""))
         for formulation, measurement in zip(result.best, result.best_measurements, strict=False):
             units = list(formulation.units) + [""] * len(formulation.components)

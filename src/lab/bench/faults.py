@@ -9,7 +9,8 @@ it. One station's steps fail with `--fault-probability` (injected) and one stati
 process hangs (`--hang`: the lab manager's time-out must end it). When the planner is killed
 the campaign is resumed, as the operator would (`lab campaign resume`).
 
-Reported: experiments measured and failed (with reasons; the budget counts both), lost (left
+Reported: experiments measured, made again (attempts after the equipment failed one: a kill,
+a fault, the hang) and failed (with reasons; the budget counts each experiment once), lost (left
 queued or running) and counted twice (more than the budget, or a sample measured twice): both 0;
 carriers away from home at the end, or whose place in the simulation's saved world differs
 from its live one, and batches left in the lab manager's record (all 0); per crash, the wall
@@ -200,6 +201,8 @@ def _run(ns: argparse.Namespace, kinds: list[str], gap: tuple[float, float], run
     with sqlite3.connect(db) as conn:
         rows = conn.execute("select sample_id, state, failure_reason from experiments where campaign_id = ?",
                             (campaign_id,)).fetchall()
+        made_again = int(conn.execute("select coalesce(sum(attempts - 1), 0) from experiments where campaign_id = ?",
+                                      (campaign_id,)).fetchone()[0])
         left_in_record = int(conn.execute("select count(*) from lab_batches").fetchone()[0])
     done = sum(1 for _, state, _ in rows if state == "done")
     failed = [reason or "(no reason)" for _, state, reason in rows if state == "failed"]
@@ -213,7 +216,8 @@ def _run(ns: argparse.Namespace, kinds: list[str], gap: tuple[float, float], run
         "budget": ns.budget, "batch": ns.batch, "speed": ns.speed, "seed": ns.seed,
         "campaign": outcome.name.lower() + (f": {result.message}" if result is not None and result.message else ""),
         "kills_made": len(crashes), "kills_planned": len(kinds),
-        "experiments_measured": done, "experiments_failed": len(failed), "experiments_lost": lost,
+        "experiments_measured": done, "experiments_made_again": made_again, "experiments_failed": len(failed),
+        "experiments_lost": lost,
         "experiments_counted_twice": twice, "carriers_away_from_home": len(away),
         "carriers_saved_world_differs": len(differs), "batches_left_in_record": left_in_record,
         "wall_s": wall,

@@ -21,7 +21,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from lab.core.campaign.closed_loop import CampaignRunner
-from lab.core.campaign.formulation import Formulation, MeasurementData
+from lab.core.campaign.formulation import EQUIPMENT, Formulation, MeasurementData
 from lab.core.campaign.space import campaign_path, load_campaign
 from lab.core.campaign.store import CampaignStore
 from lab.core.config.params import PlannerParams
@@ -164,6 +164,7 @@ class PlannerNode(LabNode):
         self._feedback(goal_handle, runner, started)
         progress = runner.progress()
         result.experiments_done, result.experiments_failed = progress.done, progress.failed
+        result.experiments_made_again = progress.made_again
         result.hypervolume = float(progress.hypervolume or 0.0)
         result.recording = self.recording
         units = runner.config.space.units
@@ -183,7 +184,8 @@ class PlannerNode(LabNode):
                 goal_handle.abort()
         else:
             result.success = True
-            result.message = f"{progress.done} experiments ({progress.failed} failed); {progress.best_summary}"
+            again = f", {progress.made_again} made again" if progress.made_again else ""
+            result.message = f"{progress.done} experiments ({progress.failed} failed{again}); {progress.best_summary}"
             goal_handle.succeed()
         self.get_logger().info(f"campaign {runner.campaign_id}: {result.message}")
         self._show(f"{runner.campaign_id}: {result.message}")
@@ -209,10 +211,11 @@ class PlannerNode(LabNode):
                                   waiting_for=f"batch {batch_id} (what it should take, with margin)")
         measurements = list(outcome.result.measurements) if outcome.result is not None else []
         if len(measurements) != len(formulations):
-            # the batch never ran (no lab manager, refused): every sample failed, with the reason
+            # the batch never ran (no lab manager, refused): every sample failed, with the reason,
+            # and none was measured (the equipment's failure: they can be made again)
             reason = outcome.message or "the batch did not run"
-            measurements = [Measurement(sample_id=f.sample_id, valid=False, failure_reason=reason, as_dispensed=f)
-                            for f in formulations]
+            measurements = [Measurement(sample_id=f.sample_id, valid=False, failure_reason=reason,
+                                        failure_kind=EQUIPMENT, as_dispensed=f) for f in formulations]
         finished.put((batch_id, measurements, "" if outcome.succeeded else outcome.message))
 
     def _batch_limit(self, workflow_name: str, samples: int) -> float:
@@ -242,12 +245,14 @@ class PlannerNode(LabNode):
 
     def _feedback(self, goal_handle, runner: CampaignRunner, started: float) -> None:
         p = runner.progress()
-        self._show(f"{runner.campaign_id}: {p.done}/{p.budget} ({p.failed} failed), {p.best_summary}")
+        again = f", {p.made_again} made again" if p.made_again else ""
+        self._show(f"{runner.campaign_id}: {p.done}/{p.budget} ({p.failed} failed{again}), {p.best_summary}")
         elapsed = sim_now(self) - started
         left = elapsed / p.done * (p.budget - p.done) if p.done else 0.0
         goal_handle.publish_feedback(RunCampaign.Feedback(
             campaign_id=runner.campaign_id, experiments_done=p.done, experiments_running=p.running,
-            experiments_failed=p.failed, budget=p.budget, best_value=float(p.best_value or 0.0),
+            experiments_failed=p.failed, experiments_made_again=p.made_again, budget=p.budget,
+            best_value=float(p.best_value or 0.0),
             hypervolume=float(p.hypervolume or 0.0), best_summary=p.best_summary, sim_time=float(elapsed),
             estimated_time_left=float(left)))
 

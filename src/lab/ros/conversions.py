@@ -86,7 +86,8 @@ def measurement_to_msg(m: MeasurementData, units: dict[str, str] | None = None,
                        specimen_kind: str = "") -> Measurement:
     units = units or {}
     msg = Measurement(sample_id=m.sample_id, valid=m.valid, failure_reason=m.failure_reason,
-                      objectives=list(m.values), values=[float(v) for v in m.values.values()],
+                      failure_kind=m.failure_kind, objectives=list(m.values),
+                      values=[float(v) for v in m.values.values()],
                       uncertainties=[float(m.uncertainties.get(k, 0.0)) for k in m.values],
                       units=[m.units.get(k, "") for k in m.values], station=m.station)
     msg.as_dispensed = formulation_to_msg(Formulation(m.sample_id, dict(m.as_dispensed),
@@ -108,7 +109,7 @@ def msg_to_measurement(msg: Measurement) -> MeasurementData:
         as_dispensed=dict(zip(msg.as_dispensed.components, map(float, msg.as_dispensed.amounts), strict=False)),
         curves=[{"x_label": c.x_label, "x_unit": c.x_unit, "y_label": c.y_label, "y_unit": c.y_unit,
                  "x": list(c.x), "y": list(c.y)} for c in msg.curves],
-        station=msg.station)
+        station=msg.station, failure_kind=msg.failure_kind)
 
 
 # ------------------------------------------------------------------ the lab manager's samples
@@ -138,7 +139,8 @@ def batch_line(sample: Sample) -> Measurement:
     if sample.measurement is not None and not sample.failure:
         msg = measurement_to_msg(sample.measurement)
     else:
-        msg = Measurement(sample_id=sample.sample_id, valid=False, failure_reason=sample.failure)
+        msg = Measurement(sample_id=sample.sample_id, valid=False, failure_reason=sample.failure,
+                          failure_kind=sample.failure_kind)
     msg.sample_id = sample.sample_id
     msg.as_dispensed = amounts_to_msg(*sample.order())
     return msg

@@ -1,10 +1,12 @@
 """The closed loop without ROS: propose a batch, record its results, learn, until the budget.
 
 CampaignRunner keeps every proposal and result in the CampaignStore the moment it exists.
-`next_batch` first re-issues experiments a dead planner left running (after `resume`), then
-asks the BatchPlanner for new points, accounting for points still in the lab; controls (the
-campaign file's `controls`) fill their places in each batch. The budget counts measured
-experiments, controls and failures included: a failed vial was still made.
+`next_batch` first re-issues queued experiments (those a dead planner left running, after
+`resume`, and those the equipment failed, made again on fresh samples), then asks the
+BatchPlanner for new points, accounting for points still in the lab; controls (the campaign
+file's `controls`) fill their places in each batch. The budget counts experiments, controls
+included: each ends measured, failed by its chemistry (the station measured it and found it
+invalid: a result), or failed by the equipment on every one of its attempts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.core.campaign.formulation import MeasurementData
+from lab.core.campaign.formulation import EQUIPMENT, MeasurementData
 from lab.core.campaign.pareto import hypervolume, pareto_mask
 from lab.core.campaign.planner import BatchPlanner, Observation
 from lab.core.campaign.space import CampaignConfig, Point, parse_campaign
@@ -47,6 +49,7 @@ class Progress:
     best_value: float | None
     hypervolume: float | None
     best_summary: str
+    made_again: int = 0  # attempts made again after the equipment failed them
 
 
 class CampaignRunner:
@@ -111,17 +114,19 @@ class CampaignRunner:
         done = sum(1 for r in records if r.state == "done")
         failed = sum(1 for r in records if r.state == "failed")
         running = sum(1 for r in records if r.state in ("running", "queued"))
+        again = sum(r.attempts - 1 for r in records)
         best = self.best(records)
         objectives = self.config.objectives
         if not best:
-            return Progress(done, failed, running, self.budget, None, None, "no valid result yet")
+            return Progress(done, failed, running, self.budget, None, None, "no valid result yet", again)
         if len(objectives) == 1:
             o = objectives[0]
             value = best[0][1][o.name]
-            return Progress(done, failed, running, self.budget, value, None, f"best {o.name} {value:.4g} {o.unit}")
+            return Progress(done, failed, running, self.budget, value, None, f"best {o.name} {value:.4g} {o.unit}",
+                            again)
         hv = self.hypervolume(records)
         return Progress(done, failed, running, self.budget, None, hv,
-                        f"{len(best)} on the Pareto front, hypervolume {hv:.4g}")
+                        f"{len(best)} on the Pareto front, hypervolume {hv:.4g}", again)
 
     def _valid(self, records: Sequence[ExperimentRecord]) -> list[ExperimentRecord]:
         names = [o.name for o in self.config.objectives]
@@ -194,13 +199,24 @@ class CampaignRunner:
 
     def record(self, batch_id: str, measurements: Sequence[MeasurementData]) -> int:
         """Store a batch's results (by sample id); idempotent. Returns how many were new.
-        A sample of the batch with no measurement is recorded as failed."""
+        A sample of the batch with no measurement failed by the equipment. An experiment the
+        equipment failed is queued again on a fresh sample while it has attempts left (the
+        campaign's max_attempts); one that exhausts them fails with every attempt's reason."""
         by_id = {m.sample_id: m for m in measurements}
         new = 0
         for r in self.store.experiments(self.campaign_id, batch_id):
             m = by_id.get(r.sample_id) or MeasurementData.failed(r.sample_id, "no result returned for it")
+            kind = "" if m.valid else (m.failure_kind or EQUIPMENT)
+            if kind == EQUIPMENT and r.attempts < self.config.max_attempts:
+                first = r.earlier[0]["sample_id"] if r.earlier else r.sample_id
+                new += self.store.make_again(self.campaign_id, r.index, f"{first}-a{r.attempts + 1}", m.failure_reason)
+                continue
+            reason = m.failure_reason
+            if kind and r.earlier:
+                tries = [*r.earlier, {"sample_id": r.sample_id, "reason": m.failure_reason}]
+                reason = f"failed {len(tries)} times: " + "; ".join(f"{t['sample_id']}: {t['reason']}" for t in tries)
             new += self.store.finish(self.campaign_id, r.index, m.valid, m.values, m.uncertainties, m.units,
-                                     m.failure_reason, m.as_dispensed, m.curves, m.station)
+                                     reason, m.as_dispensed, m.curves, m.station, kind)
         if self.done:
             self.store.set_status(self.campaign_id, "done")
         return new

@@ -149,6 +149,12 @@ class Controls:
     point: Point
 
 
+#: times an experiment is made at most when the equipment spoils it (`max_attempts` in the
+#: campaign file): once more by default, so a crash or an e-stop costs no experiment while an
+#: experiment that keeps failing the equipment (a formulation that clogs a dispenser) ends
+DEFAULT_MAX_ATTEMPTS = 2
+
+
 @dataclass
 class CampaignConfig:
     name: str
@@ -162,6 +168,7 @@ class CampaignConfig:
     reference: tuple[float, ...] = ()           # hypervolume reference point (objectives' units)
     initial_random: int = 0                     # random points before the model takes over
     max_budget: int = 0                         # the most experiments one campaign may ask for
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS    # times one experiment is made when the equipment fails it
     source: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -257,6 +264,9 @@ def parse_campaign(doc: Any, source: str) -> CampaignConfig:
     max_budget = doc.get("max_budget", DEFAULT_MAX_BUDGET)
     if isinstance(max_budget, bool) or not isinstance(max_budget, int) or max_budget < doc["batch_size"]:
         raise ConfigError(f"{source}: max_budget must be a whole number of experiments, at least batch_size")
+    max_attempts = doc.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 10:
+        raise ConfigError(f"{source}: max_attempts must be a whole number from 1 to 10, not {max_attempts!r}")
     logs = tuple(str(v) for v in doc.get("log_objectives", []))
     if not set(logs) <= {o.name for o in objectives}:
         raise ConfigError(f"{source}: log_objectives must name objectives")
@@ -264,7 +274,7 @@ def parse_campaign(doc: Any, source: str) -> CampaignConfig:
                           batch_size=int(doc["batch_size"]), objectives=objectives, space=space, controls=controls,
                           log_objectives=logs, reference=reference,
                           initial_random=int(doc.get("initial_random") or doc["batch_size"]),
-                          max_budget=max_budget, source=doc)
+                          max_budget=max_budget, max_attempts=max_attempts, source=doc)
 
 
 def _pool(name: str, space: Space, source: str) -> list[Point]:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS experiments (
     is_control INTEGER NOT NULL DEFAULT 0, point TEXT NOT NULL,
     vals TEXT, uncertainties TEXT, units TEXT, failure_reason TEXT, as_dispensed TEXT, curves TEXT,
     station TEXT, proposed REAL NOT NULL, finished REAL,
+    failure_kind TEXT,               -- a failure's: 'equipment' | 'chemistry' (lab.core.campaign.formulation)
+    attempts INTEGER NOT NULL DEFAULT 1,  -- times the experiment was made (an equipment failure makes it again)
+    earlier TEXT,                    -- the earlier attempts: JSON [{"sample_id", "reason"}]
     PRIMARY KEY (campaign_id, idx));
 CREATE TABLE IF NOT EXISTS intervals (
     campaign_id TEXT NOT NULL, resource TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL, what TEXT);
@@ -37,6 +40,8 @@ CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in fligh
     key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, state TEXT NOT NULL, updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_id);
 """
+#: columns added since the first schema, with their definitions: added to an older database as it opens
+ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT"}}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class ExperimentRecord:
     station: str
     proposed: float
     finished: float | None
+    failure_kind: str = ""
+    attempts: int = 1
+    earlier: list[dict[str, str]] = field(default_factory=list)  # the earlier attempts' sample ids and reasons
 
 
 class CampaignStore:
@@ -81,6 +89,11 @@ class CampaignStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     @classmethod
     @contextmanager
@@ -160,21 +173,37 @@ class CampaignStore:
                            [(batch_id, campaign_id, i) for i in indices])
 
     def finish(self, campaign_id: str, index: int, valid: bool, values: dict, uncertainties: dict, units: dict,
-               failure_reason: str, as_dispensed: dict, curves: list, station: str) -> bool:
+               failure_reason: str, as_dispensed: dict, curves: list, station: str, failure_kind: str = "") -> bool:
         """Record one experiment's outcome; False (and nothing changes) if it was already recorded."""
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE experiments SET state = ?, vals = ?, uncertainties = ?, units = ?, failure_reason = ?, "
-                "as_dispensed = ?, curves = ?, station = ?, finished = ? "
+                "as_dispensed = ?, curves = ?, station = ?, finished = ?, failure_kind = ? "
                 "WHERE campaign_id = ? AND idx = ? AND state IN ('running', 'queued')",
                 ("done" if valid else "failed", json.dumps(values), json.dumps(uncertainties), json.dumps(units),
-                 failure_reason, json.dumps(as_dispensed), json.dumps(curves), station, time.time(), campaign_id,
-                 index))
+                 failure_reason, json.dumps(as_dispensed), json.dumps(curves), station, time.time(),
+                 "" if valid else failure_kind, campaign_id, index))
             return cur.rowcount == 1
+
+    def make_again(self, campaign_id: str, index: int, sample_id: str, reason: str) -> bool:
+        """The running experiment `index` failed by the equipment: queued again as a new attempt on
+        fresh sample `sample_id`, the failed attempt kept in `earlier`. False (nothing changes) if
+        it is not running (its result was already recorded)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT sample_id, earlier FROM experiments WHERE campaign_id = ? AND idx = ? "
+                             "AND state = 'running'", (campaign_id, index)).fetchone()
+            if row is None:
+                return False
+            earlier = [*json.loads(row[1] or "[]"), {"sample_id": row[0], "reason": reason}]
+            db.execute("UPDATE experiments SET state = 'queued', batch_id = NULL, sample_id = ?, "
+                       "attempts = attempts + 1, earlier = ? WHERE campaign_id = ? AND idx = ?",
+                       (sample_id, json.dumps(earlier), campaign_id, index))
+            return True
 
     def experiments(self, campaign_id: str, batch_id: str | None = None) -> list[ExperimentRecord]:
         query = ("SELECT campaign_id, idx, batch_id, sample_id, state, is_control, point, vals, uncertainties, units, "
-                 "failure_reason, as_dispensed, curves, station, proposed, finished FROM experiments "
+                 "failure_reason, as_dispensed, curves, station, proposed, finished, failure_kind, attempts, earlier "
+                 "FROM experiments "
                  "WHERE campaign_id = ?")
         args: tuple = (campaign_id,)
         if batch_id is not None:
@@ -185,7 +214,8 @@ class CampaignStore:
         return [ExperimentRecord(r[0], r[1], r[2] or "", r[3], r[4], bool(r[5]), json.loads(r[6]),
                                  json.loads(r[7] or "{}"), json.loads(r[8] or "{}"), json.loads(r[9] or "{}"),
                                  r[10] or "", json.loads(r[11] or "{}"), json.loads(r[12] or "[]"), r[13] or "",
-                                 r[14], r[15]) for r in rows]
+                                 r[14], r[15], r[16] or "", int(r[17] or 1), json.loads(r[18] or "[]"))
+                for r in rows]
 
     def count_finished(self, campaign_id: str) -> int:
         """Experiments done or failed (without reading them: the planner asks this in its loop)."""

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lab.core.campaign.formulation import MeasurementData
+from lab.core.campaign.formulation import CHEMISTRY, EQUIPMENT, MeasurementData
 from lab.core.operations.scheduler.orders import Amounts, Progress, Result
 
 
@@ -37,6 +37,11 @@ class Sample:
     dispensed: Amounts = field(default_factory=dict)
     measurement: MeasurementData | None = None
     failure: str = ""
+    chemistry: bool = False  # the failure is the measurement's verdict, not the equipment's
+
+    @property
+    def failure_kind(self) -> str:
+        return "" if not self.failure else CHEMISTRY if self.chemistry else EQUIPMENT
 
     def amounts(self) -> Amounts:
         """What the next station gets: as dispensed so far, as requested otherwise."""
@@ -54,14 +59,15 @@ class Sample:
                 "requested": [[c, a, u] for c, (a, u) in self.requested.items()],
                 "dispensed": {c: list(v) for c, v in self.dispensed.items()},
                 "measurement": self.measurement.to_state() if self.measurement is not None else None,
-                "failure": self.failure}
+                "failure": self.failure, "chemistry": self.chemistry}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Sample:
         measurement = state.get("measurement")
         return cls(str(state["id"]), str(state["kind"]), {str(c): (float(a), str(u)) for c, a, u in state["requested"]},
                    {str(c): (float(a), str(u)) for c, (a, u) in state["dispensed"].items()},
-                   MeasurementData.from_state(measurement) if measurement else None, str(state["failure"]))
+                   MeasurementData.from_state(measurement) if measurement else None, str(state["failure"]),
+                   bool(state.get("chemistry", False)))
 
 
 class Run:

@@ -177,7 +177,10 @@ def merge(station: str, samples: list[Sample], outcome: Outcome) -> tuple[bool, 
         if report is None:
             continue
         if not report.valid:
+            # the station measured the sample and found it invalid: the chemistry's failure (every
+            # other failure, an order that did not succeed, is the equipment's)
             sample.failure = f"{station}: {report.failure_reason or 'invalid measurement'}"
+            sample.chemistry = True
             continue
         sample.dispensed.update(report.dispensed)
         if report.measurement is not None:

@@ -24,6 +24,10 @@ from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome, Way
 from lab.core.robot.kinematics import Chain, Unreachable, waypoint_trajectory
 from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
 
+#: wall s an arm order waits for the arm's first joint states (discovery of the simulation's or
+#: the controller's publisher after a start)
+JOINT_STATES_WAIT = 10.0
+
 GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)
 
 
@@ -53,10 +57,18 @@ class EmbeddedManipulation(ManipulationBackend):
                 return None
             return np.array([self._joints[j] for j in self.chain.joint_names])
 
+    def _arm_state(self) -> np.ndarray | None:
+        """The arm's joint positions, waited for up to JOINT_STATES_WAIT wall s: a node just started
+        (or restarted) has not matched the simulation's publisher yet, and an idle robot's joint
+        states come at its idle rate (10 Hz), not at once."""
+        wait_for(lambda: self.current() is not None, JOINT_STATES_WAIT)
+        return self.current()
+
     def _execute(self, targets: list[np.ndarray], cancelled: Cancelled) -> MotionOutcome:
         """One trajectory through `targets` (joint positions), coming to rest at each."""
-        if not wait_for(lambda: self.current() is not None, 10.0):
-            return MotionOutcome(False, f"no joint states from {self.robot}/joint_states")
+        if self._arm_state() is None:
+            return MotionOutcome(False, f"no joint states from {self.robot}/joint_states "
+                                        f"within {JOINT_STATES_WAIT:g} s")
         start_q = self.current()
         assert start_q is not None
         times, positions, _ = waypoint_trajectory(start_q, targets, self.chain.velocity, scale=self.speed_scale)
@@ -101,9 +113,10 @@ class EmbeddedManipulation(ManipulationBackend):
     def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
         """Every waypoint solved first (nothing moves if one fails), then one trajectory through
         them all: one message to the trajectory controller, as a FollowJointTrajectory goal is."""
-        seed = self.current()
+        seed = self._arm_state()
         if seed is None:
-            return MotionOutcome(False, f"no joint states from {self.robot}/joint_states")
+            return MotionOutcome(False, f"no joint states from {self.robot}/joint_states "
+                                        f"within {JOINT_STATES_WAIT:g} s")
         targets = []
         try:
             for waypoint in waypoints:

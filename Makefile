@@ -14,9 +14,11 @@ setup:                      ## create .venv and build ros2_ws
 demo: setup                 ## the main job: a campaign in the embedded simulation, with its report
 	@$(ENV) && lab demo
 
+# one BLAS thread per process: a worker's planner fit beside a system test's nodes on 2 cores
+# spun its second OpenBLAS thread against them (a GP unit test took 53 s instead of 15)
 test:                       ## every test: lint, type checks, unit, integration, system
 	@bash scripts/bootstrap.sh --test-tools
-	@$(ENV) && python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	@$(ENV) && OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: setup            ## the fast part of the tests
 	@$(ENV) && python -m pytest tests/unit $(PYTEST_ARGS)

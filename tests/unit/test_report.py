@@ -49,6 +49,7 @@ def test_pareto_mask() -> None:
 def test_report_files(tmp_path: Path) -> None:
     rows = _rows([1.0, None, 4.0, 2.5])
     rows.append(ExperimentRow(index=4, valid=True, values={HER.name: 3.0}, formulation={},
+                              earlier=("e0004: photoreactor: interrupted by a restart",),
                               curves=[{"x": [0, 1, 2], "y": [0, 5, 3], "x_label": "strain", "x_unit": "",
                                        "y_label": "stress", "y_unit": "MPa"}]))
     page = write_report(tmp_path, "test campaign", "photocatalysis", [HER], rows,
@@ -57,7 +58,8 @@ def test_report_files(tmp_path: Path) -> None:
     for name in ("best_hydrogen_evolution_rate.png", "utilisation.png", "curves.png"):
         assert (tmp_path / name).stat().st_size > 5000
         assert name in text
-    assert "#2: GC fault" in text and "5 (1 failed)" in text
+    assert "#2: GC fault" in text and "5 (1 failed, 1 made again after equipment failures)" in text
+    assert "#5 (measured on attempt 2): e0004: photoreactor: interrupted by a restart" in text
     assert BURGER2020_BEST_SO_FAR[-1] == (677, 21.05)
 
 

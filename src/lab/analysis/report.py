@@ -40,6 +40,7 @@ class ExperimentRow:
     is_control: bool = False
     failure_reason: str = ""
     curves: list[dict[str, Any]] = field(default_factory=list)
+    earlier: tuple[str, ...] = ()  # the earlier attempts the equipment failed: "<sample id>: <reason>"
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,9 @@ def write_report(out_dir: Path, title: str, workflow: str, objectives: Sequence[
     body = [f"<h1>{html.escape(title)}</h1>", "<table>"]
     for key, value in (facts or {}).items():
         body.append(f"<tr><th style='text-align:left'>{html.escape(key)}</th><td>{html.escape(value)}</td></tr>")
-    body.append(f"<tr><th style='text-align:left'>experiments</th><td>{len(rows)} ({len(failed)} failed)</td></tr>")
+    again = sum(len(r.earlier) for r in rows)
+    body.append(f"<tr><th style='text-align:left'>experiments</th><td>{len(rows)} ({len(failed)} failed"
+                + (f", {again} made again after equipment failures" if again else "") + ")</td></tr>")
     body.append("</table>")
     for name, caption in images:
         body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'>"
@@ -212,6 +215,12 @@ def write_report(out_dir: Path, title: str, workflow: str, objectives: Sequence[
     if failed:
         body.append("<h2>Failed experiments</h2><ul>")
         body += [f"<li>#{r.index + 1}: {html.escape(r.failure_reason)}</li>" for r in failed[:50]]
+        body.append("</ul>")
+    remade = [r for r in rows if r.earlier]
+    if remade:
+        body.append("<h2>Experiments made again</h2><ul>")
+        body += [f"<li>#{r.index + 1} ({'measured' if r.valid else 'failed'} on attempt {len(r.earlier) + 1}): "
+                 + html.escape("; ".join(r.earlier)) + "</li>" for r in remade[:50]]
         body.append("</ul>")
     if workflow == "photocatalysis":
         body.append("<p>Dashed line: the real robot's best-so-far (Burger et al., Nature 583, 237 (2020)). "

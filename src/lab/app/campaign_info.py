@@ -109,7 +109,8 @@ def campaign_report(db: Path, campaign_id: str, out: Path | None = None, recordi
             runner = _runner(store, campaign_id)
             records = [r for r in runner.records() if r.state in ("done", "failed")]
             rows = [ExperimentRow(index=i, valid=r.state == "done", values=r.values, formulation=r.point,
-                                  is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves)
+                                  is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves,
+                                  earlier=tuple(f"{e['sample_id']}: {e['reason']}" for e in r.earlier))
                     for i, r in enumerate(records)]
             intervals = [Interval(res, start, end, what) for res, start, end, what in store.intervals(campaign_id)]
             folder = out or db.parent / "reports" / campaign_id.replace("/", "_")

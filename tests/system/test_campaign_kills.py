@@ -53,14 +53,14 @@ def test_lab_manager_and_planner_killed_mid_campaign_lose_nothing(kills_lab, com
                                   lambda m: photoreactor.update(state=m.state), LATCHED)
     with process(planner_cmd, cwd=tmp_path) as planner:
         Output(planner)
-        task = commander.run_campaign("photocatalysis", budget=16, batch_size=8, seed=3)
+        task = commander.run_campaign("photocatalysis", budget=8, batch_size=4, seed=3)
         wait_for(lambda: commander.is_task_complete(task, wait=0.05) or
                  photoreactor.get("state") == StationStatus.BUSY, 240, period=0.01,
                  what="the photoreactor illuminating a rack")
         os.kill(node_pid(lab_out, "lab_manager"), signal.SIGKILL)
         try:
             wait_for(lambda: commander.is_task_complete(task, wait=0.05) or
-                     (task.feedback is not None and task.feedback.experiments_done >= 8), 300, period=0.01,
+                     (task.feedback is not None and task.feedback.experiments_done >= 4), 300, period=0.01,
                      what="the first batch measured after the lab manager's restart")
         except TimeoutError as exc:
             pytest.fail(f"{exc}\n{lab_out.text(300)}")
@@ -74,13 +74,13 @@ def test_lab_manager_and_planner_killed_mid_campaign_lose_nothing(kills_lab, com
     before = measured(db, campaign_id)
     with process(planner_cmd, cwd=tmp_path) as planner:
         Output(planner)
-        outcome, result, _ = run(commander, "photocatalysis", budget=16, batch=8, seed=3, resume=True,
+        outcome, result, _ = run(commander, "photocatalysis", budget=8, batch=4, seed=3, resume=True,
                                  campaign_id=campaign_id)
     assert outcome is TaskResult.SUCCEEDED, result.message if result else ""
     rows = measured(db, campaign_id)
     reasons = sorted({r["failure_reason"] for r in rows if r["failure_reason"]})
-    assert (result.experiments_done, result.experiments_failed) == (16, 0), (result.message, reasons)
-    assert len(rows) == 16, "an experiment counted twice"
+    assert (result.experiments_done, result.experiments_failed) == (8, 0), (result.message, reasons)
+    assert len(rows) == 8, "an experiment counted twice"
     kept = {(r["idx"], r["vals"]) for r in before if r["state"] == "done"}
     now = {(r["idx"], r["vals"]) for r in rows}
     assert kept <= now, "a result measured before the kill was lost or changed"
@@ -100,7 +100,7 @@ def test_a_photoreactor_killed_with_its_rack_inside_costs_no_experiment(kills_la
                                   lambda m: photoreactor.update(state=m.state, progress=m.progress), LATCHED)
     with process(_planner(db), cwd=tmp_path) as planner:
         Output(planner)
-        task = commander.run_campaign("photocatalysis", budget=8, batch_size=8, seed=4)
+        task = commander.run_campaign("photocatalysis", budget=4, batch_size=4, seed=4)
         # well into the illumination (a kill before the station's record of the process is saved
         # leaves samples it never touched: the lab manager runs the step again on them)
         wait_for(lambda: commander.is_task_complete(task, wait=0.05) or
@@ -115,8 +115,8 @@ def test_a_photoreactor_killed_with_its_rack_inside_costs_no_experiment(kills_la
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", lab_out.text(100))
         assert "restarted /stations/photoreactor" in lab_out.text(5000)
     rows = measured(db, result.campaign_id)
-    assert (result.experiments_done, result.experiments_failed, result.experiments_made_again) == (8, 0, 8), \
+    assert (result.experiments_done, result.experiments_failed, result.experiments_made_again) == (4, 0, 4), \
         (result.message, sorted({r["failure_reason"] for r in rows if r["failure_reason"]}))
-    assert len(rows) == 8 and all(r["state"] == "done" and r["attempts"] == 2 for r in rows)
+    assert len(rows) == 4 and all(r["state"] == "done" and r["attempts"] == 2 for r in rows)
     assert all("interrupted by a restart of the station" in r["earlier"] for r in rows)
-    assert len({r["sample_id"] for r in rows}) == 8 and all(r["sample_id"].endswith("-a2") for r in rows)
+    assert len({r["sample_id"] for r in rows}) == 4 and all(r["sample_id"].endswith("-a2") for r in rows)

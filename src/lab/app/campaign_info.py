@@ -50,7 +50,7 @@ def campaign_status(db: Path, campaign_id: str) -> int:
             # every experiment made more than once: its earlier attempts and why each failed
             for r in runner.records():
                 if r.earlier:
-                    tries = "; ".join(f"{e['sample_id']}: {e['reason']}" for e in r.earlier)
+                    tries = "; ".join(r.earlier_attempts())
                     print(f"  experiment {r.index} ({r.state}, attempt {r.attempts}, {r.sample_id}): earlier {tries}")
             for point, values in runner.best()[:5]:
                 amounts = ", ".join(f"{k} {v:g}" for k, v in point.items() if v)
@@ -110,7 +110,7 @@ def campaign_report(db: Path, campaign_id: str, out: Path | None = None, recordi
             records = [r for r in runner.records() if r.state in ("done", "failed")]
             rows = [ExperimentRow(index=i, valid=r.state == "done", values=r.values, formulation=r.point,
                                   is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves,
-                                  earlier=tuple(f"{e['sample_id']}: {e['reason']}" for e in r.earlier))
+                                  earlier=tuple(r.earlier_attempts()))
                     for i, r in enumerate(records)]
             intervals = [Interval(res, start, end, what) for res, start, end, what in store.intervals(campaign_id)]
             folder = out or db.parent / "reports" / campaign_id.replace("/", "_")

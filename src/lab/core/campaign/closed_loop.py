@@ -213,8 +213,8 @@ class CampaignRunner:
                 continue
             reason = m.failure_reason
             if kind and r.earlier:
-                tries = [*r.earlier, {"sample_id": r.sample_id, "reason": m.failure_reason}]
-                reason = f"failed {len(tries)} times: " + "; ".join(f"{t['sample_id']}: {t['reason']}" for t in tries)
+                tries = [*r.earlier_attempts(), f"{r.sample_id}: {m.failure_reason}"]
+                reason = f"failed {len(tries)} times: " + "; ".join(tries)
             new += self.store.finish(self.campaign_id, r.index, m.valid, m.values, m.uncertainties, m.units,
                                      reason, m.as_dispensed, m.curves, m.station, kind)
         if self.done:

@@ -79,6 +79,10 @@ class ExperimentRecord:
     attempts: int = 1
     earlier: list[dict[str, str]] = field(default_factory=list)  # the earlier attempts' sample ids and reasons
 
+    def earlier_attempts(self) -> list[str]:
+        """The earlier attempts as people read them: '<sample id>: <why it failed>'."""
+        return [f"{e['sample_id']}: {e['reason']}" for e in self.earlier]
+
 
 class CampaignStore:
     def __init__(self, path: Path) -> None:

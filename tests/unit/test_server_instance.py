@@ -47,6 +47,15 @@ def test_with_grace_a_restarted_server_is_gone_at_once() -> None:
     assert server.gone()
 
 
+@pytest.mark.parametrize("grace", [0.0, 60.0])
+def test_a_restarted_server_is_gone_while_the_dead_one_is_still_in_the_graph(grace: float) -> None:
+    """A SIGKILLed node stays in the graph until DDS's lease for it runs out (20 s): the new
+    instance beside it is enough to know the goal is lost."""
+    server, graph = _server([b"a"], grace=grace)
+    graph.append(b"b")
+    assert server.gone()
+
+
 def test_a_server_absent_past_the_grace_is_gone() -> None:
     server, graph = _server([b"a"], grace=0.2)
     graph.clear()

@@ -172,8 +172,9 @@ class CallOutcome:
 class ServerInstance:
     """Which action server instance took a goal: the DDS endpoints (gids) of its status
     publisher. A server whose node died or was restarted under the same name has new ones once
-    DDS has noticed (a SIGKILLed participant's lease runs out: 20 s with Fast DDS's defaults);
-    then its goals are gone, and waiting on for their results would wait until the time-out."""
+    started (a SIGKILLed participant stays in the graph until its lease runs out: 20 s with Fast
+    DDS's defaults); then its goals are gone, and waiting on for their results would wait until
+    the time-out."""
 
     def __init__(self, client: ActionClient, period: float = 2.0, absent_grace: float = 0.0) -> None:
         node = client._node  # rclpy keeps the node there (no public accessor)
@@ -198,6 +199,10 @@ class ServerInstance:
             self._gids = now
             return False
         if self._gids & now:
+            if now - self._gids:
+                # another instance serves the action beside it: its node was restarted, and the
+                # dead one stays in the graph until DDS's lease for it runs out (20 s)
+                return True
             if self._absent_since is not None:
                 self._absent_since, self.returned = None, True
             return False

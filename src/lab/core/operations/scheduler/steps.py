@@ -27,7 +27,7 @@ from lab.core.waits import wait_for
 
 #: wall s to wait, after a station's goal was lost to its restart, for the restarted station to
 #: report what it interrupted: bringup restarts a node within 1-4 s, a node starts in a few s
-#: (the loss itself is only seen once DDS drops the dead node, ~20 s)
+#: (the loss itself is seen when the restarted node's action server appears)
 RESTART_REPORT_WAIT = 30.0
 
 

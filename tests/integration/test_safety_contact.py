@@ -128,3 +128,40 @@ def test_a_mover_or_station_that_has_not_heard_the_safety_state_yet_does_nothing
         assert _until(lambda: station.stopped and arm.stopped and manager.stopped)
         assert station.refusal().startswith("refused: emergency stop by operator: test")
     mover.destroy_node()
+
+
+def test_a_safety_node_rediscovered_counts_as_back_when_dds_reports_no_liveliness(rclpy_context) -> None:
+    """After a network cut longer than DDS's participant lease, Fast DDS was seen never to report
+    the safety node's presence writer alive again to one of the movers. Here DDS's 'alive'
+    events are withheld from the watch: the stand-in leaves the graph (Ctrl-C) and a new one
+    comes; the watch counts the writer back because it left the graph and is in it again."""
+    import signal
+    import sys
+
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    from lab.ros.safety import SafetyMonitor
+
+    mover = Node("cut_mover", context=rclpy_context)
+    watched = SafetyMonitor(mover, contact_timeout=1.0)
+    watch = watched._watch
+    passed = watch._changed
+    withhold = [False]
+    watch._changed = lambda member, info: None if withhold[0] and info.alive_count > 0 else passed(member, info)
+    executor = MultiThreadedExecutor(context=rclpy_context)
+    executor.add_node(mover)
+    with spinning(executor):
+        with process([sys.executable, "-c", STANDIN]) as standin:
+            assert standin.stdout.readline().strip() == "UP"
+            assert _until(lambda: watched.contact_heard and not watched.stopped, timeout=30.0), watched.refusal()
+            withhold[0] = True
+            standin.send_signal(signal.SIGINT)
+            assert _until(lambda: watched.stopped, timeout=30.0), "contact loss not noticed"
+            assert _until(lambda: not mover.get_publishers_info_by_topic("/safety/presence"), timeout=30.0)
+        assert watched.stopped and watch.rediscovered == 0
+        with process([sys.executable, "-c", STANDIN]) as standin:
+            assert standin.stdout.readline().strip() == "UP"
+            assert _until(lambda: not watched.stopped, timeout=30.0), "the rediscovered writer not counted back"
+            assert watch.rediscovered == 1 and watched.refusal() == ""
+    mover.destroy_node()

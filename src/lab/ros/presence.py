@@ -47,27 +47,71 @@ def offer_presence(node: Node, topic: str, lease: float):
 
 class PresenceWatch:
     """Follows members' presence writers; `on_change(member, present)` is called from the
-    executor when DDS says a member's writer lost or regained liveliness."""
+    executor when DDS says a member's writer lost or regained liveliness.
+
+    A member lost also counts as back once its writer has left the graph and is in it again
+    (rediscovered: the network reaches it), checked every `recheck` wall s: after a network cut
+    longer than DDS's participant lease (20 s), Fast DDS was seen never to report the writer
+    alive again to one reader (a robot's arm stayed "out of contact" with the safety node for
+    minutes while its navigator, on the same host, watching the same writer, was back at once;
+    Fast DDS tracks AUTOMATIC liveliness per participant, not per reader: eProsima/Fast-DDS#4373,
+    #4501). A cut shorter than that lease leaves the writer in the graph: there the liveliness
+    event is the only sign, as before."""
 
     def __init__(self, node: Node, topics: Mapping[str, str], timeout: float,
-                 on_change: Callable[[str, bool], None], callback_group=None) -> None:
+                 on_change: Callable[[str, bool], None], callback_group=None, recheck: float = 1.0) -> None:
+        from rclpy.clock import Clock, ClockType
         from rclpy.event_handler import SubscriptionEventCallbacks
 
+        self._node = node
         self._lock = threading.Lock()
         self._present: dict[str, bool] = {}
+        self._dropped: set[str] = set()  # lost members whose writer has left the graph since
         self._on_change = on_change
+        self._topics = dict(topics)
+        self.rediscovered = 0
         self._subscriptions = []
-        for member, topic in topics.items():
+        for member, topic in self._topics.items():
             events = SubscriptionEventCallbacks(liveliness=lambda info, m=member: self._changed(m, info))
             self._subscriptions.append(node.create_subscription(
                 Empty, topic, lambda _msg: None, _qos(timeout), event_callbacks=events,
                 callback_group=callback_group))
+        # wall clock: the node's own may be the simulation's, which stands still while nothing waits
+        node.create_timer(recheck, self._recheck, callback_group=callback_group,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _recheck(self) -> None:
+        with self._lock:
+            lost = [m for m, present in self._present.items() if not present]
+        for member in lost:
+            try:
+                in_graph = bool(self._node.get_publishers_info_by_topic(self._topics[member]))
+            except Exception:
+                if self._node.context.ok():
+                    raise
+                return  # Ctrl-C shut the context down under this callback
+            with self._lock:
+                if self._present.get(member, True):
+                    continue  # DDS's event came meanwhile
+                if not in_graph:
+                    self._dropped.add(member)
+                    continue
+                if member not in self._dropped:
+                    continue
+                self._dropped.discard(member)
+                self._present[member] = True
+                self.rediscovered += 1
+            self._node.get_logger().info(f"{member}: its presence writer left the graph and is rediscovered: "
+                                         "counted as back (DDS has reported no liveliness change for it)")
+            self._on_change(member, True)
 
     def _changed(self, member: str, info) -> None:
         present = info.alive_count > 0
         with self._lock:
             before = self._present.get(member, True)
             self._present[member] = present
+            if present:
+                self._dropped.discard(member)
         if present != before:
             self._on_change(member, present)
 

@@ -35,10 +35,10 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
         assert len(rows) == 8 and all(r["state"] == "done" for r in rows)
         assert sum(r["is_control"] for r in rows) == 2  # 2 controls per batch of 8
         assert result.best and result.best_measurements[0].values[0] > 0
-        outcome, printed, _ = run(commander, "photopolymer", budget=8, batch=4)
+        outcome, printed, _ = run(commander, "photopolymer", budget=4, batch=4)
         assert outcome is TaskResult.SUCCEEDED, (printed.message if printed else "", out.text())
-        assert printed.experiments_done == 8 and printed.hypervolume > 0
-        assert len(measured(db, printed.campaign_id)) == 8
+        assert printed.experiments_done == 4 and printed.hypervolume > 0
+        assert len(measured(db, printed.campaign_id)) == 4
         recording = result.recording
     assert recording and Path(recording if Path(recording).is_absolute() else tmp_path / recording).stat().st_size > 0
     from mcap.reader import make_reader

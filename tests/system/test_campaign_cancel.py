@@ -1,5 +1,5 @@
 """One campaign at a time; `lab campaign cancel ID` and Ctrl-C on `lab campaign run` end a
-campaign (resumable); a planner killed under `lab campaign run` is reported, not waited for."""
+campaign (resumable); a planner killed under `lab campaign run` is restarted and followed again."""
 
 from __future__ import annotations
 
@@ -68,16 +68,20 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
         assert not again.done.is_set(), again.result
         commander.cancel(again, timeout=60)
 
-        # the planner SIGKILLed under `lab campaign run`: bringup restarts it, and the command
-        # says what happened and how to go on instead of waiting for ever
+        # the planner SIGKILLed under `lab campaign run`: bringup restarts it, the new planner takes
+        # the campaign up, and the command follows it (then Ctrl-C still cancels it)
         with process([*LAB, "campaign", "run", "photocatalysis", "--budget", str(BUDGET)], cwd=tmp_path) as cli:
             out = Output(cli)
             wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
+            ident = next(w for w in out.text().split() if w.startswith("photocatalysis-"))
             planner = next(p for p in children_of(bringup.pid)
                            if "planner" in Path(f"/proc/{p}/cmdline").read_text(errors="replace"))
             os.kill(planner, signal.SIGKILL)
-            code = cli.wait(timeout=90)
-        assert code == 1, out.text()
-        assert "the planner went away during the campaign" in out.text(), out.text()
-        assert "lab campaign resume photocatalysis-" in out.text(), out.text()
-        wait_for(lambda: "restarted /planner" in lab_out.text(), 30, what="bringup to restart the planner")
+            wait_for(lambda: f"following {ident} again" in out.text(), 120,
+                     what="the command following the campaign after the planner's restart")
+            wait_for(lambda: "restarted /planner" in lab_out.text(), 30, what="bringup to restart the planner")
+            cli.send_signal(signal.SIGINT)
+            code = cli.wait(timeout=200)
+        assert code == 130, f"{out.text()}\n--- lab:\n{lab_out.text(80)}"
+        assert f"resume it with `lab campaign resume {ident}`" in out.text(), out.text()
+        assert "Traceback" not in out.text(), out.text()

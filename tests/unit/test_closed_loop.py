@@ -387,3 +387,20 @@ def test_a_research_strategy_with_every_option_off_is_the_product_planner():
     assert forested.propose(observed, [], 6) != plain.propose(observed, [], 6)  # the option changes something
     with pytest.raises(ValueError, match="do not combine"):
         ResearchPlanner(PHOTO.space, PHOTO.objectives, hedge=1, level=0.9)
+
+
+def test_a_campaign_left_running_is_found_with_when_its_planner_last_ran_it(tmp_path, monkeypatch):
+    """What a restarted planner takes up (lab.nodes.planner): campaigns still 'running' in the
+    record, the most recently active first; a cancelled or finished one is not among them."""
+    import time as clock
+
+    with CampaignStore.open(tmp_path / "c.db") as store:
+        old = CampaignRunner.start(store, PHOTO, budget=16, batch_size=16, seed=1)
+        cancelled = CampaignRunner.start(store, PHOTO, budget=16, batch_size=16, seed=2)
+        cancelled.cancel()
+        monkeypatch.setattr(clock, "time", lambda: 2e9)  # the store's clock: a later run
+        recent = CampaignRunner.start(store, PHOTO, budget=16, batch_size=16, seed=3)
+        store.touch(recent.campaign_id)
+        left = store.left_running()
+        assert [i for i, _ in left] == [recent.campaign_id, old.campaign_id], left
+        assert left[0][1] == 2e9 and left[1][1] < 2e9

@@ -69,6 +69,23 @@ class Pace:
         return f"left ~{format_duration(max(0, budget - finished) / rate)} wall"
 
 
+#: wall s `lab campaign run` waits for a planner that went away during the campaign to be back:
+#: bringup restarts a node within 1-4 s (more after repeated deaths: up to 30 s), the planner
+#: starts in a few s (up to 13 s measured on a loaded 2-core machine) and DDS discovers it
+PLANNER_BACK_WAIT = 90.0
+
+
+def _planner_back(cmd, client, wait: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if client.server_is_ready():
+            return True
+        cmd.spin_for(0.2)
+    return False
+
+
 def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed: int, resume: bool = False,
                                campaign_id: str = "") -> tuple[int, object]:
     """Send a run_campaign goal, show progress until it ends; Ctrl-C cancels it cleanly."""
@@ -80,17 +97,38 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
     from lab.ros.actions import ServerInstance
     from lab_interfaces.action import RunCampaign
 
-    planner = ServerInstance(cmd._client(RunCampaign, "/planner/run_campaign"))
+    client = cmd._client(RunCampaign, "/planner/run_campaign")
+    planner = ServerInstance(client)
     line = ProgressLine()
     pace = Pace()
+    known = campaign_id  # the campaign's id once a feedback has said it (a goal sent again starts without)
+    resending = False
+
+    def ident() -> str:
+        nonlocal known
+        fb = cmd.get_feedback(task)
+        known = fb.campaign_id if fb is not None and fb.campaign_id else known
+        return known
+
     try:
         while not cmd.is_task_complete(task, wait=0.2):
             if task.goal_handle is not None and planner.gone():
                 line.close()
-                fb = cmd.get_feedback(task)
-                ident = fb.campaign_id if fb is not None and fb.campaign_id else "ID (lab campaign list)"
-                print("lab: the planner went away during the campaign (its node died or was restarted); "
-                      f"nothing measured is lost: `lab campaign resume {ident}` continues it", file=sys.stderr)
+                following = ident()
+                # the planner's process died: restarted, it takes the campaign up by itself, and a
+                # resume goal follows it (or resumes it, where the planner does not take it up)
+                if following and _planner_back(cmd, client, PLANNER_BACK_WAIT):
+                    resending = True  # (a Ctrl-C meanwhile cancels the campaign by its id)
+                    task = cmd.run_campaign(campaign, budget=budget, batch_size=batch, seed=seed, resume=True,
+                                            campaign_id=following)
+                    resending = False
+                    planner = ServerInstance(client)
+                    print(f"lab: the planner was restarted during the campaign; following {following} again",
+                          file=sys.stderr)
+                    continue
+                print("lab: the planner went away during the campaign and did not come back within "
+                      f"{PLANNER_BACK_WAIT:g} s; nothing measured is lost: `lab campaign resume "
+                      f"{following or 'ID (lab campaign list)'}` continues it", file=sys.stderr)
                 return 1, None
             fb = cmd.get_feedback(task)
             if fb is None:
@@ -103,11 +141,14 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
                         f"| {pace.left(fb.experiments_done + fb.experiments_failed, fb.budget)}")
     except KeyboardInterrupt:
         line.close()
-        fb = cmd.get_feedback(task)
-        ident = fb.campaign_id if fb is not None and fb.campaign_id else "ID (lab campaign list)"
+        name = ident() or "ID (lab campaign list)"
         print("lab: cancelling the campaign (batches in flight are cancelled; Ctrl-C again leaves them) ...")
-        outcome = cmd.cancel(task, timeout=120.0)
-        print(f"lab: campaign {outcome.name.lower()}; resume it with `lab campaign resume {ident}`")
+        if resending:  # the goal that follows the campaign may or may not have reached the planner
+            ok, message = cmd.cancel_campaign(known)
+            print(f"lab: {message}" if ok else f"lab: cancel: {message}")
+        else:
+            outcome = cmd.cancel(task, timeout=120.0)
+            print(f"lab: campaign {outcome.name.lower()}; resume it with `lab campaign resume {name}`")
         return 130, task.result
     line.close()
     outcome = cmd.get_result(task)

@@ -4,8 +4,12 @@ The loop's logic is lab.core.campaign.closed_loop.CampaignRunner (scikit-optimiz
 proposal and result in SQLite as it happens); this node turns its batches into
 `/lab_manager/run_batch` goals, keeps `batches_in_flight` of them running at once (so the
 lab prepares the next rack while one is under the lamp; the planner accounts for the
-pending points), records what comes back, and reports progress. A planner killed at any
-moment and started again resumes the campaign with `resume: true` and its id.
+pending points), records what comes back, and reports progress.
+
+A planner killed at any moment and started again (bringup restarts it) takes up the campaign it
+was running by itself (`take_up_within`); a goal with `resume: true` and that campaign's id
+follows it (its feedback and result), which is what `lab campaign run` sends when its goal was
+lost with the planner. A campaign left longer ago is continued by `lab campaign resume`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ from lab_interfaces.action import RunBatch, RunCampaign
 from lab_interfaces.msg import Measurement
 from lab_interfaces.srv import CancelCampaign
 
+#: wall s between a running campaign's marks in the record that its planner is alive (CampaignStore.touch)
+TOUCH_PERIOD = 5.0
+
+
+class _Campaign:
+    """The campaign this planner runs: the goals that follow it (the one that started it, if any,
+    and those that resumed it while it ran), and its result once it ends."""
+
+    def __init__(self, campaign_id: str = "") -> None:
+        self.campaign_id = campaign_id  # '' while a new one is being set up
+        self.followers: list = []       # goal handles
+        self.result: RunCampaign.Result | None = None
+        self.cancelled = False
+        self.ended = threading.Event()
+
+    def cancel_requested(self) -> bool:
+        return any(g.is_cancel_requested for g in list(self.followers))
+
 
 class PlannerNode(LabNode):
     def __init__(self) -> None:
@@ -52,8 +74,8 @@ class PlannerNode(LabNode):
         self.recording = ""
         self.create_subscription(String, "/recorder/path", lambda m: setattr(self, "recording", m.data), LATCHED,
                                  callback_group=group)
-        self._busy = threading.Lock()
-        self._running = ""               # the campaign id this planner runs ('' = none)
+        self._lock = threading.Lock()
+        self._campaign: _Campaign | None = None  # the one running ('' id while it is set up)
         self._cancels: set[str] = set()  # campaign ids the operator cancelled (~/cancel_campaign)
         # every goal is accepted and a refused one aborted with its reason: an action's
         # rejection carries none
@@ -65,13 +87,14 @@ class PlannerNode(LabNode):
         self.progress_pub = self.create_publisher(MarkerArray, "/campaign_markers", LATCHED)
         self._show("no campaign running")
         self.get_logger().info(f"campaign database {self.database}")
+        threading.Thread(target=self._take_up, daemon=True, name="take_up").start()
 
     def _config_dir(self) -> Path | None:
         value = self.params.campaigns_dir
         return Path(value) if value else None
 
     def _srv_cancel(self, request, response):
-        running = self._running
+        running = self._campaign.campaign_id if self._campaign is not None else ""
         if not running or request.campaign_id not in (running, ""):
             response.success = False
             response.message = (f"campaign '{request.campaign_id}' is not running here " +
@@ -83,31 +106,102 @@ class PlannerNode(LabNode):
                             f"resume it with `lab campaign resume {running}`")
         return response
 
+    def _claim(self, campaign_id: str = "") -> _Campaign | None:
+        """This planner's campaign from now on, or None when one runs already."""
+        with self._lock:
+            if self._campaign is not None:
+                return None
+            self._campaign = _Campaign(campaign_id)
+            return self._campaign
+
+    def _release(self, campaign: _Campaign, result: RunCampaign.Result) -> None:
+        with self._lock:
+            campaign.result = result
+            self._cancels.discard(campaign.campaign_id)
+            self._campaign = None
+        campaign.ended.set()
+
     def _execute(self, goal_handle):
+        request = goal_handle.request
         result = RunCampaign.Result(database=str(self.database))
-        if not self._busy.acquire(blocking=False):
+        with self._lock:
+            running = self._campaign
+            if running is not None and request.resume and request.campaign_id and \
+                    request.campaign_id == running.campaign_id:
+                running.followers.append(goal_handle)
+        if running is not None and goal_handle in running.followers:
+            # the campaign runs already (taken up by this planner after a restart): followed, not run twice
+            self.get_logger().info(f"a resume of {running.campaign_id}, which runs: the goal follows it")
+            running.ended.wait()
+            return self._answer(goal_handle, running)
+        campaign = self._claim()
+        if campaign is None:
             result.success = False
-            result.message = (f"refused: campaign {self._running or '(starting)'} is running on this lab; "
-                              f"one campaign at a time (`lab campaign cancel {self._running}` ends it)")
+            result.message = (f"refused: campaign {running.campaign_id if running else '(starting)'} is running on "
+                              f"this lab; one campaign at a time (`lab campaign cancel "
+                              f"{running.campaign_id if running else ''}` ends it)")
             self.get_logger().warning(result.message)
             goal_handle.abort()
             return result
+        campaign.followers.append(goal_handle)
         try:
-            request = goal_handle.request
-            try:
-                with CampaignStore.open(self.database) as store:
-                    runner = self._runner(store, request)
-                    result.campaign_id = self._running = runner.campaign_id
-                    return self._loop(goal_handle, runner, result)
-            except (InvalidGoal, ConfigError) as exc:
-                result.success, result.message = False, str(exc)
-                self.get_logger().warning(f"campaign refused: {exc}")
-                goal_handle.abort()
-                return result
+            with CampaignStore.open(self.database) as store:
+                runner = self._runner(store, request)
+                result.campaign_id = campaign.campaign_id = runner.campaign_id
+                self._loop(campaign, runner, result)
+        except (InvalidGoal, ConfigError) as exc:
+            result.success, result.message = False, str(exc)
+            self.get_logger().warning(f"campaign refused: {exc}")
         finally:
-            self._cancels.discard(self._running)
-            self._running = ""
-            self._busy.release()
+            self._release(campaign, result)
+        return self._answer(goal_handle, campaign)
+
+    def _answer(self, goal_handle, campaign: _Campaign) -> RunCampaign.Result:
+        """End a goal that followed `campaign` as the campaign ended."""
+        result = campaign.result or RunCampaign.Result(database=str(self.database), success=False,
+                                                       message="the campaign ended without a result")
+        if result.success:
+            goal_handle.succeed()
+        elif campaign.cancelled and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return result
+
+    def _take_up(self) -> None:
+        """At start-up: the campaign a previous process of this planner was running when it died,
+        taken up by itself when that was within `take_up_within` s (else left to the operator)."""
+        try:
+            with CampaignStore.open(self.database) as store:
+                left = store.left_running()
+        except Exception as exc:  # a database that cannot be read: goals will say why
+            self.get_logger().error(f"cannot read {self.database} for a campaign to take up: {exc}")
+            return
+        if not left:
+            return
+        campaign_id, active = left[0]
+        ago = time.time() - active
+        within = self.params.take_up_within
+        if ago > within:
+            for old, _ in left:
+                self.get_logger().warning(f"campaign {old} was left running when its planner stopped: "
+                                          f"`lab campaign resume {old}` continues it")
+            return
+        campaign = self._claim(campaign_id)
+        if campaign is None:
+            return  # a goal came first
+        self.get_logger().warning(f"taking up campaign {campaign_id}, which this planner was running {ago:.0f} s "
+                                  "ago when its process stopped")
+        result = RunCampaign.Result(database=str(self.database), campaign_id=campaign_id)
+        try:
+            with CampaignStore.open(self.database) as store:
+                runner = CampaignRunner.resume(store, campaign_id, config_dir=self._config_dir())
+                self._loop(campaign, runner, result)
+        except (InvalidGoal, ConfigError) as exc:
+            result.success, result.message = False, f"cannot take up {campaign_id}: {exc}"
+            self.get_logger().error(result.message)
+        finally:
+            self._release(campaign, result)
 
     def _runner(self, store, request) -> CampaignRunner:
         if request.resume:
@@ -121,7 +215,7 @@ class PlannerNode(LabNode):
         return CampaignRunner.start(store, config, int(request.budget), batch, int(request.seed),
                                     capacity=flow.capacity)
 
-    def _loop(self, goal_handle, runner: CampaignRunner, result):
+    def _loop(self, campaign: _Campaign, runner: CampaignRunner, result) -> None:
         started = sim_now(self)
         finished: queue.Queue = queue.Queue()
         in_flight: dict[str, threading.Thread] = {}
@@ -130,7 +224,7 @@ class PlannerNode(LabNode):
         specimen = runner.config.specimen_kind
         limit = self.params.batches_in_flight
         self.get_logger().info(f"campaign {runner.campaign_id}: {runner.progress().budget} experiments")
-        last_feedback = 0.0
+        last_feedback = last_touch = 0.0
         while True:
             while not finished.empty():
                 batch_id, measurements, message = finished.get()
@@ -140,7 +234,7 @@ class PlannerNode(LabNode):
                 runner.record(batch_id, [msg_to_measurement(m) for m in measurements])
                 if message:
                     self.get_logger().warning(f"{batch_id}: {message}")
-            if goal_handle.is_cancel_requested or runner.campaign_id in self._cancels:
+            if campaign.cancel_requested() or runner.campaign_id in self._cancels:
                 stop.set()
             if stop.is_set():
                 if not in_flight:
@@ -159,9 +253,12 @@ class PlannerNode(LabNode):
                 break
             if time.monotonic() - last_feedback > 0.5:
                 last_feedback = time.monotonic()
-                self._feedback(goal_handle, runner, started)
+                self._feedback(campaign, runner, started)
+            if time.monotonic() - last_touch > TOUCH_PERIOD:
+                last_touch = time.monotonic()
+                runner.store.touch(runner.campaign_id)
             time.sleep(0.02)
-        self._feedback(goal_handle, runner, started)
+        self._feedback(campaign, runner, started)
         progress = runner.progress()
         result.experiments_done, result.experiments_failed = progress.done, progress.failed
         result.experiments_made_again = progress.made_again
@@ -173,23 +270,19 @@ class PlannerNode(LabNode):
             result.best.append(formulation_to_msg(Formulation("", dict(point), units, specimen)))
             result.best_measurements.append(measurement_to_msg(MeasurementData(
                 "", True, dict(values), units={k: objective_units.get(k, "") for k in values})))
-        if goal_handle.is_cancel_requested or runner.campaign_id in self._cancels:
+        by_client = campaign.cancel_requested()
+        if by_client or runner.campaign_id in self._cancels:
             runner.cancel()
-            by = "" if goal_handle.is_cancel_requested else " by the operator (lab campaign cancel)"
+            campaign.cancelled = True
+            by = "" if by_client else " by the operator (lab campaign cancel)"
             result.success = False
             result.message = f"cancelled{by}; resume with `lab campaign resume {runner.campaign_id}`"
-            if goal_handle.is_cancel_requested:
-                goal_handle.canceled()
-            else:
-                goal_handle.abort()
         else:
             result.success = True
             again = f", {progress.made_again} made again" if progress.made_again else ""
             result.message = f"{progress.done} experiments ({progress.failed} failed{again}); {progress.best_summary}"
-            goal_handle.succeed()
         self.get_logger().info(f"campaign {runner.campaign_id}: {result.message}")
         self._show(f"{runner.campaign_id}: {result.message}")
-        return result
 
     def _run_batch(self, batch_id: str, workflow: str, formulations, finished: queue.Queue,
                    stop: threading.Event) -> None:
@@ -243,18 +336,21 @@ class PlannerNode(LabNode):
         self.progress_pub.publish(MarkerArray(markers=[
             text_marker("campaign", 0, (x, y, z), text, self.get_clock().now().to_msg(), height=0.3)]))
 
-    def _feedback(self, goal_handle, runner: CampaignRunner, started: float) -> None:
+    def _feedback(self, campaign: _Campaign, runner: CampaignRunner, started: float) -> None:
         p = runner.progress()
         again = f", {p.made_again} made again" if p.made_again else ""
         self._show(f"{runner.campaign_id}: {p.done}/{p.budget} ({p.failed} failed{again}), {p.best_summary}")
         elapsed = sim_now(self) - started
         left = elapsed / p.done * (p.budget - p.done) if p.done else 0.0
-        goal_handle.publish_feedback(RunCampaign.Feedback(
+        feedback = RunCampaign.Feedback(
             campaign_id=runner.campaign_id, experiments_done=p.done, experiments_running=p.running,
             experiments_failed=p.failed, experiments_made_again=p.made_again, budget=p.budget,
             best_value=float(p.best_value or 0.0),
             hypervolume=float(p.hypervolume or 0.0), best_summary=p.best_summary, sim_time=float(elapsed),
-            estimated_time_left=float(left)))
+            estimated_time_left=float(left))
+        for goal_handle in list(campaign.followers):
+            if goal_handle.is_active:
+                goal_handle.publish_feedback(feedback)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -50,7 +50,8 @@ class PresenceWatch:
     executor when DDS says a member's writer lost or regained liveliness.
 
     A member lost also counts as back once its writer has left the graph and is in it again
-    (rediscovered: the network reaches it), checked every `recheck` wall s: after a network cut
+    (rediscovered: the network reaches it), or a writer that was not there when it was lost is
+    (its node restarted), checked every `recheck` wall s: after a network cut
     longer than DDS's participant lease (20 s), Fast DDS was seen never to report the writer
     alive again to one reader (a robot's arm stayed "out of contact" with the safety node for
     minutes while its navigator, on the same host, watching the same writer, was back at once;
@@ -67,6 +68,7 @@ class PresenceWatch:
         self._lock = threading.Lock()
         self._present: dict[str, bool] = {}
         self._dropped: set[str] = set()  # lost members whose writer has left the graph since
+        self._at_loss: dict[str, set[bytes]] = {}  # lost members' writers in the graph when they were lost
         self._on_change = on_change
         self._topics = dict(topics)
         self.rediscovered = 0
@@ -84,34 +86,49 @@ class PresenceWatch:
         with self._lock:
             lost = [m for m, present in self._present.items() if not present]
         for member in lost:
-            try:
-                in_graph = bool(self._node.get_publishers_info_by_topic(self._topics[member]))
-            except Exception:
-                if self._node.context.ok():
-                    raise
-                return  # Ctrl-C shut the context down under this callback
+            now = self._writers(member)
+            if not self._node.context.ok():
+                return
             with self._lock:
                 if self._present.get(member, True):
                     continue  # DDS's event came meanwhile
-                if not in_graph:
+                before = self._at_loss.setdefault(member, now)
+                if not now:
                     self._dropped.add(member)
-                    continue
-                if member not in self._dropped:
+                # back: a writer not there when it was lost (the member's node restarted), or its
+                # writer again after it had left the graph (its host's link back after a long cut)
+                if not (now - before or (now and member in self._dropped)):
                     continue
                 self._dropped.discard(member)
+                self._at_loss.pop(member, None)
                 self._present[member] = True
                 self.rediscovered += 1
-            self._node.get_logger().info(f"{member}: its presence writer left the graph and is rediscovered: "
-                                         "counted as back (DDS has reported no liveliness change for it)")
+            self._node.get_logger().info(f"{member}: its presence writer is in the graph again (restarted or "
+                                         "rediscovered): counted as back (DDS has reported no liveliness change "
+                                         "for it)")
             self._on_change(member, True)
+
+    def _writers(self, member: str) -> set[bytes]:
+        """The member's presence writers in this node's graph (none once Ctrl-C has shut the
+        context down under a callback)."""
+        try:
+            return {bytes(i.endpoint_gid) for i in self._node.get_publishers_info_by_topic(self._topics[member])}
+        except Exception:
+            if self._node.context.ok():
+                raise
+            return set()
 
     def _changed(self, member: str, info) -> None:
         present = info.alive_count > 0
+        writers = set() if present else self._writers(member)  # the ones it was lost with
         with self._lock:
             before = self._present.get(member, True)
             self._present[member] = present
             if present:
                 self._dropped.discard(member)
+                self._at_loss.pop(member, None)
+            elif before:
+                self._at_loss[member] = writers
         if present != before:
             self._on_change(member, present)
 

@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in fligh
 CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_id);
 """
 #: columns added since the first schema, with their definitions: added to an older database as it opens
-ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT"}}
+ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT"},
+                 # wall time (epoch s) a planner running the campaign last said it was (CampaignStore.touch)
+                 "campaigns": {"active": "REAL"}}
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,21 @@ class CampaignStore:
     def set_status(self, campaign_id: str, status: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE campaigns SET status = ? WHERE id = ?", (status, campaign_id))
+
+    def touch(self, campaign_id: str) -> None:
+        """The planner running the campaign is alive now (it says so every few s): a planner
+        restarted soon after finds the campaign it was running (`left_running`)."""
+        with self.transaction() as db:
+            db.execute("UPDATE campaigns SET active = ? WHERE id = ?", (time.time(), campaign_id))
+
+    def left_running(self) -> list[tuple[str, float]]:
+        """Campaigns still 'running' in the record, none running now (a planner's process died with
+        them, or the lab was shut down under them): (id, when a planner last ran it, epoch s), the
+        most recently active first."""
+        with self._lock:
+            rows = self.db.execute("SELECT id, COALESCE(active, created) AS at FROM campaigns WHERE status = 'running' "
+                                   "ORDER BY at DESC").fetchall()
+        return [(str(i), float(at)) for i, at in rows]
 
     # ------------------------------------------------------------------ experiments
     def add_experiments(self, campaign_id: str, batch_id: str, rows: Sequence[tuple[int, str, bool, dict]]) -> None:

@@ -241,6 +241,10 @@ class PlannerParams(NodeParams):
     # before the batch is sent to it again (it goes on with the batch from its record) or, past it,
     # recorded as failed: the bringup's restart back-off (<= 30 s) + start-up + DDS discovery
     reattach_timeout: float = Field(120.0, gt=0)
+    # wall s: a planner started finds a campaign it was running within the last `take_up_within` s
+    # (its process died: bringup restarted it) and takes it up by itself; one left longer ago (the
+    # lab shut down under it) waits for `lab campaign resume`. 0 = never by itself
+    take_up_within: float = Field(600.0, ge=0)
 
 
 def _regular_expressions(value: list[str]) -> list[str]:

@@ -47,9 +47,11 @@ def _check(cmd, probe, task, what: str) -> None:
     """The goal completed, or was refused with a reason and changed nothing."""
     from lab.app.commander import TaskResult
 
-    before = _settled(cmd, probe)
+    # what the world was before the goal: every check ends settled (below), so it is current
+    before = dict(probe.world), probe.truth
     outcome, result = wait_result(cmd, task, timeout=120.0)
     if outcome is TaskResult.SUCCEEDED:
+        _settled(cmd, probe)  # (the world the next goal starts from)
         return
     assert outcome in (TaskResult.FAILED, TaskResult.REJECTED), (what, outcome)
     if outcome is TaskResult.FAILED:
@@ -74,6 +76,7 @@ def test_random_goals_are_refused_with_a_reason_or_complete(tmp_path) -> None:
         probe = Probe(cmd)
         try:
             spin_until(cmd, lambda: probe.truth is not None and probe.world, 60, what="the simulation's topics")
+            _settled(cmd, probe)
 
             @SETTINGS
             @given(station=st.sampled_from(STATIONS), rack=WORDS, process=WORDS, formulations=FORMULATIONS)

@@ -27,8 +27,13 @@ def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_pa
     # lab manager (the planner adds nothing here; the scheduling itself is tests/unit/test_scheduler.py's)
     starts = [1.35, 3.2, 3.1416, 1.35, 1.6, 3.1416]
     keep = {"sim", "navigator", "arm", "station", "lab_manager", "traffic"}
+    # the batch: the solid dispenser (where robot1 stands, so what is tested), then a measurement
+    # (a batch no station measures fails); the whole photocatalysis workflow is test_campaigns'
+    flows = tmp_path / "workflows.yaml"
+    flows.write_text("workflows:\n  dispense:\n    carrier: rack\n    capacity: 16\n    home: rack_storage\n"
+                     "    steps:\n      - {kind: solid_dispenser}\n      - {kind: gas_chromatograph}\n")
     with lab(tmp_path, ["robots:=2", "speed:=1500", "record:=false"], keep=keep,
-             overrides={"sim": {"start_poses": starts}}) as out:
+             overrides={"sim": {"start_poses": starts}, "lab_manager": {"workflows_file": str(flows)}}) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("parking_test", context=context)
@@ -37,7 +42,7 @@ def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_pa
             spin_until(cmd, client.server_is_ready, 120, what="the lab manager's action server")
             rack = [Formulation(sample_id=f"v{i}", specimen_kind="vial", components=["P10-MIX1", "L-Cysteine-100gL"],
                                 amounts=[2.0, 0.5], units=["mg", "mL"]) for i in range(2)]
-            task = cmd.run_batch("photocatalysis", rack)
+            task = cmd.run_batch("dispense", rack)  # (the lab manager's workflows_file above)
             deadline = time.monotonic() + 240
             while not cmd.is_task_complete(task, wait=0.1):
                 assert time.monotonic() < deadline, out.text(80)

@@ -181,8 +181,27 @@ def test_a_station_killed_mid_process_comes_back_with_its_stocks_and_reports_wha
     assert status.interrupted.startswith("dispense_cap_purge on rack_1 was interrupted by a restart of the station "
                                          "at purge"), status.interrupted
     assert "its 16 samples cannot be measured" in status.interrupted
+    assert not status.interrupted_untouched  # purging: the samples were acted on
     assert _levels(cmd, statuses, "liquid_dispenser") == pytest.approx(levels, abs=1e-9)
     assert levels["NaCl-3M"] == pytest.approx(start["NaCl-3M"] - 16 * 0.25, abs=0.2)  # dispensed stays drawn
+
+    # killed again before the instrument acted (an injected hang holds the process at its first
+    # step, before it dispenses anything): the restarted station says the samples are untouched
+    _set_param(cmd, "/stations/liquid_dispenser", "hang_next", 1)
+    task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 1.0})])
+    wait_for(lambda: cmd.spin_for(0.01) or task.done.is_set() or task.feedback is not None, 60, period=0.0,
+             what="the dispenser's process started")
+    assert not task.done.is_set(), (task.result.message if task.result else "", out.text(30))
+    goal_id = bytes(task.goal_handle.goal_id.uuid).hex()
+    old = node_pid(out, "liquid_dispenser")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: cmd.spin_for(0.05) or restarted(), 30, period=0.0, what="bringup to restart the dispenser")
+    statuses.pop("liquid_dispenser", None)
+    wait_for(lambda: cmd.spin_for(0.05) or getattr(statuses.get("liquid_dispenser"), "interrupted_goal", "") == goal_id,
+             30, period=0.0, what="the restarted dispenser's report of the hung process")
+    status = statuses["liquid_dispenser"]
+    assert status.interrupted_untouched, status.interrupted
+    assert status.interrupted.endswith("before it acted on its 1 samples: they can run it again"), status.interrupted
     task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 1.0})])
     assert cmd.wait(task, 60) is TaskResult.SUCCEEDED, task.result.message if task.result else ""
     cmd.spin_for(0.3)

@@ -116,6 +116,9 @@ def test_a_recorded_station_goal_is_run_again_failed_with_the_reason_or_merged()
     assert recorded_goal_outcome(accepted=False, unknown=True, interrupted="") == RERUN
     # the station was restarted mid-process and reports it
     assert recorded_goal_outcome(accepted=True, unknown=True, interrupted="illuminate ... interrupted") == SPOILED
+    # ... before it had acted on the samples: the step runs again on them
+    assert recorded_goal_outcome(accepted=True, unknown=True, interrupted="illuminate ... before it acted",
+                                 untouched=True) == RERUN
     # the restart happened while the successor asked (the goal lost, not unknown)
     assert recorded_goal_outcome(accepted=True, unknown=False, interrupted="illuminate ... interrupted") == SPOILED
     # accepted, and the station knows nothing of it: failed, the reason says so

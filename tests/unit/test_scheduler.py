@@ -294,6 +294,27 @@ def test_a_process_lost_to_the_stations_restart_fails_its_samples_with_the_stati
     assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
 
 
+def test_a_process_lost_to_a_restart_before_it_acted_runs_again_on_the_same_samples(tmp_path: Path) -> None:
+    sched, fake, _ = lab(tmp_path)
+    said = "illuminate on rack_1 was interrupted by a restart of the station before it acted on its 2 samples"
+    restarts: list[bytes] = []
+
+    def restart_once(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Process) and order.station == "photoreactor" and not restarts:
+            restarts.append(order.goal_id)
+            sched.station_state("photoreactor", True, order.goal_id.hex(), said, untouched=True)
+            return Outcome(False, "the server went away", lost=True)
+        return None
+
+    fake.script = restart_once
+    done = run(sched, 2)
+    # the photoreactor's step a second time, on the same rack and samples: every sample measured
+    assert fake.processes() == PHOTO[:3] + PHOTO[2:]
+    assert done.result is not None and done.result.success, done.result
+    assert [s.failure for s in done.samples] == ["", ""]
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+
+
 def test_a_sample_the_station_measured_invalid_is_the_chemistrys_failure(tmp_path: Path) -> None:
     sched, fake, _ = lab(tmp_path)
 

@@ -10,7 +10,7 @@ import pytest
 from lab.core.campaign.formulation import Formulation
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.stations.emulators import HER_COMPONENTS, CrossedBarrelEmulator, HerEmulator, PhotopolymerEmulator
-from lab.core.stations.station import StationCore, interruption, load_kinds, parse_kinds
+from lab.core.stations.station import StationCore, interruption, load_kinds, parse_kinds, untouched
 
 KINDS = load_kinds()
 
@@ -121,6 +121,12 @@ def test_an_interrupted_process_is_reported_from_its_record():
     assert goal == record["goal"]
     assert text == ("illuminate on rack_1 was interrupted by a restart of the station at illuminate (40% done): "
                     "its 3 samples cannot be measured")
+    assert not untouched(record)  # a record from before the key: counted as touched
+    fresh = {**record, "progress": 0.0, "touched": False}
+    assert untouched(fresh) and interruption(fresh)[1] == (
+        "illuminate on rack_1 was interrupted by a restart of the station before it acted on its 3 samples: "
+        "they can run it again")
+    assert not untouched({**fresh, "touched": True})
     for bad in ({**record, "goal": "xyz"}, {k: v for k, v in record.items() if k != "rack"},
                 {**record, "progress": "half"}, {**record, "samples": 3}, ["not", "a", "record"]):
         with pytest.raises(InvalidGoal):

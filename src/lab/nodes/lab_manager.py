@@ -203,7 +203,7 @@ class LabManager(LabNode):
     def _station(self, station: str, msg: StationStatus) -> None:
         self.station_status[station] = msg
         self.scheduler.station_state(station, msg.state in (StationStatus.IDLE, StationStatus.BUSY),
-                                     msg.interrupted_goal, msg.interrupted)
+                                     msg.interrupted_goal, msg.interrupted, msg.interrupted_untouched)
 
     # ------------------------------------------------------------------ operator
     def _on_safety(self, stopped: bool, text: str) -> None:

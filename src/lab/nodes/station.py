@@ -16,10 +16,12 @@ the station in fault for `fault_recovery` simulated seconds; `fault_probability`
 settable at run time with `ros2 param set`).
 
 What must outlive the process is kept in `state_file` (runs/stations/<name>.json, written
-atomically): the stock levels, and the process under way (its goal id, rack, samples, step). A
-station restarted mid-process takes its stocks back and reports the interrupted process in its
-status (`interrupted`, `interrupted_goal`) until its next process starts: the lab manager fails
-those samples with that reason (half dispensed or half illuminated, they cannot be measured).
+atomically): the stock levels, and the process under way (its goal id, rack, samples, step, and
+whether the instrument has acted on the samples yet). A station restarted mid-process takes its
+stocks back and reports the interrupted process in its status (`interrupted`, `interrupted_goal`,
+`interrupted_untouched`) until its next process starts: the lab manager fails those samples with
+that reason (half dispensed or half illuminated, they cannot be measured), or, when the process
+had not yet acted on them, runs the step again on them.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from lab.core.errors import ConfigError, InvalidGoal, LabError, StationFault
 from lab.core.operations.workflow import load_workflows
 from lab.core.persist import take_back, write_json
 from lab.core.robot.world import load_stations
-from lab.core.stations.station import StationCore, Step, interruption, load_kinds
+from lab.core.stations.station import StationCore, Step, interruption, load_kinds, untouched
 from lab.ros.clock import ClockWaits, clock_hold, sim_now, sim_reached, wait_sim
 from lab.ros.conversions import measurement_to_msg, msg_to_formulation
 from lab.ros.main import node_main
@@ -202,6 +204,7 @@ class StationNode(LabNode):
                                 current_step=self.step, progress=float(self.progress))
             if self.interrupted is not None:
                 msg.interrupted_goal, msg.interrupted = self.interrupted
+                msg.interrupted_untouched = untouched(self._interrupted_record or {})
         msg.stamp = self.get_clock().now().to_msg()
         world = self.world or {}
         msg.holding = sorted(obj for obj, loc in world.items() if loc in self.slots)
@@ -299,7 +302,8 @@ class StationNode(LabNode):
         # from here the samples are being changed: a restart before the end reports them interrupted
         self._process = {"goal": bytes(goal_handle.goal_id.uuid).hex(), "rack": request.rack_id,
                          "process": request.process or self.core.spec.default,
-                         "samples": [f.sample_id for f in samples], "step": steps[0].name, "progress": 0.0}
+                         "samples": [f.sample_id for f in samples], "step": steps[0].name, "progress": 0.0,
+                         "touched": False}
         self._interrupted_record = None
         self._save_state(sync=True)
         try:
@@ -341,6 +345,11 @@ class StationNode(LabNode):
                     self.get_logger().warning(f"{self.station}: {step.name} hangs (injected, hang_next)")
                     wait(HANG)
                     raise StepCancelled(step.name)
+                if self._process is not None and not self._process["touched"]:
+                    # saved before the instrument acts: a restart until here leaves the samples as
+                    # they came (the lab manager runs the step again on them), after it they are spoiled
+                    self._process["touched"] = True
+                    self._save_state(sync=True)
                 self.backend.execute(step, samples, wait)
                 done_before += step.seconds
             measurements = self.backend.results(samples)

@@ -46,21 +46,22 @@ def station_choice(candidates: Sequence[str], tried: Collection[str], current: s
 RERUN, SPOILED, NO_RECORD, ANSWERED = "rerun", "spoiled", "no record", "answered"
 
 
-def recorded_goal_outcome(accepted: bool, unknown: bool, interrupted: str) -> str:
+def recorded_goal_outcome(accepted: bool, unknown: bool, interrupted: str, untouched: bool = False) -> str:
     """What became of a station goal a lab manager recorded before it died, as its successor
     learns it: the station's answer to the goal's id is `unknown` (STATUS_UNKNOWN, no reason),
     `accepted` is whether the station had accepted it (recorded), and `interrupted` is what a
     restarted station reports it interrupted for that goal ("" when nothing).
 
-    RERUN: the station never had the goal (the lab manager died before sending it): the step
-    runs again, the samples untouched. SPOILED: the station was restarted mid-process and says
+    RERUN: the station never had the goal (the lab manager died before sending it), or says its
+    restart interrupted it before it acted on the samples (`untouched`): the step runs again,
+    the samples untouched. SPOILED: the station was restarted mid-process and says
     so: the samples fail with its report. NO_RECORD: accepted, and the station no longer knows
     it (restarted without a report, or the result expired): what the samples went through is
     unknown, they fail. ANSWERED: the station answered (a result, or a failure to merge)."""
     if unknown and not accepted:
         return RERUN
     if interrupted:
-        return SPOILED
+        return RERUN if untouched else SPOILED
     if unknown:
         return NO_RECORD
     return ANSWERED

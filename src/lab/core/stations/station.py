@@ -143,6 +143,12 @@ def load_kinds(path: Path | None = None) -> dict[str, KindSpec]:
     return parse_kinds(doc, str(path))
 
 
+def untouched(record: Mapping[str, Any]) -> bool:
+    """Whether the interrupted process had not yet acted on its samples (its record says
+    `touched: false`; a record without the key counts as touched)."""
+    return record.get("touched") is False
+
+
 def interruption(record: Mapping[str, Any]) -> tuple[str, str]:
     """(goal id, what happened) for the record of a process a station was running when its process
     died (see lab.nodes.station): what the station reports after its restart. InvalidGoal when the
@@ -154,6 +160,9 @@ def interruption(record: Mapping[str, Any]) -> tuple[str, str]:
         raise InvalidGoal(f"not a record of a process in progress ({exc!r})") from None
     if len(goal) != 32 or any(c not in "0123456789abcdef" for c in goal):
         raise InvalidGoal(f"not a goal id: {goal!r}")
+    if untouched(record):
+        return goal, (f"{process} on {rack} was interrupted by a restart of the station before it acted on its "
+                      f"{len(samples)} samples: they can run it again")
     return goal, (f"{process} on {rack} was interrupted by a restart of the station at {step} "
                   f"({progress:.0%} done): its {len(samples)} samples cannot be measured")
 

@@ -200,11 +200,13 @@ class Recovery:
             interrupted = (self.steps.interrupted(station, goal_id,
                                                   RESTART_REPORT_WAIT if outcome.lost else REPORT_WAIT)
                            if (outcome.unknown and run.station_goal_accepted) or outcome.lost else "")
-            what = recorded_goal_outcome(run.station_goal_accepted, outcome.unknown, interrupted)
+            what = recorded_goal_outcome(run.station_goal_accepted, outcome.unknown, interrupted,
+                                         self.view.interrupted_untouched(station, goal_id))
             if what == RERUN:
-                # recorded but never accepted: the scheduler died before the station had it; the
-                # step runs again from the start
-                self.log.warning(f"{run.key}: {station} never had goal {goal_id}: the step runs again")
+                # recorded but never accepted (the scheduler died before the station had it), or
+                # interrupted before the station acted on the samples: the step runs again
+                self.log.warning(f"{run.key}: {station} " + (f"says: {interrupted}" if interrupted else
+                                                             f"never had goal {goal_id}") + ": the step runs again")
             else:
                 self._settle_recorded(run, station, goal_id, what, alive, outcome, interrupted)
             run.station_goal = None

@@ -87,8 +87,9 @@ class Scheduler:
     def world_state(self, objects: list[tuple[str, str, str]]) -> None:
         self.view.world_state(objects)
 
-    def station_state(self, station: str, usable: bool, interrupted_goal: str = "", interrupted: str = "") -> None:
-        self.view.station_state(station, usable, interrupted_goal, interrupted)
+    def station_state(self, station: str, usable: bool, interrupted_goal: str = "", interrupted: str = "",
+                      untouched: bool = False) -> None:
+        self.view.station_state(station, usable, interrupted_goal, interrupted, untouched)
 
     def presence(self, member: str, present: bool) -> None:
         self.view.presence(member, present)

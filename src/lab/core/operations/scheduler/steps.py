@@ -2,8 +2,10 @@
 process run, what the station reports merged into each sample, and retries.
 
 A failed station run is retried, on another station of the kind when there is one (rerouted),
-up to `max_retries`; a retry on the only station of its kind, in fault, waits for it to
-recover; then the samples are marked failed with the reason. A station offline is not chosen.
+up to `max_retries` (a process a station's restart interrupted before it acted on the samples
+too; one that had acted fails them: run again they would be dispensed or illuminated twice);
+a retry on the only station of its kind, in fault, waits for it to recover; then the samples
+are marked failed with the reason. A station offline is not chosen.
 """
 
 from __future__ import annotations
@@ -147,6 +149,10 @@ class Steps:
         self.journal.busy(run.key, station, began, self.lab.now(), f"{process or 'process'} {run.carrier}")
         if outcome.lost:
             interrupted = self.interrupted(station, goal_id.hex(), RESTART_REPORT_WAIT)
+            if interrupted and self.view.interrupted_untouched(station, goal_id.hex()):
+                # the samples are as they came: the step is tried again on them (a retry, below)
+                self.log.warning(f"{station}: {interrupted}")
+                return False, interrupted
             if interrupted:
                 return self.spoiled(station, samples, interrupted)
         return merge(station, samples, outcome)

@@ -30,6 +30,7 @@ class WorldView:
         self.carrier_pool = ResourcePool(list(self.carriers))
         self.usable: dict[str, bool] = {}         # station -> idle or busy (not in fault, not offline)
         self.interrupted: dict[str, tuple[str, str]] = {}  # station -> (goal id hex, what its restart interrupted)
+        self.untouched: dict[str, bool] = {}  # station -> that process had not yet acted on its samples
         self.poses: dict[str, Pose2D] = {}
         self.batteries: dict[str, float] = {}
         self.under_way: dict[str, int] = {}  # the robots' action servers' goals under way, whoever sent them
@@ -50,12 +51,15 @@ class WorldView:
         if new:
             self.carrier_pool.add(new)
 
-    def station_state(self, station: str, usable: bool, interrupted_goal: str = "", interrupted: str = "") -> None:
-        """A station's status: whether it can take work (idle or busy), and what a restart interrupted."""
+    def station_state(self, station: str, usable: bool, interrupted_goal: str = "", interrupted: str = "",
+                      untouched: bool = False) -> None:
+        """A station's status: whether it can take work (idle or busy), what a restart interrupted,
+        and whether that process had not yet acted on its samples."""
         with self.lock:
             self.usable[station] = usable
             if interrupted_goal:
                 self.interrupted[station] = (interrupted_goal, interrupted)
+                self.untouched[station] = untouched
             else:
                 self.interrupted.pop(station, None)
 
@@ -148,3 +152,9 @@ class WorldView:
         with self.lock:
             goal, text = self.interrupted.get(station, ("", ""))
         return text if goal == goal_id else ""
+
+    def interrupted_untouched(self, station: str, goal_id: str) -> bool:
+        """Whether the station says its restart interrupted goal `goal_id` before it acted on the samples."""
+        with self.lock:
+            goal, _ = self.interrupted.get(station, ("", ""))
+            return goal == goal_id and self.untouched.get(station, False)

@@ -17,6 +17,13 @@ pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
 
+def _past(seconds: float):
+    """A wait's `cancelled` that turns true `seconds` wall s from now: a clock that never comes
+    fails the test rather than hanging the suite (seen once in a clean-clone run)."""
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() > deadline
+
+
 def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -42,7 +49,7 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
             time.sleep(2.5)  # 2500 simulated s at 1000x if it ran free
             assert sim_now(node) == held and seen[-1] == held, "the clock ran with nothing moving or waiting"
 
-            assert wait_sim(node, 600.0)
+            assert wait_sim(node, 600.0, cancelled=_past(60.0))
             time.sleep(1.5)  # the clock stops on the time waited for and stays there
             assert sim_now(node) == pytest.approx(held + 600.0, abs=1e-3)
 
@@ -65,7 +72,7 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
                 station_wait.start()
                 time.sleep(2.0)
                 assert sim_now(node) == start, "a station's wait ran the clock through a hold"
-                assert wait_sim(other, 30.0)
+                assert wait_sim(other, 30.0, cancelled=_past(60.0))
                 assert sim_now(node) == pytest.approx(start + 30.0, abs=1e-3)
                 time.sleep(1.0)
                 assert sim_now(node) == pytest.approx(start + 30.0, abs=1e-3)
@@ -94,7 +101,8 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
                           parameter_overrides=[Parameter("use_sim_time", value=True)])
             executor.add_node(second)
             began = time.monotonic()
-            assert wait_sim(second, 1.0)
+            assert wait_sim(second, 1.0, cancelled=_past(30.0)), ("the restarted holder's wait never reached",
+                                                                   spinner.is_alive())
             waiting.join(timeout=3.0)
             # well before the 5 s after which a node gone from the graph loses its holds anyway
             assert not waiting.is_alive() and time.monotonic() - began < 4.0, time.monotonic() - began

@@ -59,10 +59,27 @@ class Log:
         return any(part in line for line in self.lines)
 
 
+#: every FakeLab of the test under way: closed when it ends (see _close_fake_labs)
+_OPEN: list[FakeLab] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_fake_labs():
+    """A scheduler's background threads (a stray carrier retried every 60-1800 simulated s) ran
+    on after their test on a fake clock whose sleep returns at once: one kept a core half busy
+    for the rest of the suite's run. Closed, the fake clock ends them (as a node's shutdown does)."""
+    yield
+    for fake in _OPEN:
+        fake.closed = True
+    _OPEN.clear()
+
+
 class FakeLab:
     """Carries out orders at once; `script(order, call)` may answer one instead (None: the default)."""
 
     def __init__(self, config: StationsConfig) -> None:
+        self.closed = False
+        _OPEN.append(self)
         self.config = config
         self.t = 0.0
         self.orders: list[Order] = []
@@ -82,6 +99,8 @@ class FakeLab:
         return self.t
 
     def sleep(self, seconds: float) -> None:
+        if self.closed:
+            raise RuntimeError("the test is over: its fake lab's clock has stopped")
         with self.lock:
             self.t += seconds
 

@@ -48,16 +48,81 @@ def test_a_campaign_with_nothing_measured_and_a_cancelled_one_are_shown_as_they_
     assert "  experiment 0 (failed, attempt 2, e0000-a2): earlier e0000: photoreactor: restarted" in out, out
 
 
-def test_the_progress_line_estimates_wall_time_from_the_pace_it_has_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_progress_line_turns_the_simulated_time_left_into_wall_time_at_the_clock_s_speed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from lab.app.session import Pace
 
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    pace = Pace()
-    assert pace.left(0, 32) == "left: estimating"  # 0 of 32 with 32 running: no pace yet
-    now[0] = 130.0
-    assert pace.left(0, 32) == "left: estimating"
-    now[0] = 160.0
-    assert pace.left(16, 32) == "left ~60 s wall"  # 16 in 60 wall s: 16 more take 60 s
+    pace = Pace(span=3.0)
+    assert pace.left(0.0, 20000.0) == "left: estimating"  # the clock not yet seen to run
+    now[0] = 101.0
+    assert pace.left(500.0, 20000.0) == "left: estimating"  # seen for 1 s only
+    now[0] = 104.0
+    # 2000 simulated s in 4 wall s: 500x; 18000 simulated s left take 36 wall s
+    assert pace.left(2000.0, 18000.0) == "left ~36 s wall (5.0 h simulated at 500x)"
+    assert pace.left(2000.0, float("nan")) == "left: estimating"  # the planner has no figure
+    now[0] = 110.0
+    assert pace.left(2000.0, 18000.0) == "left ~90 s wall (5.0 h simulated at 200x)"  # the clock paused (an e-stop)
+    now[0] = 111.0
+    assert pace.left(10.0, 18000.0) == "left: estimating"  # a restarted planner counts from 0: seen afresh
+
+
+def test_time_left_comes_from_the_steps_still_to_run() -> None:
+    from lab.core.campaign.eta import BatchTimes, seconds_left
+
+    # photocatalysis' four steps for 16 samples (config/station_processes.yaml), a move 100 s
+    times = BatchTimes([1440.0, 1840.0, 3600.0, 3840.0], 100.0)
+    chain = 10720.0 + 500.0
+    gc = 3840.0  # the bottleneck: the gas chromatograph
+    assert times.chain == chain
+    # nothing started, 32 to run, 2 in flight: the second batch one stride (the bottleneck
+    # against the chain shared by two: 5610 s) after the first
+    assert seconds_left(times, 2, 16, 32, []) == chain + chain / 2
+    # with 4 in flight the bottleneck sets the stride
+    assert seconds_left(times, 4, 16, 48, []) == chain + 2 * gc
+    # two started together: the second is done one bottleneck step after the first
+    assert seconds_left(times, 2, 16, 0, [1000.0, 1000.0]) == chain - 1000.0 + gc
+    # both in flight, 4000 and 1000 s in; 16 to start: it starts when the older one is done, and
+    # is done a bottleneck step after the younger at least
+    assert seconds_left(times, 2, 16, 16, [4000.0, 1000.0]) == max((chain - 4000.0) + chain, chain - 1000.0 + gc)
+    # the last batch running: what is left of it; past its expected time: 0, not negative
+    assert seconds_left(times, 2, 16, 0, [10000.0]) == chain - 10000.0
+    assert seconds_left(times, 2, 16, 0, [20000.0]) == 0.0
+    assert seconds_left(times, 2, 16, 0, []) == 0.0
+    # ... unless the batch before it finished less than a bottleneck step ago: it is behind it
+    assert seconds_left(times, 2, 16, 0, [20000.0], since_last_finish=840.0) == gc - 840.0
+    # finished batches' mean duration replaces the expected chain (moves and queues as they are)
+    assert seconds_left(times, 2, 16, 0, [1000.0], finished_durations=[9000.0, 11000.0]) == 9000.0
+    # a part batch counts as a batch
+    assert seconds_left(times, 2, 16, 1, []) == chain
+
+
+def test_a_running_campaign_shows_who_started_it_and_whether_anyone_follows_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    db = tmp_path / "campaigns.db"
+    with CampaignStore.open(db) as store:
+        watched = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=1, started_by="ada@lab1")
+        store.touch(watched.campaign_id, following=1)
+        orphan = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=2, started_by="bob@lab2")
+        store.touch(orphan.campaign_id, following=0)  # its client went away
+        unsaid = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=3)
+        store.touch(unsaid.campaign_id)  # a planner that does not say (an older one)
+        left = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=4, started_by="cy@lab3")
+        with store.transaction() as sql:  # its planner last said it ran it 10 min ago
+            sql.execute("UPDATE campaigns SET active = ? WHERE id = ?", (time.time() - 600, left.campaign_id))
+    assert list_campaigns(db) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines[watched.campaign_id].endswith("of 32   running, started by ada@lab1"), lines
+    assert lines[orphan.campaign_id].endswith(
+        f"running, started by bob@lab2; no client follows it (it runs on to its budget: "
+        f"`lab campaign cancel {orphan.campaign_id}` stops it)"), lines
+    assert lines[unsaid.campaign_id].endswith("of 32   running"), lines
+    assert lines[left.campaign_id].endswith(
+        f"running, started by cy@lab3; no planner has run it for 10 min: `lab campaign resume {left.campaign_id}`")
+    assert campaign_status(db, orphan.campaign_id) == 0
+    assert "running, started by bob@lab2; no client follows it" in capsys.readouterr().out

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from lab.analysis.report import ExperimentRow, Interval, write_report
+from lab.app.progress import format_duration
 from lab.core.campaign.closed_loop import CampaignRunner
-from lab.core.campaign.store import CampaignStore
+from lab.core.campaign.store import CampaignInfo, CampaignStore
 from lab.core.errors import ConfigError, LabError
 
 
@@ -31,8 +32,29 @@ def list_campaigns(db: Path) -> int:
             counts = store.count_states(info.id)
             # measured and failed apart: "32/32 done" once hid a campaign in which nothing was measured
             print(f"{info.id}  {info.workflow:15s} {counts.get('done', 0):4d} measured {counts.get('failed', 0):4d} "
-                  f"failed of {info.budget:<4d} {info.status}")
+                  f"failed of {info.budget:<4d} {info.status}{_running_how(info)}")
     return 0
+
+
+#: wall s after which a 'running' campaign whose planner has not said it runs it is shown as
+#: left behind: the planner says so every 5 s (lab.nodes.planner.TOUCH_PERIOD)
+SILENT_AFTER = 30.0
+
+
+def _running_how(info: CampaignInfo, now: float | None = None) -> str:
+    """For a running campaign: who started it, and whether anyone follows it (a client that went
+    away leaves it running on to its budget) or a planner still runs it at all."""
+    import time
+
+    if info.status != "running":
+        return ""
+    by = f", started by {info.started_by}" if info.started_by else ""
+    since = (time.time() if now is None else now) - (info.active or info.created)
+    if since > SILENT_AFTER:
+        return f"{by}; no planner has run it for {format_duration(since)}: `lab campaign resume {info.id}`"
+    if info.following == 0:
+        return f"{by}; no client follows it (it runs on to its budget: `lab campaign cancel {info.id}` stops it)"
+    return by
 
 
 def campaign_status(db: Path, campaign_id: str) -> int:
@@ -45,8 +67,8 @@ def campaign_status(db: Path, campaign_id: str) -> int:
             pending = ("" if not p.running else f", {p.running} running" if info.status == "running"
                        else f", {p.running} to run again on `lab campaign resume {campaign_id}`")
             again = f", {p.made_again} made again" if p.made_again else ""
-            print(f"{campaign_id}: {info.status}; {p.done} measured, {p.failed} failed{again}{pending}, of "
-                  f"{p.budget}; {p.best_summary}")
+            print(f"{campaign_id}: {info.status}{_running_how(info)}; {p.done} measured, {p.failed} failed"
+                  f"{again}{pending}, of {p.budget}; {p.best_summary}")
             # every experiment made more than once: its earlier attempts and why each failed
             for r in runner.records():
                 if r.earlier:

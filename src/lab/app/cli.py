@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,7 +70,8 @@ def _with_commander(fn):
         # Ctrl-C is the command's to handle (a campaign is cancelled, not left running): rclpy's
         # own handler would shut the context down under it, and nothing could be sent any more
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-        cmd = LabCommander()
+        # a name of its own: the planner tells a campaign's client left by its name leaving the graph
+        cmd = LabCommander(f"lab_commander_{os.getpid()}")
         try:
             return int(fn(cmd, ns) or 0)
         except TimeoutError as exc:

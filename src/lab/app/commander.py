@@ -56,6 +56,20 @@ class Task:
     adopted: bool = False   # a re-sent goal's first send was accepted; this follows that goal
 
 
+def requester() -> str:
+    """Who is sending a goal, as `lab campaign list` shows it: user@host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): the uid says who
+        import os
+
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 class LabCommander(LabNode):
     def __init__(self, node_name: str = "lab_commander", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -140,7 +154,8 @@ class LabCommander(LabNode):
     def run_campaign(self, campaign: str, budget: int, batch_size: int = 0, seed: int = 0,
                      resume: bool = False, campaign_id: str = "", server_timeout: float = 30.0) -> Task:
         goal = RunCampaign.Goal(campaign=campaign, budget=budget, batch_size=batch_size, seed=seed,
-                                resume=resume, campaign_id=campaign_id)
+                                resume=resume, campaign_id=campaign_id, requested_by=requester(),
+                                client_node=self.get_fully_qualified_name())
         return self._send_goal(RunCampaign, "/planner/run_campaign", goal, server_timeout=server_timeout)
 
     def run_batch(self, workflow: str, formulations: list[Formulation], batch_id: str = "") -> Task:

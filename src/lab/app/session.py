@@ -47,26 +47,33 @@ def lab_session(specs: Sequence[NodeSpec], log_path: Path,
 
 
 class Pace:
-    """Wall time left, from the pace this command has seen: the planner's estimate is in simulated
-    s, which at the lab's speed (hundreds x) told a user '4.2 h' with half a minute to go; and
-    before the first result there is no pace to go by."""
+    """Wall time left. The planner estimates what the steps still to run take in simulated s
+    (lab.core.campaign.eta); the lab's clock runs at hundreds of times wall speed, so a client
+    turns that into wall time at the speed it has seen the clock run (a planner's figure once told
+    a user '4.2 h' with half a minute to go). Until the clock has been seen to run for `span` wall
+    s, or while the planner has no figure, it says 'estimating'."""
 
-    def __init__(self) -> None:
-        self._start: tuple[float, int] | None = None  # (wall s, experiments finished) at the first feedback
+    def __init__(self, span: float = 3.0) -> None:
+        self.span = span
+        self._first: tuple[float, float] | None = None  # (wall s, the campaign's simulated s) first seen
+        self._last = 0.0  # the campaign's simulated s last seen
 
-    def left(self, finished: int, budget: int) -> str:
+    def left(self, sim_time: float, sim_left: float) -> str:
+        import math
         import time
 
         from lab.app.progress import format_duration
 
         now = time.monotonic()
-        if self._start is None:
-            self._start = (now, finished)
-        began, at_start = self._start
-        if finished <= at_start:
+        if self._first is None or sim_time < self._last:  # (a planner restarted counts from 0 again)
+            self._first = (now, sim_time)
+        self._last = sim_time
+        began, sim_began = self._first
+        if now - began < self.span or sim_time <= sim_began or not math.isfinite(sim_left):
             return "left: estimating"
-        rate = (finished - at_start) / (now - began)
-        return f"left ~{format_duration(max(0, budget - finished) / rate)} wall"
+        speed = (sim_time - sim_began) / (now - began)
+        return (f"left ~{format_duration(sim_left / speed)} wall "
+                f"({format_duration(sim_left)} simulated at {speed:.0f}x)")
 
 
 #: wall s `lab campaign run` waits for a planner that went away during the campaign to be back:
@@ -138,7 +145,7 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
                         f"failed {fb.experiments_failed}"
                         + (f" made again {fb.experiments_made_again}" if fb.experiments_made_again else "")
                         + f" | {best} | sim {format_duration(fb.sim_time)} "
-                        f"| {pace.left(fb.experiments_done + fb.experiments_failed, fb.budget)}")
+                        f"| {pace.left(fb.sim_time, fb.estimated_time_left)}")
     except KeyboardInterrupt:
         line.close()
         name = ident() or "ID (lab campaign list)"

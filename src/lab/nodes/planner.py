@@ -14,6 +14,7 @@ lost with the planner. A campaign left longer ago is continued by `lab campaign 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -25,13 +26,14 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from lab.core.campaign.closed_loop import CampaignRunner
+from lab.core.campaign.eta import BatchTimes, seconds_left
 from lab.core.campaign.formulation import EQUIPMENT, Formulation, MeasurementData
 from lab.core.campaign.space import campaign_path, load_campaign
 from lab.core.campaign.store import CampaignStore
 from lab.core.config.params import PlannerParams
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.operations.workflow import load_workflows, workflow
-from lab.core.stations.station import batch_seconds, load_kinds
+from lab.core.stations.station import load_kinds, step_seconds
 from lab.ros.actions import ActionClient, call_action
 from lab.ros.clock import sim_now
 from lab.ros.conversions import formulation_to_msg, measurement_to_msg, msg_to_measurement
@@ -61,6 +63,32 @@ class _Campaign:
 
     def cancel_requested(self) -> bool:
         return any(g.is_cancel_requested for g in list(self.followers))
+
+
+class _BatchClock:
+    """When (simulated s) each batch in flight started and how long the finished ones took: what
+    the estimate of time left goes by (lab.core.campaign.eta)."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, tuple[float, int]] = {}  # batch id -> (simulated s, experiments), oldest first
+        self.durations: list[float] = []
+        self.last_finish: float | None = None  # simulated s the last batch finished
+
+    def start(self, batch_id: str, now: float, size: int) -> None:
+        self.started[batch_id] = (now, size)
+
+    def finish(self, batch_id: str, now: float, measured: bool) -> None:
+        began, _ = self.started.pop(batch_id, (now, 0))
+        if measured:  # a batch refused or cut short says nothing of what a batch takes
+            self.durations.append(now - began)
+            self.last_finish = now
+
+    @property
+    def experiments(self) -> int:
+        return sum(size for _, size in self.started.values())
+
+    def elapsed(self, now: float) -> list[float]:
+        return [now - began for began, _ in self.started.values()]
 
 
 class PlannerNode(LabNode):
@@ -203,6 +231,13 @@ class PlannerNode(LabNode):
         finally:
             self._release(campaign, result)
 
+    def _following(self, campaign: _Campaign) -> int:
+        """Goals following the campaign whose client node is in the graph (a goal that does not
+        name its client counts while it is active: the action server cannot tell its client left)."""
+        present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
+        return sum(1 for g in list(campaign.followers)
+                   if g.is_active and (not g.request.client_node or g.request.client_node in present))
+
     def _runner(self, store, request) -> CampaignRunner:
         if request.resume:
             if not request.campaign_id:
@@ -213,10 +248,11 @@ class PlannerNode(LabNode):
         flow = workflow(load_workflows(file_or_default(self.params.workflows_file, "config/workflows.yaml")),
                         config.workflow)
         return CampaignRunner.start(store, config, int(request.budget), batch, int(request.seed),
-                                    capacity=flow.capacity)
+                                    capacity=flow.capacity, started_by=request.requested_by)
 
     def _loop(self, campaign: _Campaign, runner: CampaignRunner, result) -> None:
         started = sim_now(self)
+        batches = _BatchClock()
         finished: queue.Queue = queue.Queue()
         in_flight: dict[str, threading.Thread] = {}
         stop = threading.Event()
@@ -225,10 +261,12 @@ class PlannerNode(LabNode):
         limit = self.params.batches_in_flight
         self.get_logger().info(f"campaign {runner.campaign_id}: {runner.progress().budget} experiments")
         last_feedback = last_touch = 0.0
+        watched = False  # a client followed it at the last touch
         while True:
             while not finished.empty():
                 batch_id, measurements, message = finished.get()
                 in_flight.pop(batch_id).join()
+                batches.finish(batch_id, sim_now(self), measured=not message and not stop.is_set())
                 if stop.is_set():
                     continue  # cancelled: the batch stays 'running' in the record; a resume runs it again
                 runner.record(batch_id, [msg_to_measurement(m) for m in measurements])
@@ -248,17 +286,24 @@ class PlannerNode(LabNode):
                     thread = threading.Thread(target=self._run_batch, daemon=True,
                                               args=(batch.batch_id, workflow, formulations, finished, stop))
                     in_flight[batch.batch_id] = thread
+                    batches.start(batch.batch_id, sim_now(self), len(formulations))
                     thread.start()
             if runner.done and not in_flight:
                 break
             if time.monotonic() - last_feedback > 0.5:
                 last_feedback = time.monotonic()
-                self._feedback(campaign, runner, started)
+                self._feedback(campaign, runner, started, batches)
             if time.monotonic() - last_touch > TOUCH_PERIOD:
                 last_touch = time.monotonic()
-                runner.store.touch(runner.campaign_id)
+                following = self._following(campaign)
+                if following == 0 and watched:
+                    self.get_logger().warning(
+                        f"campaign {runner.campaign_id}: no client follows it any more (the one that sent it left "
+                        f"the graph); it runs on to its budget: `lab campaign cancel {runner.campaign_id}` stops it")
+                watched = following > 0
+                runner.store.touch(runner.campaign_id, following)
             time.sleep(0.02)
-        self._feedback(campaign, runner, started)
+        self._feedback(campaign, runner, started, batches)
         progress = runner.progress()
         result.experiments_done, result.experiments_failed = progress.done, progress.failed
         result.experiments_made_again = progress.made_again
@@ -311,15 +356,20 @@ class PlannerNode(LabNode):
                                         failure_kind=EQUIPMENT, as_dispensed=f) for f in formulations]
         finished.put((batch_id, measurements, "" if outcome.succeeded else outcome.message))
 
+    def _batch_times(self, workflow_name: str, samples: int) -> BatchTimes:
+        """What a batch of `samples` should take through its workflow's steps (simulated s)."""
+        params = self.params
+        flow = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"))[workflow_name]
+        kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
+        return BatchTimes(step_seconds([(step.kind, step.process) for step in flow.steps], kinds, samples),
+                          params.leg_seconds)
+
     def _batch_limit(self, workflow_name: str, samples: int) -> float:
         """How long (s) to wait for a batch: `batch_timeout`, or from what it should take."""
         params = self.params
         if params.batch_timeout > 0:
             return params.batch_timeout
-        flow = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"))[workflow_name]
-        kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
-        expected = batch_seconds([(step.kind, step.process) for step in flow.steps], kinds, samples,
-                                 params.leg_seconds)
+        expected = self._batch_times(workflow_name, samples).chain
         return params.margin_factor * expected * params.batches_in_flight + params.margin_seconds
 
     def _server_back(self, seconds: float, stop: threading.Event) -> bool:
@@ -336,12 +386,22 @@ class PlannerNode(LabNode):
         self.progress_pub.publish(MarkerArray(markers=[
             text_marker("campaign", 0, (x, y, z), text, self.get_clock().now().to_msg(), height=0.3)]))
 
-    def _feedback(self, campaign: _Campaign, runner: CampaignRunner, started: float) -> None:
+    def _feedback(self, campaign: _Campaign, runner: CampaignRunner, started: float, batches: _BatchClock) -> None:
         p = runner.progress()
         again = f", {p.made_again} made again" if p.made_again else ""
         self._show(f"{runner.campaign_id}: {p.done}/{p.budget} ({p.failed} failed{again}), {p.best_summary}")
-        elapsed = sim_now(self) - started
-        left = elapsed / p.done * (p.budget - p.done) if p.done else 0.0
+        now = sim_now(self)
+        elapsed = now - started
+        # from the steps still to run (lab.core.campaign.eta); NaN: no workflow figures to go by
+        try:
+            times = self._batch_times(runner.config.workflow, runner.batch_size)
+        except (KeyError, ConfigError):
+            left = math.nan
+        else:
+            to_start = max(0, p.budget - p.done - p.failed - batches.experiments)
+            left = seconds_left(times, self.params.batches_in_flight, runner.batch_size, to_start,
+                                batches.elapsed(now), batches.durations,
+                                None if batches.last_finish is None else now - batches.last_finish)
         feedback = RunCampaign.Feedback(
             campaign_id=runner.campaign_id, experiments_done=p.done, experiments_running=p.running,
             experiments_failed=p.failed, experiments_made_again=p.made_again, budget=p.budget,

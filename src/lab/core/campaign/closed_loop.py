@@ -64,7 +64,7 @@ class CampaignRunner:
 
     @classmethod
     def start(cls, store: CampaignStore, config: CampaignConfig, budget: int, batch_size: int = 0,
-              seed: int = 0, capacity: int | None = None) -> CampaignRunner:
+              seed: int = 0, capacity: int | None = None, started_by: str = "") -> CampaignRunner:
         """A new campaign, recorded in `store`; InvalidGoal (nothing recorded) for a budget,
         batch size or seed that cannot run. `capacity`: samples the workflow's carrier holds."""
         if budget < 1:
@@ -88,7 +88,8 @@ class CampaignRunner:
                               "controls of each batch")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         campaign_id = f"{config.name}-{stamp}-{uuid.uuid4().hex[:4]}"
-        store.create_campaign(campaign_id, config.name, config.workflow, config.source, budget, batch_size, seed)
+        store.create_campaign(campaign_id, config.name, config.workflow, config.source, budget, batch_size, seed,
+                              started_by=started_by)
         return cls(store, campaign_id, config, budget, batch_size, seed)
 
     @classmethod

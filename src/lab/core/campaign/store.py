@@ -43,7 +43,11 @@ CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_
 #: columns added since the first schema, with their definitions: added to an older database as it opens
 ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT"},
                  # wall time (epoch s) a planner running the campaign last said it was (CampaignStore.touch)
-                 "campaigns": {"active": "REAL"}}
+                 "campaigns": {"active": "REAL",
+                               # who sent the goal that started it (RunCampaign.requested_by)
+                               "started_by": "TEXT",
+                               # goals following it whose client is in the graph, as of `active`
+                               "following": "INTEGER"}}
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ class CampaignInfo:
     seed: int
     created: float
     status: str
+    started_by: str = ""
+    following: int | None = None  # goals following it with their client present (None: not said)
+    active: float | None = None   # when (epoch s) a planner running it last said so
 
 
 @dataclass
@@ -133,16 +140,18 @@ class CampaignStore:
 
     # ------------------------------------------------------------------ campaigns
     def create_campaign(self, campaign_id: str, name: str, workflow: str, config: dict[str, Any], budget: int,
-                        batch_size: int, seed: int) -> None:
+                        batch_size: int, seed: int, started_by: str = "") -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO campaigns (id, name, workflow, config, budget, batch_size, seed, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (campaign_id, name, workflow, json.dumps(config), budget, batch_size, seed, time.time()))
+            db.execute("INSERT INTO campaigns (id, name, workflow, config, budget, batch_size, seed, created, "
+                       "started_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (campaign_id, name, workflow, json.dumps(config), budget, batch_size, seed, time.time(),
+                        started_by))
 
     def campaign_info(self, campaign_id: str) -> CampaignInfo:
         with self._lock:
-            row = self.db.execute("SELECT id, name, workflow, config, budget, batch_size, seed, created, status "
-                                  "FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+            row = self.db.execute("SELECT id, name, workflow, config, budget, batch_size, seed, created, status, "
+                                  "COALESCE(started_by, ''), following, active FROM campaigns WHERE id = ?",
+                                  (campaign_id,)).fetchone()
         if row is None:
             known = [c.id for c in self.list_campaigns()[-5:]]
             raise InvalidGoal(f"no campaign '{campaign_id}' in {self.path}" +
@@ -158,11 +167,13 @@ class CampaignStore:
         with self.transaction() as db:
             db.execute("UPDATE campaigns SET status = ? WHERE id = ?", (status, campaign_id))
 
-    def touch(self, campaign_id: str) -> None:
+    def touch(self, campaign_id: str, following: int | None = None) -> None:
         """The planner running the campaign is alive now (it says so every few s): a planner
-        restarted soon after finds the campaign it was running (`left_running`)."""
+        restarted soon after finds the campaign it was running (`left_running`). `following`:
+        how many goals follow it with their client still there (0: it runs on unwatched)."""
         with self.transaction() as db:
-            db.execute("UPDATE campaigns SET active = ? WHERE id = ?", (time.time(), campaign_id))
+            db.execute("UPDATE campaigns SET active = ?, following = ? WHERE id = ?",
+                       (time.time(), following, campaign_id))
 
     def left_running(self) -> list[tuple[str, float]]:
         """Campaigns still 'running' in the record, none running now (a planner's process died with

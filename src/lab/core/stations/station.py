@@ -345,5 +345,10 @@ def batch_seconds(steps: Sequence[tuple[str, str]], kinds: Mapping[str, KindSpec
                   leg_seconds: float) -> float:
     """Simulated s a batch of `samples` should take through `steps` ((station kind, process) in
     order): each step's process plus a carrier move to it, and the move home."""
-    return sum(expected_seconds(kinds[kind], process, samples) if kind in kinds else 0.0
-               for kind, process in steps) + leg_seconds * (len(steps) + 1)
+    return sum(step_seconds(steps, kinds, samples)) + leg_seconds * (len(steps) + 1)
+
+
+def step_seconds(steps: Sequence[tuple[str, str]], kinds: Mapping[str, KindSpec], samples: int) -> list[float]:
+    """Simulated s each of `steps` ((station kind, process)) takes for `samples` samples (0 for a
+    kind with no processes file entry)."""
+    return [expected_seconds(kinds[kind], process, samples) if kind in kinds else 0.0 for kind, process in steps]

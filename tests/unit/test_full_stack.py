@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from lab.bringup.full_stack import bridge_config
+from lab.bringup.upstream import builder_model
 from lab.core.config.nodetable import expand
 from lab.core.errors import BackendUnavailable
 from lab.core.robot.kinematics import expand_xacro
@@ -232,35 +233,8 @@ def test_nav2_jazzy_nodes_that_need_parameters_have_them():
     assert smoother["max_velocity"] == [mppi["vx_max"], mppi["vy_max"], mppi["wz_max"]]
 
 
-#: MoveItConfigsBuilder's public methods in Jazzy. Source: moveit2 branch jazzy (and tag 2.12.4),
-#: moveit_configs_utils/moveit_configs_utils/moveit_configs_builder.py (`def` lines of the class).
-#: There is no `cartesian_limits`: Jazzy has `pilz_cartesian_limits`.
-JAZZY_BUILDER_METHODS = ("robot_description", "robot_description_semantic", "robot_description_kinematics",
-                         "joint_limits", "moveit_cpp", "trajectory_execution", "planning_scene_monitor",
-                         "sensors_3d", "planning_pipelines", "pilz_cartesian_limits", "to_moveit_configs", "to_dict")
-
-
-def jazzy_builder_stand_in(calls: dict):
-    """A MoveItConfigsBuilder that has Jazzy's methods and no others (AttributeError, as the real
-    one raises), recording each call's file or arguments."""
-
-    class Builder:
-        def __init__(self, robot_name, robot_description="robot_description", package_name=None):
-            calls["package"] = package_name
-
-        def __getattr__(self, name):
-            if name not in JAZZY_BUILDER_METHODS:
-                raise AttributeError(f"'MoveItConfigsBuilder' object has no attribute '{name}'")
-
-            def record(*args, **kwargs):
-                calls[name] = kwargs.get("file_path", kwargs or args)
-                return self
-            return record
-
-        def to_dict(self):
-            return {"robot_description": "...", "calls": dict(calls)}
-
-    return Builder
+#: MoveItConfigsBuilder with Jazzy's methods only (lab.bringup.upstream, with its source)
+jazzy_builder_stand_in = builder_model
 
 
 def test_builder_stand_in_refuses_what_jazzy_lacks():

@@ -158,6 +158,12 @@ def _demo(ns: argparse.Namespace) -> int:
     return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots)
 
 
+def _fullstack(ns: argparse.Namespace) -> int:
+    from lab.bringup.audit import main as audit_main
+
+    return audit_main(ns.arguments)
+
+
 def _bench(ns: argparse.Namespace) -> int:
     from lab.bench import main as bench_main
 
@@ -221,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("pause", "finish current steps, start nothing new"),
                            ("resume", "leave pause (not an emergency stop: release that with lab estop --release)")):
         sub.add_parser(name, help=helptext).set_defaults(func=_operator)
+
+    p = sub.add_parser("fullstack", help="the full stack's graph, checked without ROS (docs/ros2_users.md)")
+    p.add_argument("verb", choices=["audit"])
+    p.add_argument("arguments", nargs="*", metavar="name:=value",
+                   help="the launch's arguments (default sim:=gazebo robots:=1 navigation:=nav2 arm:=moveit)")
+    p.set_defaults(func=_fullstack)
 
     p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -20,12 +20,10 @@ import time
 from typing import Any
 
 import numpy as np
-import yaml
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome
-from lab.backends.moveit_config import moveit_parameters
+from lab.backends.stack_nodes import moveit_py_arguments
 from lab.core.errors import BackendUnavailable
-from lab.core.robot.robot_files import TF_REMAPPINGS, robot_description, write_temp
 from lab.paths import share_dir
 from lab.ros.conversions import rotation_to_quaternion
 
@@ -38,24 +36,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         f"ros-jazzy-moveit (and source /opt/ros/jazzy/setup.bash) ({exc})") from exc
 
 
-NODE = "moveit_py"
-
 
 class MoveItBackend(ManipulationBackend):
     def __init__(self, node: Any, robot: str, params: dict[str, Any]) -> None:
         super().__init__(node, robot, params)
-        share = share_dir()
-        config = moveit_parameters(share, robot, robot_description(share, robot))
-        config["use_sim_time"] = bool(node.get_parameter("use_sim_time").value)
-        # the parameters in a file keyed by the node's full name: given as config_dict, moveit_py
-        # keys them by the bare node name (moveit2 jazzy 4d84106, moveit_py/moveit/utils.py:44-48)
-        # while the node is made in the namespace (moveit_cpp.cpp:124), and rclcpp matches no key
-        # to /robotN/moveit_py. Its tf on /robotN/tf as for move_group; move_group in the same
-        # namespace already offers get_planning_scene (moveit_cpp.cpp:144).
-        params = write_temp(yaml.safe_dump({f"/{robot}/{NODE}" if robot else f"/{NODE}": {"ros__parameters": config}}),
-                            f"{robot or 'robot'}_moveit_py.yaml")
-        self.moveit = MoveItPy(node_name=NODE, name_space=robot, launch_params_filepaths=[params],
-                               provide_planning_service=False, remappings=dict(TF_REMAPPINGS))
+        self.moveit = MoveItPy(**moveit_py_arguments(share_dir(), robot,
+                                                     bool(node.get_parameter("use_sim_time").value)))
         self.arm = self.moveit.get_planning_component("arm")
         self.gripper = self.moveit.get_planning_component("gripper")
         self.prefix = f"{robot}/" if robot else ""

@@ -38,3 +38,4 @@ def moveit_parameters(share: Path, robot: str, description: str) -> dict[str, An
                 .moveit_cpp(file_path=str(moveit / "moveit_py.yaml"))
                 .to_moveit_configs()
                 .to_dict())
+

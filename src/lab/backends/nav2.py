@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from lab.backends.base import Cancelled, NavFeedback, NavigationBackend, NavOutcome
+from lab.backends.stack_nodes import basic_navigator_arguments
 from lab.core.errors import BackendUnavailable
 from lab.core.robot.world import Pose2D, start_poses
 from lab.ros.conversions import planar_pose, pose_msg
@@ -36,8 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 class Nav2Backend(NavigationBackend):
     def __init__(self, node: Any, robot: str, params: dict[str, Any]) -> None:
         super().__init__(node, robot, params)
-        namespace = f"/{robot}" if robot else ""
-        self.nav = BasicNavigator(node_name=f"{robot}_basic_navigator", namespace=namespace)
+        self.nav = BasicNavigator(**basic_navigator_arguments(robot))
         # BasicNavigator is a node of its own (nav2_simple_commander jazzy f4108e5,
         # robot_navigator.py:56-59) and takes no parameters: on the wall clock its goal and pose
         # stamps would be far from Gazebo's /clock, so it keeps this node's clock

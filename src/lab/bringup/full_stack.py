@@ -24,7 +24,14 @@ from typing import Any
 import yaml
 
 from lab.backends.moveit_config import moveit_parameters
-from lab.core.robot.robot_files import GAZEBO_HARDWARE, TF_REMAPPINGS, nav2_params, robot_description, write_temp
+from lab.core.robot.robot_files import (
+    GAZEBO_HARDWARE,
+    TF_REMAPPINGS,
+    controllers_file,
+    nav2_params,
+    robot_description,
+    write_temp,
+)
 from lab.core.robot.world import LabWorld, start_poses
 
 PACKAGES = {
@@ -89,6 +96,12 @@ def full_stack_actions(share: Path, given: dict[str, str], runs: Callable[[str],
             actions.append(Node(package="ros_gz_sim", executable="create", output="screen", arguments=[
                 "-name", robot, "-topic", f"/{robot}/robot_description",
                 "-x", str(starts[robot].x), "-y", str(starts[robot].y), "-Y", str(starts[robot].yaw)]))
+        if not gazebo and runs(f"/{robot}/controller_manager"):
+            # real hardware: ros2_control's own node runs the robot's driver (in Gazebo its plugin
+            # does); it reads the description robot_state_publisher latches on /<robot>/robot_description
+            # (ros2_control 9ffbf97, controller_manager/src/controller_manager.cpp:755-756)
+            actions.append(Node(package="controller_manager", executable="ros2_control_node", namespace=robot,
+                                parameters=[controllers_file(share, robot)], output="screen"))
         for controller in ("joint_state_broadcaster", "arm_controller", "gripper_controller"):
             if runs(f"/{robot}/controller_spawner"):
                 actions.append(Node(package="controller_manager", executable="spawner", namespace=robot,

@@ -58,9 +58,13 @@ def robot_description(share: Path, robot: str, gazebo: bool = True, hardware: st
         "prefix": f"{robot}/", "ros2_control": "true", "gazebo": "true" if gazebo else "false",
         "hardware_plugin": hardware,
         "robot_name": robot,
-        "controllers_file": write_temp(prefixed_yaml(share / "config" / "ros2_controllers.yaml", robot),
-                                       f"{robot}_controllers.yaml")})
+        "controllers_file": controllers_file(share, robot)})
     return str(doc.toxml())
+
+
+def controllers_file(share: Path, robot: str) -> str:
+    """config/ros2_controllers.yaml for `robot`'s controller manager (a temporary file)."""
+    return write_temp(prefixed_yaml(share / "config" / "ros2_controllers.yaml", robot), f"{robot}_controllers.yaml")
 
 
 #: SRDF elements whose `name` is a URDF joint or link, and attributes that name a link

@@ -1,6 +1,6 @@
 """One campaign at a time; `lab campaign cancel ID` and Ctrl-C on `lab campaign run` end a
 campaign (resumable); a planner killed under `lab campaign run` is restarted and followed again;
-a client killed leaves its campaign running, and `lab campaign list` says so and who started it."""
+`lab campaign list` says who started a running campaign."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
         wait_for(lambda: commander.is_task_complete(first, wait=0.05) or
                  (first.feedback is not None and bool(first.feedback.campaign_id)), 60, what="the campaign's id")
         ident = first.feedback.campaign_id
+        # `lab campaign list` says who started it (the goal's requested_by: this test's user@host)
+        from lab.app.commander import requester
+
+        listed = subprocess.run([*LAB, "campaign", "list"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        row = next(r for r in listed.stdout.splitlines() if r.startswith(ident))
+        assert row.endswith(f"running, started by {requester()}"), row
         outcome, result, _ = run(commander, "photocatalysis", budget=BUDGET, batch=16, timeout=60)
         assert outcome is TaskResult.FAILED and f"campaign {ident} is running" in result.message, result.message
         wrong = subprocess.run([*LAB, "campaign", "cancel", "no-such-id"], capture_output=True, text=True,
@@ -87,26 +93,3 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
         assert f"resume it with `lab campaign resume {ident}`" in out.text(), out.text()
         assert "Traceback" not in out.text(), out.text()
 
-        # the client SIGKILLed: its campaign runs on, and the list says who started it and that
-        # nobody follows it (the planner sees the client's node leave the graph)
-        from lab.app.commander import requester
-
-        with process([*LAB, "campaign", "run", "photocatalysis", "--budget", str(BUDGET)], cwd=tmp_path) as cli:
-            out = Output(cli)
-            wait_for(lambda: "photocatalysis-" in out.text(), 60, what="the campaign's progress line")
-            ident = next(w for w in out.text().split() if w.startswith("photocatalysis-"))
-            cli.kill()
-            cli.wait(timeout=30)
-
-        def listed() -> str:
-            return subprocess.run([*LAB, "campaign", "list"], capture_output=True, text=True, cwd=tmp_path,
-                                  timeout=60).stdout
-
-        # the planner counts followers every 5 s; the client's node leaves the graph at once (its
-        # participant's lease at worst, 20 s) and the list must say so by then
-        wait_for(lambda: "no client follows it" in next(row for row in listed().splitlines() if row.startswith(ident)),
-                 60, what="`lab campaign list` to show the campaign unfollowed")
-        line = next(row for row in listed().splitlines() if row.startswith(ident))
-        assert f"running, started by {requester()}; no client follows it" in line, line
-        assert subprocess.run([*LAB, "campaign", "cancel", ident], capture_output=True, text=True, cwd=tmp_path,
-                              timeout=60).returncode == 0

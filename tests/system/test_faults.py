@@ -35,7 +35,8 @@ def test_every_kind_of_node_killed_once_during_a_campaign_loses_nothing(tmp_path
     summary = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}
     assert figures["kills_made"] == figures["kills_planned"] == 7, (summary, out.text(60))
     assert figures["experiments_lost"] == 0 and figures["experiments_counted_twice"] == 0, (summary, out.text(60))
-    # the budget counts measured and failed experiments (a failure is a result the planner learns from)
+    # every experiment ends measured or failed for good (the equipment's failures are made again
+    # up to the campaign's max_attempts; the full bench reports how many were: BENCHMARKS.md)
     assert figures["experiments_measured"] + figures["experiments_failed"] == 24, (summary, out.text(60))
     assert figures["experiments_measured"] >= 8, (summary, figures["failure_reasons"])
     assert figures["carriers_away_from_home"] == 0, figures["away"]

@@ -126,3 +126,23 @@ def test_a_running_campaign_shows_who_started_it_and_whether_anyone_follows_it(
         f"running, started by cy@lab3; no planner has run it for 10 min: `lab campaign resume {left.campaign_id}`")
     assert campaign_status(db, orphan.campaign_id) == 0
     assert "running, started by bob@lab2; no client follows it" in capsys.readouterr().out
+
+
+def test_a_campaign_counts_as_followed_while_a_client_that_sent_a_goal_is_in_the_graph() -> None:
+    """The planner's count behind 'no client follows it': a goal whose client node left the graph
+    (its process killed: DDS drops it after the participant's lease) no longer counts; a goal that
+    names no client (ros2 action send_goal) counts while it is active."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("rclpy")
+    from lab.nodes.planner import following
+
+    def goal(client: str, active: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(is_active=active, request=SimpleNamespace(client_node=client))
+
+    present = {"/lab_commander_12", "/planner"}
+    assert following([goal("/lab_commander_12")], present) == 1
+    assert following([goal("/lab_commander_99")], present) == 0  # its client gone
+    assert following([goal("")], present) == 1
+    assert following([goal("/lab_commander_12", active=False)], present) == 0
+    assert following([goal("/lab_commander_99"), goal("/lab_commander_12")], present) == 1

@@ -8,6 +8,7 @@ Running them needs a ROS 2 Jazzy installation (docs/ros2_users.md).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import re
 import shutil
@@ -693,3 +694,81 @@ def test_the_arms_hardware_plugin_is_gazebos_only_under_gazebo(monkeypatch, tmp_
     real = plugins({"sim": "none"})
     assert "mock_components/GenericSystem" in real and not any("gz" in p for p in real), real
     assert "kuka_driver/KukaSystem" in plugins({"sim": "none", "hardware": "kuka_driver/KukaSystem"})
+
+
+def mimic_joints_outside_ros2_control(root) -> list[str]:
+    """Mimic joints ros2_control would not simulate: a URDF joint with <mimic> of a joint in a
+    <ros2_control> block is a mimic joint there only if it is in the block too, with no command
+    interface (ros2_control 9ffbf97, hardware_interface/src/component_parser.cpp:1034-1078)."""
+    problems = []
+    for block in root.iter("ros2_control"):
+        listed = {j.get("name"): j for j in block.iter("joint")}
+        for joint in root.findall("joint"):
+            mimic = joint.find("mimic")
+            if mimic is None or mimic.get("joint") not in listed:
+                continue
+            mine = listed.get(joint.get("name"))
+            if mine is None:
+                problems.append(f"{joint.get('name')} mimics {mimic.get('joint')} and is not in {block.get('name')}")
+            elif mine.find("command_interface") is not None:
+                problems.append(f"{joint.get('name')} is a mimic joint with a command interface")
+    return problems
+
+
+def test_mimic_joints_are_in_the_ros2_control_block(urdf_robot2):
+    _, root = urdf_robot2
+    assert mimic_joints_outside_ros2_control(root) == []
+    # not vacuous: the block as it was (the right finger left out; on a copy: the fixture is shared)
+    root = copy.deepcopy(root)
+    for block in root.iter("ros2_control"):
+        for joint in list(block):
+            if joint.get("name", "").endswith("gripper_finger_right_joint"):
+                block.remove(joint)
+    assert mimic_joints_outside_ros2_control(root) == [
+        "robot2/gripper_finger_right_joint mimics robot2/gripper_finger_left_joint and is not in robot2/arm_system"]
+
+
+def lidar_rays_into_the_base(root) -> list[float]:
+    """Angles (rad, in the scanner's frame) of the base lidar's rays that start inside the base's
+    box or run into it within the scanner's range: a gpu_lidar sees the visuals of the link it is
+    attached to, and Gazebo merges the scanner's fixed link into base_link (gz-sensors#436)."""
+    import math
+
+    joint = next(j for j in root.findall("joint") if j.get("name", "").endswith("base_laser_joint"))
+    origin = joint.find("origin")
+    x0, y0, _ = (float(v) for v in origin.get("xyz").split())
+    yaw = float((origin.get("rpy") or "0 0 0").split()[2])
+    base = next(link for link in root.findall("link") if link.get("name", "").endswith("base_link"))
+    sx, sy, _ = (float(v) for v in base.find("visual/geometry/box").get("size").split())
+    sensor = next(s for s in root.iter("sensor") if s.get("type") == "gpu_lidar")
+    scan = sensor.find("lidar/scan/horizontal")
+    lo, hi = float(scan.findtext("min_angle")), float(scan.findtext("max_angle"))
+    samples = int(scan.findtext("samples"))
+    reach = float(sensor.findtext("lidar/range/max"))
+    bad = []
+    for i in range(samples):
+        a = lo + (hi - lo) * i / (samples - 1)
+        dx, dy = math.cos(yaw + a), math.sin(yaw + a)
+        # slab test of the ray (x0, y0) + t (dx, dy), 0 <= t <= reach, against |x| <= sx/2, |y| <= sy/2
+        t0, t1 = 0.0, reach
+        for p, d, half in ((x0, dx, sx / 2), (y0, dy, sy / 2)):
+            if abs(d) < 1e-12:
+                if abs(p) > half:
+                    t0, t1 = 1.0, 0.0
+            else:
+                near, far = sorted(((-half - p) / d, (half - p) / d))
+                t0, t1 = max(t0, near), min(t1, far)
+        if t0 <= t1:
+            bad.append(a)
+    return bad
+
+
+def test_the_base_lidar_sees_none_of_the_base(urdf_robot2):
+    _, root = urdf_robot2
+    assert lidar_rays_into_the_base(root) == []
+    # not vacuous: the scanner where it was (x 0.5, inside the box) sees the box on every ray
+    root = copy.deepcopy(root)
+    joint = next(j for j in root.findall("joint") if j.get("name", "").endswith("base_laser_joint"))
+    joint.find("origin").set("xyz", "0.5 0 0.25")
+    joint.find("origin").set("rpy", "0 0 0")
+    assert len(lidar_rays_into_the_base(root)) == 540

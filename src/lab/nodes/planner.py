@@ -65,6 +65,13 @@ class _Campaign:
         return any(g.is_cancel_requested for g in list(self.followers))
 
 
+def following(goals: list, present: set[str]) -> int:
+    """Goals following a campaign whose client node is in the graph (`present`: full node names).
+    A goal that does not name its client counts while it is active: the action server cannot tell
+    its client left (a client that dies leaves its goal active)."""
+    return sum(1 for g in goals if g.is_active and (not g.request.client_node or g.request.client_node in present))
+
+
 class _BatchClock:
     """When (simulated s) each batch in flight started and how long the finished ones took: what
     the estimate of time left goes by (lab.core.campaign.eta)."""
@@ -232,11 +239,8 @@ class PlannerNode(LabNode):
             self._release(campaign, result)
 
     def _following(self, campaign: _Campaign) -> int:
-        """Goals following the campaign whose client node is in the graph (a goal that does not
-        name its client counts while it is active: the action server cannot tell its client left)."""
         present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
-        return sum(1 for g in list(campaign.followers)
-                   if g.is_active and (not g.request.client_node or g.request.client_node in present))
+        return following(list(campaign.followers), present)
 
     def _runner(self, store, request) -> CampaignRunner:
         if request.resume:

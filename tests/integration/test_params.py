@@ -27,6 +27,14 @@ def test_node_declares_its_model_checks_it_at_start_and_refuses_bad_sets(rclpy_c
 
         accepted = node.set_parameters([Parameter("fail_next", value=3)])[0]
         assert accepted.successful and params.fail_next == 3  # the model follows the change
+
+        # what points the node elsewhere, or its clock, is read-only while it runs (issue 33)
+        for name, value in (("processes_file", "/tmp/other.yaml"), ("station_name", "other"),
+                            ("use_sim_time", False)):
+            before = node.get_parameter(name).value
+            refused = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not refused.successful and f"{name}: read-only while the node runs" in refused.reason, name
+            assert node.get_parameter(name).value == before
     finally:
         node.destroy_node()
 

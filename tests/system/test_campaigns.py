@@ -136,7 +136,8 @@ def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> N
                                                  ("photocatalysis", 4, 8, 1, "below one batch"),
                                                  ("photocatalysis", 64, 17, 1, "does not fit one carrier"),
                                                  ("photocatalysis", 64, 16, -5, "seed must be 0 or more"),
-                                                 ("broken", 16, 8, 1, "broken.yaml")):
+                                                 ("broken", 16, 8, 1, "broken.yaml"),
+                                                 (str(bad / "photocatalysis.yaml"), 16, 8, 1, "is not such a name")):
             outcome, result, _ = run(commander, name, budget=budget, batch=batch, seed=seed, timeout=60)
             assert outcome is TaskResult.FAILED and words in result.message, result.message
     db = tmp_path / "runs" / "campaigns.db"

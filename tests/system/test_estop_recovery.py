@@ -148,7 +148,7 @@ def test_pause_is_exact_and_a_batch_stopped_by_the_estop_goes_home_after_release
     result = task.result
     assert outcome is TaskResult.FAILED, (result.message if result else "", out.text(40))
     reasons = {m.failure_reason for m in result.measurements}
-    assert reasons == {"solid_dispenser: stopped: emergency stop by test: spill"}, reasons
+    assert reasons == {"solid_dispenser: stopped: emergency stop by test (as said over DDS): spill"}, reasons
     spin_until(cmd, lambda: world.get(carrier, "").startswith("rack_storage/"), 60, what="the rack home")
     stations = ("solid_dispenser", "liquid_dispenser", "photoreactor", "gas_chromatograph")
     assert not [c for c, loc in world.items() if loc.partition("/")[0] in stations]

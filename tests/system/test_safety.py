@@ -1,13 +1,16 @@
 """The emergency stop over DDS: the safety node, the simulation, a navigator, an arm and the
 stations as processes. Whoever sent a goal, the nodes that move or run enforce the stop
 themselves: running motion and processes stop, new goals are refused with who stopped the
-lab and why, `lab estop --release` lifts it (no lab manager here: the stop needs none)."""
+lab and why, `lab estop --release` lifts it (no lab manager here: the stop needs none). Who
+stopped or released is the kernel's word on the fast path; another user may stop but not release,
+and a release over DDS is refused."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ros_available
@@ -24,7 +27,9 @@ def safety_lab(tmp_path_factory):
     from lab.app.commander import LabCommander
 
     tmp = tmp_path_factory.mktemp("safety")
-    overrides = {"navigator": {"refine": False}, "station": {"check_presence": False}}
+    # the operators' group: another user in it (nobody, group nogroup) may reach the fast path
+    overrides = {"navigator": {"refine": False}, "station": {"check_presence": False},
+                 "safety": {"operator_group": OPERATORS}}
     with lab(tmp, ["robots:=1", "speed:=200"], keep={"safety", "sim", "navigator", "arm", "station"},
              overrides=overrides) as out:
         context = rclpy.Context()
@@ -37,6 +42,9 @@ def safety_lab(tmp_path_factory):
         finally:
             cmd.destroy_node()
             context.try_shutdown()
+
+
+OPERATORS = "nogroup"
 
 
 def _result(cmd, task, timeout=120.0):
@@ -57,7 +65,9 @@ def test_estop_stops_a_direct_navigation_goal_and_refuses_every_new_goal(safety_
         ok, message = cmd.estop(reason="person in the aisle", by="test")
         assert ok, message
         outcome, why = _result(cmd, task)
-        assert outcome is TaskResult.FAILED and "emergency stop by test: person in the aisle" in why, why
+        # (a name said over DDS is recorded as said: only the fast path's caller is the kernel's word)
+        assert outcome is TaskResult.FAILED and "emergency stop by test (as said over DDS): person in the aisle" \
+            in why, why
     finally:
         _set_sim_speed(cmd, 200.0)
     spin_for(cmd, 0.3)
@@ -99,3 +109,53 @@ def test_estop_ends_a_running_station_process_and_the_cli_releases_it(safety_lab
     outcome, why = _result(cmd, cmd.run_station("sonicator", "rack_3"))  # 10 simulated minutes
     assert outcome is TaskResult.SUCCEEDED, (why, time.monotonic() - started, out.text(40))
 
+
+
+def _as_nobody(op: str) -> dict:
+    """The fast path's own client (lab.core.operations.safety, stdlib only) run by the system's
+    Python as user nobody, group nogroup: the checkout may not be readable by nobody, so its
+    source is handed over on the command line."""
+    import json
+    import os
+
+    from lab.core.operations import safety
+
+    code = Path(safety.__file__).read_text() + f"\nimport json\nprint(json.dumps(fast_path_request({op!r}, 'test')))\n"
+    run = subprocess.run(["/usr/bin/python3", "-c", code], user="nobody", group=OPERATORS, capture_output=True,
+                         text=True, timeout=60, env={"ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"]}, cwd="/")
+    assert run.returncode == 0, run.stderr
+    return dict(json.loads(run.stdout))
+
+
+def test_another_user_may_stop_but_not_release_and_dds_may_not_release(safety_lab) -> None:
+    import json
+    import os
+    import pwd
+
+    from lab_interfaces.srv import SafetyCommand
+
+    cmd, _, out, tmp = safety_lab
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody here")
+    if os.getuid() != 0:
+        pytest.skip("running a client as another user needs root (the test runs as an unprivileged user's peer)")
+
+    def state() -> dict:
+        return json.loads((tmp / "runs" / "safety_state.json").read_text())
+
+    answer = _as_nobody("stop")
+    assert answer["success"], answer
+    recorded = state()
+    assert recorded["stopped"] and recorded["by"].startswith(f"nobody (uid {pwd.getpwnam('nobody').pw_uid}, pid "), \
+        recorded  # the kernel's user, not a name the caller gave
+    answer = _as_nobody("release")
+    assert not answer["success"] and "release refused for nobody" in answer["message"], answer
+    assert state() == recorded  # nothing changed
+    ok, message = cmd._call_service(SafetyCommand, "/safety/release", SafetyCommand.Request(by="safety-officer"))
+    assert not ok and "release is not offered over DDS" in message, message
+    assert state() == recorded
+    ok, message = cmd.estop(release=True)  # this test's user is the lab's
+    assert ok and "released by root (uid 0" in message, message
+    assert not state()["stopped"]

@@ -45,6 +45,11 @@ def test_space_says_what_is_wrong():
 def test_unknown_campaign_and_malformed_files():
     with pytest.raises(InvalidGoal, match="unknown campaign 'nope'.*photocatalysis"):
         campaign_path("nope")
+    # a goal names a campaign in the folder: no path to any YAML file on the planner's host (issue 33)
+    real = campaign_path("photocatalysis")
+    for path in ("../campaigns/photocatalysis", str(real), str(real.with_suffix("")), "sub/photocatalysis", ".hidden"):
+        with pytest.raises(InvalidGoal, match="is not such a name"):
+            campaign_path(path)
     with pytest.raises(ConfigError, match="workflow 'cooking'"):
         parse_campaign({"name": "x", "workflow": "cooking", "batch_size": 2, "objectives": [{"name": "y"}],
                         "space": {"a": {"low": 0, "high": 1, "step": 0.5}}}, "f.yaml")

@@ -568,124 +568,43 @@ def test_nav2_backend_sets_the_initial_pose_where_the_robot_starts(monkeypatch):
 
 
 # --- Nav2 per robot, as nav2_bringup's Jazzy launch files place it -----------------------------
-#: the nodes nav2_bringup's launch files create (navigation2 jazzy f4108e5): each Node(...) has a
-#: name and no namespace (navigation_launch.py:129-250, localization_launch.py:86-140); only
-#: bringup_launch.py pushes the namespace (:143-145). Their `namespace` argument keys the
-#: parameter file only (RewrittenYaml root_key, navigation_launch.py:70, localization_launch.py:60).
-NAV2_NODES = {
-    "navigation_launch.py": ["controller_server", "smoother_server", "planner_server", "route_server",
-                             "behavior_server", "bt_navigator", "waypoint_follower", "velocity_smoother",
-                             "collision_monitor", "docking_server", "lifecycle_manager_navigation"],
-    "localization_launch.py": ["map_server", "amcl", "lifecycle_manager_localization"],
-}
+# (the graph, namespaces and parameter matching: lab.bringup.audit with lab.bringup.upstream's
+# facts; tests/unit/test_audit.py puts the includes back without their namespace)
 
-
-def _launch_stand_ins() -> dict:
-    """`launch` and `launch_ros` reduced to what full_stack_actions constructs: every action records
-    its arguments."""
-    import types
-
-    class Recorded:
-        def __init__(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-    modules = {name: types.ModuleType(name) for name in (
-        "launch", "launch.actions", "launch.launch_description_sources", "launch_ros", "launch_ros.actions",
-        "launch_ros.substitutions")}
-    for module, names in (("launch.actions", ("GroupAction", "IncludeLaunchDescription")),
-                          ("launch.launch_description_sources", ("PythonLaunchDescriptionSource",)),
-                          ("launch_ros.actions", ("Node", "PushROSNamespace")),
-                          ("launch_ros.substitutions", ("FindPackageShare",))):
-        for name in names:
-            setattr(modules[module], name, type(name, (Recorded,), {}))
-    return modules
-
-
-def nav2_nodes(actions, pushed: str = "") -> list[tuple[str, dict]]:
-    """(fully qualified name, its parameters as rcl matches them) of every node nav2_bringup's
-    included files would start: the namespace only from an enclosing PushROSNamespace, the
-    parameters the node key of RewrittenYaml(root_key=namespace argument) that equals the name."""
-    found = []
-    for action in actions:
-        kind = type(action).__name__
-        if kind == "GroupAction":
-            inner = action.args[0]
-            push = next((a.kwargs.get("namespace", a.args[0] if a.args else "") for a in inner
-                         if type(a).__name__ == "PushROSNamespace"), "")
-            found += nav2_nodes([a for a in inner if type(a).__name__ != "PushROSNamespace"],
-                                f"{pushed}/{push}" if push else pushed)
-        elif kind == "IncludeLaunchDescription" and action.args[0].args[0][1].rpartition("/")[2] in NAV2_NODES:
-            launch_file = action.args[0].args[0][1].rpartition("/")[2]
-            given = dict(action.kwargs["launch_arguments"])
-            doc = nav2_bringup_rewrite(open(given["params_file"]).read(), given["namespace"])
-            keyed = {"/" + "/".join(path): params for path, params in _node_params(doc)}
-            for name in NAV2_NODES.get(launch_file, []):
-                fqn = f"{pushed}/{name}"
-                found.append((fqn, keyed.get(fqn, {})))
-    return found
-
-
-def _node_params(doc: dict, path: tuple = ()):
-    for key, value in doc.items():
-        if key == "ros__parameters":
-            yield path, value
-        elif isinstance(value, dict):
-            yield from _node_params(value, path + (key,))
-
-
-def test_each_robots_nav2_runs_in_its_namespace_with_its_parameters(monkeypatch, tmp_path):
+def test_each_robots_nav2_runs_in_its_namespace_with_its_parameters(tmp_path, monkeypatch):
+    from lab.bringup.audit import build
+    from lab.bringup.upstream import NAV2_LAUNCH_FILES
     from lab.core.robot.world import LabWorld, start_poses
 
-    if importlib.util.find_spec("launch_ros") is not None:
-        pytest.skip("launch_ros is installed here: the stand-in would hide the real one")
-    for name, module in _launch_stand_ins().items():
-        monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    from lab.bringup.full_stack import full_stack_actions
-
-    actions = full_stack_actions(SHARE, {"sim": "gazebo", "robots": "2", "navigation": "nav2", "arm": "embedded"})
-    nodes = dict(nav2_nodes(actions))
+    nodes = {n.name: n for n in build(SHARE, {"sim": "gazebo", "robots": "2", "navigation": "nav2",
+                                                "arm": "embedded"})}
     starts = start_poses(LabWorld.load(SHARE / "worlds" / "lab.sdf", SHARE / "config" / "stations.yaml"),
                          ["robot1", "robot2"])
+    nav2 = [spec.name for launch in NAV2_LAUNCH_FILES.values() for spec in launch.nodes]
     for robot in ("robot1", "robot2"):
-        for names in NAV2_NODES.values():
-            assert {f"/{robot}/{n}" for n in names} <= set(nodes), sorted(nodes)
-        amcl = nodes[f"/{robot}/amcl"]
+        assert {f"/{robot}/{n}" for n in nav2} <= set(nodes), sorted(nodes)
+        amcl = nodes[f"/{robot}/amcl"].params
         assert amcl["base_frame_id"] == f"{robot}/base_footprint"  # its own file, matched by rcl
         assert amcl["set_initial_pose"] is True
         start = starts[robot]
         assert (amcl["initial_pose"]["x"], amcl["initial_pose"]["y"], amcl["initial_pose"]["yaw"]) == \
             pytest.approx((start.x, start.y, start.yaw))
-        assert nodes[f"/{robot}/collision_monitor"], "collision_monitor without its parameters fails to configure"
-    assert len(nodes) == 2 * sum(len(n) for n in NAV2_NODES.values())  # nothing in the root namespace
-
-
-def test_the_nav2_namespace_check_sees_an_include_without_a_push(monkeypatch, tmp_path):
-    """Not vacuous: the include as it was (no PushROSNamespace) puts amcl at /amcl, where the
-    file keyed robot1/amcl gives it nothing."""
-    modules = _launch_stand_ins()
-    params = tmp_path / "p.yaml"
-    params.write_text(prefixed_yaml(SHARE / "config" / "nav2_params.yaml", "robot1"))
-    include = modules["launch.actions"].IncludeLaunchDescription(
-        modules["launch.launch_description_sources"].PythonLaunchDescriptionSource(
-            ["nav2_bringup", "/launch/localization_launch.py"]),
-        launch_arguments={"namespace": "robot1", "params_file": str(params)}.items())
-    nodes = dict(nav2_nodes([include]))
-    assert "/amcl" in nodes and nodes["/amcl"] == {}
+        assert nodes[f"/{robot}/collision_monitor"].params, "without its parameters it fails to configure"
+    assert not any(name.count("/") == 1 and name[1:] in nav2 for name in nodes)  # nothing in the root namespace
 
 
 def test_the_arms_hardware_plugin_is_gazebos_only_under_gazebo(monkeypatch, tmp_path):
     """sim:=gazebo: gz_ros2_control's system; sim:=none: the `hardware` argument (a driver, or
     mock_components/GenericSystem by default), and no Gazebo plugin in the description."""
-    if importlib.util.find_spec("launch_ros") is not None:
-        pytest.skip("launch_ros is installed here: the stand-in would hide the real one")
-    for name, module in _launch_stand_ins().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    from lab.bringup.audit import recorded_launch
     from lab.bringup.full_stack import full_stack_actions
 
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
     def plugins(given: dict) -> set[str]:
-        actions = full_stack_actions(SHARE, dict(given, robots="1", navigation="embedded", arm="embedded"))
+        with recorded_launch():
+            actions = full_stack_actions(SHARE, dict(given, robots="1", navigation="embedded", arm="embedded"))
         rsp = next(a for a in actions if a.kwargs.get("package") == "robot_state_publisher")
         root = ET.fromstring(rsp.kwargs["parameters"][0]["robot_description"])
         return {p.text for p in root.iter("plugin")} | {p.get("filename") for p in root.iter("plugin")} - {None}

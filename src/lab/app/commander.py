@@ -210,11 +210,17 @@ class LabCommander(LabNode):
             self.destroy_client(client)
 
     def estop(self, reason: str = "", release: bool = False, by: str = "lab commander") -> tuple[bool, str]:
-        """Stop (or release) the lab through the safety node."""
+        """Stop the lab through the safety node's DDS service (open to all), or release it through its
+        fast path on this host (the only way to release: lab.core.operations.safety)."""
         from lab_interfaces.srv import SafetyCommand
 
-        service = "/safety/release" if release else "/safety/stop"
-        return self._call_service(SafetyCommand, service, SafetyCommand.Request(by=by, reason=reason), poll=0.02)
+        if release:
+            from lab.core.operations.safety import fast_path_request
+
+            answer = fast_path_request("release", reason)
+            return bool(answer.get("success")), str(answer.get("message"))
+        return self._call_service(SafetyCommand, "/safety/stop", SafetyCommand.Request(by=by, reason=reason),
+                                  poll=0.02)
 
     def refill_stock(self, station: str, stock: str = "", amount: float = 0.0,
                      timeout: float = 10.0) -> tuple[bool, str]:

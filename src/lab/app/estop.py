@@ -1,16 +1,16 @@
 """`lab estop [--release] [--reason TEXT]`: the emergency stop from the operator's hand.
 
 Kept lean on purpose so that the stop reaches the lab quickly. It first tries the safety node's
-operator fast path on this host (one UDP datagram to 127.0.0.1, lab.core.operations.safety: no DDS
-discovery to wait for) and otherwise calls /safety/stop (or /safety/release) over DDS. Either
-way the `safety` node latches the state every moving or processing node enforces.
+operator fast path on this host (its Unix socket, lab.core.operations.safety: no DDS discovery to
+wait for; the safety node records who called from the kernel's word) and otherwise stops through
+/safety/stop over DDS. A release goes only through the fast path, on the safety node's host.
+Either way the `safety` node latches the state every moving or processing node enforces.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import socket
 import sys
@@ -18,6 +18,7 @@ import time
 
 
 def who() -> str:
+    """Who is asking, for the DDS stop (said, not proven: the fast path's caller is the kernel's word)."""
     try:
         user = getpass.getuser()
     except Exception:  # no user name in a container: the uid says enough
@@ -25,20 +26,12 @@ def who() -> str:
     return f"{user}@{socket.gethostname()} (lab estop)"
 
 
-def fast_path(release: bool, reason: str, port: int | None, wait: float = 0.5) -> dict | None:
-    """The safety node's answer through its UDP operator endpoint on this host; None when there is
-    none (another host, or the fast path off): then the DDS service is used."""
-    from lab.core.operations.safety import OPERATOR_PORT, operator_port
+def fast_path(release: bool, reason: str, path: str | None = None, wait: float = 2.0) -> dict | None:
+    """The safety node's answer through its fast path on this host; None when it cannot be reached."""
+    from lab.core.operations.safety import fast_path_request
 
-    request = json.dumps({"op": "release" if release else "stop", "by": who(), "reason": reason}).encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(wait)
-        try:
-            sock.sendto(request, ("127.0.0.1", operator_port(OPERATOR_PORT if port is None else port)))
-            data, _ = sock.recvfrom(4096)
-            return dict(json.loads(data.decode()))
-        except (OSError, ValueError):  # nothing listening (refused), no answer in time, or garbled
-            return None
+    answer = fast_path_request("release" if release else "stop", reason, path or "", wait)
+    return None if answer.get("unreachable") else answer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,21 +41,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release", action="store_true", help="release the emergency stop")
     parser.add_argument("--reason", default="", help="why (kept with the stop, shown to everyone)")
     parser.add_argument("--timeout", type=float, default=10.0, help="wall s to wait for the safety node")
-    parser.add_argument("--port", type=int, default=None,
-                        help="the safety node's operator_port, if the lab sets another (0: DDS only)")
+    parser.add_argument("--socket", default="",
+                        help="the safety node's operator_socket, if the lab sets another ('off': DDS only)")
     ns = parser.parse_args(argv)
     started = time.monotonic()
-    if ns.port != 0:
-        answer = fast_path(ns.release, ns.reason, ns.port)
-        if answer is not None:
+    if ns.socket != "off":
+        from lab.core.operations.safety import fast_path_request
+
+        answer = fast_path_request("release" if ns.release else "stop", ns.reason, ns.socket)
+        if not answer.get("unreachable"):
             print(f"lab estop: {answer['message']} ({time.monotonic() - started:.2f} s from the command)")
             return 0 if answer.get("success") else 1
+        if ns.release:
+            print(f"lab estop: cannot release: {answer['message']}. A release goes through the safety node's "
+                  "fast path only: run `lab estop --release` on its host, as the lab's user or one of its "
+                  "release_users", file=sys.stderr)
+            return 1
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     from lab_interfaces.srv import SafetyCommand
 
-    service = "/safety/release" if ns.release else "/safety/stop"
+    service = "/safety/stop"
     rclpy.init()
     node = rclpy.create_node(f"lab_estop_{os.getpid()}")
     executor = SingleThreadedExecutor()

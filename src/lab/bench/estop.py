@@ -2,7 +2,8 @@
 
 Brings up the safety node, the simulation, a navigator and an arm (embedded lab, one robot),
 and repeats: send a navigation goal across the lab, wait a random moment of the drive, stop
-the lab the way `lab estop` does (lab.app.estop.fast_path: one UDP datagram to the safety node),
+the lab the way `lab estop` does (lab.app.estop.fast_path: its Unix socket to the safety node;
+the figures in BENCHMARKS.md were measured over the UDP datagram it replaced),
 and time, in wall and simulated seconds, how long from that call until the simulation's ground
 truth shows the base at rest; then check that a new navigation goal is refused, release, and
 go on. Run at each speed asked for.

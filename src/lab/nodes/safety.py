@@ -1,25 +1,30 @@
 """`safety`: the lab's emergency stop, one latched state for every node that moves or runs.
 
-Services `/safety/stop` and `/safety/release` (lab_interfaces/SafetyCommand: who, why), and
-the operator's fast path on this host: a UDP datagram to 127.0.0.1:`operator_port` +
-ROS_DOMAIN_ID (`lab estop` tries it first: no DDS discovery to wait for, which can take
-seconds);
-topic `/safety/state` (lab_interfaces/SafetyState, transient local: a node that starts or
-restarts later gets the state at once). The state is written to `state_file` on every change
-and read back at start, so a restarted safety node keeps the lab stopped. Release is its own
-operator act: nothing else (not `lab resume`) releases a stop.
+Services `/safety/stop` (lab_interfaces/SafetyCommand: who, why; open to everyone on the domain)
+and `/safety/release` (refused with where to release: without SROS2 anyone on the domain could
+call it), and the operator's fast path on this host: a Unix socket (lab.core.operations.safety)
+whose permissions admit the lab's user and its operators' group, the caller's user read from the
+kernel (SO_PEERCRED) and recorded as who stopped or released; `lab estop` tries it first (no DDS
+discovery to wait for). Topic `/safety/state` (lab_interfaces/SafetyState, transient local: a
+node that starts or restarts later gets the state at once). The state is written to `state_file`
+on every change and read back at start, so a restarted safety node keeps the lab stopped.
+Release is its own operator act: nothing else (not `lab resume`) releases a stop.
 """
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
 
 from lab.core.config.params import SafetyParams
-from lab.core.operations.safety import operator_port
+from lab.core.operations.safety import operator_socket
 from lab.ros.clock import to_time
 from lab.ros.main import node_main
 from lab.ros.node import LabNode
@@ -47,12 +52,13 @@ class SafetyNode(LabNode):
         self.pub = self.create_publisher(SafetyState, TOPIC, LATCHED)
         # its presence for the movers (lab.ros.safety.SafetyMonitor contact_timeout)
         self._presence = offer_presence(self, PRESENCE_TOPIC, self.params.presence_lease)
-        self.create_service(SafetyCommand, "/safety/stop", lambda rq, rs: self._set(True, rq, rs))
-        self.create_service(SafetyCommand, "/safety/release", lambda rq, rs: self._set(False, rq, rs))
+        self.create_service(SafetyCommand, "/safety/stop", lambda rq, rs: self._set(
+            True, SafetyCommand.Request(by=f"{rq.by.strip() or 'unknown'} (as said over DDS)", reason=rq.reason), rs))
+        self.create_service(SafetyCommand, "/safety/release", self._release_over_dds)
         self._publish()
-        self._socket = None
-        if self.params.operator_port:
-            self._serve_operator(operator_port(self.params.operator_port))
+        self._socket: socket.socket | None = None
+        if self.params.operator_socket != "off":
+            self._serve_operator(operator_socket(self.params.operator_socket))
         what = "STOPPED" if self.state["stopped"] else "released"
         self.get_logger().info(f"emergency stop {what} ({self.path})")
 
@@ -60,13 +66,38 @@ class SafetyNode(LabNode):
         self.pub.publish(SafetyState(stopped=bool(self.state["stopped"]), by=str(self.state["by"]),
                                      reason=str(self.state["reason"]), stamp=to_time(float(self.state["time"]))))
 
-    def _serve_operator(self, port: int) -> None:
+    def _release_over_dds(self, request: SafetyCommand.Request, response: SafetyCommand.Response):
+        response.success = False
+        response.message = (f"release is not offered over DDS (anyone on the domain could call it): run `lab estop "
+                            f"--release` on {socket.gethostname()}, the safety node's host, as the lab's user or one "
+                            "of its release_users")
+        self.get_logger().warning(f"a release over DDS (by {request.by!r}, as said) was refused")
+        return response
+
+    def _serve_operator(self, path: str) -> None:
+        """Listen on `path`: its folder the node's own (another user's folder is refused), the
+        socket 0600, or 0660 with the operators' group."""
+        folder = os.path.dirname(path)
+        group = self.params.operator_group
         try:
-            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._socket.bind(("127.0.0.1", port))
-        except OSError as exc:
-            self.get_logger().warning(f"operator fast path off: cannot bind 127.0.0.1:{port} ({exc}); "
-                                      "the DDS services still work")
+            gid = grp.getgrnam(group).gr_gid if group else -1
+            os.makedirs(folder, mode=0o750 if group else 0o700, exist_ok=True)
+            if os.stat(folder).st_uid != os.getuid():
+                raise PermissionError(f"{folder} belongs to another user")
+            os.chmod(folder, 0o750 if group else 0o700)
+            if group:
+                os.chown(folder, -1, gid)
+            if os.path.exists(path):
+                os.unlink(path)  # a predecessor's (the folder is ours)
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._socket.bind(path)
+            os.chmod(path, 0o660 if group else 0o600)
+            if group:
+                os.chown(path, -1, gid)
+            self._socket.listen(8)
+        except (OSError, KeyError) as exc:
+            self.get_logger().warning(f"operator fast path off: {path}: {exc}; the DDS stop still works, and a "
+                                      "release needs the fast path")
             self._socket = None
             return
         threading.Thread(target=self._operator_loop, daemon=True).start()
@@ -75,23 +106,51 @@ class SafetyNode(LabNode):
         assert self._socket is not None
         while True:
             try:
-                data, sender = self._socket.recvfrom(4096)
+                conn, _ = self._socket.accept()
             except OSError:
                 return  # closed at shutdown
-            try:
-                request = json.loads(data.decode())
-                stop = {"stop": True, "release": False}[request["op"]]
-                answer = self._set(stop, SafetyCommand.Request(by=str(request.get("by", "")),
-                                                               reason=str(request.get("reason", ""))),
-                                   SafetyCommand.Response())
-                reply = {"success": answer.success, "message": answer.message}
-            except (ValueError, KeyError, TypeError) as exc:
-                reply = {"success": False, "message": f"malformed request ({exc})"}
-            self._socket.sendto(json.dumps(reply).encode(), sender)
+            with conn:
+                try:
+                    conn.settimeout(2.0)
+                    pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                                         struct.calcsize("3i")))
+                    data = b""
+                    while not data.endswith(b"\n") and len(data) < 4096:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    reply = self._operator_request(json.loads(data.decode()), uid, pid)
+                except (ValueError, KeyError, TypeError, OSError) as exc:
+                    reply = {"success": False, "message": f"malformed request ({exc})"}
+                try:
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                except OSError:
+                    pass  # the caller went away: the state is set and published all the same
+
+    def _operator_request(self, request: dict, uid: int, pid: int) -> dict:
+        stop = {"stop": True, "release": False}[request["op"]]
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+        who = f"{user} (uid {uid}, pid {pid}, lab estop on {socket.gethostname()})"
+        if not stop and uid != os.getuid() and user not in self.params.release_users:
+            self.get_logger().warning(f"release refused for {who}")
+            return {"success": False, "message": f"release refused for {user}: only the lab's user and its "
+                                                 "release_users (SafetyParams) may release the emergency stop"}
+        answer = self._set(stop, SafetyCommand.Request(by=who, reason=str(request.get("reason", ""))),
+                           SafetyCommand.Response())
+        return {"success": answer.success, "message": answer.message}
 
     def shutdown(self) -> None:
         if self._socket is not None:
+            path = self._socket.getsockname()
             self._socket.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def _set(self, stopped: bool, request: SafetyCommand.Request, response: SafetyCommand.Response):
         with self._lock:

@@ -14,7 +14,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from lab.core.config.params import NodeParams, explain
+from lab.core.config.params import NodeParams, explain, read_only
 from lab.core.errors import ConfigError
 from lab.core.robot.kinematics import expand_xacro
 from lab.core.robot.world import LabWorld
@@ -57,6 +57,11 @@ def declare_params(node: Node, model: type[M]) -> M:
         raise ConfigError(f"{node.get_fully_qualified_name()}: {explain(exc)}{_param_files()}") from None
 
     def on_set(changes: list[Any]) -> SetParametersResult:
+        frozen = sorted(p.name for p in changes if read_only(p.name))
+        if frozen:
+            return SetParametersResult(successful=False, reason=(
+                f"{', '.join(frozen)}: read-only while the node runs (it points the node at files or hosts, says "
+                "who it is, or is its clock): set it in the parameter file and restart the node"))
         update = {p.name: (list(p.value) if isinstance(p.value, (list, tuple)) else p.value)
                   for p in changes if p.name in model.model_fields}
         if not update:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,13 +290,15 @@ def _pool(name: str, space: Space, source: str) -> list[Point]:
 
 
 def campaign_path(name: str, directory: Path | None = None) -> Path:
-    """config/campaigns/<name>.yaml (or a path given directly); InvalidGoal when absent."""
+    """<campaigns folder>/<name>.yaml; InvalidGoal when absent, or when `name` is a path: a goal
+    names a campaign in the planner's folder and cannot point it at any YAML file on its host
+    (issue 33)."""
     if not name:
         raise InvalidGoal("the goal names no campaign")
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return candidate
     folder = directory or config_path("campaigns")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+        raise InvalidGoal(f"a campaign is named by its file in the planner's campaigns folder ({folder}), without "
+                          f".yaml: {name!r} is not such a name (to run another file, put it in that folder)")
     path = folder / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml"))

@@ -16,7 +16,6 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.core.errors import ConfigError
-from lab.core.operations.safety import OPERATOR_PORT
 from lab.core.robot.traffic import CLEARANCE
 
 #: m above a slot's point where tool0 holds a rack: the arm and the simulation must agree
@@ -301,10 +300,27 @@ class SafetyParams(NodeParams):
     """lab.nodes.safety."""
 
     state_file: str = "runs/safety_state.json"       # the stop survives a restart of the safety node
-    # the operator's fast path: `lab estop` on this host sends one UDP datagram to 127.0.0.1 on
-    # this port + ROS_DOMAIN_ID (no DDS discovery to wait for); 0 = off (DDS services only)
-    operator_port: int = Field(OPERATOR_PORT, ge=0, le=65000)
+    # the operator's fast path (lab.core.operations.safety): a Unix socket on this host, '' = one
+    # per ROS domain (/tmp/lab-safety-<domain>/estop.sock), 'off' = none (DDS: stop only)
+    operator_socket: str = ""
+    # a group whose members may use the fast path (stop; release only if in release_users);
+    # '' = the lab's own user alone
+    operator_group: str = ""
+    # users besides the lab's own who may release the stop through the fast path
+    release_users: list[str] = Field(default_factory=list)
     presence_lease: float = Field(1.0, gt=0)         # wall s: its presence for the movers (safety_timeout)
+
+
+#: parameters a running node refuses to change (issue 33): those that point it at other files,
+#: folders or hosts, or say who it is; and ROS's use_sim_time (a clock switched under a running
+#: lab would make every wait wrong). Set them in the parameter file and restart the node.
+READ_ONLY = frozenset({"database", "state_file", "operator_socket", "operator_group", "release_users", "host",
+                       "port", "robot_name", "station_name", "kind", "backend", "robots", "file_name",
+                       "use_sim_time"})
+
+
+def read_only(name: str) -> bool:
+    return name in READ_ONLY or name.endswith(("_file", "_dir"))
 
 
 #: executable (config/nodes.yaml) -> its parameters

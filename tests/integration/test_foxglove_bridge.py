@@ -52,6 +52,17 @@ async def _session(port: int, want: set[str], timeout: float = 20.0) -> tuple[di
     return channels, payloads
 
 
+async def _handshake(port: int, origin: str) -> int:
+    """The HTTP status a WebSocket handshake from a page of `origin` gets."""
+    import websockets
+
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1"], origin=origin):
+            return 101
+    except websockets.exceptions.InvalidStatus as exc:
+        return exc.response.status_code
+
+
 def test_foxglove_client_gets_the_lab_topics_advertised_and_decodes_them(rclpy_context) -> None:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
@@ -91,7 +102,11 @@ def test_foxglove_client_gets_the_lab_topics_advertised_and_decodes_them(rclpy_c
         t.start()
     try:
         want = {"/stations/photoreactor/status", "/robot1/robot_description"}
-        channels, payloads = asyncio.run(_session(bridge.server.port, want))
+        channels, payloads = asyncio.run(_session(bridge.gate.port, want))  # (no Origin: not a web page)
+        # a web page of another origin is refused at the handshake; Foxglove's web app is let in
+        assert asyncio.run(_handshake(bridge.gate.port, "https://evil.example")) == 403
+        assert asyncio.run(_handshake(bridge.gate.port, "https://app.foxglove.dev")) == 101
+        assert bridge.gate.refused == ["https://evil.example"]
     finally:
         stop.set()
         for t in threads:

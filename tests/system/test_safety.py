@@ -159,3 +159,8 @@ def test_another_user_may_stop_but_not_release_and_dds_may_not_release(safety_la
     ok, message = cmd.estop(release=True)  # this test's user is the lab's
     assert ok and "released by root (uid 0" in message, message
     assert not state()["stopped"]
+    # one rule for what the lab writes (lab.core.persist.UMASK): nothing under runs/ is world-readable
+    import stat
+
+    exposed = [str(p) for p in (tmp / "runs").rglob("*") if p.stat().st_mode & (stat.S_IROTH | stat.S_IWOTH)]
+    assert exposed == [] and any((tmp / "runs").iterdir()), exposed

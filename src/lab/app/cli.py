@@ -248,6 +248,7 @@ def _estop(rest: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    os.umask(0o027)  # lab.core.persist.UMASK: what the command and the nodes it starts write is not world-readable
     if args[:1] == ["estop"]:  # the fast path: no parser of the whole command, no lab imports
         return _estop(args[1:])
     parser = build_parser()

@@ -19,6 +19,17 @@ from lab.core.errors import ConfigError, InvalidGoal
 
 T = TypeVar("T")
 
+#: one rule for what the lab writes (runs/: the store, recordings, state, logs, reports): the
+#: operator's user reads and writes, its group reads, nobody else (issue 33). Every lab process
+#: sets the umask at start (lab.ros.main.run, lab.app.cli.main: the bringup's nodes inherit it);
+#: files made with a mode of their own (mkstemp's 0600) are given FILE_MODE.
+UMASK = 0o027
+FILE_MODE = 0o640
+
+
+def apply_umask() -> None:
+    os.umask(UMASK)
+
 
 def write_json(path: Path, data: Any, sync: bool = True) -> None:
     """Replace `path` with `data` as JSON, atomically (the folder is created if missing). `sync`:
@@ -27,6 +38,7 @@ def write_json(path: Path, data: Any, sync: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, indent=1, sort_keys=True)
             out.flush()

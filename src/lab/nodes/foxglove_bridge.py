@@ -20,6 +20,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.qos import DurabilityPolicy
 
 from lab.core.config.params import FoxgloveParams
+from lab.core.origin_gate import OriginGate
 from lab.ros.main import node_main
 from lab.ros.node import LabNode
 from lab.ros.params import declare_params
@@ -45,12 +46,15 @@ class FoxgloveBridge(LabNode):
         super().__init__("foxglove_bridge", **node_kwargs)
         self.params = params = declare_params(self, FoxgloveParams)
         self._latched = _Latched()
-        self.server = foxglove.start_server(name="lab", host=params.host, port=params.port,
-                                            server_listener=self._latched)
+        # the SDK's server on a private port, behind a gate that refuses other web pages' origins
+        # (lab.core.origin_gate: the SDK does not check the handshake's Origin)
+        self.server = foxglove.start_server(name="lab", host="127.0.0.1", port=0, server_listener=self._latched)
+        self.gate = OriginGate(params.host, params.port, self.server.port, list(params.allowed_origins))
         self._topics = RawTopics(self, list(params.topics), self._channel, self._log)
         self.create_timer(params.discovery_period, self._topics.discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._topics.discover()
-        self.get_logger().info(f"Foxglove WebSocket server on ws://{params.host}:{self.server.port}")
+        self.get_logger().info(f"Foxglove WebSocket server on ws://{params.host}:{self.gate.port} (browser pages "
+                               f"from {', '.join(params.allowed_origins) or 'no origin'} only)")
 
     def _channel(self, topic: str, type_name: str, definition: str) -> tuple[foxglove.Channel, bool]:
         schema = foxglove.Schema(name=type_name.replace("/msg/", "/"), encoding="ros2msg", data=definition.encode())
@@ -67,6 +71,7 @@ class FoxgloveBridge(LabNode):
         channel.log(bytes(data), log_time=stamp)
 
     def shutdown(self) -> None:
+        self.gate.close()
         self.server.stop()
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lab.core.config.params import SafetyParams
 from lab.core.operations.safety import operator_socket
+from lab.core.persist import write_json
 from lab.ros.clock import to_time
 from lab.ros.main import node_main
 from lab.ros.node import LabNode
@@ -164,8 +165,7 @@ class SafetyNode(LabNode):
         self.state = {"stopped": stopped, "by": by, "reason": request.reason.strip(), "time": time.time()}
         self._publish()  # first: every node stops on this message
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.state))
+            write_json(self.path, self.state)  # atomic: a kill mid-write leaves the old state or the new
         except OSError as exc:
             self.get_logger().error(f"could not persist the safety state to {self.path}: {exc}")
         if stopped:

@@ -18,7 +18,10 @@ def run(node_factory: Callable[[], Node], threads: int = 4) -> None:
     import faulthandler
     import signal
 
+    from lab.core.persist import apply_umask
+
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
+    apply_umask()  # what the node writes is not world-readable (lab.core.persist.UMASK)
     rclpy.init()
     node = None
     try:

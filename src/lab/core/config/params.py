@@ -265,6 +265,9 @@ class RecorderParams(NodeParams):
         r"^/robot\d+/(odom|robot_status|joint_states|plan|tf|tf_static|robot_description)$", r"^/measurements$",
         r"^/(lab|lab_status|campaign)_markers$", r"^/robot\d+/wrist_camera/image/compressed$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
+    # browser pages allowed to connect (their Origin header); a client that sends none (not a page)
+    # is let through. Foxglove's web app by default; the desktop app sends none
+    allowed_origins: list[str] = ["https://app.foxglove.dev"]
 
     @field_validator("topics")
     @classmethod
@@ -283,6 +286,9 @@ class FoxgloveParams(NodeParams):
         r"^/robot\d+/wrist_camera/image(/compressed)?$", r"^/measurements$", r"^/(lab|lab_status|campaign)_markers$",
         r"^/safety/state$"]
     discovery_period: float = Field(1.0, gt=0)       # wall s between scans for new topics
+    # browser pages allowed to connect (their Origin header); a client that sends none (not a page)
+    # is let through. Foxglove's web app by default; the desktop app sends none
+    allowed_origins: list[str] = ["https://app.foxglove.dev"]
 
     @field_validator("topics")
     @classmethod

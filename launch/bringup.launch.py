@@ -40,11 +40,20 @@ def _nodes(context, *args, **kwargs):
             respawn=True,
             respawn_delay=2.0,
             respawn_max_retries=RESTARTS,
+            # the deployment's DDS scope (single: shared memory and loopback only; nodetable.dds_environment)
+            additional_env=dict(spec.env),
         ))
     if given["sim"] in ("gazebo", "none"):
-        from lab.bringup.full_stack import full_stack_actions
+        import os
 
-        actions = full_stack_actions(share, given, placement(share / "config", given)) + actions
+        from launch.actions import SetEnvironmentVariable
+
+        from lab.bringup.full_stack import full_stack_actions
+        from lab.core.config.nodetable import dds_environment
+
+        # Gazebo's bridge, Nav2 and MoveIt in the deployment's DDS scope as the lab's nodes are
+        scope = [SetEnvironmentVariable(k, v) for k, v in dds_environment(share / "config", given, os.environ).items()]
+        actions = scope + full_stack_actions(share, given, placement(share / "config", given)) + actions
     return actions
 
 

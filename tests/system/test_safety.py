@@ -164,3 +164,50 @@ def test_another_user_may_stop_but_not_release_and_dds_may_not_release(safety_la
 
     exposed = [str(p) for p in (tmp / "runs").rglob("*") if p.stat().st_mode & (stat.S_IROTH | stat.S_IWOTH)]
     assert exposed == [] and any((tmp / "runs").iterdir()), exposed
+
+
+def _addresses(pids: list[int]) -> dict[str, set[str]]:
+    """The local addresses (IPv4 and IPv6, UDP and TCP) of every socket the processes hold, from
+    /proc: each process's socket inodes, matched in its network namespace's tables."""
+    import ipaddress
+    import os
+
+    found: dict[str, set[str]] = {}
+    for pid in pids:
+        try:
+            inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+                      if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+        except OSError:
+            continue
+        for table in ("udp", "udp6", "tcp", "tcp6"):
+            try:
+                lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[9] not in inodes:
+                    continue
+                hex_address = fields[1].split(":")[0]
+                raw = bytes.fromhex(hex_address)
+                # /proc writes each 32-bit word in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.setdefault(str(ipaddress.ip_address(raw)), set()).add(str(pid))
+    return found
+
+
+def test_the_single_host_lab_has_no_socket_on_the_network(safety_lab) -> None:
+    """deployment single (dds: local): every lab process's sockets are on loopback (or a multicast
+    group Fast DDS joins there), none on 0.0.0.0 or the host's addresses (issue 33)."""
+    import ipaddress
+
+    from procs import children_of
+
+    _, _, out, _ = safety_lab
+    pids = children_of(out.proc.pid)
+    assert len(pids) >= 5
+    addresses = _addresses(pids)
+    assert addresses, "no sockets read"
+    exposed = {a: p for a, p in addresses.items()
+               if not (ipaddress.ip_address(a).is_loopback or ipaddress.ip_address(a).is_multicast)}
+    assert exposed == {}, exposed

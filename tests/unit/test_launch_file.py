@@ -73,6 +73,7 @@ def _expected_kwargs(spec: NodeSpec) -> dict[str, Any]:
         "parameters": [str(p) for p in spec.param_files] + ([dict(spec.parameters)] if spec.parameters else []),
         "arguments": list(spec.arguments), "remappings": list(spec.remappings), "output": "screen",
         "emulate_tty": True, "respawn": True, "respawn_delay": 2.0, "respawn_max_retries": 3,  # as lab bringup
+        "additional_env": dict(spec.env),
     }
 
 

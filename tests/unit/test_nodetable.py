@@ -284,3 +284,24 @@ def test_a_bringup_argument_given_twice_is_refused() -> None:
     assert parse_cli_arguments(["robots:=2", "speed:=10"]) == {"robots": "2", "speed": "10"}
     with pytest.raises(ConfigError, match=r"argument robots given twice \(robots:=1, robots:=2\): give it once"):
         parse_cli_arguments(["robots:=1", "robots:=2"])
+
+
+def test_the_single_host_deployment_keeps_dds_on_the_host(tmp_path: Path) -> None:
+    """deployment single (dds: local): every node gets Fast DDS's local-only profile and discovery
+    left to it; lab3 (dds: network) adds nothing; a profile the user named wins; a bad value is refused."""
+    from lab.core.config.nodetable import DDS_PROFILE_VARIABLES, dds_environment, expand
+    from lab.paths import share_dir
+
+    config = share_dir() / "config"
+
+    env = dds_environment(config, {}, {})
+    assert env == {**{v: str(config / "dds" / "local_only.xml") for v in DDS_PROFILE_VARIABLES},
+                   "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}
+    assert (config / "dds" / "local_only.xml").is_file()
+    assert all(dict(spec.env) == env for spec in expand(config, {}))
+    assert dds_environment(config, {"deployment": "lab3"}, {}) == {}
+    assert dds_environment(config, {}, {"FASTRTPS_DEFAULT_PROFILES_FILE": "/site/profile.xml"}) == {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dds: everywhere\nhosts:\n  lab: ['/*']\n")
+    with pytest.raises(ConfigError, match="dds must be 'local'"):
+        dds_environment(config, {"deployment": str(bad)}, {})

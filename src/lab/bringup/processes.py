@@ -113,7 +113,7 @@ class Bringup:
     def _spawn(self, i: int, spec: NodeSpec, again: bool = False) -> None:
         proc = subprocess.Popen(
             command_for(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=_die_with_parent, env={**os.environ, **spec.env} if spec.env else None,
         )
         self.procs[spec.full_name] = proc
         assert proc.stdout is not None

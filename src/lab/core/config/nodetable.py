@@ -8,9 +8,10 @@ input, before any node starts.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class NodeSpec:
     arguments: tuple[str, ...] = ()
     remappings: tuple[tuple[str, str], ...] = ()
     required: bool = True
+    env: Mapping[str, str] = field(default_factory=dict)  # added to the node's environment (dds_environment)
 
     @property
     def full_name(self) -> str:
@@ -309,7 +311,8 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
     if args["host"]:
         deployment.check_host(args["host"])
         specs = [spec for spec in specs if placed[spec.full_name] == args["host"]]
-    return specs
+    env = dds_environment(config_dir, given, os.environ)
+    return [replace(spec, env=env) for spec in specs] if env else specs
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,7 @@ class Deployment:
 
     path: Path
     hosts: Mapping[str, tuple[str, ...]]
+    dds: str = "network"  # 'local': shared memory and loopback only (config/dds/local_only.xml)
 
     def host_of(self, full_name: str) -> str:
         """The one host that runs this node; ConfigError when none or several do."""
@@ -338,6 +342,25 @@ class Deployment:
         (ConfigError when the deployment places it on no host or on several)."""
         owner = self.host_of(full_name)
         return not host or owner == host
+
+
+#: the environment variables Fast DDS reads its default profile from (2.x, 3.x)
+DDS_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def dds_environment(config_dir: Path, given: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """What the bringup adds to its nodes' environment for the deployment's DDS scope: with
+    `dds: local`, Fast DDS's default profile config/dds/local_only.xml (shared memory and loopback
+    only), unless the user's environment names a profile already (theirs wins)."""
+    args = parse_arguments(given)
+    deployment = load_deployment(config_dir, args["deployment"], args["robot_names"])
+    if deployment.dds != "local" or any(environ.get(v) for v in DDS_PROFILE_VARIABLES):
+        return {}
+    profile = str(config_dir / "dds" / "local_only.xml")
+    # SYSTEM_DEFAULT: rmw_fastrtps leaves discovery to the profile; with LOCALHOST (the tests', and
+    # a cautious user's, setting) it adds a UDP transport of its own on 0.0.0.0 and the host's
+    # address (measured with ss)
+    return {**{v: profile for v in DDS_PROFILE_VARIABLES}, "ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT"}
 
 
 def placement(config_dir: Path, given: Mapping[str, str]) -> Callable[[str], bool]:
@@ -382,7 +405,11 @@ def load_deployment(config_dir: Path, name: str, robots: Sequence[str]) -> Deplo
             if host in expanded:
                 raise ConfigError(f"{where}: host {host} is declared twice")
             expanded[host] = tuple(_substitute(p, ctx, where) for p in patterns)
-    return Deployment(path, expanded)
+    dds = doc.get("dds", "network")
+    if dds not in ("local", "network"):
+        raise ConfigError(f"{path}: dds must be 'local' (one computer: shared memory and loopback only) or "
+                          f"'network', not {dds!r}")
+    return Deployment(path, expanded, dds)
 
 
 def check_parameters(spec: NodeSpec, table_path: Path) -> None:

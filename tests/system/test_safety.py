@@ -211,3 +211,30 @@ def test_the_single_host_lab_has_no_socket_on_the_network(safety_lab) -> None:
     exposed = {a: p for a, p in addresses.items()
                if not (ipaddress.ip_address(a).is_loopback or ipaddress.ip_address(a).is_multicast)}
     assert exposed == {}, exposed
+
+
+def test_an_sros2_policy_is_read_from_the_running_lab(safety_lab, tmp_path: Path) -> None:
+    """lab.app.security: one enclave per lab node with what the graph shows it uses (issue 33)."""
+    import xml.etree.ElementTree as ET
+
+    from lab.app.security import policy_xml, read_graph
+
+    cmd, _, _, _ = safety_lab
+    wanted = {"/safety", "/sim", "/robot1/navigator", "/robot1/arm", "/stations/photoreactor"}
+    spin_until(cmd, lambda: wanted <= {f"{ns.rstrip('/')}/{n}" for n, ns in cmd.get_node_names_and_namespaces()},
+               30, what="the lab's nodes in the graph")
+    root = ET.fromstring(policy_xml(read_graph(cmd, settle=2.0)))
+    assert root.get("version") == "0.2.0"
+    enclaves = {e.get("path"): e for e in root.iter("enclave")}
+    assert {"/lab/safety", "/lab/sim", "/lab/robot1/navigator", "/lab/robot1/arm"} <= set(enclaves), sorted(enclaves)
+    assert "/lab/safety_test" not in enclaves, sorted(enclaves)  # the reader is no lab node
+
+    def allowed(path: str, rule: str) -> set[str]:
+        return {t.text for g in enclaves[path].iter() if g.get(rule) == "ALLOW" for t in g}
+
+    assert {"/safety/stop", "/safety/release"} <= allowed("/lab/safety", "reply")
+    assert "/safety/state" in allowed("/lab/safety", "publish")
+    assert "/safety/state" in allowed("/lab/robot1/navigator", "subscribe")
+    assert "/robot1/navigate_to_station/_action/send_goal" in allowed("/lab/robot1/navigator", "reply")
+    profile = enclaves["/lab/robot1/navigator"].find("profiles/profile")
+    assert (profile.get("ns"), profile.get("node")) == ("/robot1", "navigator")

@@ -143,7 +143,7 @@ def test_parse_arguments_resolves_auto() -> None:
     assert parse_arguments({"sim": "gazebo"})["arm"] == "moveit"
     assert parse_arguments({"sim": "gazebo", "arm": "embedded"})["arm"] == "embedded"
     assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record", "viz",
-                              "deployment", "host", "hardware"}
+                              "deployment", "host", "hardware", "keystore"}
 
 
 def test_real_table_expands(repo_root: Path) -> None:
@@ -305,3 +305,22 @@ def test_the_single_host_deployment_keeps_dds_on_the_host(tmp_path: Path) -> Non
     bad.write_text("dds: everywhere\nhosts:\n  lab: ['/*']\n")
     with pytest.raises(ConfigError, match="dds must be 'local'"):
         dds_environment(config, {"deployment": str(bad)}, {})
+
+
+def test_a_keystore_puts_every_lab_node_in_its_enclave(tmp_path: Path) -> None:
+    """keystore:=DIR: every node runs with SROS2 enforced in /lab<its name>; a folder that is no
+    keystore, or a full stack (whose nodes no policy covers), is refused before anything starts."""
+    from lab.core.config.nodetable import expand
+    from lab.paths import share_dir
+
+    config = share_dir() / "config"
+    (tmp_path / "enclaves").mkdir()
+    specs = expand(config, {"keystore": str(tmp_path)})
+    for spec in specs:
+        assert spec.arguments[-3:] == ("--ros-args", "--enclave", f"/lab{spec.full_name}")
+        assert (spec.env["ROS_SECURITY_KEYSTORE"], spec.env["ROS_SECURITY_ENABLE"],
+                spec.env["ROS_SECURITY_STRATEGY"]) == (str(tmp_path), "true", "Enforce")
+    with pytest.raises(ConfigError, match="no SROS2 keystore there"):
+        expand(config, {"keystore": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="covers the lab's own nodes only"):
+        expand(config, {"keystore": str(tmp_path), "sim": "gazebo"})

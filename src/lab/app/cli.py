@@ -158,6 +158,12 @@ def _demo(ns: argparse.Namespace) -> int:
     return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots)
 
 
+def _security(rest: list[str]) -> int:
+    from lab.app.security import main as security_main
+
+    return security_main(rest)
+
+
 def _fullstack(ns: argparse.Namespace) -> int:
     from lab.bringup.audit import main as audit_main
 
@@ -233,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arguments", nargs="*", metavar="name:=value",
                    help="the launch's arguments (default sim:=gazebo robots:=1 navigation:=nav2 arm:=moveit)")
     p.set_defaults(func=_fullstack)
+
+    p = sub.add_parser("security", help="SROS2: a policy from the running lab, a keystore (docs/security.md)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda ns: _security(ns.rest))
 
     p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -84,6 +84,8 @@ ARGUMENTS: dict[str, Argument] = {
                  "all on this machine)"),
         Argument("hardware", "mock_components/GenericSystem", "sim:=none: the arm's ros2_control hardware "
                  "plugin (the robot's driver; mock_components/GenericSystem, the default, for a dry run)"),
+        Argument("keystore", "", "an SROS2 keystore (lab security keystore): every lab node runs in its enclave "
+                 "/lab<node>, security enforced (a Jazzy install with sros2; the embedded lab only)"),
     )
 }
 
@@ -312,7 +314,25 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
         deployment.check_host(args["host"])
         specs = [spec for spec in specs if placed[spec.full_name] == args["host"]]
     env = dds_environment(config_dir, given, os.environ)
+    if args["keystore"]:
+        return [replace(spec, env={**env, **security}, arguments=(*spec.arguments, "--ros-args", "--enclave",
+                                                                  f"/lab{spec.full_name}"))
+                for spec in specs for security in [_security_environment(args)]]
     return [replace(spec, env=env) for spec in specs] if env else specs
+
+
+def _security_environment(args: Mapping[str, Any]) -> dict[str, str]:
+    """SROS2 for every lab node (docs/security.md): the keystore `lab security keystore` made, its
+    enclaves /lab<node's full name>, enforced (a node without its enclave does not start)."""
+    keystore = Path(args["keystore"]).expanduser()
+    if not (keystore / "enclaves").is_dir():
+        raise ConfigError(f"bringup argument keystore:={args['keystore']}: no SROS2 keystore there (no enclaves/ "
+                          "folder); `lab security keystore DIR --policy FILE` makes one")
+    if args["sim"] != "embedded":
+        raise ConfigError("bringup argument keystore:= covers the lab's own nodes only: Gazebo's, Nav2's and "
+                          "MoveIt's are in no policy yet, so sim:=gazebo|none with a keystore is refused")
+    return {"ROS_SECURITY_KEYSTORE": str(keystore.resolve()), "ROS_SECURITY_ENABLE": "true",
+            "ROS_SECURITY_STRATEGY": "Enforce"}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,14 @@ def test_one_campaign_at_a_time_cancel_by_id_and_ctrl_c_cancels(tmp_path: Path, 
         assert commander.wait(first, timeout=90) is TaskResult.FAILED
         assert "cancelled by the operator" in first.result.message, first.result.message
         assert f"lab campaign resume {ident}" in first.result.message
+        # the audit trail has each: the second campaign refused, both cancels, the first's run (ended)
+        audit = subprocess.run([*LAB, "audit"], capture_output=True, text=True, cwd=tmp_path, timeout=60).stdout
+        lines = audit.splitlines()
+        assert any("refused  run_campaign" in line and "is running on this lab" in line for line in lines), audit
+        assert any("refused  cancel_campaign" in line and "no-such-id" in line for line in lines), audit
+        assert any("ok       cancel_campaign" in line and ident in line for line in lines), audit
+        assert any("refused  run_campaign" in line and f"by {requester()}" in line and "cancelled by the operator"
+                   in line for line in lines), audit
 
         with process([*LAB, "campaign", "run", "photocatalysis", "--budget", str(BUDGET)], cwd=tmp_path) as cli:
             out = Output(cli)

@@ -159,6 +159,15 @@ def test_another_user_may_stop_but_not_release_and_dds_may_not_release(safety_la
     ok, message = cmd.estop(release=True)  # this test's user is the lab's
     assert ok and "released by root (uid 0" in message, message
     assert not state()["stopped"]
+    # the audit trail, in the campaign store: who (as each way could tell), how, what came of it
+    from lab.core.campaign.store import CampaignStore
+
+    with CampaignStore.open(tmp / "runs" / "campaigns.db") as store:
+        trail = [(who.split(" ")[0], via, command, ok) for _, who, via, command, _, _, ok in store.commands()][-4:]
+    assert trail == [("nobody", "fast path (lab estop)", "estop", True),
+                     ("nobody", "fast path (lab estop)", "estop_release", False),
+                     ("safety-officer", "DDS service /safety/release", "estop_release", False),
+                     ("root", "fast path (lab estop)", "estop_release", True)], trail
     # one rule for what the lab writes (lab.core.persist.UMASK): nothing under runs/ is world-readable
     import stat
 

@@ -146,3 +146,35 @@ def test_a_campaign_counts_as_followed_while_a_client_that_sent_a_goal_is_in_the
     assert following([goal("")], present) == 1
     assert following([goal("/lab_commander_12", active=False)], present) == 0
     assert following([goal("/lab_commander_99"), goal("/lab_commander_12")], present) == 1
+
+
+def test_the_audit_trail_keeps_every_command_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.app.cli import main
+    from lab.core.campaign.store import record_command
+
+    db = tmp_path / "campaigns.db"
+    record_command(db, "ada (uid 1000, pid 7, lab estop on lab1)", "fast path (lab estop)", "estop",
+                   {"reason": "spill"}, "emergency stop by ada", True)
+    record_command(db, "safety-officer (as said over DDS)", "DDS service /safety/release", "estop_release",
+                   {"reason": ""}, "release is not offered over DDS", False)
+    with CampaignStore.open(db) as store:
+        rows = store.commands()
+    assert [(r[1], r[3], r[6]) for r in rows] == [("ada (uid 1000, pid 7, lab estop on lab1)", "estop", True),
+                                                   ("safety-officer (as said over DDS)", "estop_release", False)]
+    assert main(["audit", "--db", str(db)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "ok       estop" in out[0] and "by ada (uid 1000" in out[0] and '{"reason": "spill"}' in out[0]
+    assert "refused  estop_release" in out[1] and "via DDS service /safety/release" in out[1]
+    # a store that cannot be written does not stop the command: it is logged
+    logged: list[str] = []
+    (tmp_path / "a_file").write_text("")
+    record_command(tmp_path / "a_file" / "campaigns.db", "x", "y", "z", {}, "", True, SimpleLog(logged))
+    assert logged and "not recorded" in logged[0]
+
+
+class SimpleLog:
+    def __init__(self, into: list[str]) -> None:
+        self.into = into
+
+    def error(self, text: str) -> None:
+        self.into.append(text)

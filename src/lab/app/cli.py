@@ -158,6 +158,26 @@ def _demo(ns: argparse.Namespace) -> int:
     return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots)
 
 
+def _audit(ns: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    from lab.core.campaign.store import CampaignStore
+
+    if not Path(ns.db).is_file():
+        print(f"lab: no campaign database at {ns.db}", file=sys.stderr)
+        return 1
+    with CampaignStore.open(Path(ns.db)) as store:
+        rows = store.commands(ns.last)
+    for when, who, via, command, params, outcome, ok in rows:
+        stamp = datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp}  {'ok     ' if ok else 'refused'}  {command:<16} by {who} via {via} "
+              f"{json.dumps(params, sort_keys=True)}: {outcome}")
+    if not rows:
+        print(f"no commands recorded in {ns.db}")
+    return 0
+
+
 def _security(rest: list[str]) -> int:
     from lab.app.security import main as security_main
 
@@ -233,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("pause", "finish current steps, start nothing new"),
                            ("resume", "leave pause (not an emergency stop: release that with lab estop --release)")):
         sub.add_parser(name, help=helptext).set_defaults(func=_operator)
+
+    p = sub.add_parser("audit", help="every command the lab was given: who, how, what, what came of it")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--last", type=_count(0), default=50, help="the last N (0: all)")
+    p.set_defaults(func=_audit)
 
     p = sub.add_parser("fullstack", help="the full stack's graph, checked without ROS (docs/ros2_users.md)")
     p.add_argument("verb", choices=["audit"])

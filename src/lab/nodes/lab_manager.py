@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from pathlib import Path
 from typing import Any
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
@@ -33,6 +34,7 @@ from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from lab.core.campaign.store import record_command
 from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
 from lab.core.operations.scheduler import (
@@ -229,11 +231,18 @@ class LabManager(LabNode):
 
     def _srv_pause(self, _request, response):
         response.success, response.message = self.scheduler.pause()
+        self._audit("pause", response)
         return response
 
     def _srv_resume(self, _request, response):
         response.success, response.message = self.scheduler.resume()
+        self._audit("resume", response)
         return response
+
+    def _audit(self, command: str, response) -> None:
+        # (a Trigger says nobody: who asked is not known here)
+        record_command(Path(self.params.database), "not said", f"DDS service /lab_manager/{command}", command, {},
+                       response.message, response.success, self.get_logger())
 
     # ------------------------------------------------------------------ batches
     def _execute(self, goal_handle):

@@ -29,7 +29,7 @@ from lab.core.campaign.closed_loop import CampaignRunner
 from lab.core.campaign.eta import BatchTimes, seconds_left
 from lab.core.campaign.formulation import EQUIPMENT, Formulation, MeasurementData
 from lab.core.campaign.space import campaign_path, load_campaign
-from lab.core.campaign.store import CampaignStore
+from lab.core.campaign.store import CampaignStore, record_command
 from lab.core.config.params import PlannerParams
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.operations.workflow import load_workflows, workflow
@@ -134,12 +134,23 @@ class PlannerNode(LabNode):
             response.success = False
             response.message = (f"campaign '{request.campaign_id}' is not running here " +
                                 (f"(running: {running})" if running else "(no campaign is running)"))
-            return response
-        self._cancels.add(running)
-        response.success = True
-        response.message = (f"cancelling {running}: its batches in flight are cancelled; "
-                            f"resume it with `lab campaign resume {running}`")
+        else:
+            self._cancels.add(running)
+            response.success = True
+            response.message = (f"cancelling {running}: its batches in flight are cancelled; "
+                                f"resume it with `lab campaign resume {running}`")
+        record_command(self.database, "not said", "DDS service /planner/cancel_campaign", "cancel_campaign",
+                       {"campaign_id": request.campaign_id}, response.message, response.success, self.get_logger())
         return response
+
+    def _audit(self, request, result) -> None:
+        """The goal in the audit trail: who its client said it was, what it asked, what came of it."""
+        record_command(self.database, request.requested_by or "not said", "DDS action /planner/run_campaign",
+                       "resume_campaign" if request.resume else "run_campaign",
+                       {"campaign": request.campaign, "budget": int(request.budget),
+                        "batch_size": int(request.batch_size), "seed": int(request.seed),
+                        "campaign_id": request.campaign_id or result.campaign_id},
+                       result.message, bool(result.success), self.get_logger())
 
     def _claim(self, campaign_id: str = "") -> _Campaign | None:
         """This planner's campaign from now on, or None when one runs already."""
@@ -177,6 +188,7 @@ class PlannerNode(LabNode):
                               f"{running.campaign_id if running else ''}` ends it)")
             self.get_logger().warning(result.message)
             goal_handle.abort()
+            self._audit(request, result)
             return result
         campaign.followers.append(goal_handle)
         try:
@@ -189,7 +201,9 @@ class PlannerNode(LabNode):
             self.get_logger().warning(f"campaign refused: {exc}")
         finally:
             self._release(campaign, result)
-        return self._answer(goal_handle, campaign)
+        answer = self._answer(goal_handle, campaign)
+        self._audit(request, answer)
+        return answer
 
     def _answer(self, goal_handle, campaign: _Campaign) -> RunCampaign.Result:
         """End a goal that followed `campaign` as the campaign ended."""

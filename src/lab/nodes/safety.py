@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from lab.core.campaign.store import record_command
 from lab.core.config.params import SafetyParams
 from lab.core.operations.safety import operator_socket
 from lab.core.persist import write_json
@@ -53,8 +54,7 @@ class SafetyNode(LabNode):
         self.pub = self.create_publisher(SafetyState, TOPIC, LATCHED)
         # its presence for the movers (lab.ros.safety.SafetyMonitor contact_timeout)
         self._presence = offer_presence(self, PRESENCE_TOPIC, self.params.presence_lease)
-        self.create_service(SafetyCommand, "/safety/stop", lambda rq, rs: self._set(
-            True, SafetyCommand.Request(by=f"{rq.by.strip() or 'unknown'} (as said over DDS)", reason=rq.reason), rs))
+        self.create_service(SafetyCommand, "/safety/stop", self._stop_over_dds)
         self.create_service(SafetyCommand, "/safety/release", self._release_over_dds)
         self._publish()
         self._socket: socket.socket | None = None
@@ -67,12 +67,22 @@ class SafetyNode(LabNode):
         self.pub.publish(SafetyState(stopped=bool(self.state["stopped"]), by=str(self.state["by"]),
                                      reason=str(self.state["reason"]), stamp=to_time(float(self.state["time"]))))
 
+    def _stop_over_dds(self, request: SafetyCommand.Request, response: SafetyCommand.Response):
+        who = f"{request.by.strip() or 'unknown'} (as said over DDS)"
+        self._set(True, SafetyCommand.Request(by=who, reason=request.reason), response)
+        record_command(Path(self.params.database), who, "DDS service /safety/stop", "estop", {"reason": request.reason},
+                       response.message, response.success, self.get_logger())
+        return response
+
     def _release_over_dds(self, request: SafetyCommand.Request, response: SafetyCommand.Response):
         response.success = False
         response.message = (f"release is not offered over DDS (anyone on the domain could call it): run `lab estop "
                             f"--release` on {socket.gethostname()}, the safety node's host, as the lab's user or one "
                             "of its release_users")
         self.get_logger().warning(f"a release over DDS (by {request.by!r}, as said) was refused")
+        record_command(Path(self.params.database), f"{request.by.strip() or 'unknown'} (as said over DDS)",
+                       "DDS service /safety/release", "estop_release", {"reason": request.reason}, response.message,
+                       False, self.get_logger())
         return response
 
     def _serve_operator(self, path: str) -> None:
@@ -136,13 +146,17 @@ class SafetyNode(LabNode):
         except KeyError:
             user = f"uid {uid}"
         who = f"{user} (uid {uid}, pid {pid}, lab estop on {socket.gethostname()})"
+        reason = str(request.get("reason", ""))
         if not stop and uid != os.getuid() and user not in self.params.release_users:
             self.get_logger().warning(f"release refused for {who}")
-            return {"success": False, "message": f"release refused for {user}: only the lab's user and its "
-                                                 "release_users (SafetyParams) may release the emergency stop"}
-        answer = self._set(stop, SafetyCommand.Request(by=who, reason=str(request.get("reason", ""))),
-                           SafetyCommand.Response())
-        return {"success": answer.success, "message": answer.message}
+            reply = {"success": False, "message": f"release refused for {user}: only the lab's user and its "
+                                                  "release_users (SafetyParams) may release the emergency stop"}
+        else:
+            answer = self._set(stop, SafetyCommand.Request(by=who, reason=reason), SafetyCommand.Response())
+            reply = {"success": answer.success, "message": answer.message}
+        record_command(Path(self.params.database), who, "fast path (lab estop)", "estop" if stop else "estop_release",
+                       {"reason": reason}, reply["message"], reply["success"], self.get_logger())
+        return reply
 
     def shutdown(self) -> None:
         if self._socket is not None:

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS intervals (
 CREATE TABLE IF NOT EXISTS lab_batches (   -- the lab manager's batches in flight (lab.core.operations.scheduler)
     key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, state TEXT NOT NULL, updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS experiments_batch ON experiments (campaign_id, batch_id);
+CREATE TABLE IF NOT EXISTS audit (   -- every command the lab was given, where it was carried out (issue 34)
+    time REAL NOT NULL, who TEXT NOT NULL, via TEXT NOT NULL, command TEXT NOT NULL, params TEXT NOT NULL,
+    outcome TEXT NOT NULL, ok INTEGER NOT NULL);
 """
 #: columns added since the first schema, with their definitions: added to an older database as it opens
 ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT"},
@@ -184,6 +187,24 @@ class CampaignStore:
                                    "ORDER BY at DESC").fetchall()
         return [(str(i), float(at)) for i, at in rows]
 
+    # ------------------------------------------------------------------ audit trail
+    def record_command(self, who: str, via: str, command: str, params: dict[str, Any], outcome: str,
+                       ok: bool) -> None:
+        """One command the lab was given: who (as the way it came says: the kernel's word on the
+        e-stop's fast path, a goal's requested_by, or 'not said'), by which way, with what, and what came
+        of it. Rows are only ever added."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO audit (time, who, via, command, params, outcome, ok) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (time.time(), who, via, command, json.dumps(params, sort_keys=True), outcome, int(ok)))
+
+    def commands(self, limit: int = 0) -> list[tuple[float, str, str, str, dict[str, Any], str, bool]]:
+        """The audit trail, oldest first (the last `limit` rows, 0 = all)."""
+        with self._lock:
+            rows = self.db.execute("SELECT time, who, via, command, params, outcome, ok FROM audit ORDER BY rowid"
+                                   ).fetchall()
+        rows = rows[-limit:] if limit else rows
+        return [(t, w, v, c, json.loads(p), o, bool(k)) for t, w, v, c, p, o, k in rows]
+
     # ------------------------------------------------------------------ experiments
     def add_experiments(self, campaign_id: str, batch_id: str, rows: Sequence[tuple[int, str, bool, dict]]) -> None:
         """rows: (index, sample_id, is_control, point), stored as running in batch_id."""
@@ -297,3 +318,15 @@ class CampaignStore:
             rows = self.db.execute("SELECT resource, start, end, what FROM intervals WHERE campaign_id = ? "
                                    "ORDER BY start", (campaign_id,)).fetchall()
         return [(str(r[0]), float(r[1]), float(r[2]), str(r[3] or "")) for r in rows]
+
+
+def record_command(path: Path, who: str, via: str, command: str, params: dict[str, Any], outcome: str, ok: bool,
+                   log: Any = None) -> None:
+    """Add one command to the audit trail of the store at `path`; a store that cannot be written is
+    logged (`log`: a node's logger) and never stops the command."""
+    try:
+        with CampaignStore.open(path) as store:
+            store.record_command(who, via, command, params, outcome, ok)
+    except (OSError, sqlite3.Error) as exc:
+        if log is not None:
+            log.error(f"audit trail {path}: {command} by {who} not recorded ({exc})")

@@ -306,6 +306,7 @@ class SafetyParams(NodeParams):
     """lab.nodes.safety."""
 
     state_file: str = "runs/safety_state.json"       # the stop survives a restart of the safety node
+    database: str = "runs/campaigns.db"              # the store whose audit trail records each stop and release
     # the operator's fast path (lab.core.operations.safety): a Unix socket on this host, '' = one
     # per ROS domain (/tmp/lab-safety-<domain>/estop.sock), 'off' = none (DDS: stop only)
     operator_socket: str = ""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from helpers import lab, measured, run
+from helpers import LAB, lab, measured, run
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -140,8 +141,21 @@ def test_bad_goals_are_refused_and_write_nothing(tmp_path: Path, commander) -> N
                                                  (str(bad / "photocatalysis.yaml"), 16, 8, 1, "is not such a name")):
             outcome, result, _ = run(commander, name, budget=budget, batch=batch, seed=seed, timeout=60)
             assert outcome is TaskResult.FAILED and words in result.message, result.message
+        # the operator's own file (`--file`): checked, put in the planner's folder, run by its name
+        # (here refused by the planner for its budget, so nothing runs)
+        mine = tmp_path / "my_screen.yaml"
+        mine.write_text(config_path("campaigns", "photocatalysis.yaml").read_text())
+        cli = subprocess.run([*LAB, "campaign", "run", "--file", str(mine), "--budget", "4"], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=120)
+        assert cli.returncode == 1 and f"is campaign 'my_screen' in {bad}" in cli.stdout, cli.stdout + cli.stderr
+        assert "below one batch" in cli.stderr and (bad / "my_screen.yaml").read_bytes() == mine.read_bytes()
+        broken = subprocess.run([*LAB, "campaign", "run", "--file", str(bad / "broken.yaml")], capture_output=True,
+                                text=True, cwd=tmp_path, timeout=120)
+        assert broken.returncode == 2 and "broken.yaml" in broken.stderr, broken.stderr
+    # nothing written but the audit trail, which has each refusal as refused
     db = tmp_path / "runs" / "campaigns.db"
-    if db.exists():
-        with sqlite3.connect(db) as conn:
-            tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
-            assert all(conn.execute(f"select count(*) from {t}").fetchone()[0] == 0 for t in tables)
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'") if r[0] != "audit"]
+        assert all(conn.execute(f"select count(*) from {t}").fetchone()[0] == 0 for t in tables)
+        refused = conn.execute("select count(*) from audit where ok = 0 and command = 'run_campaign'").fetchone()[0]
+        assert refused == 7 and conn.execute("select count(*) from audit where ok = 1").fetchone()[0] == 0

@@ -178,3 +178,32 @@ class SimpleLog:
 
     def error(self, text: str) -> None:
         self.into.append(text)
+
+
+def test_an_operators_own_campaign_file_goes_into_the_campaigns_folder_checked(tmp_path: Path) -> None:
+    """`lab campaign run --file`: a goal never carries a path (issue 33); the operator's file is
+    checked as the planner checks it and put in its folder, or refused with the reason and nothing
+    written."""
+    from lab.app.campaign_info import install_campaign_file
+    from lab.core.errors import LabError
+
+    folder = tmp_path / "campaigns"
+    mine = tmp_path / "my_screen.yaml"
+    mine.write_text(campaign_path("photocatalysis").read_text())
+    assert install_campaign_file(mine, folder) == "my_screen"
+    assert (folder / "my_screen.yaml").read_bytes() == mine.read_bytes()
+    assert install_campaign_file(mine, folder) == "my_screen"  # the same file again: fine
+    mine.write_text(mine.read_text() + "\n# changed\n")
+    with pytest.raises(LabError, match="has another my_screen.yaml"):
+        install_campaign_file(mine, folder)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\n")
+    with pytest.raises(LabError):
+        install_campaign_file(broken, folder)
+    assert not (folder / "broken.yaml").exists()
+    odd = tmp_path / "my screen.yaml"
+    odd.write_text(campaign_path("photocatalysis").read_text())
+    with pytest.raises(LabError, match="is no campaign name"):
+        install_campaign_file(odd, folder)
+    with pytest.raises(LabError, match="no such file"):
+        install_campaign_file(tmp_path / "absent.yaml", folder)

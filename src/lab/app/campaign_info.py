@@ -155,3 +155,34 @@ def campaign_report(db: Path, campaign_id: str, out: Path | None = None, recordi
         return 1
     print(f"lab: report {page}")
     return 0
+
+
+def install_campaign_file(path: Path, folder: Path) -> str:
+    """`lab campaign run --file PATH`: the operator's own campaign file, checked as the planner
+    checks it and put in the planner's campaigns folder, so that the goal names it (a goal never
+    carries a path: issue 33). Returns the campaign's name; LabError with the reason (nothing
+    written) for a file that does not parse, a name that is not a name, a folder that cannot be
+    written, or another file of that name already there."""
+    import re
+    import shutil
+
+    from lab.core.campaign.space import load_campaign
+
+    if not path.is_file():
+        raise LabError(f"--file {path}: no such file")
+    load_campaign(path)  # ConfigError (a LabError) with the reason
+    name = path.stem
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise LabError(f"--file {path}: its name, {name!r}, is no campaign name (letters, digits, _ . -)")
+    target = folder / f"{name}.yaml"
+    if target.exists():
+        if target.read_bytes() == path.read_bytes():
+            return name
+        raise LabError(f"--file {path}: the campaigns folder {folder} has another {target.name}; rename your file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    except OSError as exc:
+        raise LabError(f"--file {path}: cannot put it in the planner's campaigns folder {folder} ({exc}); "
+                       "set the planner's campaigns_dir to a folder you may write") from None
+    return name

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,13 +99,55 @@ def _exit_code(code: int, result: object) -> int:
     return code
 
 
+def _planner_campaigns_dir(cmd) -> Path:
+    """The planner's campaigns folder, as its `campaigns_dir` parameter says (--file works on the
+    planner's host). Not the package's own folder ('' ): the operator's files do not go into the
+    installed package; LabError saying how to give the planner a folder of one's own."""
+    from rcl_interfaces.srv import GetParameters
+
+    from lab.core.errors import LabError
+
+    client = cmd.create_client(GetParameters, "/planner/get_parameters")
+    try:
+        if not client.wait_for_service(timeout_sec=10.0):
+            raise TimeoutError("no /planner within 10 s: is the lab up?")
+        future = client.call_async(GetParameters.Request(names=["campaigns_dir"]))
+        deadline = time.monotonic() + 10.0
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("/planner did not say its campaigns_dir within 10 s")
+            cmd.spin_for(0.1)
+        value = future.result().values[0].string_value
+    finally:
+        cmd.destroy_client(client)
+    if not value:
+        raise LabError("--file: the planner reads the package's own campaigns folder (campaigns_dir ''); give it a "
+                       "folder of yours (the node table's planner entry: campaigns_dir: /path) and run --file again")
+    return Path(value)
+
+
 @_with_commander
 def _campaign_run(cmd, ns: argparse.Namespace) -> int:
+    from lab.app.campaign_info import install_campaign_file
+    from lab.core.errors import LabError
+
+    if (ns.name is None) == (ns.file is None):
+        print("lab campaign run: give a campaign NAME (config/campaigns) or --file PATH, one of them", file=sys.stderr)
+        return 2
+    name = ns.name
+    if ns.file is not None:
+        try:
+            folder = _planner_campaigns_dir(cmd)
+            name = install_campaign_file(Path(ns.file), folder)
+        except LabError as exc:
+            print(f"lab: {exc}", file=sys.stderr)
+            return 2
+        print(f"lab: campaign file {ns.file} is campaign '{name}' in {folder}")
     if ns.speed is not None:
         _set_sim_speed(cmd, ns.speed)
     from lab.app.session import run_campaign_with_progress
 
-    return _exit_code(*run_campaign_with_progress(cmd, ns.name, ns.budget, ns.batch, ns.seed))
+    return _exit_code(*run_campaign_with_progress(cmd, name, ns.budget, ns.batch, ns.seed))
 
 
 @_with_commander
@@ -222,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     camp = sub.add_parser("campaign", help="run and inspect campaigns").add_subparsers(dest="verb", required=True)
     p = camp.add_parser("run", help="run a campaign (config/campaigns/NAME.yaml) on the running lab")
-    p.add_argument("name")
+    p.add_argument("name", nargs="?", help="a campaign in the planner's campaigns folder")
+    p.add_argument("--file", default=None,
+                   help="your own campaign file: checked, put in the planner's campaigns folder, run by its name "
+                        "(on the planner's host)")
     p.add_argument("--budget", type=_count(1), default=64, help="measured experiments, controls included")
     p.add_argument("--batch", type=_count(0), default=0, help="batch size (0: the campaign file's)")
     p.add_argument("--seed", type=_count(0), default=0)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from pathlib import Path
 from typing import Any
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
@@ -241,7 +240,7 @@ class LabManager(LabNode):
 
     def _audit(self, command: str, response) -> None:
         # (a Trigger says nobody: who asked is not known here)
-        record_command(Path(self.params.database), "not said", f"DDS service /lab_manager/{command}", command, {},
+        record_command(self.scheduler.journal.path, "not said", f"DDS service /lab_manager/{command}", command, {},
                        response.message, response.success, self.get_logger())
 
     # ------------------------------------------------------------------ batches

@@ -184,6 +184,11 @@ def test_runner_budget_controls_record_and_resume(tmp_path):
         assert runner.done and store.campaign_info(campaign_id).status == "done"
     rows = sqlite3.connect(db).execute("SELECT COUNT(*), SUM(state = 'done') FROM experiments").fetchone()
     assert rows == (40, 39)
+    # a resume of the finished campaign (a client following it again) leaves it done, not running:
+    # a planner started later must not take it up and refuse new campaigns meanwhile
+    with CampaignStore.open(db) as store:
+        assert CampaignRunner.resume(store, campaign_id).done
+        assert store.campaign_info(campaign_id).status == "done" and store.left_running() == []
 
 
 def _valid(experiments, value=1.0):

@@ -112,6 +112,7 @@ class PlannerNode(LabNode):
         self._lock = threading.Lock()
         self._campaign: _Campaign | None = None  # the one running ('' id while it is set up)
         self._cancels: set[str] = set()  # campaign ids the operator cancelled (~/cancel_campaign)
+        self._times: dict[tuple[str, int], BatchTimes] = {}  # (workflow, samples) -> what a batch should take
         # every goal is accepted and a refused one aborted with its reason: an action's
         # rejection carries none
         ActionServer(self, RunCampaign, "~/run_campaign", execute_callback=self._execute,
@@ -375,12 +376,17 @@ class PlannerNode(LabNode):
         finished.put((batch_id, measurements, "" if outcome.succeeded else outcome.message))
 
     def _batch_times(self, workflow_name: str, samples: int) -> BatchTimes:
-        """What a batch of `samples` should take through its workflow's steps (simulated s)."""
-        params = self.params
-        flow = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"))[workflow_name]
-        kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
-        return BatchTimes(step_seconds([(step.kind, step.process) for step in flow.steps], kinds, samples),
-                          params.leg_seconds)
+        """What a batch of `samples` should take through its workflow's steps (simulated s). Kept
+        per (workflow, samples): the feedback asks twice a second, and the files are read-only
+        parameters (they cannot change while the node runs)."""
+        key = (workflow_name, samples)
+        if key not in self._times:
+            params = self.params
+            flow = load_workflows(file_or_default(params.workflows_file, "config/workflows.yaml"))[workflow_name]
+            kinds = load_kinds(file_or_default(params.processes_file, "config/station_processes.yaml"))
+            self._times[key] = BatchTimes(step_seconds([(step.kind, step.process) for step in flow.steps], kinds,
+                                                       samples), params.leg_seconds)
+        return self._times[key]
 
     def _batch_limit(self, workflow_name: str, samples: int) -> float:
         """How long (s) to wait for a batch: `batch_timeout`, or from what it should take."""

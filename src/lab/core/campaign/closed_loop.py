@@ -99,8 +99,12 @@ class CampaignRunner:
         info = store.campaign_info(campaign_id)
         config = parse_campaign(info.config, f"campaign {campaign_id} (as recorded)")
         store.requeue_running(campaign_id)
-        store.set_status(campaign_id, "running")
-        return cls(store, campaign_id, config, info.budget, info.batch_size, info.seed)
+        runner = cls(store, campaign_id, config, info.budget, info.batch_size, info.seed)
+        # a campaign resumed after its last result was recorded is done, not running: left
+        # 'running', every planner started within take_up_within took it up again, and a new
+        # campaign's goal sent meanwhile was refused as "one campaign at a time" (CI at a7520f0)
+        store.set_status(campaign_id, "done" if runner.done else "running")
+        return runner
 
     # ------------------------------------------------------------------ state
     def records(self) -> list[ExperimentRecord]:

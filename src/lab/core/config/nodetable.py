@@ -313,11 +313,11 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
     if args["host"]:
         deployment.check_host(args["host"])
         specs = [spec for spec in specs if placed[spec.full_name] == args["host"]]
-    env = dds_environment(config_dir, given, os.environ)
+    env = _dds_scope(config_dir, deployment, os.environ)
     if args["keystore"]:
-        return [replace(spec, env={**env, **security}, arguments=(*spec.arguments, "--ros-args", "--enclave",
-                                                                  f"/lab{spec.full_name}"))
-                for spec in specs for security in [_security_environment(args)]]
+        env = {**env, **_security_environment(args)}
+        return [replace(spec, env=env, arguments=(*spec.arguments, "--ros-args", "--enclave", f"/lab{spec.full_name}"))
+                for spec in specs]
     return [replace(spec, env=env) for spec in specs] if env else specs
 
 
@@ -373,7 +373,10 @@ def dds_environment(config_dir: Path, given: Mapping[str, str], environ: Mapping
     `dds: local`, Fast DDS's default profile config/dds/local_only.xml (shared memory and loopback
     only), unless the user's environment names a profile already (theirs wins)."""
     args = parse_arguments(given)
-    deployment = load_deployment(config_dir, args["deployment"], args["robot_names"])
+    return _dds_scope(config_dir, load_deployment(config_dir, args["deployment"], args["robot_names"]), environ)
+
+
+def _dds_scope(config_dir: Path, deployment: Deployment, environ: Mapping[str, str]) -> dict[str, str]:
     if deployment.dds != "local" or any(environ.get(v) for v in DDS_PROFILE_VARIABLES):
         return {}
     profile = str(config_dir / "dds" / "local_only.xml")

@@ -29,6 +29,7 @@ NODES = {
     "traffic": "lab.nodes.traffic:main",
     "safety": "lab.nodes.safety:main",
     "foxglove_bridge": "lab.nodes.foxglove_bridge:main",
+    "console": "lab.nodes.console:main",
 }
 
 setup(
@@ -36,6 +37,7 @@ setup(
     version="0.1.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    package_data={"lab.console": ["static/*"]},  # the console's page, script and style
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -10,8 +10,8 @@
 #   pinned in requirements.txt; the wheels' quirks are fixed without root.
 # - Then ros2_ws is built with colcon (lab_interfaces and lab, symlink-installed so edits
 #   to the Python sources need no rebuild).
-# - --test-tools also installs Debian's SDFormat and URDF checkers (ign sdf, check_urdf)
-#   that the tests use, when running as root with apt.
+# - --test-tools also installs Debian's SDFormat and URDF checkers (ign sdf, check_urdf) and
+#   chromium with chromium-driver (the console's browser tests), when running as root with apt.
 #
 # Afterwards `source scripts/env.sh` gives a shell with everything on its paths.
 set -euo pipefail
@@ -95,6 +95,18 @@ if [ $TEST_TOOLS = 1 ] && { ! command -v ign >/dev/null || ! command -v check_ur
       || say "warning: could not install the SDF/URDF checkers; their tests will be skipped"
   else
     say "warning: not root or no apt-get: SDF/URDF checker tests will be skipped"
+  fi
+fi
+
+# --- a real browser for the console's tests (issue 34): Debian's chromium and its driver -----------
+if [ $TEST_TOOLS = 1 ] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium and chromium-driver (the console's browser tests)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver; } >/dev/null 2>&1 \
+      || say "warning: could not install chromium; the console's browser tests will be skipped"
+  else
+    say "warning: not root or no apt-get: the console's browser tests will be skipped (apt install chromium chromium-driver)"
   fi
 fi
 

@@ -66,7 +66,10 @@ class Output:
 @contextmanager
 def lab(tmp_path: Path, args: list[str], keep: set[str] | None = None,
         overrides: dict[str, dict] | None = None) -> Iterator[Output]:
-    """`lab bringup` in tmp_path (its database and recordings land there); stopped with Ctrl-C."""
+    """`lab bringup` in tmp_path (its database and recordings land there); stopped with Ctrl-C.
+    Without the console unless asked for (console:=true): its port is one per machine."""
+    if not any(a.startswith("console:=") for a in args):
+        args = [*args, "console:=false"]
     cmd = LAB + ["bringup", *args]
     if keep is not None:
         cmd += ["--table", str(table(tmp_path, keep, overrides))]

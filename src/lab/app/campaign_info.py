@@ -32,7 +32,7 @@ def list_campaigns(db: Path) -> int:
             counts = store.count_states(info.id)
             # measured and failed apart: "32/32 done" once hid a campaign in which nothing was measured
             print(f"{info.id}  {info.workflow:15s} {counts.get('done', 0):4d} measured {counts.get('failed', 0):4d} "
-                  f"failed of {info.budget:<4d} {info.status}{_running_how(info)}")
+                  f"failed of {info.budget:<4d} {info.status}{running_how(info)}")
     return 0
 
 
@@ -41,7 +41,7 @@ def list_campaigns(db: Path) -> int:
 SILENT_AFTER = 30.0
 
 
-def _running_how(info: CampaignInfo, now: float | None = None) -> str:
+def running_how(info: CampaignInfo, now: float | None = None) -> str:
     """For a running campaign: who started it, and whether anyone follows it (a client that went
     away leaves it running on to its budget) or a planner still runs it at all."""
     import time
@@ -60,14 +60,14 @@ def _running_how(info: CampaignInfo, now: float | None = None) -> str:
 def campaign_status(db: Path, campaign_id: str) -> int:
     try:
         with _open(db) as store:
-            runner = _runner(store, campaign_id)
+            runner = runner_of(store, campaign_id)
             p = runner.progress()
             info = store.campaign_info(campaign_id)
             # experiments of a campaign that is not running are not running: they run again on resume
             pending = ("" if not p.running else f", {p.running} running" if info.status == "running"
                        else f", {p.running} to run again on `lab campaign resume {campaign_id}`")
             again = f", {p.made_again} made again" if p.made_again else ""
-            print(f"{campaign_id}: {info.status}{_running_how(info)}; {p.done} measured, {p.failed} failed"
+            print(f"{campaign_id}: {info.status}{running_how(info)}; {p.done} measured, {p.failed} failed"
                   f"{again}{pending}, of {p.budget}; {p.best_summary}")
             # every experiment made more than once: its earlier attempts and why each failed
             for r in runner.records():
@@ -83,7 +83,7 @@ def campaign_status(db: Path, campaign_id: str) -> int:
     return 0
 
 
-def _runner(store: CampaignStore, campaign_id: str) -> CampaignRunner:
+def runner_of(store: CampaignStore, campaign_id: str) -> CampaignRunner:
     from lab.core.campaign.space import parse_campaign
 
     info = store.campaign_info(campaign_id)
@@ -128,7 +128,7 @@ def campaign_report(db: Path, campaign_id: str, out: Path | None = None, recordi
     recording of the lab (given, or found beside the database), a top-down picture of it."""
     try:
         with _open(db) as store:
-            runner = _runner(store, campaign_id)
+            runner = runner_of(store, campaign_id)
             records = [r for r in runner.records() if r.state in ("done", "failed")]
             rows = [ExperimentRow(index=i, valid=r.state == "done", values=r.values, formulation=r.point,
                                   is_control=r.is_control, failure_reason=r.failure_reason, curves=r.curves,

@@ -5,6 +5,8 @@
     lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
     lab campaign list | status ID | resume ID | cancel ID | report ID
     lab estop [--release] [--reason TEXT] | pause | resume
+    lab console [--port N] ...              the lab in a browser (bringup starts it: console:=true)
+    lab users add NAME --role ROLE | list | role | passwd | remove
     lab bench planner|suite|campaign|cost|lab|plumbing|emulators ...
 """
 
@@ -49,15 +51,16 @@ def _set_sim_speed(cmd, speed: float) -> None:
 
 
 def _count(least: int):
-    """An argparse type: a whole number of at least `least` (a goal's unsigned field)."""
+    """An argparse type: a whole number of at least `least` (a goal's unsigned field), checked by
+    lab.app.requests.whole_number, as the console checks its forms."""
     def parse(text: str) -> int:
+        from lab.app.requests import whole_number
+        from lab.core.errors import InvalidGoal
+
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-        if not least <= value < 2**31:
-            raise argparse.ArgumentTypeError(f"{value} must be at least {least} (and below 2^31)")
-        return value
+            return whole_number(text, least)
+        except InvalidGoal as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
     return parse
 
 
@@ -221,6 +224,18 @@ def _audit(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _console(rest: list[str]) -> int:
+    from lab.console.server import cli
+
+    return cli(rest)
+
+
+def _users(rest: list[str]) -> int:
+    from lab.console.accounts import main as users_main
+
+    return users_main(rest)
+
+
 def _security(rest: list[str]) -> int:
     from lab.app.security import main as security_main
 
@@ -315,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda ns: _security(ns.rest))
+
+    p = sub.add_parser("console", help="the lab in a browser, for a lab already up (docs/console.md)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda ns: _console(ns.rest))
+
+    p = sub.add_parser("users", help="the console's accounts: add NAME --role ROLE | list | role | passwd | remove",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda ns: _users(ns.rest))
 
     p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -23,7 +23,8 @@ def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0,
     run_dir = Path("runs") / ("demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        specs = plan({"sim": "embedded", "robots": str(robots), "speed": str(speed), "record": "true"})
+        specs = plan({"sim": "embedded", "robots": str(robots), "speed": str(speed), "record": "true",
+                      "console": "false"})
     except ConfigError as exc:
         print(f"lab demo: {exc}", file=sys.stderr)
         return 2

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(ns.seed)
     run_dir = Path("runs") / ("bench-estop-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    specs = [s for s in plan({"sim": "embedded", "robots": "1", "record": "false"})
+    specs = [s for s in plan({"sim": "embedded", "robots": "1", "record": "false", "console": "false"})
              if s.executable in ("safety", "sim", "navigator", "arm")]
     specs = [replace(s, parameters={**s.parameters, "refine": False}) if s.executable == "navigator" else s
              for s in specs]
@@ -195,7 +195,7 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
 
     rng = random.Random(ns.seed)
     run_dir = Path("runs") / ("bench-estop-campaign-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    specs = plan({"sim": "embedded", "robots": "1", "record": "false"})
+    specs = plan({"sim": "embedded", "robots": "1", "record": "false", "console": "false"})
     stations = list(load_stations(share_dir() / "config" / "stations.yaml").stations)
     figures: dict[str, object] = {"mode": "campaign", "stops_per_speed": ns.stops}
     called: dict[str, tuple[float, float]] = {}  # stop label -> (speed, epoch s of the fast-path call)

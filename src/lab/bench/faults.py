@@ -126,7 +126,7 @@ def _run(ns: argparse.Namespace, kinds: list[str], gap: tuple[float, float], run
     from lab_interfaces.msg import WorldState
 
     rng = random.Random(ns.seed)
-    specs = plan({"sim": "embedded", "robots": "1", "speed": f"{ns.speed:g}", "record": "false"})
+    specs = plan({"sim": "embedded", "robots": "1", "speed": f"{ns.speed:g}", "record": "false", "console": "false"})
     injected = {f"/stations/{ns.faulty}": {"fault_probability": ns.fault_probability}} if ns.faulty else {}
     if ns.hang:
         injected.setdefault(f"/stations/{ns.hang}", {})["hang_next"] = 1

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from lab.bringup.processes import plan
 
     run_dir = Path("runs") / ("bench-lab-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    specs = plan({"sim": "embedded", "robots": str(ns.robots), "speed": str(ns.speed), "record": "false"})
+    specs = plan({"sim": "embedded", "robots": str(ns.robots), "speed": str(ns.speed),
+                  "record": "false", "console": "false"})
     if ns.in_flight is not None:
         specs = [replace(s, parameters={**s.parameters, "batches_in_flight": ns.in_flight})
                  if s.executable == "planner" else s for s in specs]

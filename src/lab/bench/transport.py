@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from lab.bringup.processes import plan
 
     run_dir = Path("runs") / ("bench-transport-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    specs = plan({"sim": "embedded", "robots": "1", "speed": str(ns.speed), "record": "false"})
+    specs = plan({"sim": "embedded", "robots": "1", "speed": str(ns.speed), "record": "false", "console": "false"})
     moves: list[tuple[str, float, float]] = []  # (what, wall s, simulated s)
     plan_ = [("nav", "rack_storage"), ("arm", "rack_storage/slot1", "robot1/deck1"),
              ("nav", "photoreactor"), ("arm", "robot1/deck1", "photoreactor/rack"),

@@ -145,7 +145,12 @@ class SafetyNode(LabNode):
             user = pwd.getpwuid(uid).pw_name
         except KeyError:
             user = f"uid {uid}"
-        who = f"{user} (uid {uid}, pid {pid}, lab estop on {socket.gethostname()})"
+        # the console (lab.console) runs as a local operator and says which of its accounts asked;
+        # the kernel's word (uid, pid) stays first: the account is the console's word, not the kernel's
+        via = str(request.get("via", "lab estop"))[:40]
+        on_behalf = str(request.get("on_behalf", ""))[:80]
+        who = (f"{user} (uid {uid}, pid {pid}, {via} on {socket.gethostname()})"
+               + (f" for {on_behalf}" if on_behalf else ""))
         reason = str(request.get("reason", ""))
         if not stop and uid != os.getuid() and user not in self.params.release_users:
             self.get_logger().warning(f"release refused for {who}")
@@ -154,7 +159,7 @@ class SafetyNode(LabNode):
         else:
             answer = self._set(stop, SafetyCommand.Request(by=who, reason=reason), SafetyCommand.Response())
             reply = {"success": answer.success, "message": answer.message}
-        record_command(Path(self.params.database), who, "fast path (lab estop)", "estop" if stop else "estop_release",
+        record_command(Path(self.params.database), who, f"fast path ({via})", "estop" if stop else "estop_release",
                        {"reason": reason}, reply["message"], reply["success"], self.get_logger())
         return reply
 

@@ -52,6 +52,33 @@ class Progress:
     made_again: int = 0  # attempts made again after the equipment failed them
 
 
+def check_goal(config: CampaignConfig, budget: int, batch_size: int = 0, seed: int = 0,
+               capacity: int | None = None) -> int:
+    """The batch size a campaign of `config` runs with; InvalidGoal saying why for a budget, batch
+    size or seed that cannot run (the planner on a goal, the console on its form). `capacity`:
+    samples the workflow's carrier holds (None: not checked here)."""
+    if budget < 1:
+        raise InvalidGoal(f"budget must be at least 1 experiment, not {budget}")
+    if config.max_budget and budget > config.max_budget:
+        raise InvalidGoal(f"budget {budget} is above campaign {config.name}'s max_budget of {config.max_budget} "
+                          "experiments; raise max_budget in its campaign file to ask for more")
+    if seed < 0:
+        raise InvalidGoal(f"seed must be 0 or more, not {seed}")
+    batch_size = batch_size or config.batch_size
+    if batch_size < 1:
+        raise InvalidGoal(f"batch_size must be at least 1, not {batch_size}")
+    if capacity is not None and batch_size > capacity:
+        raise InvalidGoal(f"batch_size {batch_size} does not fit one carrier of workflow {config.workflow} "
+                          f"(it holds {capacity})")
+    if budget < batch_size:
+        raise InvalidGoal(f"budget {budget} is below one batch ({batch_size}); lower the batch size or raise "
+                          "the budget")
+    if config.controls and batch_size <= config.controls.per_batch:
+        raise InvalidGoal(f"batch_size {batch_size} leaves no room beside the {config.controls.per_batch} "
+                          "controls of each batch")
+    return batch_size
+
+
 class CampaignRunner:
     def __init__(self, store: CampaignStore, campaign_id: str, config: CampaignConfig, budget: int,
                  batch_size: int, seed: int) -> None:
@@ -67,25 +94,7 @@ class CampaignRunner:
               seed: int = 0, capacity: int | None = None, started_by: str = "") -> CampaignRunner:
         """A new campaign, recorded in `store`; InvalidGoal (nothing recorded) for a budget,
         batch size or seed that cannot run. `capacity`: samples the workflow's carrier holds."""
-        if budget < 1:
-            raise InvalidGoal(f"budget must be at least 1 experiment, not {budget}")
-        if config.max_budget and budget > config.max_budget:
-            raise InvalidGoal(f"budget {budget} is above campaign {config.name}'s max_budget of {config.max_budget} "
-                              "experiments; raise max_budget in its campaign file to ask for more")
-        if seed < 0:
-            raise InvalidGoal(f"seed must be 0 or more, not {seed}")
-        batch_size = batch_size or config.batch_size
-        if batch_size < 1:
-            raise InvalidGoal(f"batch_size must be at least 1, not {batch_size}")
-        if capacity is not None and batch_size > capacity:
-            raise InvalidGoal(f"batch_size {batch_size} does not fit one carrier of workflow {config.workflow} "
-                              f"(it holds {capacity})")
-        if budget < batch_size:
-            raise InvalidGoal(f"budget {budget} is below one batch ({batch_size}); lower the batch size or raise "
-                              "the budget")
-        if config.controls and batch_size <= config.controls.per_batch:
-            raise InvalidGoal(f"batch_size {batch_size} leaves no room beside the {config.controls.per_batch} "
-                              "controls of each batch")
+        batch_size = check_goal(config, budget, batch_size, seed, capacity)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         campaign_id = f"{config.name}-{stamp}-{uuid.uuid4().hex[:4]}"
         store.create_campaign(campaign_id, config.name, config.workflow, config.source, budget, batch_size, seed,

@@ -78,6 +78,8 @@ ARGUMENTS: dict[str, Argument] = {
         Argument("record", "true", "record the lab's topics to MCAP", ("true", "false"), _bool),
         Argument("viz", "none", "live view: none | foxglove (a Foxglove WebSocket server on port 8765)",
                  ("none", "foxglove")),
+        Argument("console", "true", "the operator's console in a browser (http://127.0.0.1:8080; accounts: "
+                 "lab users add)", ("true", "false"), _bool),
         Argument("deployment", "single", "which host runs which node: config/deployments/<name>.yaml "
                  "(single | lab3 | a path to a file of your own)"),
         Argument("host", "", "start only this host's nodes of the deployment (empty: every host's, "

@@ -318,12 +318,45 @@ class SafetyParams(NodeParams):
     presence_lease: float = Field(1.0, gt=0)         # wall s: its presence for the movers (safety_timeout)
 
 
+class ConsoleParams(NodeParams):
+    """lab.console (bringup console:=true; `lab console`): the operator's console in a browser."""
+
+    host: str = "127.0.0.1"                          # loopback; another address only with certfile and keyfile
+    port: int = Field(8080, ge=0, le=65535)
+    users_db: str = "runs/console/users.db"          # the accounts (`lab users add NAME --role ROLE`)
+    secret_file: str = "runs/console/secret"         # the session-signing key (made on first start, 0600)
+    database: str = "runs/campaigns.db"              # the campaign store (its campaigns and audit trail)
+    campaigns_dir: str = ""                          # the planner's campaigns folder ('' = the package's)
+    reports_dir: str = "runs/console/reports"
+    certfile: str = ""                               # HTTPS: the server's certificate (PEM) ...
+    keyfile: str = ""                                # ... and its private key
+    behind_proxy: bool = False                       # an HTTPS reverse proxy on this host serves it: cookies Secure
+    session_hours: float = Field(8.0, gt=0, le=24 * 14)
+    notify_file: str = ""                            # where the lab calls a human (lab.console.notify); '' = nobody
+
+    @model_validator(mode="after")
+    def _no_passwords_in_clear(self) -> ConsoleParams:
+        import ipaddress
+
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ValueError("certfile and keyfile go together (HTTPS needs both)")
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        if not loopback and not self.certfile:
+            raise ValueError(f"host {self.host}: the console serves another address than the loopback only over "
+                             "HTTPS (certfile and keyfile), so that passwords never cross a network in clear; or "
+                             "keep it on 127.0.0.1 behind a reverse proxy with HTTPS (docs/security.md)")
+        return self
+
+
 #: parameters a running node refuses to change (issue 33): those that point it at other files,
 #: folders or hosts, or say who it is; and ROS's use_sim_time (a clock switched under a running
 #: lab would make every wait wrong). Set them in the parameter file and restart the node.
 READ_ONLY = frozenset({"database", "state_file", "operator_socket", "operator_group", "release_users", "host",
                        "port", "robot_name", "station_name", "kind", "backend", "robots", "file_name",
-                       "use_sim_time"})
+                       "users_db", "use_sim_time"})
 
 
 def read_only(name: str) -> bool:
@@ -335,6 +368,7 @@ NODE_PARAMS: dict[str, type[NodeParams]] = {
     "sim": SimNodeParams, "navigator": NavigatorParams, "arm": ArmParams, "station": StationParams,
     "lab_manager": LabManagerParams, "planner": PlannerParams, "recorder": RecorderParams,
     "traffic": TrafficParams, "safety": SafetyParams, "foxglove_bridge": FoxgloveParams,
+    "console": ConsoleParams,
 }
 
 

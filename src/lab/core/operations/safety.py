@@ -29,16 +29,24 @@ def operator_socket(path: str = "") -> str:
     return path or SOCKET_TEMPLATE.format(domain=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0))
 
 
-def fast_path_request(op: str, reason: str, path: str = "", wait: float = 2.0) -> dict:
+def fast_path_request(op: str, reason: str, path: str = "", wait: float = 2.0, via: str = "",
+                      on_behalf: str = "") -> dict:
     """Send `op` ('stop' | 'release') to the safety node's socket; its answer ({'success',
     'message'}), or {'success': False, 'message': why, 'unreachable': True} when there is no
-    socket to reach (another host, the node not running) or no permission to."""
+    socket to reach (another host, the node not running) or no permission to. `via` and
+    `on_behalf`: the program and the person it asks for (the console and its signed-in account),
+    recorded after the kernel's word on who called."""
     target = operator_socket(path)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(wait)
             sock.connect(target)
-            sock.sendall(json.dumps({"op": op, "reason": reason}).encode() + b"\n")
+            request = {"op": op, "reason": reason}
+            if via:
+                request["via"] = via
+            if on_behalf:
+                request["on_behalf"] = on_behalf
+            sock.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
                 chunk = sock.recv(4096)

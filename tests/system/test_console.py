@@ -1,0 +1,312 @@
+"""The console in a real browser (Debian's chromium through selenium) against a lab brought up by
+the test, console and all (issue 34): sign in; start a campaign and watch its progress on the
+page while a station's injected fault calls a human (webhook and e-mail, once each); press the
+e-stop and see the robot stop in the lab's own state; releasing as an operator is refused, as a
+supervisor it works; the page says so when the lab manager is silent and comes back by itself.
+Screenshots of the main pages go to runs/test-artefacts/console/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, ros_available
+from helpers import LAB, Probe, lab, node_pid, spin_for, spin_until
+from procs import wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.slow,
+              pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)"),
+              pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                                 reason="chromium/chromium-driver not installed (make test installs them as root)")]
+
+PASSWORDS = {"otto": "operator-password-1", "sue": "supervisor-password-1"}
+ARTEFACTS = ROOT / "runs" / "test-artefacts" / "console"
+FULL_LAB = {"safety", "sim", "navigator", "traffic", "arm", "station", "lab_manager", "planner", "console"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Mailbox:
+    """aiosmtpd on loopback with STARTTLS (a certificate made here) and LOGIN required."""
+
+    def __init__(self, folder: Path) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.cert, key = folder / "smtp.pem", folder / "smtp.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lab",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(self.cert)],
+                       check=True, capture_output=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, key)
+        self.messages: list[str] = []
+        self.logins: list[bytes] = []
+        box = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                box.messages.append(envelope.content.decode())
+                return "250 OK"
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            box.logins.append(auth_data.login)
+            return AuthResult(success=auth_data.login == b"lab" and auth_data.password == b"mail-secret")
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=context,
+                                     require_starttls=True, authenticator=authenticate, auth_require_tls=True)
+        self.controller.start()
+
+
+@pytest.fixture(scope="module")
+def console_lab(tmp_path_factory):
+    import rclpy
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from lab.app.commander import LabCommander
+
+    tmp = tmp_path_factory.mktemp("console")
+    for name, role in (("otto", "operator"), ("sue", "supervisor")):
+        made = subprocess.run([*LAB, "users", "add", name, "--role", role, "--password-stdin"], cwd=tmp,
+                              input=PASSWORDS[name] + "\n", capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    mailbox = Mailbox(tmp)
+    (tmp / "smtp_password").write_text("mail-secret\n")
+    notify = tmp / "notify.yaml"
+    notify.write_text(json.dumps({
+        "webhook": {"url": f"http://127.0.0.1:{hook.server_port}/hook"},
+        "email": {"host": "127.0.0.1", "port": mailbox.port, "user": "lab", "password_file": str(tmp / "smtp_password"),
+                  "from": "lab@localhost", "to": ["chemist@localhost"], "cafile": str(mailbox.cert)}}))
+    port = free_port()
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                "--disable-gpu", "--no-first-run"):
+        options.add_argument(arg)
+    with lab(tmp, ["robots:=1", "speed:=1000", "record:=false", "console:=true"], keep=FULL_LAB,
+             overrides={"console": {"port": port, "notify_file": str(notify)}}) as out:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        cmd = LabCommander("console_test", context=context)
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+        driver.set_page_load_timeout(30)
+        try:
+            probe = Probe(cmd)
+            wait_for(lambda: _answers(port), 90, what=f"the console on port {port}\n{out.text(40)}")
+            yield {"driver": driver, "url": f"http://127.0.0.1:{port}/", "cmd": cmd, "probe": probe, "out": out,
+                   "mailbox": mailbox, "tmp": tmp}
+        finally:
+            driver.quit()
+            mailbox.controller.stop()
+            hook.shutdown()
+            cmd.destroy_node()
+            context.try_shutdown()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _until(driver, condition, timeout: float, what: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+    except Exception as exc:  # selenium's TimeoutException: say what was awaited and what the page showed
+        shot = ARTEFACTS / f"failed-{what[:40].replace(' ', '_')}.png"
+        driver.save_screenshot(str(shot))
+        raise AssertionError(f"{what} within {timeout} s ({type(exc).__name__}); screenshot {shot}") from None
+
+
+def _text(driver, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def _sign_in(driver, url: str, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(url)
+    _until(driver, lambda d: d.find_element(By.ID, "login").is_displayed(), 20, "the sign-in form")
+    driver.find_element(By.ID, "login-name").send_keys(name)
+    driver.find_element(By.ID, "login-password").send_keys(PASSWORDS[name])
+    driver.find_element(By.ID, "login-button").click()
+    _until(driver, lambda d: d.find_element(By.ID, "main").is_displayed(), 20, f"{name} signed in")
+    assert _text(driver, "#who") == f"{name} ({'operator' if name == 'otto' else 'supervisor'})"
+
+
+def _set_param(cmd, node: str, name: str, value: int | float) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = cmd.create_client(SetParameters, f"{node}/set_parameters")
+    spin_until(cmd, client.service_is_ready, 30, what=f"{node}/set_parameters")
+    typed = (ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value) if isinstance(value, int)
+             else ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=typed)]))
+    spin_until(cmd, future.done, 30, what=f"{node} setting {name}")
+    assert future.result().results[0].successful
+    cmd.destroy_client(client)
+
+
+def _notices(mailbox: Mailbox, kind: str) -> tuple[list[dict], list[str]]:
+    return ([n for n in Hook.received if n["kind"] == kind],
+            [m for m in mailbox.messages if f"kind: {kind}" in m])
+
+
+def test_a_campaign_started_in_the_browser_runs_and_a_station_fault_calls_a_human(console_lab) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver, url, cmd = console_lab["driver"], console_lab["url"], console_lab["cmd"]
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    _sign_in(driver, url, "otto")
+    _until(driver, lambda d: _text(d, "#mode") == "idle", 60, "the lab's mode on the page")
+    driver.save_screenshot(str(ARTEFACTS / "lab.png"))
+    # the gas chromatograph's next step fails: a station fault during the campaign
+    _set_param(cmd, "/stations/gas_chromatograph", "fail_next", 1)
+    driver.find_element(By.CSS_SELECTOR, "[data-tab=campaigns]").click()
+    Select(driver.find_element(By.ID, "start-name")).select_by_value("photocatalysis")
+    for field, value in (("start-budget", "8"), ("start-batch", "8"), ("start-seed", "3")):
+        driver.find_element(By.ID, field).clear()
+        driver.find_element(By.ID, field).send_keys(value)
+    driver.find_element(By.ID, "start-button").click()
+    _until(driver, lambda d: "started" in _text(d, "#message"), 30, "the campaign's start")
+    row = "#campaigns tbody tr[data-status]"
+    _until(driver, lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "running", 10,
+           "the campaign listed as running")
+    campaign_id = driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-campaign")
+    # progress on the page: steps under way come and go on the lab page, then the count measured rises
+    driver.find_element(By.CSS_SELECTOR, "[data-tab=lab]").click()
+    _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#steps li"), 60, "a step under way on the lab page")
+    _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#stations tr.busy"), 120, "a busy station")
+    driver.save_screenshot(str(ARTEFACTS / "lab-running.png"))
+    driver.find_element(By.CSS_SELECTOR, "[data-tab=campaigns]").click()
+    _until(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-campaign='{campaign_id}']")
+           .get_attribute("data-status") == "done", 300, "the campaign done on the page")
+    measured = driver.find_element(By.CSS_SELECTOR, f"tr[data-campaign='{campaign_id}']").get_attribute("data-measured")
+    assert int(measured) == 8, measured
+    driver.find_element(By.LINK_TEXT, campaign_id).click()
+    _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#best-chart polyline.chart-ref"), 20,
+           "the best-so-far chart with the real robot's curve")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#experiments tbody tr")) == 8
+    driver.save_screenshot(str(ARTEFACTS / "campaign.png"))
+    # the fault called once by each channel, with the station's message
+    wait_for(lambda: all(_notices(console_lab["mailbox"], "station")), 30, what="the station fault's notices")
+    time.sleep(2.0)  # a second notice of the same fault would have come by now
+    hooks, mails = _notices(console_lab["mailbox"], "station")
+    assert len(hooks) == 1 and len(mails) == 1, (hooks, mails)
+    assert "gas_chromatograph fault" in hooks[0]["text"] and "text" in hooks[0], hooks
+    assert console_lab["mailbox"].logins == [b"lab"] * len(console_lab["mailbox"].messages)
+    # the console's command is in the audit trail, with who asked
+    driver.find_element(By.CSS_SELECTOR, "[data-tab=audit]").click()
+    _until(driver, lambda d: "run_campaign" in _text(d, "#audit") and "otto (operator)" in _text(d, "#audit"), 20,
+           "the audit trail")
+    driver.save_screenshot(str(ARTEFACTS / "audit.png"))
+
+
+def test_the_estop_button_stops_the_robot_and_only_a_supervisor_releases_it(console_lab) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, url, cmd, probe = console_lab["driver"], console_lab["url"], console_lab["cmd"], console_lab["probe"]
+    from lab.ros.qos import LATCHED
+    from lab_interfaces.msg import SafetyState
+
+    safety: dict = {}
+    cmd.create_subscription(SafetyState, "/safety/state", lambda m: safety.update(stopped=m.stopped, by=m.by), LATCHED)
+    _sign_in(driver, url, "otto")
+    # at 1000x a drive across the lab is over in a few wall ms: the stop is pressed at 2x
+    _set_param(cmd, "/sim", "speed", 2.0)
+    drive = cmd.navigate_to_station("robot1", "printer")  # across the lab
+    spin_until(cmd, lambda: probe.speed > 0.05, 60, what=f"robot1 driving ({drive.result})")
+    pressed = time.monotonic()
+    driver.find_element(By.ID, "estop").click()
+    spin_until(cmd, lambda: safety.get("stopped"), 10, what="the lab's safety state stopped")
+    spin_until(cmd, lambda: probe.speed < 1e-3, 10, what="robot1 at rest")
+    assert time.monotonic() - pressed < 10
+    assert "otto" in safety["by"] and "console" in safety["by"], safety
+    _until(driver, lambda d: d.find_element(By.ID, "banner").is_displayed() and "EMERGENCY STOP" in _text(d, "#banner"),
+           10, "the e-stop banner")
+    driver.save_screenshot(str(ARTEFACTS / "estop.png"))
+    cmd.wait(drive, timeout=60)
+    _set_param(cmd, "/sim", "speed", 1000.0)
+    # an operator has no release button, and the endpoint refuses them
+    assert not driver.find_element(By.ID, "release").is_displayed()
+    answer = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const me = await (await fetch('/api/me')).json();
+        const r = await fetch('/api/release', {method: 'POST', headers: {'Content-Type': 'application/json',
+                              'X-CSRF-Token': me.csrf}, body: '{"reason": "operator tries"}'});
+        done([r.status, (await r.json()).detail]);""")
+    assert answer[0] == 403 and "needs supervisor" in answer[1], answer
+    spin_for(cmd, 1.0)
+    assert safety["stopped"]
+    # a supervisor releases it from the page
+    _sign_in(driver, url, "sue")
+    _until(driver, lambda d: d.find_element(By.ID, "release").is_displayed(), 10, "the release button")
+    driver.find_element(By.ID, "release").click()
+    spin_until(cmd, lambda: not safety.get("stopped"), 10, what="the e-stop released")
+    _until(driver, lambda d: not d.find_element(By.ID, "banner").is_displayed(), 10, "the banner gone")
+    driver.find_element(By.ID, "resume").click()  # a released lab stays paused until resumed
+    _until(driver, lambda d: _text(d, "#mode") in ("idle", "running"), 20, "the lab resumed")
+    # the stop called once by each channel (the release calls nobody)
+    wait_for(lambda: all(_notices(console_lab["mailbox"], "estop")), 30, what="the e-stop's notices")
+    time.sleep(1.0)
+    hooks, mails = _notices(console_lab["mailbox"], "estop")
+    assert len(hooks) == 1 and len(mails) == 1 and "EMERGENCY STOP by" in hooks[0]["text"], (hooks, mails)
+
+
+def test_the_page_says_when_the_lab_manager_is_silent_and_recovers_by_itself(console_lab) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver, url, out = console_lab["driver"], console_lab["url"], console_lab["out"]
+    _sign_in(driver, url, "otto")
+    _until(driver, lambda d: not d.find_element(By.ID, "missing").is_displayed(), 20, "nothing missing")
+    # frozen, not killed: bringup would have a killed one back within the 5 s the page waits
+    pid = node_pid(out, "lab_manager")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _until(driver, lambda d: "lab manager: not heard from" in _text(d, "#missing"), 30,
+               "the lab manager said missing")
+        driver.save_screenshot(str(ARTEFACTS / "lab-manager-gone.png"))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _until(driver, lambda d: not d.find_element(By.ID, "missing").is_displayed(), 60,
+           "the page back by itself once the lab manager speaks again")
+    assert _text(driver, "#mode") in ("idle", "running", "paused")

@@ -29,7 +29,7 @@ NODES = {
     "traffic": "lab.nodes.traffic:main",
     "safety": "lab.nodes.safety:main",
     "foxglove_bridge": "lab.nodes.foxglove_bridge:main",
-    "console": "lab.nodes.console:main",
+    "console": "lab.console.server:main",  # not a node module: lab.bringup.processes.MODULES
 }
 
 setup(

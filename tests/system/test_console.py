@@ -1,6 +1,7 @@
 """The console in a real browser (Debian's chromium through selenium) against a lab brought up by
-the test, console and all (issue 34): sign in; start a campaign and watch its progress on the
-page while a station's injected fault calls a human (webhook and e-mail, once each); press the
+the test, console and all (issue 34): sign in; start a campaign, approve its batch with one
+experiment edited (after an edit outside the space is refused), watch its progress on the page
+while a station's injected fault calls a human (webhook and e-mail, once each); press the
 e-stop and see the robot stop in the lab's own state; releasing as an operator is refused, as a
 supervisor it works; the page says so when the lab manager is silent and comes back by itself.
 Screenshots of the main pages go to runs/test-artefacts/console/."""
@@ -13,14 +14,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT, ros_available
 from helpers import LAB, Probe, lab, node_pid, spin_for, spin_until
+from notices import Mailbox, free_port, serve_hook
 from procs import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
@@ -31,59 +31,6 @@ pytestmark = [pytest.mark.system, pytest.mark.slow,
 PASSWORDS = {"otto": "operator-password-1", "sue": "supervisor-password-1"}
 ARTEFACTS = ROOT / "runs" / "test-artefacts" / "console"
 FULL_LAB = {"safety", "sim", "navigator", "traffic", "arm", "station", "lab_manager", "planner", "console"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Hook.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class Mailbox:
-    """aiosmtpd on loopback with STARTTLS (a certificate made here) and LOGIN required."""
-
-    def __init__(self, folder: Path) -> None:
-        import ssl
-
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import AuthResult
-
-        self.cert, key = folder / "smtp.pem", folder / "smtp.key"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lab",
-                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(self.cert)],
-                       check=True, capture_output=True)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, key)
-        self.messages: list[str] = []
-        self.logins: list[bytes] = []
-        box = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                box.messages.append(envelope.content.decode())
-                return "250 OK"
-
-        def authenticate(server, session, envelope, mechanism, auth_data):
-            box.logins.append(auth_data.login)
-            return AuthResult(success=auth_data.login == b"lab" and auth_data.password == b"mail-secret")
-
-        self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=context,
-                                     require_starttls=True, authenticator=authenticate, auth_require_tls=True)
-        self.controller.start()
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +46,7 @@ def console_lab(tmp_path_factory):
         made = subprocess.run([*LAB, "users", "add", name, "--role", role, "--password-stdin"], cwd=tmp,
                               input=PASSWORDS[name] + "\n", capture_output=True, text=True, timeout=60)
         assert made.returncode == 0, made.stderr
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook, received = serve_hook()
     mailbox = Mailbox(tmp)
     (tmp / "smtp_password").write_text("mail-secret\n")
     notify = tmp / "notify.yaml"
@@ -108,13 +54,19 @@ def console_lab(tmp_path_factory):
         "webhook": {"url": f"http://127.0.0.1:{hook.server_port}/hook"},
         "email": {"host": "127.0.0.1", "port": mailbox.port, "user": "lab", "password_file": str(tmp / "smtp_password"),
                   "from": "lab@localhost", "to": ["chemist@localhost"], "cafile": str(mailbox.cert)}}))
+    # the campaign the chemist approves batch by batch: photocatalysis with approval: true
+    campaigns = tmp / "campaigns"
+    campaigns.mkdir()
+    doc = yaml.safe_load((ROOT / "config" / "campaigns" / "photocatalysis.yaml").read_text())
+    (campaigns / "approved.yaml").write_text(yaml.safe_dump({**doc, "name": "approved", "approval": True}))
     port = free_port()
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
                 "--disable-gpu", "--no-first-run"):
         options.add_argument(arg)
     with lab(tmp, ["robots:=1", "speed:=1000", "record:=false", "console:=true"], keep=FULL_LAB,
-             overrides={"console": {"port": port, "notify_file": str(notify)}}) as out:
+             overrides={"console": {"port": port, "notify_file": str(notify), "campaigns_dir": str(campaigns)},
+                        "planner": {"campaigns_dir": str(campaigns)}}) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("console_test", context=context)
@@ -124,7 +76,7 @@ def console_lab(tmp_path_factory):
             probe = Probe(cmd)
             wait_for(lambda: _answers(port), 90, what=f"the console on port {port}\n{out.text(40)}")
             yield {"driver": driver, "url": f"http://127.0.0.1:{port}/", "cmd": cmd, "probe": probe, "out": out,
-                   "mailbox": mailbox, "tmp": tmp}
+                   "mailbox": mailbox, "hook": received, "tmp": tmp}
         finally:
             driver.quit()
             mailbox.controller.stop()
@@ -150,6 +102,21 @@ def _until(driver, condition, timeout: float, what: str):
         shot = ARTEFACTS / f"failed-{what[:40].replace(' ', '_')}.png"
         driver.save_screenshot(str(shot))
         raise AssertionError(f"{what} within {timeout} s ({type(exc).__name__}); screenshot {shot}") from None
+
+
+def _click(driver, by, what: str) -> None:
+    """Click an element of a part the page draws again as the lab changes (a table row's link): an
+    element drawn anew between finding and clicking is found again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(d) -> bool:
+        try:
+            d.find_element(by, what).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    _until(driver, clicked, 10, f"a click on {what}")
 
 
 def _text(driver, css: str) -> str:
@@ -185,12 +152,11 @@ def _set_param(cmd, node: str, name: str, value: int | float) -> None:
     cmd.destroy_client(client)
 
 
-def _notices(mailbox: Mailbox, kind: str) -> tuple[list[dict], list[str]]:
-    return ([n for n in Hook.received if n["kind"] == kind],
-            [m for m in mailbox.messages if f"kind: {kind}" in m])
+def _notices(lab: dict, kind: str) -> tuple[list[dict], list[str]]:
+    return ([n for n in lab["hook"] if n["kind"] == kind], [m for m in lab["mailbox"].messages if f"kind: {kind}" in m])
 
 
-def test_a_campaign_started_in_the_browser_runs_and_a_station_fault_calls_a_human(console_lab) -> None:
+def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_calls_a_human(console_lab) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -202,7 +168,7 @@ def test_a_campaign_started_in_the_browser_runs_and_a_station_fault_calls_a_huma
     # the gas chromatograph's next step fails: a station fault during the campaign
     _set_param(cmd, "/stations/gas_chromatograph", "fail_next", 1)
     driver.find_element(By.CSS_SELECTOR, "[data-tab=campaigns]").click()
-    Select(driver.find_element(By.ID, "start-name")).select_by_value("photocatalysis")
+    Select(driver.find_element(By.ID, "start-name")).select_by_value("approved")
     for field, value in (("start-budget", "8"), ("start-batch", "8"), ("start-seed", "3")):
         driver.find_element(By.ID, field).clear()
         driver.find_element(By.ID, field).send_keys(value)
@@ -212,6 +178,31 @@ def test_a_campaign_started_in_the_browser_runs_and_a_station_fault_calls_a_huma
     _until(driver, lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "running", 10,
            "the campaign listed as running")
     campaign_id = driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-campaign")
+    # its batch waits for a supervisor: an operator sees it and has no approve button
+    _until(driver, lambda d: d.find_element(By.ID, "approval").is_displayed(), 30, "the batch awaiting approval")
+    assert not driver.find_element(By.ID, "approve-button").is_displayed()
+    _sign_in(driver, url, "sue")
+    driver.find_element(By.CSS_SELECTOR, "[data-tab=campaigns]").click()
+    _click(driver, By.LINK_TEXT, campaign_id)
+    _until(driver, lambda d: d.find_element(By.ID, "approve-button").is_displayed(), 20, "the approve button")
+    edited = next(r for r in driver.find_elements(By.CSS_SELECTOR, "#approval-table tbody tr")
+                  if "control" not in r.text)
+    index = int(edited.get_attribute("data-index"))
+    box = edited.find_element(By.CSS_SELECTOR, "input.dim")
+    dimension = box.get_attribute("data-dim")
+    doc = yaml.safe_load((console_lab["tmp"] / "campaigns" / "approved.yaml").read_text())
+    low, high = doc["space"][dimension]["low"], doc["space"][dimension]["high"]
+    box.clear()
+    box.send_keys(str(high * 10))  # outside the space: refused with the reason, the batch still held
+    driver.find_element(By.ID, "approve-button").click()
+    _until(driver, lambda d: "is outside" in _text(d, "#message"), 10, "the out-of-bounds edit refused")
+    assert driver.find_element(By.ID, "approval").is_displayed()
+    driver.save_screenshot(str(ARTEFACTS / "approval.png"))
+    value = round(low + 0.25 * (high - low), 3)
+    box.clear()
+    box.send_keys(str(value))
+    driver.find_element(By.ID, "approve-button").click()
+    _until(driver, lambda d: "approved by sue" in _text(d, "#message"), 10, "the batch approved")
     # progress on the page: steps under way come and go on the lab page, then the count measured rises
     driver.find_element(By.CSS_SELECTOR, "[data-tab=lab]").click()
     _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#steps li"), 60, "a step under way on the lab page")
@@ -222,22 +213,29 @@ def test_a_campaign_started_in_the_browser_runs_and_a_station_fault_calls_a_huma
            .get_attribute("data-status") == "done", 300, "the campaign done on the page")
     measured = driver.find_element(By.CSS_SELECTOR, f"tr[data-campaign='{campaign_id}']").get_attribute("data-measured")
     assert int(measured) == 8, measured
-    driver.find_element(By.LINK_TEXT, campaign_id).click()
+    _click(driver, By.LINK_TEXT, campaign_id)
     _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#best-chart polyline.chart-ref"), 20,
            "the best-so-far chart with the real robot's curve")
     assert len(driver.find_elements(By.CSS_SELECTOR, "#experiments tbody tr")) == 8
     driver.save_screenshot(str(ARTEFACTS / "campaign.png"))
+    # the edit ran as the chemist's, and was measured there
+    from lab.core.campaign.store import CampaignStore
+
+    with CampaignStore.open(console_lab["tmp"] / "runs" / "campaigns.db") as store:
+        record = next(r for r in store.experiments(campaign_id) if r.index == index)
+    assert record.chosen_by == "sue (console)" and record.state == "done", record
+    assert record.point[dimension] == pytest.approx(value) and record.values, record
     # the fault called once by each channel, with the station's message
-    wait_for(lambda: all(_notices(console_lab["mailbox"], "station")), 30, what="the station fault's notices")
+    wait_for(lambda: all(_notices(console_lab, "station")), 30, what="the station fault's notices")
     time.sleep(2.0)  # a second notice of the same fault would have come by now
-    hooks, mails = _notices(console_lab["mailbox"], "station")
+    hooks, mails = _notices(console_lab, "station")
     assert len(hooks) == 1 and len(mails) == 1, (hooks, mails)
     assert "gas_chromatograph fault" in hooks[0]["text"] and "text" in hooks[0], hooks
     assert console_lab["mailbox"].logins == [b"lab"] * len(console_lab["mailbox"].messages)
-    # the console's command is in the audit trail, with who asked
+    # the console's commands are in the audit trail, with who asked
     driver.find_element(By.CSS_SELECTOR, "[data-tab=audit]").click()
-    _until(driver, lambda d: "run_campaign" in _text(d, "#audit") and "otto (operator)" in _text(d, "#audit"), 20,
-           "the audit trail")
+    _until(driver, lambda d: all(t in _text(d, "#audit") for t in ("run_campaign", "otto (operator)", "approve_batch",
+                                                                  "sue (supervisor)")), 20, "the audit trail")
     driver.save_screenshot(str(ARTEFACTS / "audit.png"))
 
 
@@ -286,9 +284,9 @@ def test_the_estop_button_stops_the_robot_and_only_a_supervisor_releases_it(cons
     driver.find_element(By.ID, "resume").click()  # a released lab stays paused until resumed
     _until(driver, lambda d: _text(d, "#mode") in ("idle", "running"), 20, "the lab resumed")
     # the stop called once by each channel (the release calls nobody)
-    wait_for(lambda: all(_notices(console_lab["mailbox"], "estop")), 30, what="the e-stop's notices")
+    wait_for(lambda: all(_notices(console_lab, "estop")), 30, what="the e-stop's notices")
     time.sleep(1.0)
-    hooks, mails = _notices(console_lab["mailbox"], "estop")
+    hooks, mails = _notices(console_lab, "estop")
     assert len(hooks) == 1 and len(mails) == 1 and "EMERGENCY STOP by" in hooks[0]["text"], (hooks, mails)
 
 

@@ -414,3 +414,58 @@ def test_a_campaign_left_running_is_found_with_when_its_planner_last_ran_it(tmp_
         left = store.left_running()
         assert [i for i, _ in left] == [recent.campaign_id, old.campaign_id], left
         assert left[0][1] == 2e9 and left[1][1] < 2e9
+
+
+def test_a_batch_awaiting_approval_runs_as_approved_and_edits_are_checked(tmp_path):
+    """approval: true holds each batch as proposed; an edit outside the space is refused with the
+    reason and changes nothing; an approved edit runs, is the chemist's, and is what is learnt from;
+    a dropped experiment uses no budget; a planner restarted meanwhile holds the same batch."""
+    from dataclasses import replace
+
+    from lab.core.campaign.approval import approve, awaiting
+
+    config = replace(PHOTO, approval=True, source={**PHOTO.source, "approval": True})
+    db = tmp_path / "c.db"
+    with CampaignStore.open(db) as store:
+        runner = CampaignRunner.start(store, config, budget=16, batch_size=8, seed=2)
+        held = runner.next_batch()
+        assert held is not None and held.awaiting and runner.approved(held) is None
+        assert runner.progress().awaiting == 8 and runner.progress().running == 0
+        campaign_id = runner.campaign_id
+    with CampaignStore.open(db) as store:  # a planner restarted: the same batch, still held
+        runner = CampaignRunner.resume(store, campaign_id)
+        again = runner.next_batch()
+        assert again is not None and again.awaiting and again.batch_id == held.batch_id
+        first = next(e for e in held.experiments if not e.is_control)
+        control = next(e for e in held.experiments if e.is_control)
+        dim = config.space.dimensions[0]
+        for edits, drop, reason in (({first.index: {dim.name: dim.high + 1}}, [], "is outside"),
+                                    ({first.index: {"unobtainium": 1.0}}, [], "unknown dimension"),
+                                    ({control.index: {dim.name: dim.low}}, [], "is a control"),
+                                    ({99: {dim.name: dim.low}}, [], "are not in batch"),
+                                    ({first.index: {dim.name: dim.low}}, [first.index], "both dropped and changed")):
+            with pytest.raises(InvalidGoal, match=reason):
+                approve(store, campaign_id, "sue", drop, edits)
+            assert len(awaiting(store, campaign_id)) == 8  # nothing changed
+        dropped = next(e for e in held.experiments if not e.is_control and e.index != first.index)
+        message = approve(store, campaign_id, "sue", [dropped.index], {first.index: {dim.name: dim.low}})
+        assert "7 experiment(s) to run, 1 dropped, 1 changed" in message
+        with pytest.raises(InvalidGoal, match="no batch awaiting approval"):
+            approve(store, campaign_id, "sue")
+        batch = runner.approved(again)
+        assert batch is not None and len(batch.experiments) == 7
+        edited = next(e for e in batch.experiments if e.index == first.index)
+        assert edited.point[dim.name] == dim.low
+        runner.record(batch.batch_id, _valid(batch.experiments, 3.0))
+        record = next(r for r in store.experiments(campaign_id) if r.index == first.index)
+        assert record.chosen_by == "sue" and record.state == "done" and record.point[dim.name] == dim.low
+        # the next batch fills the budget the dropped experiment left: 16 = 7 + 9 (two held in turn)
+        second = runner.next_batch()
+        assert second is not None and second.awaiting and len(second.experiments) == 8
+        approve(store, campaign_id, "sue")
+        runner.record(second.batch_id, _valid(runner.approved(second).experiments))
+        third = runner.next_batch()
+        assert third is not None and len(third.experiments) == 1
+        approve(store, campaign_id, "sue")
+        runner.record(third.batch_id, _valid(runner.approved(third).experiments))
+        assert runner.done and runner.progress().done == 16

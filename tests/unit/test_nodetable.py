@@ -143,7 +143,7 @@ def test_parse_arguments_resolves_auto() -> None:
     assert parse_arguments({"sim": "gazebo"})["arm"] == "moveit"
     assert parse_arguments({"sim": "gazebo", "arm": "embedded"})["arm"] == "embedded"
     assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record", "viz",
-                              "deployment", "host", "hardware", "keystore"}
+                              "deployment", "host", "hardware", "keystore", "console"}
 
 
 def test_real_table_expands(repo_root: Path) -> None:

@@ -67,6 +67,8 @@ def campaign_status(db: Path, campaign_id: str) -> int:
             pending = ("" if not p.running else f", {p.running} running" if info.status == "running"
                        else f", {p.running} to run again on `lab campaign resume {campaign_id}`")
             again = f", {p.made_again} made again" if p.made_again else ""
+            if p.awaiting:
+                again += f", {p.awaiting} awaiting approval (`lab campaign approve {campaign_id}`)"
             print(f"{campaign_id}: {info.status}{running_how(info)}; {p.done} measured, {p.failed} failed"
                   f"{again}{pending}, of {p.budget}; {p.best_summary}")
             # every experiment made more than once: its earlier attempts and why each failed

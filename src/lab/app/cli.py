@@ -3,7 +3,7 @@
     lab bringup [name:=value ...]           start the lab's nodes (where `ros2 launch` is absent)
     lab demo                                bring the lab up, run the demo campaign, write its report
     lab campaign run NAME [--budget N] [--batch B] [--seed S] [--speed X]
-    lab campaign list | status ID | resume ID | cancel ID | report ID
+    lab campaign list | status ID | resume ID | cancel ID | report ID | approve ID [--drop N] [--set N:dim=v]
     lab estop [--release] [--reason TEXT] | pause | resume
     lab console [--port N] ...              the lab in a browser (bringup starts it: console:=true)
     lab users add NAME --role ROLE | list | role | passwd | remove
@@ -191,6 +191,37 @@ def _campaign_status(ns: argparse.Namespace) -> int:
     return campaign_status(Path(ns.db), ns.campaign_id)
 
 
+def _campaign_approve(ns: argparse.Namespace) -> int:
+    """`lab campaign approve ID [--drop N] [--set N:dimension=value]`: the batch awaiting approval
+    (lab.core.campaign.approval), as the console approves it; recorded in the audit trail."""
+    from lab.app.commander import requester
+    from lab.core.campaign.approval import approve
+    from lab.core.campaign.store import CampaignStore
+    from lab.core.errors import LabError
+
+    edits: dict[int, dict[str, str]] = {}
+    for item in ns.set:
+        index, _, assignment = item.partition(":")
+        name, eq, value = assignment.partition("=")
+        if not (index.isdigit() and eq and name):
+            print(f"lab campaign approve: --set {item!r}: give N:dimension=value", file=sys.stderr)
+            return 2
+        edits.setdefault(int(index), {})[name] = value
+    who = requester()
+    params = {"campaign_id": ns.campaign_id, "drop": ns.drop, "edits": edits}
+    if not Path(ns.db).is_file():
+        print(f"lab: no campaign database at {ns.db}", file=sys.stderr)
+        return 1
+    with CampaignStore.open(Path(ns.db)) as store:
+        try:
+            message, ok = approve(store, ns.campaign_id, who, ns.drop, edits), True
+        except LabError as exc:
+            message, ok = f"refused: {exc}", False
+        store.record_command(who, "lab campaign approve", "approve_batch", params, message, ok)
+    print(f"lab campaign approve: {message}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def _campaign_report(ns: argparse.Namespace) -> int:
     from lab.app.campaign_info import campaign_report
 
@@ -303,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the lab's MCAP recording for the top-down picture (default: the newest "
                                 "lab_*.mcap beside the database that covers the campaign)")
         p.set_defaults(func=fn)
+    p = camp.add_parser("approve", help="approve the batch a campaign with approval: true holds for you")
+    p.add_argument("campaign_id")
+    p.add_argument("--drop", type=_count(0), action="append", default=[], metavar="N",
+                   help="leave experiment N out (its place goes to a later proposal)")
+    p.add_argument("--set", action="append", default=[], metavar="N:DIMENSION=VALUE",
+                   help="run experiment N with this value instead (checked against the campaign's space)")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=_campaign_approve)
     p = camp.add_parser("list", help="campaigns in the database")
     p.add_argument("--db", default=DEFAULT_DB)
     p.set_defaults(func=_campaign_list)

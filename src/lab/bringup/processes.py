@@ -56,7 +56,7 @@ def command_for(spec: NodeSpec) -> list[str]:
         if exe is not None and exe.is_file():
             program = [str(exe)]
         else:  # not colcon-installed (a bare checkout): the same main() through the interpreter
-            module = f"lab.nodes.{spec.executable}"
+            module = node_module(spec.executable)
             program = [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
     else:
         found = shutil.which(spec.executable)
@@ -66,8 +66,17 @@ def command_for(spec: NodeSpec) -> list[str]:
     return program + list(spec.arguments) + ros_arguments(spec)
 
 
+#: executables whose main is not in lab.nodes (setup.py's entry points say the same): the console
+#: is an application of the operator's commander (lab.app), above the nodes' layer
+MODULES = {"console": "lab.console.server"}
+
+
+def node_module(executable: str) -> str:
+    return MODULES.get(executable, f"lab.nodes.{executable}")
+
+
 def _node_module_exists(spec: NodeSpec) -> bool:
-    return importlib.util.find_spec(f"lab.nodes.{spec.executable}") is not None
+    return importlib.util.find_spec(node_module(spec.executable)) is not None
 
 
 class Bringup:

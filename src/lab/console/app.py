@@ -69,6 +69,12 @@ class Reason(_Strict):
     reason: str = Field("", max_length=500)
 
 
+class Approval(_Strict):
+    batch: str = Field("", max_length=200)           # the batch the page showed ('' any)
+    drop: list[int] = Field(default_factory=list, max_length=1000)
+    edits: dict[int, dict[str, float]] = Field(default_factory=dict)
+
+
 class NewAccount(_Strict):
     name: str = Field(max_length=64)
     role: str
@@ -260,6 +266,19 @@ def create_app(config: ConsoleConfig, link: Any) -> FastAPI:
         except TimeoutError as exc:
             return answer(account, "resume_campaign", params, False, str(exc), status=504)
         return answer(account, "resume_campaign", params, ok, message, campaign_id=campaign_id)
+
+    @app.post("/api/campaigns/{campaign_id}/approve")
+    def approve_batch(campaign_id: str, body: Approval, account: Account = Depends(role("supervisor"))) -> JSONResponse:
+        from lab.core.campaign.approval import approve
+        from lab.core.campaign.store import CampaignStore
+
+        params = {"campaign_id": campaign_id, **body.model_dump()}
+        try:
+            with CampaignStore.open(config.campaign_db) as store:
+                message = approve(store, campaign_id, f"{account.name} (console)", body.drop, body.edits, body.batch)
+        except LabError as exc:
+            return answer(account, "approve_batch", params, False, f"refused: {exc}", status=422)
+        return answer(account, "approve_batch", params, True, message)
 
     @app.post("/api/campaigns/{campaign_id}/cancel")
     def cancel_campaign(campaign_id: str, account: Account = Depends(role("operator"))) -> JSONResponse:

@@ -48,7 +48,7 @@ def campaign_detail(db: Path, campaign_id: str) -> dict[str, Any]:
     objectives = [{"name": o.name, "unit": o.unit, "maximize": o.maximize} for o in runner.config.objectives]
     rows = [{"index": r.index, "batch": r.batch_id, "sample": r.sample_id, "state": r.state, "control": r.is_control,
              "point": r.point, "values": {k: _num(v) for k, v in r.values.items()}, "attempts": r.attempts,
-             "failure": r.failure_reason} for r in records]
+             "failure": r.failure_reason, "chosen_by": r.chosen_by} for r in records]
     best: list[float | None] = []
     if len(objectives) == 1:
         name, sign = str(objectives[0]["name"]), 1.0 if objectives[0]["maximize"] else -1.0
@@ -60,7 +60,13 @@ def campaign_detail(db: Path, campaign_id: str) -> dict[str, Any]:
             best.append(None if top == -math.inf else sign * top)
     reference = ([{"n": n, "best": v} for n, v in BURGER2020_BEST_SO_FAR]
                  if runner.config.workflow == "photocatalysis" else [])
-    return {"id": info.id, "name": info.name, "workflow": info.workflow, "status": info.status,
+    space = runner.config.space
+    waiting = [{"index": r.index, "batch": r.batch_id, "control": r.is_control, "point": r.point}
+               for r in records if r.state == "proposed"]
+    return {"awaiting": waiting, "approval": runner.config.approval,
+            "dimensions": [{"name": d.name, "low": d.low, "high": d.high, "unit": d.unit} for d in space.dimensions],
+            "constraints": [c.describe() for c in space.constraints],
+            "id": info.id, "name": info.name, "workflow": info.workflow, "status": info.status,
             "budget": info.budget, "batch_size": info.batch_size, "seed": info.seed, "started_by": info.started_by,
             "created": info.created, "measured": progress.done, "failed": progress.failed,
             "running": progress.running, "summary": progress.best_summary, "objectives": objectives,

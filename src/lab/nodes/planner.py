@@ -48,6 +48,8 @@ from lab_interfaces.srv import CancelCampaign
 
 #: wall s between a running campaign's marks in the record that its planner is alive (CampaignStore.touch)
 TOUCH_PERIOD = 5.0
+#: wall s between two looks at the store for the approval of a batch held for one
+APPROVAL_LOOK = 0.5
 
 
 class _Campaign:
@@ -279,7 +281,8 @@ class PlannerNode(LabNode):
         specimen = runner.config.specimen_kind
         limit = self.params.batches_in_flight
         self.get_logger().info(f"campaign {runner.campaign_id}: {runner.progress().budget} experiments")
-        last_feedback = last_touch = 0.0
+        last_feedback = last_touch = next_look = 0.0
+        awaiting = None  # the batch held for approval
         watched = False  # a client followed it at the last touch
         while True:
             while not finished.empty():
@@ -296,8 +299,19 @@ class PlannerNode(LabNode):
             if stop.is_set():
                 if not in_flight:
                     break
-            elif len(in_flight) < limit and not runner.done:
-                batch = runner.next_batch()
+            elif len(in_flight) < limit and not runner.done and time.monotonic() >= next_look:
+                batch = awaiting or runner.next_batch()
+                if batch is not None and batch.awaiting:
+                    # held for a supervisor (lab.core.campaign.approval): the store is read again every
+                    # APPROVAL_LOOK s until it is decided; everything dropped: the next proposal
+                    if awaiting is None:
+                        self._show(f"{batch.batch_id}: {len(batch.experiments)} experiments await approval "
+                                   f"(the console, or `lab campaign approve {runner.campaign_id}`)")
+                    awaiting, batch = batch, runner.approved(batch)
+                    next_look = time.monotonic() + APPROVAL_LOOK
+                    if batch is not None:
+                        awaiting, next_look = None, 0.0
+                        batch = batch if batch.experiments else None
                 if batch is not None:
                     units = runner.config.space.units
                     formulations = [formulation_to_msg(Formulation(e.sample_id, dict(e.point), units, specimen))

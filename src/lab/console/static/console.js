@@ -9,6 +9,7 @@ let me = null;          // {name, role, csrf}
 let stream = null;
 let layout = null;
 let lastDone = -1;
+let lastDetail = 0;
 let shownCampaign = null;
 
 function el(tag, attrs = {}, ...children) {
@@ -73,6 +74,7 @@ async function start() {
   $("#estop").title = may("operator") ? "stop every motion and process now" :
     "viewers cannot stop the lab: use the robot's hardware stop or ask an operator";
   for (const b of document.querySelectorAll(".operator")) b.hidden = !may("operator");
+  for (const b of document.querySelectorAll(".supervisor")) b.hidden = !may("supervisor");
   $("#accounts-tab").hidden = !may("supervisor");
   const lay = await api("GET", "/api/layout");
   layout = lay.ok ? lay.data : null;
@@ -119,9 +121,13 @@ function render(s) {
     $("#lab-summary").dataset.done = st.experiments_done;
     renderTables(st);
     drawFloor(st);
-    if (st.experiments_done !== lastDone) {
+    // the campaigns come from the store, not the stream: read again when a result came in, and the
+    // campaign shown every 2 s (a batch may come to await approval with no result in between)
+    const now = Date.now();
+    if (st.experiments_done !== lastDone || now - lastDetail > 2000) {
+      if (st.experiments_done !== lastDone) loadCampaigns();
       lastDone = st.experiments_done;
-      loadCampaigns();
+      lastDetail = now;
       if (shownCampaign) showCampaign(shownCampaign);
     }
   }
@@ -192,15 +198,51 @@ async function showCampaign(id) {
   $("#campaign-detail").hidden = false;
   $("#detail-title").textContent = `${c.id} (${c.workflow})`;
   $("#detail-summary").textContent = `${c.status}: ${c.measured} measured, ${c.failed} failed, ${c.running} running ` +
-    `of ${c.budget}; ${c.summary}`;
+    `of ${c.budget}${c.awaiting.length ? `, ${c.awaiting.length} awaiting approval` : ""}; ${c.summary}`;
   $("#detail-report").href = `/api/campaigns/${encodeURIComponent(c.id)}/report/index.html`;
   drawBest(c);
+  showApproval(c);
   $("#experiments tbody").replaceChildren(...c.experiments.map((x) => el("tr", { class: x.state },
-    el("td", {}, x.index + (x.control ? " (control)" : "")), el("td", {}, x.batch), el("td", {}, x.state),
+    el("td", {}, x.index + (x.control ? " (control)" : "") + (x.chosen_by ? ` (chosen by ${x.chosen_by})` : "")),
+    el("td", {}, x.batch), el("td", {}, x.state),
     el("td", {}, Object.entries(x.point).filter(([, v]) => v).map(([k, v]) => `${k} ${(+v).toPrecision(3)}`).join(", ")),
     el("td", {}, x.state === "failed" ? x.failure :
       Object.entries(x.values).map(([k, v]) => `${k} ${v === null ? "-" : (+v).toPrecision(4)}`).join(", ")),
     el("td", {}, x.attempts))));
+}
+
+// a batch held for approval: one row per experiment, one input per dimension, a drop box; the
+// server checks every change against the campaign's space and says why it refuses one
+let approvalShown = "";
+function showApproval(c) {
+  const box = $("#approval");
+  box.hidden = !c.awaiting.length;
+  if (!c.awaiting.length) { approvalShown = ""; return; }
+  const batch = c.awaiting[0].batch;
+  if (approvalShown === batch) return;  // keep what the supervisor is typing
+  approvalShown = batch;
+  $("#approval-batch").textContent = batch;
+  $("#approval-rules").textContent = c.dimensions.map((d) => `${d.name} in [${d.low}, ${d.high}] ${d.unit}`).join("; ") +
+    (c.constraints.length ? `; ${c.constraints.join("; ")}` : "");
+  $("#approval-table thead").replaceChildren(el("tr", {}, el("th", {}, "#"), el("th", {}, "drop"),
+    ...c.dimensions.map((d) => el("th", {}, d.name))));
+  $("#approval-table tbody").replaceChildren(...c.awaiting.map((x) => el("tr", { "data-index": x.index },
+    el("td", {}, x.index + (x.control ? " (control)" : "")),
+    el("td", {}, el("input", { type: "checkbox", class: "drop" })),
+    ...c.dimensions.map((d) => el("td", {}, el("input", { class: "dim", "data-dim": d.name, size: 7,
+      value: String(x.point[d.name] ?? 0), "data-was": String(x.point[d.name] ?? 0), ...(x.control ? { disabled: "" } : {}) }))))));
+  $("#approve-button").onclick = async () => {
+    const drop = [], edits = {};
+    for (const row of document.querySelectorAll("#approval-table tbody tr")) {
+      const index = +row.dataset.index;
+      if (row.querySelector(".drop").checked) { drop.push(index); continue; }
+      for (const input of row.querySelectorAll("input.dim")) {
+        if (input.value !== input.dataset.was) (edits[index] = edits[index] || {})[input.dataset.dim] = +input.value;
+      }
+    }
+    const r = await command(`/api/campaigns/${encodeURIComponent(c.id)}/approve`, { batch, drop, edits });
+    if (r.ok) { approvalShown = ""; showCampaign(c.id); }
+  };
 }
 
 function drawBest(c) {

@@ -38,6 +38,7 @@ class Experiment:
 class Batch:
     batch_id: str
     experiments: list[Experiment]
+    awaiting: bool = False   # proposed, waiting for a supervisor's approval (CampaignConfig.approval)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Progress:
     hypervolume: float | None
     best_summary: str
     made_again: int = 0  # attempts made again after the equipment failed them
+    awaiting: int = 0    # experiments proposed and waiting for approval
 
 
 def check_goal(config: CampaignConfig, budget: int, batch_size: int = 0, seed: int = 0,
@@ -128,19 +130,20 @@ class CampaignRunner:
         done = sum(1 for r in records if r.state == "done")
         failed = sum(1 for r in records if r.state == "failed")
         running = sum(1 for r in records if r.state in ("running", "queued"))
+        awaiting = sum(1 for r in records if r.state == "proposed")
         again = sum(r.attempts - 1 for r in records)
         best = self.best(records)
         objectives = self.config.objectives
         if not best:
-            return Progress(done, failed, running, self.budget, None, None, "no valid result yet", again)
+            return Progress(done, failed, running, self.budget, None, None, "no valid result yet", again, awaiting)
         if len(objectives) == 1:
             o = objectives[0]
             value = best[0][1][o.name]
             return Progress(done, failed, running, self.budget, value, None, f"best {o.name} {value:.4g} {o.unit}",
-                            again)
+                            again, awaiting)
         hv = self.hypervolume(records)
         return Progress(done, failed, running, self.budget, None, hv,
-                        f"{len(best)} on the Pareto front, hypervolume {hv:.4g}", again)
+                        f"{len(best)} on the Pareto front, hypervolume {hv:.4g}", again, awaiting)
 
     def _valid(self, records: Sequence[ExperimentRecord]) -> list[ExperimentRecord]:
         names = [o.name for o in self.config.objectives]
@@ -174,6 +177,11 @@ class CampaignRunner:
         """The next batch to run, stored as running; None when the budget is used up or
         every remaining experiment is already running."""
         records = self.records()
+        proposed = [r for r in records if r.state == "proposed"]
+        if proposed:  # a batch still awaits approval (proposed before a restart): that one, again
+            ours = [r for r in proposed if r.batch_id == proposed[0].batch_id]
+            return Batch(ours[0].batch_id, [Experiment(r.index, r.point, r.is_control, r.sample_id) for r in ours],
+                         awaiting=True)
         queued = [r for r in records if r.state == "queued"]
         self._batches += 1
         batch_id = f"{self.campaign_id}/b{self._batches:03d}"
@@ -181,7 +189,7 @@ class CampaignRunner:
             chosen = queued[: self.batch_size]
             self.store.assign_batch(self.campaign_id, batch_id, [r.index for r in chosen])
             return Batch(batch_id, [Experiment(r.index, r.point, r.is_control, r.sample_id) for r in chosen])
-        left = self.budget - len(records)
+        left = self.budget - sum(1 for r in records if r.state != "dropped")
         if left <= 0:
             self._batches -= 1
             return None
@@ -202,8 +210,18 @@ class CampaignRunner:
         full = [Experiment(e.index, {d: float(e.point.get(d, 0.0)) for d in self.config.space.names}, e.is_control,
                            e.sample_id) for e in experiments]
         self.store.add_experiments(self.campaign_id, batch_id, [(e.index, e.sample_id, e.is_control, e.point)
-                                                                for e in full])
-        return Batch(batch_id, full)
+                                                                for e in full],
+                                   state="proposed" if self.config.approval else "running")
+        return Batch(batch_id, full, awaiting=self.config.approval)
+
+    def approved(self, batch: Batch) -> Batch | None:
+        """A batch that awaited approval as it was decided (its experiments kept, with their points as
+        approved), or None while it still awaits."""
+        records = self.store.experiments(self.campaign_id, batch.batch_id)
+        if any(r.state == "proposed" for r in records):
+            return None
+        return Batch(batch.batch_id, [Experiment(r.index, r.point, r.is_control, r.sample_id)
+                                      for r in records if r.state == "running"])
 
     def cancel(self) -> None:
         """The campaign stopped by its operator: recorded as cancelled (a resume runs it on; its

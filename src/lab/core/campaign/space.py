@@ -170,6 +170,7 @@ class CampaignConfig:
     initial_random: int = 0                     # random points before the model takes over
     max_budget: int = 0                         # the most experiments one campaign may ask for
     max_attempts: int = DEFAULT_MAX_ATTEMPTS    # times one experiment is made when the equipment fails it
+    approval: bool = False                      # each batch waits for a supervisor (lab.core.campaign.approval)
     source: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -268,6 +269,9 @@ def parse_campaign(doc: Any, source: str) -> CampaignConfig:
     max_attempts = doc.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 10:
         raise ConfigError(f"{source}: max_attempts must be a whole number from 1 to 10, not {max_attempts!r}")
+    approval = doc.get("approval", False)
+    if not isinstance(approval, bool):
+        raise ConfigError(f"{source}: approval must be true or false, not {approval!r}")
     logs = tuple(str(v) for v in doc.get("log_objectives", []))
     if not set(logs) <= {o.name for o in objectives}:
         raise ConfigError(f"{source}: log_objectives must name objectives")
@@ -275,7 +279,7 @@ def parse_campaign(doc: Any, source: str) -> CampaignConfig:
                           batch_size=int(doc["batch_size"]), objectives=objectives, space=space, controls=controls,
                           log_objectives=logs, reference=reference,
                           initial_random=int(doc.get("initial_random") or doc["batch_size"]),
-                          max_budget=max_budget, max_attempts=max_attempts, source=doc)
+                          max_budget=max_budget, max_attempts=max_attempts, approval=approval, source=doc)
 
 
 def _pool(name: str, space: Space, source: str) -> list[Point]:

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS campaigns (
     created REAL NOT NULL, status TEXT NOT NULL DEFAULT 'running');
 CREATE TABLE IF NOT EXISTS experiments (
     campaign_id TEXT NOT NULL, idx INTEGER NOT NULL, batch_id TEXT, sample_id TEXT NOT NULL,
-    state TEXT NOT NULL,             -- 'queued' | 'running' | 'done' | 'failed'
+    state TEXT NOT NULL,   -- 'proposed' (awaits approval) | 'queued' | 'running' | 'done' | 'failed' | 'dropped'
     is_control INTEGER NOT NULL DEFAULT 0, point TEXT NOT NULL,
     vals TEXT, uncertainties TEXT, units TEXT, failure_reason TEXT, as_dispensed TEXT, curves TEXT,
     station TEXT, proposed REAL NOT NULL, finished REAL,
@@ -44,7 +44,9 @@ CREATE TABLE IF NOT EXISTS audit (   -- every command the lab was given, where i
     outcome TEXT NOT NULL, ok INTEGER NOT NULL);
 """
 #: columns added since the first schema, with their definitions: added to an older database as it opens
-ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT"},
+ADDED_COLUMNS = {"experiments": {"failure_kind": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1", "earlier": "TEXT",
+                                 # who chose its point: '' the planner, else the person who edited it at approval
+                                 "chosen_by": "TEXT"},
                  # wall time (epoch s) a planner running the campaign last said it was (CampaignStore.touch)
                  "campaigns": {"active": "REAL",
                                # who sent the goal that started it (RunCampaign.requested_by)
@@ -90,6 +92,7 @@ class ExperimentRecord:
     failure_kind: str = ""
     attempts: int = 1
     earlier: list[dict[str, str]] = field(default_factory=list)  # the earlier attempts' sample ids and reasons
+    chosen_by: str = ""  # who chose its point: '' the planner, else who edited it at approval
 
     def earlier_attempts(self) -> list[str]:
         """The earlier attempts as people read them: '<sample id>: <why it failed>'."""
@@ -206,13 +209,36 @@ class CampaignStore:
         return [(t, w, v, c, json.loads(p), o, bool(k)) for t, w, v, c, p, o, k in rows]
 
     # ------------------------------------------------------------------ experiments
-    def add_experiments(self, campaign_id: str, batch_id: str, rows: Sequence[tuple[int, str, bool, dict]]) -> None:
-        """rows: (index, sample_id, is_control, point), stored as running in batch_id."""
+    def add_experiments(self, campaign_id: str, batch_id: str, rows: Sequence[tuple[int, str, bool, dict]],
+                        state: str = "running") -> None:
+        """rows: (index, sample_id, is_control, point), stored in batch_id as `state` ('running', or
+        'proposed' when the batch awaits approval)."""
         now = time.time()
         with self.transaction() as db:
             db.executemany("INSERT INTO experiments (campaign_id, idx, batch_id, sample_id, state, is_control, point, "
-                           "proposed) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-                           [(campaign_id, i, batch_id, sid, int(ctrl), json.dumps(p), now) for i, sid, ctrl, p in rows])
+                           "proposed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(campaign_id, i, batch_id, sid, state, int(ctrl), json.dumps(p), now)
+                            for i, sid, ctrl, p in rows])
+
+    def approve_batch(self, campaign_id: str, batch_id: str, by: str, points: dict[int, dict], dropped: Sequence[int]
+                      ) -> int:
+        """The batch awaiting approval decided, in one transaction: `dropped` experiments leave the
+        campaign (they use none of its budget), `points` replace the planner's (chosen_by `by`), the
+        rest run as proposed. Returns how many were awaiting (0: decided already, nothing changed)."""
+        with self.transaction() as db:
+            waiting = [i for (i,) in db.execute("SELECT idx FROM experiments WHERE campaign_id = ? AND batch_id = ? "
+                                                "AND state = 'proposed'", (campaign_id, batch_id))]
+            for i in waiting:
+                if i in dropped:
+                    db.execute("UPDATE experiments SET state = 'dropped', chosen_by = ? WHERE campaign_id = ? "
+                               "AND idx = ?", (by, campaign_id, i))
+                elif i in points:
+                    db.execute("UPDATE experiments SET state = 'running', point = ?, chosen_by = ? "
+                               "WHERE campaign_id = ? AND idx = ?", (json.dumps(points[i]), by, campaign_id, i))
+                else:
+                    db.execute("UPDATE experiments SET state = 'running' WHERE campaign_id = ? AND idx = ?",
+                               (campaign_id, i))
+            return len(waiting)
 
     def requeue_running(self, campaign_id: str) -> int:
         """Experiments left running by a dead planner go back to the queue; returns how many."""
@@ -255,7 +281,8 @@ class CampaignStore:
 
     def experiments(self, campaign_id: str, batch_id: str | None = None) -> list[ExperimentRecord]:
         query = ("SELECT campaign_id, idx, batch_id, sample_id, state, is_control, point, vals, uncertainties, units, "
-                 "failure_reason, as_dispensed, curves, station, proposed, finished, failure_kind, attempts, earlier "
+                 "failure_reason, as_dispensed, curves, station, proposed, finished, failure_kind, attempts, earlier, "
+                 "chosen_by "
                  "FROM experiments "
                  "WHERE campaign_id = ?")
         args: tuple = (campaign_id,)
@@ -267,7 +294,7 @@ class CampaignStore:
         return [ExperimentRecord(r[0], r[1], r[2] or "", r[3], r[4], bool(r[5]), json.loads(r[6]),
                                  json.loads(r[7] or "{}"), json.loads(r[8] or "{}"), json.loads(r[9] or "{}"),
                                  r[10] or "", json.loads(r[11] or "{}"), json.loads(r[12] or "[]"), r[13] or "",
-                                 r[14], r[15], r[16] or "", int(r[17] or 1), json.loads(r[18] or "[]"))
+                                 r[14], r[15], r[16] or "", int(r[17] or 1), json.loads(r[18] or "[]"), r[19] or "")
                 for r in rows]
 
     def count_finished(self, campaign_id: str) -> int:

@@ -15,13 +15,14 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import ROOT, ros_available
 from helpers import LAB, Probe, lab, node_pid, spin_for, spin_until
 from notices import Mailbox, free_port, serve_hook
-from procs import wait_for
+from procs import process, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)"),
@@ -308,3 +309,37 @@ def test_the_page_says_when_the_lab_manager_is_silent_and_recovers_by_itself(con
     _until(driver, lambda d: not d.find_element(By.ID, "missing").is_displayed(), 60,
            "the page back by itself once the lab manager speaks again")
     assert _text(driver, "#mode") in ("idle", "running", "paused")
+
+
+def test_lab_console_serves_https_with_secure_cookies_and_refuses_clear_text_elsewhere(tmp_path: Path) -> None:
+    """`lab console` alone (no lab needed to serve): with a certificate on HTTPS, its session cookie
+    Secure; on another address than the loopback without one, refused before serving."""
+    import ssl
+    import urllib.request
+
+    refused = subprocess.run([*LAB, "console", "--host", "0.0.0.0", "--port", str(free_port())], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "only over HTTPS" in refused.stderr, refused.stderr[-2000:]
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lab",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    made = subprocess.run([*LAB, "users", "add", "otto", "--role", "operator", "--password-stdin"], cwd=tmp_path,
+                          input=PASSWORDS["otto"] + "\n", capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    port = free_port()
+    with process([*LAB, "console", "--port", str(port), "--certfile", str(cert), "--keyfile", str(key)],
+                 cwd=tmp_path) as proc:
+        wait_for(lambda: _answers(port), 60, what="lab console on HTTPS")
+        context = ssl.create_default_context(cafile=str(cert))
+        page = urllib.request.urlopen(f"https://127.0.0.1:{port}/", context=context, timeout=10)
+        assert page.status == 200
+        login = urllib.request.Request(f"https://127.0.0.1:{port}/api/login", method="POST",
+                                       data=json.dumps({"name": "otto", "password": PASSWORDS["otto"]}).encode(),
+                                       headers={"Content-Type": "application/json",
+                                                "Origin": f"https://127.0.0.1:{port}"})
+        answer = urllib.request.urlopen(login, context=context, timeout=10)
+        cookie = answer.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie, cookie
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0

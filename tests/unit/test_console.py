@@ -255,3 +255,15 @@ def test_accounts_keep_only_hashes_in_a_file_only_the_lab_user_reads(tmp_path: P
         with pytest.raises(LabError):
             bad()
     assert [a.name for a in accounts.list()] == ["ada"]
+
+
+def test_the_console_serves_another_address_than_the_loopback_only_over_https() -> None:
+    from lab.core.config.params import ConsoleParams
+
+    assert ConsoleParams().host == "127.0.0.1"
+    for bad in ({"host": "0.0.0.0"}, {"host": "192.168.1.20"}, {"host": "::"},
+                {"host": "0.0.0.0", "certfile": "c.pem"}):  # a certificate without its key
+        with pytest.raises(ValueError, match="HTTPS|go together"):
+            ConsoleParams(**bad)
+    assert ConsoleParams(host="0.0.0.0", certfile="c.pem", keyfile="k.pem").host == "0.0.0.0"
+    assert ConsoleParams(host="::1").host == "::1" and ConsoleParams(host="localhost").host == "localhost"

@@ -280,9 +280,13 @@ def _fullstack(ns: argparse.Namespace) -> int:
 
 
 def _bench(ns: argparse.Namespace) -> int:
+    return _bench_main(ns.rest)
+
+
+def _bench_main(rest: list[str]) -> int:
     from lab.bench import main as bench_main
 
-    return bench_main(ns.rest)
+    return bench_main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,6 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o027)  # lab.core.persist.UMASK: what the command and the nodes it starts write is not world-readable
     if args[:1] == ["estop"]:  # the fast path: no parser of the whole command, no lab imports
         return _estop(args[1:])
+    # commands with parsers of their own, whose options may come first (argparse's REMAINDER
+    # refuses a leading --option)
+    own = {"console": _console, "users": _users, "security": _security, "bench": lambda rest: _bench_main(rest)}
+    if args[:1] and args[0] in own:
+        return int(own[args[0]](args[1:]) or 0)
     parser = build_parser()
     ns = parser.parse_args(args)
     return int(ns.func(ns) or 0)

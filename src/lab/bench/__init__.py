@@ -13,6 +13,7 @@
     faults      a campaign during which every kind of node is SIGKILLed once: nothing lost, nothing twice
     hosts       the lab on one host and on three (network namespaces, root): round trips, campaign,
                 recovery after robot1's host is cut off
+    console     the console's page: a change in the lab to the page showing it; its e-stop button to rest
     all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults",
-           "hosts")
+           "hosts", "console")
 MODULES = {"planner": "pool"}
 #: where a bench writes unless its --json/--plot name a path: a run from the checkout never
 #: overwrites the committed figures in benchmarks/ (those are written by naming them)

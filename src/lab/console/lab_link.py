@@ -53,6 +53,7 @@ class Snapshot:
 def status_dict(msg: Any) -> dict[str, Any]:
     """A LabStatus as plain data (what the page draws)."""
     return {
+        "stamp": msg.stamp.sec + msg.stamp.nanosec * 1e-9,   # the lab's clock when it was said
         "mode": msg.mode_text,
         "active_batches": list(msg.active_batches),
         "experiments_running": int(msg.experiments_running),

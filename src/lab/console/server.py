@@ -9,6 +9,7 @@ node's fast path (its Unix socket) and sends goals like the `lab` command (docs/
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -56,12 +57,24 @@ def serve(ros_args: list[str] | None = None) -> int:
         accounts = "" if config.users_db.is_file() else (f"; no accounts yet in {config.users_db}: "
                                                           "`lab users add NAME --role supervisor`")
         link.cmd.get_logger().info(f"the console on {scheme}://{params.host}:{params.port}{accounts}")
-        server.run()
+        # uvicorn shuts down on SIGINT/SIGTERM and then raises the signal again for the handler that
+        # was there before it: ours, so that the process ends through `finally` (the node destroyed)
+        # with status 0, as bringup's other nodes do
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
         if notifier is not None:
             notifier.close()
         return 0 if server.started else 1
     finally:
         link.stop()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,7 +88,7 @@ async function start() {
 function connect() {
   if (stream) stream.close();
   stream = new EventSource("/api/stream");
-  stream.onmessage = (e) => render(JSON.parse(e.data));
+  stream.onmessage = (e) => { const s = JSON.parse(e.data); render(s); shown(s); };
   stream.onerror = () => {
     // the console itself is down or restarting: EventSource tries again by itself
     showMissing(["the console does not answer (restarting?): trying again"]);
@@ -101,6 +101,15 @@ function showMissing(lines) {
   const box = $("#missing");
   box.replaceChildren(...lines.map((l) => el("div", {}, l)));
   box.hidden = lines.length === 0;
+}
+
+// what the page showed and when (wall ms): `lab bench console` reads it to time a change in the
+// lab to the page showing it; the last 2000 renders, a few hundred kB at most
+window.labShown = [];
+function shown(s) {
+  if (!s.status) return;
+  window.labShown.push([Date.now(), s.status.stamp, Object.fromEntries(s.status.stations.map((x) => [x.name, x.state]))]);
+  if (window.labShown.length > 2000) window.labShown.shift();
 }
 
 function render(s) {

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from conftest import ROOT, ros_available
 from helpers import LAB, Probe, lab, node_pid, spin_for, spin_until
 from notices import Mailbox, free_port, serve_hook
 from procs import process, wait_for
+
+from lab.console.server import listening
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)"),
@@ -75,7 +76,7 @@ def console_lab(tmp_path_factory):
         driver.set_page_load_timeout(30)
         try:
             probe = Probe(cmd)
-            wait_for(lambda: _answers(port), 90, what=f"the console on port {port}\n{out.text(40)}")
+            wait_for(lambda: listening(port), 90, what=f"the console on port {port}\n{out.text(40)}")
             yield {"driver": driver, "url": f"http://127.0.0.1:{port}/", "cmd": cmd, "probe": probe, "out": out,
                    "mailbox": mailbox, "hook": received, "tmp": tmp}
         finally:
@@ -84,14 +85,6 @@ def console_lab(tmp_path_factory):
             hook.shutdown()
             cmd.destroy_node()
             context.try_shutdown()
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _until(driver, condition, timeout: float, what: str):
@@ -330,7 +323,7 @@ def test_lab_console_serves_https_with_secure_cookies_and_refuses_clear_text_els
     port = free_port()
     with process([*LAB, "console", "--port", str(port), "--certfile", str(cert), "--keyfile", str(key)],
                  cwd=tmp_path) as proc:
-        wait_for(lambda: _answers(port), 60, what="lab console on HTTPS")
+        wait_for(lambda: listening(port), 60, what="lab console on HTTPS")
         context = ssl.create_default_context(cafile=str(cert))
         page = urllib.request.urlopen(f"https://127.0.0.1:{port}/", context=context, timeout=10)
         assert page.status == 200

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lab.bench import print_figures, write_json
+from lab.console.server import listening
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -126,7 +127,7 @@ def _run(ns: argparse.Namespace, run_dir: Path) -> dict:
                                     lambda m, n=name: on_station(n, m), LATCHED)
         driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
         try:
-            _wait(cmd, lambda: _answers(port), 120, "the console")
+            _wait(cmd, lambda: listening(port), 120, "the console")
             driver.get(f"http://127.0.0.1:{port}/")
             WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "login").is_displayed())
             driver.find_element(By.ID, "login-name").send_keys("bench")
@@ -211,14 +212,6 @@ def _stop(cmd, driver, seen: dict, rng: random.Random) -> float | None:
             done(r.status);""")
     _wait(cmd, lambda: not seen["stopped"], 10, "the release")
     return took
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _wait(cmd, predicate, timeout: float, what: str, fail: bool = True) -> bool:

@@ -146,6 +146,12 @@ def test_a_campaign_counts_as_followed_while_a_client_that_sent_a_goal_is_in_the
     assert following([goal("")], present) == 1
     assert following([goal("/lab_commander_12", active=False)], present) == 0
     assert following([goal("/lab_commander_99"), goal("/lab_commander_12")], present) == 1
+    # a client not discovered yet: counts while its goal is young and its node was never seen;
+    # once seen and gone, it does not
+    young = goal("/lab_commander_77")
+    assert following([young], present, seen=set(), young={id(young)}) == 1
+    assert following([young], present, seen={"/lab_commander_77"}, young={id(young)}) == 0
+    assert following([young], present, seen=set(), young=set()) == 0
 
 
 def test_the_audit_trail_keeps_every_command_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ ROSDEP = {"numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-open
 #: module -> pip distribution, for what no rosdep key provides (or not in the version needed)
 PIP = {"skopt": "scikit-optimize", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "foxglove": "foxglove-sdk",
        "pydantic": "pydantic", "fastapi": "fastapi", "uvicorn": "uvicorn", "argon2": "argon2-cffi",
-       "itsdangerous": "itsdangerous"}
+       "itsdangerous": "itsdangerous", "selenium": "selenium"}
 #: optional backends: imported only when chosen, their apt packages in lab.bringup.full_stack.PACKAGES
 BACKENDS = {"moveit": "ros-jazzy-moveit-py", "moveit_configs_utils": "ros-jazzy-moveit",
             "nav2_simple_commander": "ros-jazzy-nav2-simple-commander"}

@@ -59,6 +59,8 @@ class _Campaign:
     def __init__(self, campaign_id: str = "") -> None:
         self.campaign_id = campaign_id  # '' while a new one is being set up
         self.followers: list = []       # goal handles
+        self.joined: dict[int, float] = {}  # id() of a follower -> monotonic s it was accepted
+        self.seen: set[str] = set()     # client nodes seen in the graph
         self.result: RunCampaign.Result | None = None
         self.cancelled = False
         self.ended = threading.Event()
@@ -67,11 +69,26 @@ class _Campaign:
         return any(g.is_cancel_requested for g in list(self.followers))
 
 
-def following(goals: list, present: set[str]) -> int:
+#: wall s a goal's client counts as following before the planner's graph has shown its node: the
+#: node's name comes by discovery, which can lag the goal itself (a clean-clone CI run at 2-core
+#: load listed a campaign as 'no client follows it' while `lab campaign run` waited on it)
+CLIENT_DISCOVERY = 30.0
+
+
+def following(goals: list, present: set[str], seen: set[str] | None = None,
+              young: set[int] | None = None) -> int:
     """Goals following a campaign whose client node is in the graph (`present`: full node names).
     A goal that does not name its client counts while it is active: the action server cannot tell
-    its client left (a client that dies leaves its goal active)."""
-    return sum(1 for g in goals if g.is_active and (not g.request.client_node or g.request.client_node in present))
+    its client left (a client that dies leaves its goal active). A client not in the graph counts
+    while its node was never `seen` there and its goal is `young` (id() of goals accepted less than
+    CLIENT_DISCOVERY s ago): not discovered yet is not gone."""
+    seen, young = seen or set(), young or set()
+
+    def follows(g) -> bool:
+        client = g.request.client_node
+        return not client or client in present or (client not in seen and id(g) in young)
+
+    return sum(1 for g in goals if g.is_active and follows(g))
 
 
 class _BatchClock:
@@ -178,6 +195,7 @@ class PlannerNode(LabNode):
             if running is not None and request.resume and request.campaign_id and \
                     request.campaign_id == running.campaign_id:
                 running.followers.append(goal_handle)
+                running.joined[id(goal_handle)] = time.monotonic()
         if running is not None and goal_handle in running.followers:
             # the campaign runs already (taken up by this planner after a restart): followed, not run twice
             self.get_logger().info(f"a resume of {running.campaign_id}, which runs: the goal follows it")
@@ -194,6 +212,7 @@ class PlannerNode(LabNode):
             self._audit(request, result)
             return result
         campaign.followers.append(goal_handle)
+        campaign.joined[id(goal_handle)] = time.monotonic()
         try:
             with CampaignStore.open(self.database) as store:
                 runner = self._runner(store, request)
@@ -257,7 +276,11 @@ class PlannerNode(LabNode):
 
     def _following(self, campaign: _Campaign) -> int:
         present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
-        return following(list(campaign.followers), present)
+        goals = list(campaign.followers)
+        campaign.seen |= {g.request.client_node for g in goals} & present
+        now = time.monotonic()
+        young = {id(g) for g in goals if now - campaign.joined.get(id(g), now) < CLIENT_DISCOVERY}
+        return following(goals, present, campaign.seen, young)
 
     def _runner(self, store, request) -> CampaignRunner:
         if request.resume:

@@ -88,10 +88,13 @@ def console_lab(tmp_path_factory):
 
 
 def _until(driver, condition, timeout: float, what: str):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        # an element the page drew again between finding it and reading it: looked at again
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=[StaleElementReferenceException]).until(lambda d: condition(d))
     except Exception as exc:  # selenium's TimeoutException: say what was awaited and what the page showed
         shot = ARTEFACTS / f"failed-{what[:40].replace(' ', '_')}.png"
         driver.save_screenshot(str(shot))

@@ -161,6 +161,11 @@ def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     _sign_in(driver, url, "otto")
     _until(driver, lambda d: _text(d, "#mode") == "idle", 60, "the lab's mode on the page")
+    # the floor shows the racks where the world state has them
+    _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#floor rect[data-carrier='rack_1']"), 20,
+           "rack_1 on the floor")
+    assert driver.find_element(By.CSS_SELECTOR, "#floor rect[data-carrier='rack_1']").get_attribute(
+        "data-at").startswith("rack_storage/")
     driver.save_screenshot(str(ARTEFACTS / "lab.png"))
     # the gas chromatograph's next step fails: a station fault during the campaign
     _set_param(cmd, "/stations/gas_chromatograph", "fail_next", 1)
@@ -229,6 +234,11 @@ def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_
     assert len(hooks) == 1 and len(mails) == 1, (hooks, mails)
     assert "gas_chromatograph fault" in hooks[0]["text"] and "text" in hooks[0], hooks
     assert console_lab["mailbox"].logins == [b"lab"] * len(console_lab["mailbox"].messages)
+    # its end called once too (the console reads campaigns' ends from the store, whoever started them)
+    wait_for(lambda: all(_notices(console_lab, "campaign")), 30, what="the campaign's end notices")
+    hooks, mails = _notices(console_lab, "campaign")
+    assert [n["key"] for n in hooks] == [f"campaign:{campaign_id}"] and len(mails) == 1, (hooks, mails)
+    assert "done: 8 measured, 0 failed of 8" in hooks[0]["text"], hooks
     # the console's commands are in the audit trail, with who asked
     driver.find_element(By.CSS_SELECTOR, "[data-tab=audit]").click()
     _until(driver, lambda d: all(t in _text(d, "#audit") for t in ("run_campaign", "otto (operator)", "approve_batch",

@@ -24,6 +24,8 @@ from lab.core.errors import LabError
 #: wall s without a /lab_status after which the lab manager counts as not there: it publishes
 #: every status_period (1 s of the lab's clock: less than 1 wall s at any speed >= 1)
 STATUS_STALE = 5.0
+#: wall s between two looks at the campaign store for campaigns that ended
+CAMPAIGN_LOOK = 2.0
 #: wall s a campaign start waits for the planner to say the campaign's id (its first feedback
 #: comes within a second of the goal: lab.nodes.planner._feedback) or to refuse the goal
 START_ANSWER = 15.0
@@ -32,7 +34,7 @@ START_ANSWER = 15.0
 @dataclass
 class Event:
     time: float
-    kind: str      # 'estop' | 'mode' | 'station' | 'campaign' | 'command'
+    kind: str      # 'estop' | 'mode' | 'station' | 'stock' | 'robot' | 'campaign' | 'console'
     text: str
     level: str = "info"   # 'info' | 'warning' | 'error'
     key: str = ""         # what the event is about, for a notice to be sent once (e.g. 'station:photoreactor_1')
@@ -76,8 +78,11 @@ def status_dict(msg: Any) -> dict[str, Any]:
 class LabLink:
     """The lab as the console sees it. `start()` spins a LabCommander in a thread; `stop()` ends it."""
 
-    def __init__(self, node_name: str = "lab_console") -> None:
+    def __init__(self, node_name: str = "lab_console", database: Any = None) -> None:
         self.node_name = node_name
+        self.database = database                  # the campaign store: campaigns ending are events
+        self._statuses: dict[str, str] | None = None
+        self._looked = 0.0
         self.snapshot = Snapshot()
         self.version = 0             # bumped on every change the page shows
         self._lock = threading.Lock()
@@ -113,6 +118,9 @@ class LabLink:
             try:
                 self.cmd.spin_for(0.05)
                 self._follow_tasks()
+                if time.monotonic() - self._looked > CAMPAIGN_LOOK:
+                    self._looked = time.monotonic()
+                    self._campaign_ends()
             except Exception as exc:
                 self.event("console", f"the console's link to the lab: {exc}", "error")
                 time.sleep(0.5)
@@ -214,9 +222,30 @@ class LabLink:
             self._tasks = [(t, cid) for t, cid in self._tasks if not t.done.is_set()]
         for task, cid in done:
             result = task.result
-            if result is not None:
-                self.event("campaign", f"campaign {result.campaign_id or cid}: {result.message}",
-                           "info" if result.success else "warning", f"campaign:{result.campaign_id or cid}")
+            if result is not None:  # (its end, as the store shows it, is the 'campaign' event)
+                self.event("console", f"campaign {result.campaign_id or cid}, started here: {result.message}",
+                           "info" if result.success else "warning", f"goal:{result.campaign_id or cid}")
+
+    def _campaign_ends(self) -> None:
+        """A campaign that was running and is not any more (done, cancelled), whoever started it: an
+        event (and a notice). Read from the store every CAMPAIGN_LOOK s; what ended before the console
+        started is not news."""
+        from lab.core.campaign.store import CampaignStore
+
+        if self.database is None or not self.database.is_file():
+            return
+        with CampaignStore.open(self.database) as store:
+            infos = store.list_campaigns()
+            statuses = {i.id: i.status for i in infos}
+            ended = [i for i in infos if self._statuses is not None and self._statuses.get(i.id) == "running"
+                     and i.status != "running"]
+            counts = {i.id: store.count_states(i.id) for i in ended}
+        self._statuses = statuses
+        for info in ended:
+            c = counts[info.id]
+            self.event("campaign", f"campaign {info.id} {info.status}: {c.get('done', 0)} measured, "
+                       f"{c.get('failed', 0)} failed of {info.budget}", "info" if info.status == "done" else "warning",
+                       f"campaign:{info.id}")
 
     def estop(self, release: bool, reason: str, who: str, socket_path: str = "") -> tuple[bool, str]:
         """Stop (or release) the lab as `lab estop` does: the safety node's fast path on this host

@@ -33,6 +33,7 @@ def serve(ros_args: list[str] | None = None) -> int:
         except LabError as exc:
             print(f"console: {exc}", file=sys.stderr)
             return 2
+        link.database = Path(params.database)
         config = ConsoleConfig(users_db=Path(params.users_db), secret_file=Path(params.secret_file),
                                campaign_db=Path(params.database),
                                campaigns_dir=Path(params.campaigns_dir) if params.campaigns_dir else None,

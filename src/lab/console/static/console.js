@@ -13,7 +13,7 @@ let lastDetail = 0;
 let shownCampaign = null;
 
 function el(tag, attrs = {}, ...children) {
-  const svg = ["svg", "rect", "circle", "line", "polyline", "text", "g", "path"].includes(tag);
+  const svg = ["svg", "rect", "circle", "line", "polyline", "text", "g", "path", "title"].includes(tag);
   const node = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.setAttribute("class", v);
@@ -112,8 +112,10 @@ function shown(s) {
   if (window.labShown.length > 2000) window.labShown.shift();
 }
 
+let lastWorld = null;
 function render(s) {
   document.body.dataset.version = s.version;
+  lastWorld = s.world || lastWorld;
   showMissing(s.missing || []);
   const safety = s.safety;
   const banner = $("#banner");
@@ -171,6 +173,21 @@ function drawFloor(st) {
                             width: w, height: h }));
     parts.push(el("text", { class: "station-label", x: s.x * k - w / 2 + 4, y: H - s.y * k + 6 }, s.name));
   }
+  // racks and trays where the world state puts them: in their station's box, or on the robot
+  const carriers = ((lastWorld && lastWorld.objects) || []).filter((o) => !o.id.includes("/"));
+  const placed = {}, aboard = [];
+  const robotsAt = Object.fromEntries(st.robots.map((r) => [r.name, r]));
+  const stationsAt = Object.fromEntries(layout.stations.map((s) => [s.name, s]));
+  for (const o of carriers) {
+    const owner = o.at.split("/")[0];
+    const n = (placed[owner] = (placed[owner] || 0) + 1) - 1;
+    let x, y;
+    if (stationsAt[owner]) { x = stationsAt[owner].x * k - 20 + 14 * (n % 4); y = H - stationsAt[owner].y * k - 18 + 14 * Math.floor(n / 4); }
+    else if (robotsAt[owner]) { x = robotsAt[owner].x * k - 6 + 14 * n; y = H - robotsAt[owner].y * k - 6; }
+    else continue;
+    (robotsAt[owner] ? aboard : parts).push(el("rect", { class: "carrier " + o.kind, "data-carrier": o.id,
+      "data-at": o.at, x, y, width: 11, height: 11 }, el("title", {}, `${o.id} at ${o.at}`)));
+  }
   for (const r of st.robots) {
     const cx = r.x * k, cy = H - r.y * k;
     parts.push(el("g", { "data-robot": r.name },
@@ -179,7 +196,7 @@ function drawFloor(st) {
                    "stroke-width": 5 }),
       el("text", { class: "station-label", x: cx + 32, y: cy - 30 }, `${r.name} ${Math.round(r.battery * 100)}%`)));
   }
-  svg.replaceChildren(...parts);
+  svg.replaceChildren(...parts, ...aboard);  // what a robot carries, drawn over the robot
 }
 
 // --- campaigns -------------------------------------------------------------------------------

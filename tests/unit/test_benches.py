@@ -130,3 +130,22 @@ def test_no_bench_writes_into_the_committed_benchmarks_unless_told() -> None:
                                                                f.read_text())]
     assert defaults and OUT.parts[0] == "runs"
     assert not [d for d in defaults if "benchmarks" in d], defaults
+
+
+def test_bench_lab_finds_the_committed_run_with_the_same_settings_and_says_how_far_it_moved(tmp_path):
+    import json
+
+    from lab.bench.lab import committed_figure, movement
+
+    before = {"experiments": 688, "robots": 1, "batches_in_flight": 4, "speed_requested": 2000.0,
+              "experiments_per_day": 315.0, "fraction_of_bound": 0.876, "utilisation": {"robot1": 0.285},
+              "sim_days": 2.18, "wall_s": 634.0, "commit": "48acb9a"}
+    (tmp_path / "lab_inflight4.json").write_text(json.dumps(before))
+    (tmp_path / "lab_robots2.json").write_text(json.dumps({**before, "robots": 2}))
+    now = {**before, "batch": 16, "experiments_per_day": 271.0, "fraction_of_bound": 0.78,
+           "utilisation": {"robot1": 0.657}, "sim_days": 2.54, "wall_s": 666.0}
+    path, found = committed_figure(now, tmp_path)
+    assert path.name == "lab_inflight4.json" and found["commit"] == "48acb9a"
+    lines = movement(now, found)
+    assert "315 -> 271 (-14.0%)" in lines[0] and "28.5% -> 65.7% (+130.5%)" in lines[2], lines
+    assert committed_figure({**now, "robots": 3}, tmp_path) is None

@@ -14,6 +14,7 @@
     hosts       the lab on one host and on three (network namespaces, root): round trips, campaign,
                 recovery after robot1's host is cut off
     console     the console's page: a change in the lab to the page showing it; its e-stop button to rest
+    robot-time  where the robot's simulated time goes in a recorded campaign: moving, arm, neither
     all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
 
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults",
-           "hosts", "console")
-MODULES = {"planner": "pool"}
+           "hosts", "console", "robot-time")
+MODULES = {"planner": "pool", "robot-time": "robot_time"}
 #: where a bench writes unless its --json/--plot name a path: a run from the checkout never
 #: overwrites the committed figures in benchmarks/ (those are written by naming them)
 OUT = Path("runs/bench")

@@ -7,6 +7,10 @@ the busiest resource sets, and the wall time. An operator (as the lab's technici
 a dispenser when one of its stocks falls below 30 % of its capacity; the refills are counted.
 
     lab bench lab [--experiments 688] [--robots 1] [--speed 2000] [--batch 16] [--in-flight N] [--seed 0] [--json OUT]
+
+Each run records its commit and date, and says how far it moved from the committed run with the
+same settings (benchmarks/lab*.json): experiments a simulated day, the fraction of the
+bottleneck's bound, robot1's busy share, simulated days, wall time (issue 37, item 5).
 """
 
 from __future__ import annotations
@@ -97,6 +101,67 @@ def throughput_bounds(busy: dict[str, float], robots: int, experiments: int) -> 
     return bounds
 
 
+#: the figures a run is compared on: (key, label, how to show it)
+COMPARED = (("experiments_per_day", "experiments a simulated day", "{:.0f}"),
+            ("fraction_of_bound", "of the bottleneck's bound", "{:.1%}"),
+            ("robot1_busy", "robot1 busy", "{:.1%}"),
+            ("sim_days", "simulated days", "{:.2f}"),
+            ("wall_s", "wall s", "{:.0f}"))
+
+
+def committed_figure(figures: dict, folder: Path) -> tuple[Path, dict] | None:
+    """The committed run (benchmarks/lab*.json) with the same settings as `figures`: experiments,
+    robots, batches in flight, speed, batch size; None when there is none."""
+    import json
+
+    def settings(d: dict) -> tuple:
+        return (d.get("experiments"), d.get("robots"), d.get("batches_in_flight"), d.get("speed_requested"),
+                d.get("batch", 16))
+
+    for path in sorted(folder.glob("lab*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if settings(doc) == settings(figures):
+            return path, doc
+    return None
+
+
+def movement(figures: dict, before: dict) -> list[str]:
+    """How far each compared figure moved from `before` (a committed run), one line each."""
+    lines = []
+    for key, label, shown in COMPARED:
+        old, new = _figure(before, key), _figure(figures, key)
+        if old is None or new is None:
+            continue
+        change = f"{(new - old) / old:+.1%}" if old else "n/a"
+        lines.append(f"  {label:>28}: {shown.format(old)} -> {shown.format(new)} ({change})")
+    return lines
+
+
+def _figure(doc: dict, key: str) -> float | None:
+    if key == "robot1_busy":
+        value = (doc.get("utilisation") or {}).get("robot1")
+    else:
+        value = doc.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _commit() -> str:
+    """The checkout's commit (and '+' when it has changes), '' outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+" if head and dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", type=int, default=688)
@@ -107,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=None,
                         help="batches the planner keeps running at once (default: config/params/planner.yaml)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, default=Path("benchmarks"),
+                        help="folder of committed runs: the one with the same settings is compared with")
     ns = parser.parse_args(argv)
 
     from lab.app.session import lab_session, run_campaign_with_progress
@@ -144,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "fraction_of_bound": per_day / bound if bound else 0.0, "wall_s": wall, "operator_refills": operator.refills,
         "speed_achieved": horizon / wall if wall else 0.0, "utilisation": fraction,
         "best": result.best_measurements[0].values[0] if result.best_measurements else None,
-        "campaign_id": result.campaign_id, "database": str(db),
+        "campaign_id": result.campaign_id, "database": str(db), "batch": ns.batch,
+        "commit": _commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
     print(f"simulated lab time {days:.2f} days for {result.experiments_done} experiments "
           f"({per_day:.0f}/day; the robot in the paper: {PAPER_PER_DAY:.0f}/day)")
@@ -153,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bottleneck {bottleneck}: bound {bound:.0f}/day; achieved {figures['fraction_of_bound']:.0%} of it")
     print(f"wall time {wall:.0f} s ({figures['speed_achieved']:.0f}x real time on average); "
           f"the operator refilled a dispenser {operator.refills} times")
+    committed = committed_figure(figures, ns.compare)
+    if committed is None:
+        print(f"no committed run in {ns.compare}/lab*.json with these settings to compare with")
+    else:
+        path, before = committed
+        print(f"against {path} ({before.get('commit') or 'commit not recorded'}, {before.get('date') or 'undated'}):")
+        print("\n".join(movement(figures, before)))
     write_json(figures, ns.json)
     print(f"{ns.robots} robot(s): {per_day:.0f} experiments/simulated day, {wall / 60:.1f} min wall")
     return 0

@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
-# test files run on this many pytest-xdist workers (a system test keeps about one core busy)
+# test files run on this many pytest-xdist workers (a system test keeps about one core busy); the
+# heavy modules go to one worker as a group, every other module is a group of its own (tests/conftest.py)
 TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-unit lint bench clean
@@ -18,7 +19,7 @@ demo: setup                 ## the main job: a campaign in the embedded simulati
 # spun its second OpenBLAS thread against them (a GP unit test took 53 s instead of 15)
 test:                       ## every test: lint, type checks, unit, integration, system
 	@bash scripts/bootstrap.sh --test-tools
-	@$(ENV) && OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	@$(ENV) && OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: setup            ## the fast part of the tests
 	@$(ENV) && python -m pytest tests/unit $(PYTEST_ARGS)

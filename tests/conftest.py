@@ -91,22 +91,38 @@ def spinning(executor) -> Iterator[None]:
         thread.join()
 
 
-#: the longest modules, longest first, as the clean-clone run at 56b04bd timed them (setup and
-#: calls, s): test_hosts 170, test_faults 136, test_campaign_kills 110, test_campaigns 100,
-#: test_console_browser 85, test_campaign_cancel 50, test_goal_fuzz 35, test_bringup 33
-LONGEST = ("test_hosts", "test_faults", "test_campaign_kills", "test_campaigns", "test_console_browser",
-           "test_campaign_cancel", "test_goal_fuzz", "test_bringup")
+#: the modules that each keep a whole lab (or three) busy for minutes: one pytest-xdist worker
+#: runs them one after another while the other runs everything else (`make test`: --dist
+#: loadgroup). Longest first on both workers (clean clone at 56b04bd, s of setup and calls):
+#: test_hosts 170, test_faults 136, test_campaign_kills 110, test_campaigns 100. Run side by side
+#: (the longest-first order of 2c0d4b0 put test_hosts and test_faults together) they slowed each
+#: other: the suite took 616 s where the plain order had taken 543.
+HEAVY = ("test_hosts", "test_faults", "test_campaign_kills", "test_campaigns")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
-    """Modules marked slow run first, the longest of them first (the longest-processing-time rule):
-    `make test` hands whole files to two pytest-xdist workers in this order
-    (--no-loadscope-reorder), and a long file started last would end the run alone while the
-    other worker idles; the many short unit files come last and fill the gap between the two."""
+    """The heavy modules first, as one xdist group (one worker, one after another); every other
+    module a group of its own (a module's tests and its module-scoped bring-up stay on one
+    worker, as --dist loadfile kept them), the slow ones before the rest. Without xdist the
+    groups mean nothing and only the order counts."""
     slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
 
-    def key(item) -> tuple[bool, int]:
+    def key(item) -> tuple[int, int]:
         name = item.module.__name__
-        return name not in slow, LONGEST.index(name) if name in LONGEST else len(LONGEST)
+        return (0, HEAVY.index(name)) if name in HEAVY else (1 if name in slow else 2, 0)
 
     items.sort(key=key)  # stable: the order within a module stays
+    if not getattr(config.option, "loadgroup", False):  # set by xdist on its workers with --dist loadgroup
+        return
+    from _pytest.nodes import coerce_node_id
+
+    for item in items:
+        name = item.module.__name__
+        group = "heavy" if name in HEAVY else name
+        item.add_marker(pytest.mark.xdist_group(group))
+        # xdist 3.8.0 marks a group by appending '@group' to item._nodeid, which pytest 9 no longer
+        # reads (Node.nodeid is str(self._id)): every test then became a scope of its own and a
+        # module's tests ran on both workers. The suffix is put where pytest 9 reads it.
+        if "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")

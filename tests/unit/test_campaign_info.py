@@ -213,3 +213,32 @@ def test_an_operators_own_campaign_file_goes_into_the_campaigns_folder_checked(t
         install_campaign_file(odd, folder)
     with pytest.raises(LabError, match="no such file"):
         install_campaign_file(tmp_path / "absent.yaml", folder)
+
+
+def test_lab_campaign_approve_edits_and_drops_as_the_console_does_and_is_audited(tmp_path, capsys) -> None:
+    from dataclasses import replace
+
+    from lab.app.cli import main
+    from lab.core.campaign.closed_loop import CampaignRunner
+    from lab.core.campaign.space import campaign_path, load_campaign
+    from lab.core.campaign.store import CampaignStore
+
+    config = load_campaign(campaign_path("photocatalysis"))
+    config = replace(config, approval=True, source={**config.source, "approval": True})
+    db = tmp_path / "campaigns.db"
+    with CampaignStore.open(db) as store:
+        runner = CampaignRunner.start(store, config, budget=8, batch_size=8, seed=1)
+        batch = runner.next_batch()
+        first, second = [e for e in batch.experiments if not e.is_control][:2]
+    dim = config.space.dimensions[0]
+    assert main(["campaign", "approve", runner.campaign_id, "--db", str(db),
+                 "--set", f"{first.index}:{dim.name}={dim.high * 3}"]) == 1
+    assert "is outside" in capsys.readouterr().err
+    assert main(["campaign", "approve", runner.campaign_id, "--db", str(db), "--drop", str(second.index),
+                 "--set", f"{first.index}:{dim.name}={dim.low}"]) == 0
+    assert "1 dropped, 1 changed" in capsys.readouterr().out
+    with CampaignStore.open(db) as store:
+        record = next(r for r in store.experiments(runner.campaign_id) if r.index == first.index)
+        trail = [(command, ok) for _, _, _, command, _, _, ok in store.commands()]
+    assert record.point[dim.name] == dim.low and record.chosen_by and record.state == "running"
+    assert trail == [("approve_batch", False), ("approve_batch", True)]

@@ -23,7 +23,7 @@ def test_action_round_trip_across_processes(rclpy_context) -> None:
 
     server = Path(__file__).with_name("action_server_proc.py")
     with process([sys.executable, str(server)]) as proc:
-        assert proc.stdout.readline().strip() == "READY"
+        assert _said(proc.stdout) == "READY"
         node = Node("roundtrip_client", context=rclpy_context)
         executor = SingleThreadedExecutor(context=rclpy_context)
         executor.add_node(node)
@@ -62,7 +62,7 @@ def _late_answer(rclpy_context, name: str, *flags: str):
     server = Path(__file__).with_name("action_server_proc.py")
     with process([sys.executable, str(server), "--namespace", "/stations/echo", "--slow-first-answer", "2.5",
                   *flags]) as proc:
-        assert proc.stdout.readline().strip() == "READY"
+        assert _said(proc.stdout) == "READY"
         cmd = LabCommander(name, context=rclpy_context)
         cmd.ack_timeout = 1.0
         try:
@@ -70,7 +70,7 @@ def _late_answer(rclpy_context, name: str, *flags: str):
             outcome = cmd.wait(task, timeout=30.0)
             printed = []
             while select.select([proc.stdout], [], [], 1.0)[0]:
-                printed.append(proc.stdout.readline().strip())
+                printed.append(_said(proc.stdout))
             return outcome, task, printed
         finally:
             cmd.destroy_node()
@@ -91,6 +91,17 @@ def test_a_goal_sent_again_after_a_late_answer_runs_once(rclpy_context) -> None:
     # a goal the server refuses is still reported as refused when the refusal came late
     outcome, task, printed = _late_answer(rclpy_context, "resend_client_2", "--refuse")
     assert outcome is TaskResult.REJECTED and task.adopted and printed == []
+
+
+def _said(stream) -> str:
+    """The server process's next line of its own: Python warnings rclpy prints into the same
+    stream are passed over (a clean clone at 1a326f6 read Fast DDS's 'failed to send response
+    (timeout)' RuntimeWarning where 'STARTED rack_0' was expected), with their indented source line."""
+    while True:
+        line = stream.readline()
+        if "Warning:" in line or (line.startswith(" ") and line.strip()):
+            continue
+        return line.strip()
 
 
 def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_context) -> None:
@@ -121,23 +132,23 @@ def test_a_goal_whose_server_dies_and_restarts_ends_with_the_reason(rclpy_contex
     spinner.start()
     try:
         with process([*command, "--hang"]) as first:
-            assert first.stdout.readline().strip() == "READY"
+            assert _said(first.stdout) == "READY"
             client = ActionClient(node, RunStation, "/stations/gone/run_station")
             # past its limit a goal is cancelled, and the outcome says what was waited for
             late = call_action(client, RunStation.Goal(rack_id="rack_0"), timeout=1.0, cancel_grace=1.0,
                                waiting_for="rack_0's process")
-            assert first.stdout.readline().strip() == "STARTED rack_0"
+            assert _said(first.stdout) == "STARTED rack_0"
             assert late.message == ("/stations/gone/run_station: no result after 1 s waiting for rack_0's process; "
                                     "no answer to the cancel within 1 s"), late.message
             outcome: dict = {}
             waiter = threading.Thread(target=lambda: outcome.update(call=call_action(
                 client, RunStation.Goal(rack_id="rack_1"), timeout=300.0)), daemon=True)
             waiter.start()
-            assert first.stdout.readline().strip() == "STARTED rack_1"
+            assert _said(first.stdout) == "STARTED rack_1"
             os.kill(first.pid, signal.SIGKILL)
             killed = time.monotonic()
         with process(command) as again:
-            assert again.stdout.readline().strip() == "READY"
+            assert _said(again.stdout) == "READY"
             ready = time.monotonic()
             waiter.join(timeout=60.0)
             assert not waiter.is_alive(), "still waiting for a goal its server forgot"

@@ -30,6 +30,7 @@ NODES = {
     "safety": "lab.nodes.safety:main",
     "foxglove_bridge": "lab.nodes.foxglove_bridge:main",
     "console": "lab.console.server:main",  # not a node module: lab.bringup.processes.MODULES
+    "instrument": "lab.instruments.server:main",  # a SiLA 2 server, not a ROS node (the same MODULES)
 }
 
 setup(
@@ -37,7 +38,8 @@ setup(
     version="0.1.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={"lab.console": ["static/*"]},  # the console's page, script and style
+    package_data={"lab.console": ["static/*"],  # the console's page, script and style
+                  "lab.instruments": ["features/*.sila.xml"]},  # the instruments' SiLA 2 features (FDL)
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -261,6 +261,16 @@ def _console(rest: list[str]) -> int:
     return cli(rest)
 
 
+def _instrument(rest: list[str]) -> int:
+    if rest[:1] != ["serve"]:
+        print("usage: lab instrument serve KIND [--port N] [--name NAME] [--cert F --key F | --insecure] "
+              "[--cert-out F] [--discovery] [--time-scale X]", file=sys.stderr)
+        return 2
+    from lab.instruments.server import main as serve
+
+    return serve(rest[1:])
+
+
 def _users(rest: list[str]) -> int:
     from lab.console.accounts import main as users_main
 
@@ -382,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda ns: _users(ns.rest))
+
+    p = sub.add_parser("instrument", help="serve KIND: a station kind's emulated instrument as a SiLA 2 server "
+                       "(docs/instruments.md)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda ns: _instrument(ns.rest))
 
     p = sub.add_parser("bench", help="benchmarks (see BENCHMARKS.md)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

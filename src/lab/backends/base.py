@@ -108,7 +108,8 @@ _BACKENDS: dict[str, dict[str, str]] = {
                    "nav2": "lab.backends.nav2:Nav2Backend"},
     "manipulation": {"embedded": "lab.backends.manipulation:EmbeddedManipulation",
                      "moveit": "lab.backends.moveit:MoveItBackend"},
-    "instrument": {"simulated": "lab.backends.instruments:SimulatedInstrument"},
+    "instrument": {"simulated": "lab.backends.instruments:SimulatedInstrument",
+                   "sila": "lab.instruments.backend:SilaInstrument"},
 }
 
 

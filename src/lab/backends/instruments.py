@@ -58,6 +58,15 @@ class InstrumentBackend(ABC):
         """A process starts on these samples (the checks have passed)."""
         return None
 
+    def refill(self, stock: str, amount: float) -> None:
+        """A stock was refilled (the station's ~/refill_stock; "" = every stock); an instrument
+        that keeps its own account of its stocks is told."""
+        return None
+
+    #: set by the station before each step: progress(fraction of the step) updates the goal's
+    #: feedback, for a backend that learns its progress from the instrument
+    progress: Callable[[float], None] | None = None
+
     @abstractmethod
     def execute(self, step: Step, samples: Sequence[Formulation], wait: Wait) -> None:
         """Carry out `step` on the samples; block until done. Raise StepCancelled when wait()

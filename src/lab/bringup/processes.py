@@ -68,7 +68,7 @@ def command_for(spec: NodeSpec) -> list[str]:
 
 #: executables whose main is not in lab.nodes (setup.py's entry points say the same): the console
 #: is an application of the operator's commander (lab.app), above the nodes' layer
-MODULES = {"console": "lab.console.server"}
+MODULES = {"console": "lab.console.server", "instrument": "lab.instruments.server"}
 
 
 def node_module(executable: str) -> str:

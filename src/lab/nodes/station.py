@@ -85,7 +85,7 @@ class StationNode(LabNode):
         self.core = StationCore(self.station, kinds[kind], seed=seed, capacity=max(visiting, default=None),
                                 lab_components={c for k in kinds.values() for c in k.components})
         self.backend: InstrumentBackend = backend_class("instrument", params.backend)(
-            self.core, {"take_fault": self._take_fault})
+            self.core, {"take_fault": self._take_fault, "params": params, "logger": self.get_logger()})
         self.backend.connect()
 
         self._lock = threading.Lock()          # one process at a time
@@ -219,9 +219,10 @@ class StationNode(LabNode):
         try:
             with self._lock:
                 self.core.refill(request.stock, float(request.amount))
+                self.backend.refill(request.stock, float(request.amount))
                 self._save_state(sync=True)
             response.success, response.message = True, "refilled"
-        except InvalidGoal as exc:
+        except (InvalidGoal, StationFault) as exc:
             response.success, response.message = False, str(exc)
         response.stock_names = list(self.core.stocks)
         response.stock_levels = [float(s.level) for s in self.core.stocks.values()]
@@ -335,9 +336,18 @@ class StationNode(LabNode):
 
                 tick(0.0)
 
-                def wait(seconds: float, tick=tick) -> bool:
-                    return wait_sim(self, seconds, on_tick=tick,
-                                    cancelled=lambda: goal_handle.is_cancel_requested or self.safety.stopped)
+                spent = [0.0]  # of this step, over all the backend's waits (a feedback that never goes back)
+
+                def wait(seconds: float, tick=tick, spent=spent) -> bool:
+                    began, base = sim_now(self), spent[0]
+                    try:
+                        return wait_sim(self, seconds, on_tick=lambda elapsed: tick(base + elapsed),
+                                        cancelled=lambda: goal_handle.is_cancel_requested or self.safety.stopped)
+                    finally:
+                        spent[0] = base + max(0.0, sim_now(self) - began)
+
+                self.backend.progress = lambda fraction, tick=tick, step=step, spent=spent: tick(
+                    max(spent[0], fraction * step.seconds))
 
                 if index == 0 and self._take_next("hang_next"):
                     # an instrument that stops answering: time passes, the process never ends;

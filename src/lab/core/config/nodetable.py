@@ -80,6 +80,10 @@ ARGUMENTS: dict[str, Argument] = {
                  ("none", "foxglove")),
         Argument("console", "true", "the operator's console in a browser (http://127.0.0.1:8080; accounts: "
                  "lab users add)", ("true", "false"), _bool),
+        Argument("instruments", "default", "default: each station's instrument backend as its parameter file "
+                 "says (the in-process emulator unless set); sila: every station's emulated instrument served "
+                 "as a SiLA 2 server (lab instrument serve) and driven through it (docs/instruments.md)",
+                 ("default", "sila")),
         Argument("deployment", "single", "which host runs which node: config/deployments/<name>.yaml "
                  "(single | lab3 | a path to a file of your own)"),
         Argument("host", "", "start only this host's nodes of the deployment (empty: every host's, "
@@ -90,6 +94,13 @@ ARGUMENTS: dict[str, Argument] = {
                  "/lab<node>, security enforced (a Jazzy install with sros2; the embedded lab only)"),
     )
 }
+
+def instrument_port(index: int, environ: Mapping[str, str] = os.environ) -> int:
+    """The TCP port of the `index`-th station's SiLA 2 server under instruments:=sila: 40 ports per
+    ROS domain from 50100 (a test's lab on domain N and another's on N+1 never share one)."""
+    domain = int(environ.get("ROS_DOMAIN_ID", "0") or 0)
+    return 50100 + 40 * domain + index
+
 
 _FULL_STACK_BACKEND = {"navigation": "nav2", "arm": "moveit"}
 
@@ -273,11 +284,20 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
             elif for_each == "station":
                 if stations is None:
                     stations = list(load_stations(config_dir / "stations.yaml").kinds().items())
-                contexts = [dict(base, station=s, kind=k) for s, k in stations]
+                contexts = [dict(base, station=s, kind=k, instrument_port=instrument_port(i))
+                            for i, (s, k) in enumerate(stations)]
+            elif for_each == "instrument":  # the stations whose kind runs a process (an instrument to serve)
+                if stations is None:
+                    stations = list(load_stations(config_dir / "stations.yaml").kinds().items())
+                from lab.core.stations.station import load_kinds
+
+                kinds = load_kinds(config_dir / "station_processes.yaml")
+                contexts = [dict(base, station=s, kind=k, instrument_port=instrument_port(i))
+                            for i, (s, k) in enumerate(stations) if k in kinds and kinds[k].processes]
             elif for_each == "":
                 contexts = [base]
             else:
-                raise ConfigError(f"{where}.for_each: must be '', 'robot' or 'station'")
+                raise ConfigError(f"{where}.for_each: must be '', 'robot', 'station' or 'instrument'")
             files = []
             for rel in entry.get("params") or []:
                 path = config_dir / rel
@@ -300,7 +320,8 @@ def expand(config_dir: Path, given: Mapping[str, str], table: str = "nodes.yaml"
                     param_files=tuple(files),
                     parameters={**sim_time, **{k: _substitute(v, ctx, f"{where}.set.{k}")
                                                for k, v in overrides.items()}},
-                    arguments=tuple(_substitute(list(entry.get("arguments") or []), ctx, f"{where}.arguments")),
+                    arguments=tuple(str(a) for a in _substitute(list(entry.get("arguments") or []), ctx,
+                                                                f"{where}.arguments")),
                     remappings=_remappings(entry.get("remap") or [], ctx, f"{where}.remap"),
                     required=bool(entry.get("required", True)),
                 ))

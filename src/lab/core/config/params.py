@@ -157,7 +157,17 @@ class StationParams(NodeParams):
 
     station_name: str = ""                           # "" = the node's name
     kind: str = ""                                   # "" = the station's kind in stations.yaml
-    backend: str = "simulated"                       # instrument backend (lab.backends.instruments)
+    backend: str = "simulated"                       # instrument backend: simulated | sila (lab.instruments)
+    # backend sila (docs/instruments.md): the SiLA 2 server, by address and port, or by its server
+    # name through SiLA discovery when sila_address is ""; TLS trusting sila_ca (the server's
+    # certificate or its CA; "" = the system's trust store); no TLS only when sila_insecure is true
+    sila_address: str = ""
+    sila_port: int = Field(50052, ge=1, le=65535)
+    sila_server_name: str = ""
+    sila_ca: str = ""
+    sila_insecure: bool = False
+    sila_grace: float = Field(30.0, gt=0)            # wall s an instrument may run past its own estimate
+    sila_discovery_timeout: float = Field(10.0, gt=0)  # wall s to find the server by name
     # how long a finished goal's result is kept for a lab manager restarted meanwhile to fetch.
     # rclpy counts it on the node's clock, simulated time in the simulation: its default (900 s)
     # is 0.6 wall s at 1500x, shorter than a restart. A week of simulated time.

@@ -199,11 +199,15 @@ class StationCore:
         if len(set(ids)) != len(ids):
             repeated = sorted({i for i in ids if ids.count(i) > 1})
             raise InvalidGoal(f"{self.name}: sample ids repeat: {', '.join(repeated)}")
-        for f in formulations:
-            self._check(f)
-        self._check_stocks(formulations)
+        self.check_samples(formulations)
+        self.check_stocks(formulations)
         n = max(1, len(formulations))
         return [Step(name, seconds * (n if per_sample else 1)) for name, seconds, per_sample in spec.processes[process]]
+
+    def check_samples(self, formulations: Sequence[Formulation]) -> None:
+        """InvalidGoal (nothing changed) when a sample is outside this station's bounds."""
+        for f in formulations:
+            self._check(f)
 
     def _check(self, f: Formulation) -> None:
         spec = self.spec
@@ -244,7 +248,7 @@ class StationCore:
             raise InvalidGoal(f"{self.name}: cannot print or test a specimen of kind {f.specimen_kind!r} "
                               "(crossed_barrel or photopolymer)")
 
-    def _check_stocks(self, formulations: Sequence[Formulation]) -> None:
+    def check_stocks(self, formulations: Sequence[Formulation]) -> None:
         for comp, stock in self.stocks.items():
             need = sum(float(f.amounts.get(comp, 0.0)) for f in formulations)
             if need > stock.level + 1e-9:
@@ -306,7 +310,7 @@ class StationCore:
             m = MeasurementData(sample_id=f.sample_id, valid=True, station=self.name,
                                 as_dispensed=dict(dispensed.get(f.sample_id, {})))
             if self.spec.prints:
-                m.as_dispensed.update(self._printed(f))
+                m.as_dispensed.update(self.printed(f))
             if self.spec.measures == "her":
                 self._measure_her(f, m)
             elif self.spec.measures == "mechanical":
@@ -314,7 +318,7 @@ class StationCore:
             out.append(m)
         return out
 
-    def _printed(self, f: Formulation) -> dict[str, float]:
+    def printed(self, f: Formulation) -> dict[str, float]:
         if f.specimen_kind == "crossed_barrel":
             return dict(zip(BARREL_GRID, CrossedBarrelEmulator.fitted().snap(f.amounts), strict=True))
         return {c: float(f.amounts.get(c, 0.0)) for c in POLYMER_COMPONENTS}

@@ -1,6 +1,8 @@
 """The closed loop through real nodes over DDS, in the embedded simulation: a small photocatalysis
 campaign and a small printing campaign run end to end (results in the database and the MCAP
-recording, the report drawn from it); bad goals are refused with a reason and write nothing.
+recording, the report drawn from it), every station driving its instrument over SiLA 2
+(instruments:=sila: the emulators served by `lab instrument serve`, TLS; the in-process emulators
+are what every other system test runs); bad goals are refused with a reason and write nothing.
 (The kill and cancel scenarios have files of their own, so that pytest-xdist can run them
 beside this one.)
 """
@@ -25,7 +27,7 @@ SPEED = "1500"
 def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, commander) -> None:
     from lab.app.commander import TaskResult
 
-    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true"]) as out:
+    with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true", "instruments:=sila"]) as out:
         outcome, result, _ = run(commander, "photocatalysis", budget=8, batch=8)
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
         db = tmp_path / result.database if not Path(result.database).is_absolute() else Path(result.database)
@@ -41,6 +43,10 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
         assert printed.experiments_done == 4 and printed.hypervolume > 0
         assert len(measured(db, printed.campaign_id)) == 4
         recording = result.recording
+        served = [line for line in out.lines if "over SiLA 2 on 127.0.0.1" in line]
+        assert len(served) == 8 and sum("instrument connected" in line for line in out.lines) >= 8, served
+        as_dispensed = rows[0]["as_dispensed"]
+        assert as_dispensed and as_dispensed != rows[0]["point"], "the dispensers' own figures, not the request"
     assert recording and Path(recording if Path(recording).is_absolute() else tmp_path / recording).stat().st_size > 0
     from mcap.reader import make_reader
 

@@ -36,6 +36,15 @@ SERVER_TYPE = "MobileChemistInstrument"
 VENDOR_URL = "https://github.com/mobile-robotic-chemist/lab"
 
 
+class _Expected(logging.Filter):
+    """sila2's command managers log every command that ends in an error (a cancel, a refused
+    parameter, a defined fault) with its stack, under a logger named per command: the client is
+    told; the server's log keeps the unexpected (Device.run logs those itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("observable-command-manager")
+
+
 def quiet_sila_logs() -> None:
     """sila2 logs every request and every response's repr at INFO: a rack's curves each step."""
     # sila2's servicers log under the feature's identifier, and log every error they pass on with
@@ -70,7 +79,10 @@ class Device:
         if time_scale <= 0:
             raise LabError(f"time scale {time_scale} must be above 0")
         self.name, self.spec, self.time_scale = name, spec, time_scale
-        self.core = StationCore(name, spec, seed=seed or sum(map(ord, name)))
+        # a dispenser refuses a component it does not hold (the station sends it only its own)
+        self.core = StationCore(name, spec, seed=seed or sum(map(ord, name)),
+                                lab_components=set(spec.components) if spec.components else None)
+        self.core.prepare()
         self.steps = step_commands(spec)
         self.state, self.fault, self.lamp = "Idle", "", False
         self.fail_next = 0  # fault injection: the next N commands fail part-way with their defined error
@@ -340,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lab.core.stations.station import load_kinds
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Expected())
     try:
         kinds = load_kinds(args.processes_file)
         if args.kind not in kinds:

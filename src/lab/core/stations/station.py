@@ -318,6 +318,15 @@ class StationCore:
             out.append(m)
         return out
 
+    def prepare(self) -> None:
+        """Fit the emulators this station answers from now, not at its first sample (seconds of
+        work: a served instrument does it before it listens, so that no command waits on it)."""
+        if self.spec.measures == "her":
+            HerEmulator.fitted()
+        if self.spec.measures == "mechanical" or self.spec.prints:
+            CrossedBarrelEmulator.fitted()
+            PhotopolymerEmulator.fitted()
+
     def printed(self, f: Formulation) -> dict[str, float]:
         if f.specimen_kind == "crossed_barrel":
             return dict(zip(BARREL_GRID, CrossedBarrelEmulator.fitted().snap(f.amounts), strict=True))

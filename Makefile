@@ -6,6 +6,8 @@ PYTEST_ARGS ?=
 # test files run on this many pytest-xdist workers (a system test keeps about one core busy); the
 # heavy modules go to one worker as a group, every other module is a group of its own (tests/conftest.py)
 TEST_WORKERS ?= 2
+# `make demo INSTRUMENTS=sila`: the stations drive their emulated instruments over SiLA 2 (docs/instruments.md)
+INSTRUMENTS ?= default
 
 .PHONY: setup demo test test-unit lint bench clean
 
@@ -13,7 +15,7 @@ setup:                      ## create .venv and build ros2_ws
 	@bash scripts/bootstrap.sh
 
 demo: setup                 ## the main job: a campaign in the embedded simulation, with its report
-	@$(ENV) && lab demo
+	@$(ENV) && lab demo --instruments $(INSTRUMENTS)
 
 # one BLAS thread per process: a worker's planner fit beside a system test's nodes on 2 cores
 # spun its second OpenBLAS thread against them (a GP unit test took 53 s instead of 15)

@@ -113,7 +113,7 @@ def test_out_of_range_parameters_are_sila_validation_errors_with_the_reason_and_
                             ([("L-Cysteine-100gL", 1.0), ("Unobtainium", 1.0)], "unknown component(s) Unobtainium"),
                             ([("L-Cysteine-100gL", 3.0), ("NaOH-1M", 3.0)], "above the 5 the vial holds")):
         instance = client.Dispensing.Dispense([("v1", amounts)])
-        wait_for(lambda: instance.done, 10, what="the refused command's end")
+        wait_for(lambda instance=instance: instance.done, 10, what="the refused command's end")
         with pytest.raises(ValidationError) as refused:
             instance.get_responses()
         assert reason in refused.value.message
@@ -152,7 +152,8 @@ def test_the_sila_backend_runs_a_rack_through_every_kind_and_reports_what_the_in
             assert results[0].values["hydrogen_evolution_rate"] != results[1].values["hydrogen_evolution_rate"]
             assert results[0].units["hydrogen_evolution_rate"] == "umol/h"
         instrument.disconnect()
-    assert dispensed["L-Cysteine-100gL"] == pytest.approx(2.0, abs=0.05) and dispensed["P10-MIX1"] == pytest.approx(3, abs=0.1)
+    assert dispensed["L-Cysteine-100gL"] == pytest.approx(2.0, abs=0.05)
+    assert dispensed["P10-MIX1"] == pytest.approx(3, abs=0.1)
     specimen = [Formulation("s1", {"n": 8, "theta": 50.0, "r": 2.0, "t": 1.05}, specimen_kind="crossed_barrel")]
     _, port, pem = served("mechanical_tester")
     instrument, core = backend("mechanical_tester", port, pem)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROSDEP = {"numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-opencv",
           "transforms3d": "python3-transforms3d", "scipy": "python3-scipy", "sklearn": "python3-sklearn",
           "matplotlib": "python3-matplotlib", "pydantic": "python3-pydantic", "xacro": "xacro",
-          "fastapi": "python3-fastapi", "uvicorn": "python3-uvicorn",
+          "fastapi": "python3-fastapi", "uvicorn": "python3-uvicorn", "sila2": "python3-sila2-pip",
           "rclpy": "rclpy", "launch": "launch", "launch_ros": "launch_ros",
           "ament_index_python": "ament_index_python", "rcl_interfaces": "rcl_interfaces",
           "action_msgs": "action_msgs", "builtin_interfaces": "builtin_interfaces",
@@ -30,7 +30,7 @@ ROSDEP = {"numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-open
 #: module -> pip distribution, for what no rosdep key provides (or not in the version needed)
 PIP = {"skopt": "scikit-optimize", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "foxglove": "foxglove-sdk",
        "pydantic": "pydantic", "fastapi": "fastapi", "uvicorn": "uvicorn", "argon2": "argon2-cffi",
-       "itsdangerous": "itsdangerous", "selenium": "selenium"}
+       "itsdangerous": "itsdangerous", "selenium": "selenium", "sila2": "sila2"}
 #: optional backends: imported only when chosen, their apt packages in lab.bringup.full_stack.PACKAGES
 BACKENDS = {"moveit": "ros-jazzy-moveit-py", "moveit_configs_utils": "ros-jazzy-moveit",
             "nav2_simple_commander": "ros-jazzy-nav2-simple-commander"}

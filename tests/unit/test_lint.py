@@ -42,7 +42,7 @@ def _imports(path: Path) -> list[str]:
 
 
 #: the layers, lowest first; a module may import lab modules of its own layer or below only
-LAYERS = {"core": 0, "paths": 0, "ros": 1, "backends": 2, "nodes": 3}
+LAYERS = {"core": 0, "paths": 0, "ros": 1, "backends": 2, "instruments": 2, "nodes": 3}
 COMMAND = 4  # everything else: the command, the session, bringup, benches, the launch helpers
 
 

@@ -143,7 +143,7 @@ def test_parse_arguments_resolves_auto() -> None:
     assert parse_arguments({"sim": "gazebo"})["arm"] == "moveit"
     assert parse_arguments({"sim": "gazebo", "arm": "embedded"})["arm"] == "embedded"
     assert set(ARGUMENTS) == {"sim", "robots", "rviz", "speed", "navigation", "arm", "record", "viz",
-                              "deployment", "host", "hardware", "keystore", "console"}
+                              "deployment", "host", "hardware", "keystore", "console", "instruments"}
 
 
 def test_real_table_expands(repo_root: Path) -> None:
@@ -324,3 +324,27 @@ def test_a_keystore_puts_every_lab_node_in_its_enclave(tmp_path: Path) -> None:
         expand(config, {"keystore": str(tmp_path / "nope")})
     with pytest.raises(ConfigError, match="covers the lab's own nodes only"):
         expand(config, {"keystore": str(tmp_path), "sim": "gazebo"})
+
+
+def test_instruments_sila_serves_each_processing_station_and_points_the_station_at_its_server(repo_root: Path) -> None:
+    from lab.core.config.nodetable import instrument_port
+
+    specs = expand(repo_root / "config", {"instruments": "sila", "deployment": "lab3"})
+    servers = {s.name: s for s in specs if s.executable == "instrument"}
+    stations = {s.name: s for s in specs if s.executable == "station"}
+    assert set(servers) == set(stations) - {"rack_storage", "charger"}  # kinds that run no process have none
+    for name, server in servers.items():
+        port = stations[name].parameters["sila_port"]
+        assert stations[name].parameters["backend"] == "sila" and server.full_name == f"/instruments/{name}"
+        assert server.arguments[server.arguments.index("--port") + 1] == str(port)
+        assert stations[name].parameters["sila_ca"] == server.arguments[server.arguments.index("--cert-out") + 1]
+    assert len({s.parameters["sila_port"] for s in stations.values()}) == len(stations)
+    assert instrument_port(0, {"ROS_DOMAIN_ID": "3"}) == instrument_port(39, {"ROS_DOMAIN_ID": "2"}) + 1
+    on_stations = expand(repo_root / "config", {"instruments": "sila", "deployment": "lab3", "host": "stations"})
+    assert {s.full_name for s in on_stations} >= {f"/instruments/{n}" for n in servers}
+    default = expand(repo_root / "config", {})
+    assert not any(s.executable == "instrument" for s in default)
+    assert all("backend" not in s.parameters for s in default if s.executable == "station")
+    with pytest.raises(ConfigError, match="instruments:=sila serves the embedded simulation's emulated instruments; "
+                                          "with sim:=none give each station backend: sila"):
+        expand(repo_root / "config", {"instruments": "sila", "sim": "none"})  # real instruments: a params file

@@ -232,7 +232,8 @@ def _campaign_report(ns: argparse.Namespace) -> int:
 def _demo(ns: argparse.Namespace) -> int:
     from lab.app.demo import main as demo_main
 
-    return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots)
+    return demo_main(budget=ns.budget, batch=ns.batch, seed=ns.seed, speed=ns.speed, robots=ns.robots,
+                     instruments=ns.instruments)
 
 
 def _audit(ns: argparse.Namespace) -> int:
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--speed", type=float, default=400.0, help="simulated seconds per wall second")
     p.add_argument("--robots", type=int, default=1)
+    p.add_argument("--instruments", choices=("default", "sila"), default="default",
+                   help="sila: the stations drive their emulated instruments over SiLA 2 (docs/instruments.md)")
     p.set_defaults(func=_demo)
 
     camp = sub.add_parser("campaign", help="run and inspect campaigns").add_subparsers(dest="verb", required=True)

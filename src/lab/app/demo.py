@@ -19,12 +19,12 @@ from lab.core.errors import ConfigError
 
 
 def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0, robots: int = 1,
-         campaign: str = "photocatalysis") -> int:
+         campaign: str = "photocatalysis", instruments: str = "default") -> int:
     run_dir = Path("runs") / ("demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         specs = plan({"sim": "embedded", "robots": str(robots), "speed": str(speed), "record": "true",
-                      "console": "false"})
+                      "console": "false", "instruments": instruments})
     except ConfigError as exc:
         print(f"lab demo: {exc}", file=sys.stderr)
         return 2
@@ -37,10 +37,18 @@ def main(budget: int = 64, batch: int = 16, seed: int = 1, speed: float = 400.0,
         # stations keep their stock levels across runs (runs/stations/): a demo starts from full bottles
         for spec in specs:
             if spec.executable == "station":
-                try:
-                    ok, why = cmd.refill_stock(spec.name, timeout=60.0)  # nodes starting
-                except TimeoutError as exc:
-                    ok, why = False, str(exc)
+                deadline = time.monotonic() + 60.0  # nodes (and instruments:=sila's servers) starting
+                ok, why = False, "not asked"
+                while not ok and time.monotonic() < deadline:
+                    try:
+                        ok, why = cmd.refill_stock(spec.name, timeout=max(1.0, deadline - time.monotonic()))
+                    except TimeoutError as exc:
+                        ok, why = False, str(exc)
+                        break
+                    if not ok and "cannot connect to the instrument" in why:
+                        time.sleep(1.0)  # its SiLA server is not up yet
+                    elif not ok:
+                        break
                 if not ok:
                     print(f"lab demo: could not refill {spec.name}: {why}", file=sys.stderr)
                     return 1

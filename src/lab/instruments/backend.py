@@ -30,7 +30,7 @@ from lab.core.stations.station import StationCore, Step
 from lab.instruments.features import feature, features_of, step_commands
 
 ALIVE_PERIOD = 0.5   # wall s between checks that the server still answers, while a command runs
-POLL = 0.02          # wall s between looks at a command's state past its nominal time
+POLL = 0.005         # wall s between looks at a command's state past its nominal time (a local attribute)
 SLICES = 20          # the nominal time passes in this many waits, so that an early finish ends it
 
 
@@ -233,7 +233,8 @@ class SilaInstrument(InstrumentBackend):
                 self.dispensed[sample.SampleId] = {a.Component: float(a.Amount) for a in sample.Amounts}
         elif feature_name == "Printing":
             for specimen in responses.Printed:
-                self.dispensed.setdefault(specimen.SampleId, {}).update({q.Name: float(q.Value) for q in specimen.Design})
+                printed = {q.Name: float(q.Value) for q in specimen.Design}
+                self.dispensed.setdefault(specimen.SampleId, {}).update(printed)
         elif feature_name in ("GasChromatography", "MaterialTesting"):
             for result in responses.Results:
                 values = {m.Name: float(m.Value) for m in result.Values}

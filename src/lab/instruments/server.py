@@ -130,7 +130,8 @@ class Device:
                 if fraction >= 1.0:
                     break
                 if cancel.wait(min(0.1, wall - elapsed)):
-                    raise defined_error(feature_name, "Cancelled", f"{self.name}: cancelled {seconds * fraction:.0f} s in")
+                    raise defined_error(feature_name, "Cancelled",
+                                        f"{self.name}: cancelled {seconds * fraction:.0f} s in")
             result = act() if act is not None else None
             self.state = "Idle"
             return result
@@ -157,7 +158,8 @@ def _formulations(items: Sequence[Any], amounts_of: Callable[[Any], Sequence[Any
 
 
 def _measured(values: dict[str, float], uncertainties: dict[str, float], units: dict[str, str]) -> list[tuple]:
-    return [(name, float(value), float(uncertainties.get(name, 0.0)), units.get(name, "")) for name, value in values.items()]
+    return [(name, float(value), float(uncertainties.get(name, 0.0)), units.get(name, ""))
+            for name, value in values.items()]
 
 
 def _implementations(device: Device, server) -> dict[str, Any]:
@@ -364,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         device = Device(args.name or args.kind, kinds[args.kind], args.time_scale, args.seed)
         server = build(device, args.name or args.kind)
         cert = start(server, args.address, args.port, insecure=args.insecure, discovery=args.discovery,
-                     key=args.key.read_bytes() if args.key else None, cert=args.cert.read_bytes() if args.cert else None)
+                     key=args.key.read_bytes() if args.key else None,
+                     cert=args.cert.read_bytes() if args.cert else None)
     except (LabError, OSError, RuntimeError) as exc:
         print(f"lab instrument serve: {exc}", file=sys.stderr)
         return 2

@@ -146,6 +146,10 @@ def parse_arguments(given: Mapping[str, str]) -> dict[str, Any]:
     for key, full in _FULL_STACK_BACKEND.items():
         if values[key] == "auto":
             values[key] = "embedded" if values["sim"] == "embedded" else full
+    if values["instruments"] == "sila" and values["sim"] != "embedded":
+        raise ConfigError("bringup argument instruments:=sila serves the embedded simulation's emulated instruments; "
+                          f"with sim:={values['sim']} give each station backend: sila and its instrument's address "
+                          "in its parameter file (docs/instruments.md)")
     values["robot_names"] = [f"robot{i + 1}" for i in range(values["robots"])]
     return values
 

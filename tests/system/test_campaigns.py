@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ros_available
 from helpers import LAB, lab, measured, run
+from procs import children_of
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -28,6 +29,7 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     from lab.app.commander import TaskResult
 
     with lab(tmp_path, ["robots:=1", f"speed:={SPEED}", "record:=true", "instruments:=sila"]) as out:
+        killed = _kill_the_photoreactors_server_mid_illumination(commander, out)
         outcome, result, _ = run(commander, "photocatalysis", budget=8, batch=8)
         assert outcome is TaskResult.SUCCEEDED, (result.message if result else "", out.text())
         db = tmp_path / result.database if not Path(result.database).is_absolute() else Path(result.database)
@@ -44,7 +46,13 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
         assert len(measured(db, printed.campaign_id)) == 4
         recording = result.recording
         served = [line for line in out.lines if "over SiLA 2 on 127.0.0.1" in line]
-        assert len(served) == 8 and sum("instrument connected" in line for line in out.lines) >= 8, served
+        assert len(served) == 9 and sum("instrument connected" in line for line in out.lines) >= 9, served
+        # the server SIGKILLed mid-illumination: a station fault with its reason, the server restarted
+        # by the bringup, the station connected again, and no experiment lost (8 measured above)
+        assert killed, "the photoreactor never illuminated"
+        lost = [line for line in out.lines if "lost the instrument at 127.0.0.1" in line]
+        assert lost and "during illuminate" in lost[0], out.text(80)
+        assert any("restarted /instruments/photoreactor" in line for line in out.lines), out.text(80)
         as_dispensed = rows[0]["as_dispensed"]
         assert as_dispensed and as_dispensed != rows[0]["point"], "the dispensers' own figures, not the request"
     assert recording and Path(recording if Path(recording).is_absolute() else tmp_path / recording).stat().st_size > 0
@@ -64,6 +72,29 @@ def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, comman
     _the_robot_is_where_its_tf_says_at_every_recorded_time(recording)
     _the_camera_is_recorded_compressed(recording)
     _the_report_draws_the_lab_from_the_recording(db, result.campaign_id, recording)
+
+
+def _kill_the_photoreactors_server_mid_illumination(commander, out) -> list[int]:
+    """SIGKILL the photoreactor's SiLA server the first time its station reports the illuminate
+    step (from the commander's executor, while the test waits on the campaign)."""
+    import os
+    import signal
+
+    from lab.ros.qos import LATCHED
+    from lab_interfaces.msg import StationStatus
+
+    killed: list[int] = []
+
+    def status(msg) -> None:
+        if msg.current_step == "illuminate" and not killed:
+            pid = next(p for p in children_of(out.proc.pid)
+                       if {"__node:=photoreactor", "__ns:=/instruments"}
+                       <= set(Path(f"/proc/{p}/cmdline").read_text(errors="replace").split("\0")))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    commander.create_subscription(StationStatus, "/stations/photoreactor/status", status, LATCHED)
+    return killed
 
 
 def _the_report_draws_the_lab_from_the_recording(db: Path, campaign_id: str, recording: Path) -> None:

@@ -91,7 +91,8 @@ class SilaInstrument(InstrumentBackend):
             try:
                 roots = Path(self.ca).expanduser().read_bytes()
             except OSError as exc:
-                raise StationFault(f"{self.core.name}: sila_ca {self.ca}: {exc.strerror}") from None
+                raise StationFault(f"{self.core.name}: cannot connect to the instrument at {self.where}: "
+                                   f"sila_ca {self.ca}: {exc.strerror}") from None
         try:
             if self.address:
                 client = SilaClient(self.address, self.port, root_certs=roots, insecure=self.insecure)
@@ -127,6 +128,8 @@ class SilaInstrument(InstrumentBackend):
         self.core.restore_stocks(levels)
 
     def refill(self, stock: str, amount: float) -> None:
+        if "Dispensing" not in features_of(self.core.spec):
+            return  # an instrument without stocks
         client = self._connected()
         for name in ([stock] if stock else list(self.core.stocks)):
             try:

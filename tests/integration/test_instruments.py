@@ -219,3 +219,24 @@ def test_a_server_killed_mid_step_is_a_fault_with_its_reason_and_the_station_rec
     with _server_process("photoreactor", port, pem):
         wait_for(lambda: pem.exists(), 30, what="the restarted server's certificate")
         instrument.execute(Step("illuminate", 20.0), [], wall_wait(20.0))  # a new certificate, read again
+
+
+def test_a_station_finds_its_server_by_name_through_sila_discovery(tmp_path: Path) -> None:
+    import uuid
+
+    from lab.instruments.server import Device, build, start
+
+    name = f"Sonicator-{uuid.uuid4().hex[:8]}"  # another test run's servers announce themselves too
+    server = build(Device("sonicator", KINDS["sonicator"], time_scale=SCALE), name)
+    pem = tmp_path / "sonicator.pem"
+    pem.write_bytes(start(server, "127.0.0.1", free_port(), discovery=True))
+    try:
+        instrument, _ = backend("sonicator", 0, pem, sila_address="", sila_server_name=name)
+        assert instrument.where == f"SiLA server '{name}'"
+        instrument.execute(Step("sonicate", 600.0), [], wall_wait())
+        nobody, _ = backend("sonicator", 0, pem, sila_address="", sila_server_name=name + "-absent",
+                            sila_discovery_timeout=1.0)
+        with pytest.raises(StationFault, match=f"cannot connect to the instrument at SiLA server '{name}-absent'"):
+            nobody._connected()
+    finally:
+        server.stop(grace_period=0.5)

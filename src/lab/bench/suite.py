@@ -68,7 +68,10 @@ POOLS = (PoolSet("crossed_barrel", "bear2020_crossed_barrel_pool.csv", "toughnes
          PoolSet(f"crossed_barrel_{SMALL}s", "bear2020_crossed_barrel_pool.csv", "toughness", True, SMALL, SMALL, SKEW),
          PoolSet(f"opv_degradation_{SMALL}s", "olympus_photo_wf3.csv", "degradation", False, SMALL, SMALL, SKEW),
          PoolSet(f"oer_overpotential_{SMALL}s", "olympus_oer_plate_3496.csv", "overpotential", False, SMALL, SMALL,
-                 SKEW))
+                 SKEW),
+         # issue 36: two of the pools kept back until then (data/README.md), whole, every candidate measurable
+         PoolSet("autoam", "liang2021_autoam_pool.csv", "Score", True, 100),
+         PoolSet("p3ht_cnt", "liang2021_p3ht_cnt_pool.csv", "Conductivity (measured) (S/cm)", True, 178))
 
 
 def hartmann6(u: np.ndarray) -> np.ndarray:

@@ -58,6 +58,15 @@ def _terminated(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def write_json(figures: Any, path: Path | str | None, indent: int = 2) -> None:
     """A bench's figures as JSON (what BENCHMARKS.md quotes), when a path is given."""
     if path:

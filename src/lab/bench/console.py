@@ -27,25 +27,18 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.bench import print_figures, write_json
+from lab.bench import free_port, print_figures, write_json
 from lab.console.server import listening
 
 
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +84,7 @@ def _run(ns: argparse.Namespace, run_dir: Path) -> dict:
 
     password = secrets.token_urlsafe(18)
     Accounts(run_dir / "runs" / "console" / "users.db").add("bench", "supervisor", password)
-    port = _free_port()
+    port = free_port()
     specs = plan({"sim": "embedded", "robots": "1", "speed": f"{ns.speed:g}", "record": "false", "console": "true"})
     specs = [replace(s, parameters={**s.parameters, "port": port}) if s.executable == "console" else s for s in specs]
     stations = [s.name for s in specs if s.executable == "station"]

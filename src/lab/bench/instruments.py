@@ -14,19 +14,12 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.bench import print_figures, write_json
+from lab.bench import free_port, print_figures, write_json
 from lab.bench.plumbing import percentile
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Settings:
@@ -44,7 +37,7 @@ def round_trips(calls: int, folder: Path) -> dict[str, float]:
 
     kind = load_kinds()["liquid_dispenser"]
     rack = [Formulation(f"v{i}", {"L-Cysteine-100gL": 1.0, "NaOH-1M": 0.5}) for i in range(16)]
-    port = _free_port()
+    port = free_port()
     server = build(Device("liquid_dispenser", kind, time_scale=1e9))
     pem = folder / "liquid_dispenser.pem"
     pem.parent.mkdir(parents=True, exist_ok=True)

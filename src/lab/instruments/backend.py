@@ -39,14 +39,10 @@ class SilaInstrument(InstrumentBackend):
 
     def __init__(self, core: StationCore, params: dict[str, Any]) -> None:
         super().__init__(core, params)
-        settings = params.get("params")
-        self.address = getattr(settings, "sila_address", "") or ""
-        self.port = int(getattr(settings, "sila_port", 50052))
-        self.server_name = getattr(settings, "sila_server_name", "") or ""
-        self.ca = getattr(settings, "sila_ca", "") or ""
-        self.insecure = bool(getattr(settings, "sila_insecure", False))
-        self.grace = float(getattr(settings, "sila_grace", 30.0))
-        self.discovery_timeout = float(getattr(settings, "sila_discovery_timeout", 10.0))
+        settings = params["params"]  # the station's StationParams: the sila_* defaults live there
+        self.address, self.port = settings.sila_address, int(settings.sila_port)
+        self.server_name, self.ca, self.insecure = settings.sila_server_name, settings.sila_ca, settings.sila_insecure
+        self.grace, self.discovery_timeout = float(settings.sila_grace), float(settings.sila_discovery_timeout)
         self.log = params.get("logger")
         self.commands = step_commands(core.spec)
         self.client = None

@@ -64,7 +64,9 @@ def validation_error(feature_name: str, command: str, parameter: str, message: s
     from sila2.framework import ValidationError
 
     err = ValidationError(message)
-    params = feature(feature_name)._observable_commands[command].parameters.fields
+    found = feature(feature_name)
+    commands = {**found._observable_commands, **found._unobservable_commands}
+    params = commands[command].parameters.fields
     err.parameter_fully_qualified_identifier = next(
         p.fully_qualified_identifier for p in params if p._identifier == parameter)
     return err
@@ -212,12 +214,7 @@ def _implementations(device: Device, server) -> dict[str, Any]:
             try:
                 device.core.refill(Stock, Amount)
             except InvalidGoal as exc:
-                from sila2.framework import ValidationError
-
-                err = ValidationError(str(exc))
-                err.parameter_fully_qualified_identifier = (
-                    feature("Dispensing")._unobservable_commands["Refill"].parameters.fields[0].fully_qualified_identifier)
-                raise err from None
+                raise validation_error("Dispensing", "Refill", "Stock", str(exc)) from None
 
         def get_Components(self, *, metadata):
             return [(c, low, high, unit) for c, (low, high, unit) in device.spec.components.items()]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,8 @@ class FakeLab:
         self.script: Callable[[Order, Call], Outcome | None] = lambda order, call: None
         self.followed: Callable[[Process, Call], Outcome] = lambda order, call: Outcome(False, unknown=True)
         self.lock = threading.Lock()
+        self.held: dict[str, int] = {}         # robot -> holds open on it (Lab.hold)
+        self.held_orders: list[Order] = []     # the robots' orders sent under their robot's hold
 
     def put(self, carrier: str, location: str) -> None:
         self.world[carrier] = location
@@ -111,6 +114,8 @@ class FakeLab:
         call.accepted()
         with self.lock:
             self.orders.append(order)
+            if isinstance(order, Drive | Transfer) and self.held.get(order.robot, 0) > 0:
+                self.held_orders.append(order)
             self.t += 10.0
         scripted = self.script(order, call)
         if scripted is not None:
@@ -140,6 +145,16 @@ class FakeLab:
 
     def follow(self, order: Process, call: Call) -> Outcome:
         return self.followed(order, call)
+
+    @contextmanager
+    def hold(self, robot: str) -> Iterator[None]:
+        with self.lock:
+            self.held[robot] = self.held.get(robot, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.held[robot] -= 1
 
     # what the tests read
     def processes(self) -> list[str]:
@@ -222,6 +237,10 @@ def test_a_batch_visits_its_workflows_stations_in_order_and_its_rack_goes_home(t
     moves = [(o.source, o.target) for o in fake.orders if isinstance(o, Transfer)]
     assert moves[0] == ("rack_storage/slot1", "robot1/deck1") and moves[-1] == ("robot1/deck1", "rack_storage/slot1")
     assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+    # every drive and transfer is sent under its robot's clock hold (a transport's hand-offs cost
+    # no simulated time), and no hold outlives its transport
+    robot_orders = [o for o in fake.orders if isinstance(o, Drive | Transfer)]
+    assert robot_orders and fake.held_orders == robot_orders and not any(fake.held.values())
     # what the solid dispenser dispensed (2 % more) is what the next stations get, and what is reported
     liquid = next(o for o in fake.orders if isinstance(o, Process) and o.station == "liquid_dispenser")
     assert liquid.samples[0][2]["P10"] == (2.04, "mg") and liquid.samples[0][2]["water"] == (5.0, "mL")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
 from action_msgs.msg import GoalStatus, GoalStatusArray
@@ -52,7 +53,7 @@ from lab.core.operations.workflow import load_workflows
 from lab.core.robot.world import load_stations
 from lab.core.stations.station import load_kinds
 from lab.ros.actions import ActionClient, CallOutcome, call_action, follow_goal
-from lab.ros.clock import sim_now, wait_sim
+from lab.ros.clock import clock_hold, sim_now, wait_sim
 from lab.ros.conversions import amounts_to_msg, batch_line, planar_pose, requested_sample, sample_report
 from lab.ros.main import node_main
 from lab.ros.markers import station_markers
@@ -159,6 +160,9 @@ class LabManager(LabNode):
 
     def sleep(self, seconds: float) -> None:
         wait_sim(self, seconds)
+
+    def hold(self, robot: str) -> AbstractContextManager[Any]:
+        return clock_hold(self, yields_to=f"/{robot}/")
 
     def send(self, order: Order, call: Call) -> Outcome:
         client, goal = self._goal(order)

@@ -40,6 +40,7 @@ from lab.core.config.params import SimNodeParams
 from lab.core.errors import InvalidGoal
 from lab.core.persist import take_back, write_json
 from lab.core.robot.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
+from lab.core.robot.lockstep import ClockTable, node_of
 from lab.core.robot.simworld import ObjectRegistry, SimLab
 from lab.core.robot.vision import CameraModel, render_marker_view
 from lab.core.robot.world import Pose2D, start_poses
@@ -104,8 +105,7 @@ class SimNode(LabNode):
         self.create_service(MoveObject, "~/move_object", self._move_object, callback_group=commands)
         self._lockstep = params.lockstep
         self._physics = threading.Lock()  # the SimLab: the loop and commands vs the emergency stop
-        self._waits: dict[tuple[str, int], float] = {}   # (owner, id) -> simulated s it waits for
-        self._holds: dict[tuple[str, int], float] = {}   # (owner, id) of the holds in force
+        self._clock_table = ClockTable()                 # the nodes' clock waits and holds
         self._missing: dict[str, float] = {}             # owner -> wall time it was first missed
         self.create_timer(1.0, self._forget_departed, callback_group=commands)
         self.create_subscription(ClockWait, ClockWaits.TOPIC, self._clock_wait, ClockWaits.QOS,
@@ -272,18 +272,12 @@ class SimNode(LabNode):
         return response
 
     def _clock_wait(self, msg: ClockWait) -> None:
-        name = msg.owner.partition("#")[0]
-        key = (msg.owner, int(msg.id))
-        with self._physics:  # the loop reads the tables under it
-            stale = self._drop_clock(lambda owner: owner != msg.owner and owner.partition("#")[0] == name)
-            if stale:
-                self.get_logger().warning(f"{name} was restarted: its predecessor's {stale} clock wait(s) and "
-                                          "hold(s) are dropped")
-            table = self._holds if msg.hold else self._waits
-            if msg.active:
-                table[key] = seconds_of(msg.until)
-            else:
-                table.pop(key, None)
+        with self._physics:  # the loop reads the table under it
+            stale = self._clock_table.update(msg.owner, msg.id, msg.hold, msg.active, seconds_of(msg.until),
+                                             msg.yields_to)
+        if stale:
+            self.get_logger().warning(f"{node_of(msg.owner)} was restarted: its predecessor's {stale} clock wait(s) "
+                                      "and hold(s) are dropped")
 
     def _forget_departed(self) -> None:
         """Drop the waits and holds of nodes gone from the graph for 5 s (a node that died
@@ -291,23 +285,13 @@ class SimNode(LabNode):
         present = {f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()}
         wall = time.monotonic()
         with self._physics:
-            for owner in {k[0] for k in [*self._waits, *self._holds]}:
-                if owner.partition("#")[0] in present:
+            for owner in self._clock_table.owners():
+                if node_of(owner) in present:
                     self._missing.pop(owner, None)
                 elif wall - self._missing.setdefault(owner, wall) > 5.0:
                     self.get_logger().warning(f"{owner} left the graph: its clock waits and holds are dropped")
-                    self._drop_clock(owner.__eq__)
+                    self._clock_table.drop(owner.__eq__)
                     self._missing.pop(owner, None)
-
-    def _drop_clock(self, which) -> int:
-        """Drop the clock waits and holds whose owner `which(owner)` picks (under the physics
-        lock); how many."""
-        dropped = 0
-        for table in (self._waits, self._holds):
-            for key in [k for k in table if which(k[0])]:
-                del table[key]
-                dropped += 1
-        return dropped
 
     # ------------------------------------------------------------ the loop
     def _advance(self, dt: float) -> None:
@@ -325,19 +309,18 @@ class SimNode(LabNode):
             self.lab.step(dt)
             return
         now = self.lab.time
-        for key in [k for k, until in self._waits.items() if until <= now + 1e-7]:
-            del self._waits[key]
+        self._clock_table.reached(now)
         # a holder that neither waits on the clock nor has a robot moving for it is computing
         # (a robot's nodes between motions, a station between steps): the clock holds for it
-        computing = {owner for owner, _ in self._holds} - {owner for owner, _ in self._waits}
-        busy = self.lab.busy
-        if not busy and (computing or not self._waits):
+        computing = self._clock_table.computing(time.monotonic())
+        earliest = self._clock_table.earliest()
+        if not self.lab.busy and (computing or earliest is None):
             return
         # land a hair past the earliest time waited for: floats and the ns of /clock must not
         # leave it a rounding error short (then it would never be reached: nothing else runs the clock)
-        land = min(self._waits.values(), default=math.inf) - now + 2e-7
+        land = (math.inf if earliest is None else earliest) - now + 2e-7
         # motion alone (nobody waiting, or a holder computing) stops when everything comes to rest
-        self.lab.step(min(dt, land), until_idle=bool(computing) or not self._waits)
+        self.lab.step(min(dt, land), until_idle=bool(computing) or earliest is None)
 
     def _tick(self) -> None:
         try:

@@ -95,20 +95,23 @@ class ClockWaits:
         self._publish(ident, 0.0, False)
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold the clock (but for motion and this node's own waits) for the block."""
+    def hold(self, yields_to: str = "") -> Iterator[None]:
+        """Hold the clock (but for motion and this node's own waits) for the block; with `yields_to`
+        (a namespace, '/robot1/'), only while no node under it holds the clock, for up to a wall
+        second at a stretch (lab.core.robot.lockstep: the hand-offs between a robot's actions)."""
         ident = self._ident()
-        self._publish(ident, 0.0, True, hold=True)
+        self._publish(ident, 0.0, True, hold=True, yields_to=yields_to)
         try:
             yield
         finally:
             self._publish(ident, 0.0, False, hold=True)
 
-    def _publish(self, ident: int, until: float, active: bool, hold: bool = False) -> None:
+    def _publish(self, ident: int, until: float, active: bool, hold: bool = False, yields_to: str = "") -> None:
         from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
         try:
-            self._pub.publish(self._msg(owner=self._owner, id=ident, active=active, hold=hold, until=to_time(until)))
+            self._pub.publish(self._msg(owner=self._owner, id=ident, active=active, hold=hold, until=to_time(until),
+                                        yields_to=yields_to))
         except _rclpy.InvalidHandle:
             # the node is being destroyed (a hold or wait still open at shutdown): its release has no
             # one to tell, and needs none: the simulation drops a departed owner's waits and holds
@@ -117,14 +120,14 @@ class ClockWaits:
 
 
 @contextmanager
-def clock_hold(node: Node) -> Iterator[None]:
+def clock_hold(node: Node, yields_to: str = "") -> Iterator[None]:
     """ClockWaits.hold for a node, or nothing when it runs on the wall clock. The navigator and
     the arm hold the clock through each action: the robot's compute between motions is free."""
     waits = ClockWaits.of(node)
     if waits is None:
         yield
         return
-    with waits.hold():
+    with waits.hold(yields_to):
         yield
 
 

@@ -68,13 +68,16 @@ class Fleet:
             try:
                 self._charge_if_needed(robot, batch_id, run)
                 deck = f"{robot}/{DECK}"
-                if on_robot:
-                    deck = source
-                else:
-                    self._leg(robot, batch_id, src_station, source, deck, carrier, run)
-                if release_after_pick:
-                    self.station_pool.release(release_after_pick, batch_id)
-                self._leg(robot, batch_id, dst_station, deck, target, carrier, run)
+                # the transport's hand-offs (a result back, the next goal out) cost no simulated
+                # time: the hold stands aside while the robot's own nodes hold the clock in an action
+                with self.lab.hold(robot):
+                    if on_robot:
+                        deck = source
+                    else:
+                        self._leg(robot, batch_id, src_station, source, deck, carrier, run)
+                    if release_after_pick:
+                        self.station_pool.release(release_after_pick, batch_id)
+                    self._leg(robot, batch_id, dst_station, deck, target, carrier, run)
                 return
             except RobotOffline as exc:
                 where = self.carrier_at(carrier, source)

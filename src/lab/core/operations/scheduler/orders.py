@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,6 +99,10 @@ class Lab(Protocol):
     def follow(self, order: Process, call: Call) -> Outcome:
         """The outcome of a process order sent before a restart (by its goal id), waited for as
         `call` says (its `accepted` is not called: the order was accepted before)."""
+
+    def hold(self, robot: str) -> AbstractContextManager[Any]:
+        """For the block, simulated time does not pass while this node hands `robot` from one
+        action to the next (a lockstep clock: lab.core.robot.lockstep)."""
 
 
 class Log(Protocol):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lab.core.robot.lockstep import ClockTable
+import pytest
+
+from lab.core.robot.lockstep import ClockTable, WallAccount
 
 LM, NAV, ARM, GC = "/lab_manager#a", "/robot1/navigator#b", "/robot1/arm#c", "/stations/gc#d"
 
@@ -46,7 +48,8 @@ def test_a_yielding_hold_blocks_a_wall_second_at_most_at_a_stretch() -> None:
     table.update(LM, 1, hold=True, active=True, until=0.0, yields_to="/robot1/")
     assert table.computing(100.0) == {LM}
     assert table.computing(100.9) == {LM}
-    assert table.computing(101.1) == set()
+    assert table.computing(101.1) == set() and table.expired == 1
+    assert table.computing(101.5) == set() and table.expired == 1  # one stretch, counted once
     table.update(ARM, 1, hold=True, active=True, until=0.0)
     assert table.computing(102.0) == {ARM}                     # the stretch ends with the robot's next action
     table.update(ARM, 1, hold=True, active=False, until=0.0)
@@ -62,3 +65,23 @@ def test_a_restarted_node_replaces_its_predecessors_entries() -> None:
     table.update(ARM, 2, hold=False, active=True, until=9.0)
     assert table.update("/robot1/arm#new", 1, hold=False, active=False, until=0.0) == 2
     assert table.owners() == set() and table.computing(0.0) == set()
+
+
+def test_the_wall_account_charges_each_tick_to_what_the_clock_did() -> None:
+    account = WallAccount()
+    account.charge(0.5, moving=True, computing={ARM}, waiting=True)    # motion first, whoever holds
+    account.charge(0.2, moving=False, computing={ARM, LM}, waiting=True)
+    account.charge(0.2, moving=False, computing=set(), waiting=True)
+    account.charge(0.1, moving=False, computing=set(), waiting=False)
+    assert account.seconds == pytest.approx({"moving": 0.5, "held by /robot1/arm": 0.1, "held by /lab_manager": 0.1,
+                                             "waits": 0.2, "idle": 0.1})
+    assert account.summary(top=2) == "1 wall s: moving 50%, waits 20%"
+    assert WallAccount().summary() == ""
+
+
+def test_held_under_names_a_robot_whose_nodes_are_in_an_action() -> None:
+    table = ClockTable()
+    table.update(LM, 1, hold=True, active=True, until=0.0, yields_to="/robot1/")
+    assert not table.held_under("/robot1/")                   # the lab manager's hold is not the robot's
+    table.update(ARM, 1, hold=True, active=True, until=0.0)
+    assert table.held_under("/robot1/") and not table.held_under("/robot2/")

@@ -301,3 +301,24 @@ def test_an_arm_keeps_its_own_moves_until_the_world_message_shows_them():
     occupied = {"post_cure_oven/tray": "tray_2", "robot1/deck1": "rack_1"}
     own = {"tray_2": ["post_cure_oven/tray", "robot1/deck1"]}
     assert with_own_moves(occupied, own) == occupied and own == {}
+
+
+def test_the_jacobian_is_the_derivative_of_the_tip_pose(repo_root: Path) -> None:
+    """The IK's Jacobian (one vectorised pass over the chain) against central differences of the
+    forward kinematics: linear velocity of the tip, and angular velocity from R' R^T."""
+    from lab.core.robot.kinematics import Chain, expand_xacro
+
+    chain = Chain.from_urdf(expand_xacro(repo_root / "urdf" / "kmr_iiwa.urdf.xacro"), "base_link", "tool0")
+    rng = np.random.default_rng(3)
+    h = 1e-6
+    for _ in range(5):
+        q = rng.uniform(chain.lower, chain.upper) * 0.8
+        jac = chain.jacobian(q)
+        for i in range(len(q)):
+            dq = np.zeros(len(q))
+            dq[i] = h
+            plus, minus = chain.fk(q + dq), chain.fk(q - dq)
+            linear = (plus[:3, 3] - minus[:3, 3]) / (2 * h)
+            spin = (plus[:3, :3] - minus[:3, :3]) / (2 * h) @ chain.fk(q)[:3, :3].T
+            angular = np.array([spin[2, 1], spin[0, 2], spin[1, 0]])
+            assert np.allclose(jac[:3, i], linear, atol=1e-5) and np.allclose(jac[3:, i], angular, atol=1e-5), i

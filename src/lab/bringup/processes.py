@@ -138,6 +138,10 @@ class Bringup:
         return [s.full_name for s in self.specs
                 if (p := self.procs.get(s.full_name)) is None or p.poll() is not None]
 
+    def deaths(self) -> dict[str, int]:
+        """How many times each node that died has died (within the restart window)."""
+        return {name: len(times) for name, times in self._deaths.items() if times}
+
     def supervise_in_background(self, period: float = 0.2) -> None:
         """Supervise from a thread until stop() (for a session that runs its own main loop)."""
         def loop() -> None:

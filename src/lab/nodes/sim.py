@@ -40,7 +40,7 @@ from lab.core.config.params import SimNodeParams
 from lab.core.errors import InvalidGoal
 from lab.core.persist import take_back, write_json
 from lab.core.robot.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
-from lab.core.robot.lockstep import ClockTable, node_of
+from lab.core.robot.lockstep import HANDOFF_WALL, ClockTable, WallAccount, node_of
 from lab.core.robot.simworld import ObjectRegistry, SimLab
 from lab.core.robot.vision import CameraModel, render_marker_view
 from lab.core.robot.world import Pose2D, start_poses
@@ -62,6 +62,8 @@ from lab.ros.sim_messages import (
 from lab_interfaces.msg import ClockWait, WorldState
 from lab_interfaces.srv import MoveObject
 
+#: wall s between the log lines that say where the lockstep clock's wall time went
+ACCOUNT_PERIOD = 60.0
 
 class SimNode(LabNode):
     def __init__(self) -> None:
@@ -106,6 +108,9 @@ class SimNode(LabNode):
         self._lockstep = params.lockstep
         self._physics = threading.Lock()  # the SimLab: the loop and commands vs the emergency stop
         self._clock_table = ClockTable()                 # the nodes' clock waits and holds
+        self._wall_account = WallAccount()               # what the clock's wall time went on, logged
+        self._accounted_at = self._account_said = time.monotonic()
+        self._expired_said = 0
         self._missing: dict[str, float] = {}             # owner -> wall time it was first missed
         self.create_timer(1.0, self._forget_departed, callback_group=commands)
         self.create_subscription(ClockWait, ClockWaits.TOPIC, self._clock_wait, ClockWaits.QOS,
@@ -204,7 +209,18 @@ class SimNode(LabNode):
                 self.get_logger().error(f"could not save the world to {self._state_file}: {exc}",
                                         throttle_duration_sec=60.0)
 
+    def _say_account(self) -> None:
+        said = self._wall_account.summary()
+        if said:
+            expired = self._clock_table.expired - self._expired_said
+            self._expired_said = self._clock_table.expired
+            self.get_logger().info(f"where the clock's wall time went in the last {said}"
+                                   + (f"; {expired} hand-off hold(s) let go after {HANDOFF_WALL:g} wall s"
+                                      if expired else ""))
+        self._wall_account, self._account_said = WallAccount(), time.monotonic()
+
     def shutdown(self) -> None:
+        self._say_account()
         self._packer.shutdown(wait=True, cancel_futures=True)
         self.save_world(sync=True, final=True)
 
@@ -312,8 +328,13 @@ class SimNode(LabNode):
         self._clock_table.reached(now)
         # a holder that neither waits on the clock nor has a robot moving for it is computing
         # (a robot's nodes between motions, a station between steps): the clock holds for it
-        computing = self._clock_table.computing(time.monotonic())
+        wall = time.monotonic()
+        computing = self._clock_table.computing(wall)
         earliest = self._clock_table.earliest()
+        self._wall_account.charge(wall - self._accounted_at, self.lab.busy, computing, earliest is not None)
+        self._accounted_at = wall
+        if wall - self._account_said >= ACCOUNT_PERIOD:
+            self._say_account()
         if not self.lab.busy and (computing or earliest is None):
             return
         # land a hair past the earliest time waited for: floats and the ns of /clock must not
@@ -369,7 +390,11 @@ class SimNode(LabNode):
                          tuple(robot.velocity), robot.charging)
                 last, at = self._sent.get(robot.name, ((), 0.0))
                 changed = changed or state[1:] != last[1:]
-                if state != last or wall - at >= idle_due:
+                # at the full rate while the robot's own nodes hold the clock (in an action): the arm
+                # waits for odometry newer than its goal, and at the idle rate that wait was a fifth
+                # of an arm action's wall time (issue 37)
+                due = 0.0 if self._clock_table.held_under(f"/{robot.name}/") else idle_due
+                if state != last or wall - at >= due:
                     self._sent[robot.name] = (state, wall)
                     self._publish_robot(robot, now, with_tf)
             # ~30 markers of Python message building: at RViz's rate while something moves, else seldom

@@ -36,6 +36,7 @@ Key = tuple[str, int]  # (owner: node name '#' instance, id)
 class _Hold:
     yields_to: str = ""
     blocking_since: float | None = None  # wall s it began to block without a holder in its namespace
+    expired: bool = False                # this stretch went past HANDOFF_WALL
 
 
 def node_of(owner: str) -> str:
@@ -50,6 +51,11 @@ class ClockTable:
         self.waits: dict[Key, float] = {}   # -> simulated s waited for
         self.holds: dict[Key, _Hold] = {}
         self.handoff_wall = handoff_wall
+        self.expired = 0                    # stretches of yielding holds that went past handoff_wall
+
+    def held_under(self, namespace: str) -> bool:
+        """Whether a node under `namespace` ('/robot1/') holds the clock (is in an action)."""
+        return any(node_of(k[0]).startswith(namespace) for k in self.holds)
 
     def owners(self) -> set[str]:
         return {k[0] for k in [*self.waits, *self.holds]}
@@ -99,11 +105,46 @@ class ClockTable:
                 continue
             if hold.yields_to:
                 if any(n.startswith(hold.yields_to) for n in holding):
-                    hold.blocking_since = None
+                    hold.blocking_since, hold.expired = None, False
                     continue
                 if hold.blocking_since is None:
                     hold.blocking_since = wall
                 if wall - hold.blocking_since > self.handoff_wall:
+                    if not hold.expired:
+                        hold.expired = True
+                        self.expired += 1
                     continue
             out.add(owner)
         return out
+
+
+class WallAccount:
+    """Where the lockstep clock's wall time goes: each tick's wall seconds charged to what the
+    clock did in it: 'moving' (a robot moved), 'waits' (ran on for nodes' waits alone), 'held by
+    <node>' (a holder computing: split among them), 'idle' (nothing moved or waited). What a run
+    slower than its speed spent its wall time on (issue 37)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def charge(self, wall: float, moving: bool, computing: set[str], waiting: bool) -> None:
+        if wall <= 0:
+            return
+        if moving:
+            self._add("moving", wall)
+        elif computing:
+            for owner in computing:
+                self._add(f"held by {node_of(owner)}", wall / len(computing))
+        else:
+            self._add("waits" if waiting else "idle", wall)
+
+    def _add(self, key: str, wall: float) -> None:
+        self.seconds[key] = self.seconds.get(key, 0.0) + wall
+
+    def summary(self, top: int = 6) -> str:
+        """'moving 41 %, held by /lab_manager 12 %, ...' (the largest `top`), '' when empty."""
+        total = sum(self.seconds.values())
+        if total <= 0:
+            return ""
+        ranked = sorted(self.seconds.items(), key=lambda kv: -kv[1])[:top]
+        return f"{total:.0f} wall s: " + ", ".join(f"{k} {v / total:.0%}" for k, v in ranked)

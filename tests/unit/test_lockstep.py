@@ -78,10 +78,3 @@ def test_the_wall_account_charges_each_tick_to_what_the_clock_did() -> None:
     assert account.summary(top=2) == "1 wall s: moving 50%, waits 20%"
     assert WallAccount().summary() == ""
 
-
-def test_held_under_names_a_robot_whose_nodes_are_in_an_action() -> None:
-    table = ClockTable()
-    table.update(LM, 1, hold=True, active=True, until=0.0, yields_to="/robot1/")
-    assert not table.held_under("/robot1/")                   # the lab manager's hold is not the robot's
-    table.update(ARM, 1, hold=True, active=True, until=0.0)
-    assert table.held_under("/robot1/") and not table.held_under("/robot2/")

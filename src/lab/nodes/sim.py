@@ -390,11 +390,10 @@ class SimNode(LabNode):
                          tuple(robot.velocity), robot.charging)
                 last, at = self._sent.get(robot.name, ((), 0.0))
                 changed = changed or state[1:] != last[1:]
-                # at the full rate while the robot's own nodes hold the clock (in an action): the arm
-                # waits for odometry newer than its goal, and at the idle rate that wait was a fifth
-                # of an arm action's wall time (issue 37)
-                due = 0.0 if self._clock_table.held_under(f"/{robot.name}/") else idle_due
-                if state != last or wall - at >= due:
+                # (tried: the full rate while the robot's own nodes hold the clock, for the arm's wait
+                # on odometry newer than its goal: the lab manager's and navigator's odometry callbacks
+                # made the 688-experiment campaign a third slower on 2 cores; issue 37, BENCHMARKS.md)
+                if state != last or wall - at >= idle_due:
                     self._sent[robot.name] = (state, wall)
                     self._publish_robot(robot, now, with_tf)
             # ~30 markers of Python message building: at RViz's rate while something moves, else seldom

@@ -53,10 +53,6 @@ class ClockTable:
         self.handoff_wall = handoff_wall
         self.expired = 0                    # stretches of yielding holds that went past handoff_wall
 
-    def held_under(self, namespace: str) -> bool:
-        """Whether a node under `namespace` ('/robot1/') holds the clock (is in an action)."""
-        return any(node_of(k[0]).startswith(namespace) for k in self.holds)
-
     def owners(self) -> set[str]:
         return {k[0] for k in [*self.waits, *self.holds]}
 

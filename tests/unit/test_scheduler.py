@@ -402,6 +402,40 @@ def test_a_robot_low_on_battery_charges_before_it_carries(tmp_path: Path) -> Non
     assert sched.view.battery_level("robot1") >= 0.9 and isinstance(fake.orders[1], Drive)
 
 
+def test_an_idle_robot_tops_up_its_battery_and_leaves_the_charger_when_a_batch_needs_it(tmp_path: Path) -> None:
+    """Below battery_top_up (0.6) a robot charges between its transports, not only at battery_low
+    just before one (which kept the chromatograph waiting an hour in the 688-experiment campaign)."""
+    sched, fake, _ = lab(tmp_path)
+    sched.battery("robot1", 0.5)
+    charged = fake.sleep
+
+    def sleep(seconds: float) -> None:  # charging: slow enough that the batch comes back for the robot
+        charged(seconds)
+        time.sleep(0.002)
+        sched.battery("robot1", min(1.0, sched.view.battery_level("robot1") + 0.002))
+
+    fake.sleep = sleep  # type: ignore[method-assign]
+    levels: list[tuple[Order, float]] = []  # each robot order with the battery when it was sent
+
+    def script(order: Order, call: Call) -> None:
+        if isinstance(order, Process):
+            time.sleep(0.05)  # a station's process: the robot is idle meanwhile
+        else:
+            levels.append((order, sched.view.battery_level("robot1")))
+
+    fake.script = script
+    done = run(sched)
+    assert done.result is not None and done.result.success, done.result
+    assert levels[0] == (Drive("robot1", "rack_storage"), 0.5)  # above battery_low: no charge first
+    tops = [i for i, (o, _) in enumerate(levels) if o == Drive("robot1", "charger", skip_refinement=True)]
+    # the robot went to charge after its first transport, and left the charger (well below
+    # battery_resume) when the batch wanted it back
+    assert tops and tops[0] < len(levels) - 1 and levels[tops[0] + 1][1] < 0.9, levels
+    # the top-ups let the robot go when the batch wanted it, and it ended above battery_top_up
+    until(lambda: free(sched))
+    assert sched.view.battery_level("robot1") >= 0.6
+
+
 def test_an_idle_robot_at_the_dock_another_is_sent_to_is_parked_first(tmp_path: Path) -> None:
     sched, fake, log = lab(tmp_path, robots=("robot1", "robot2"))
     sched.robot_pose("robot2", sched.stations["solid_dispenser"].dock)

@@ -201,6 +201,10 @@ class LabManagerParams(NodeParams):
     fault_wait: float = Field(1800.0, ge=0)          # simulated s a retry waits for a station in fault to recover
     battery_low: float = Field(0.25, ge=0, le=1)     # state of charge that sends a robot to charge
     battery_resume: float = Field(0.9, ge=0, le=1)   # ... and that it charges up to
+    # an idle robot below this charges while no batch waits for it, and leaves the charger when
+    # one does (0: never): charging at battery_low just before a transport kept the gas
+    # chromatograph waiting 70 simulated min, twice in the 688-experiment campaign (issue 37)
+    battery_top_up: float = Field(0.6, ge=0, le=1)
     processes_file: str = ""                         # "" = config/station_processes.yaml (expected durations)
     keep_results: float = Field(7 * 86400.0, gt=0)   # wall s a finished batch's result waits to be asked for
     # every goal's limit follows from what it should take (simulated s): a station's process as
@@ -225,6 +229,9 @@ class LabManagerParams(NodeParams):
         if self.battery_resume <= self.battery_low:
             raise ValueError(f"battery_resume ({self.battery_resume}) must be above battery_low "
                              f"({self.battery_low})")
+        if self.battery_top_up > self.battery_resume:
+            raise ValueError(f"battery_top_up ({self.battery_top_up}) must be at most battery_resume "
+                             f"({self.battery_resume})")
         return self
 
 

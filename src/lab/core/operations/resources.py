@@ -23,6 +23,7 @@ class ResourcePool:
         self._names = list(names)
         self._holder: dict[str, str] = {}
         self._cond = threading.Condition()
+        self._wanted: dict[str, int] = {}  # resource -> reservations waiting that would take it
 
     @property
     def names(self) -> list[str]:
@@ -56,23 +57,42 @@ class ResourcePool:
         deadline = time.monotonic() + timeout
         report = time.monotonic() + report_every
         with self._cond:
-            while True:
-                free = [c for c in candidates if c not in self._holder and usable(c)]
-                if free:
-                    choice = min(free, key=prefer) if prefer else free[0]
-                    self._holder[choice] = holder
-                    return choice
-                if cancelled():
-                    raise Unavailable("cancelled while waiting for " + " or ".join(candidates))
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Unavailable("none of " + ", ".join(candidates) + " became free")
-                if waiting is not None and time.monotonic() >= report:
-                    report = time.monotonic() + report_every
-                    waiting("waits for " + " or ".join(candidates) + ": " + ", ".join(
-                        f"{c} held by {self._holder[c]}" if c in self._holder else f"{c} not usable now"
-                        for c in candidates))
-                self._cond.wait(min(left, 0.05))
+            for c in candidates:
+                self._wanted[c] = self._wanted.get(c, 0) + 1
+            try:
+                return self._acquire(candidates, holder, usable, cancelled, deadline, prefer, waiting, report,
+                                     report_every)
+            finally:
+                for c in candidates:
+                    self._wanted[c] -= 1
+
+    def wanted(self, name: str) -> bool:
+        """Whether a reservation is waiting that could take `name` (a robot topping up its battery
+        leaves the charger for it)."""
+        with self._cond:
+            return self._wanted.get(name, 0) > 0
+
+    def _acquire(self, candidates: Sequence[str], holder: str, usable: Callable[[str], bool],
+                 cancelled: Callable[[], bool], deadline: float, prefer: Callable[[str], float] | None,
+                 waiting: Callable[[str], None] | None, report: float, report_every: float) -> str:
+        """acquire's wait, under the condition's lock."""
+        while True:
+            free = [c for c in candidates if c not in self._holder and usable(c)]
+            if free:
+                choice = min(free, key=prefer) if prefer else free[0]
+                self._holder[choice] = holder
+                return choice
+            if cancelled():
+                raise Unavailable("cancelled while waiting for " + " or ".join(candidates))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unavailable("none of " + ", ".join(candidates) + " became free")
+            if waiting is not None and time.monotonic() >= report:
+                report = time.monotonic() + report_every
+                waiting("waits for " + " or ".join(candidates) + ": " + ", ".join(
+                    f"{c} held by {self._holder[c]}" if c in self._holder else f"{c} not usable now"
+                    for c in candidates))
+            self._cond.wait(min(left, 0.05))
 
     def release(self, name: str, holder: str) -> None:
         with self._cond:

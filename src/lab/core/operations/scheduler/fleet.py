@@ -11,6 +11,7 @@ robot standing at the dock another robot is sent to is first driven to its parki
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
 from lab.core.operations.resources import ResourcePool, Unavailable
 from lab.core.operations.safety import NO_CONTACT
-from lab.core.operations.scheduler.batch import Cancellable
+from lab.core.operations.scheduler.batch import Cancellable, NeverCancelled
 from lab.core.operations.scheduler.dispatch import Dispatcher
 from lab.core.operations.scheduler.journal import Journal
 from lab.core.operations.scheduler.mode import Mode
@@ -32,6 +33,8 @@ DECK = "deck1"
 #: wall s between tries of a leg whose robot refused for want of the safety node's contact: the
 #: movers watch the safety node's presence with a 3 s timeout (`safety_timeout`) on a 1 s lease
 CONTACT_RETRY = 2.0
+#: simulated s between two looks at the battery while charging
+CHARGE_STEP = 30.0
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Fleet:
                 source = where
             finally:
                 self.robot_pool.release(robot, batch_id)
+                self._top_up_later(robot)
 
     def carrier_at(self, carrier: str, default: str) -> str:
         """Where the world state says `carrier` is, a simulated second after a failed or stopped
@@ -247,6 +251,43 @@ class Fleet:
                 self.state[other] = "idle"
                 self.robot_pool.release(other, f"{batch_id}/make-way")
 
+    def _top_up_later(self, robot: str) -> None:
+        """A robot just freed whose battery is below `battery_top_up` charges while idle (a thread
+        of its own: the batch that freed it goes on)."""
+        if self.params.battery_top_up <= 0 or self.view.battery_level(robot) >= self.params.battery_top_up \
+                or self.view.is_offline(robot) or self.mode.stopped():
+            return
+        threading.Thread(target=self._top_up, args=(robot,), daemon=True, name=f"top-up-{robot}").start()
+
+    def _top_up(self, robot: str) -> None:
+        """Charge `robot` while nothing waits for it: the robot and a charger are taken only if free
+        now; it leaves the charger (stays docked there, released) as soon as a batch waits for a
+        robot it could be, once its battery is above `battery_low`, or at `battery_resume`."""
+        chargers = [s for s, k in self.kind_of.items() if k == "charger"]
+        holder = f"top-up/{robot}"
+        try:
+            self.robot_pool.acquire([robot], holder, timeout=0.0)
+        except Unavailable:
+            return  # a batch took it meanwhile
+        try:
+            if not chargers or self.robot_pool.wanted(robot):
+                return
+            charger = self.station_pool.acquire(chargers, holder, timeout=0.0)
+        except Unavailable:
+            self.robot_pool.release(robot, holder)
+            return
+        def enough() -> bool:
+            return self.mode.stopped() or (self.robot_pool.wanted(robot)
+                                           and self.view.battery_level(robot) > self.params.battery_low)
+
+        try:
+            self._charge(robot, charger, holder, NeverCancelled(), enough)
+        except Exception as exc:  # a top-up is optional: its failure is logged, not raised
+            self.log.warning(f"{robot}: topping up its battery failed: {exc}")
+        finally:
+            self.station_pool.release(charger, holder)
+            self.robot_pool.release(robot, holder)
+
     def _charge_if_needed(self, robot: str, batch_id: str, run: Cancellable) -> None:
         level = self.view.battery_level(robot)
         if level >= self.params.battery_low:
@@ -257,17 +298,27 @@ class Fleet:
         self.log.info(f"{robot}: battery {level:.0%}, going to charge")
         with self.station_pool.reserved(chargers, f"{batch_id}/{robot}",
                                         cancelled=lambda: run.is_cancel_requested) as charger:
-            self.make_way(robot, charger, batch_id, run)
-            nav = self.dispatch.call(Drive(robot, charger, skip_refinement=True), f"{robot}: drive to {charger}",
-                                     f"{batch_id}/{robot}", run,
-                                     self.dispatch.drive_limit(robot, self.stations[charger].dock))
-            self.docked[robot] = charger if nav.succeeded else ""
-            if not nav.succeeded:
-                self.log.warning(f"{robot}: cannot reach the charger: {nav.message}")
-                return
-            self.state[robot] = "charging"
-            began = self.lab.now()
-            while self.view.battery_level(robot) < self.params.battery_resume and not run.is_cancel_requested:
-                self.lab.sleep(60.0)
+            self._charge(robot, charger, batch_id, run)
+
+    def _charge(self, robot: str, charger: str, batch_id: str, run: Cancellable,
+                enough: Callable[[], bool] = lambda: False) -> None:
+        """Drive `robot` to `charger` and charge it up to `battery_resume`, or until `enough()`."""
+        self.make_way(robot, charger, batch_id, run)
+        nav = self.dispatch.call(Drive(robot, charger, skip_refinement=True), f"{robot}: drive to {charger}",
+                                 f"{batch_id}/{robot}", run,
+                                 self.dispatch.drive_limit(robot, self.stations[charger].dock))
+        self.docked[robot] = charger if nav.succeeded else ""
+        if not nav.succeeded:
+            self.log.warning(f"{robot}: cannot reach the charger: {nav.message}")
+            return
+        self.state[robot] = "charging"
+        began = self.lab.now()
+        try:
+            # in steps of simulated time short beside a charge (about an hour), so that a batch
+            # waiting for a topping-up robot waits little
+            while self.view.battery_level(robot) < self.params.battery_resume and not run.is_cancel_requested \
+                    and not enough():
+                self.lab.sleep(CHARGE_STEP)
+        finally:
             self.state[robot] = "idle"
             self.journal.busy(batch_id, robot, began, self.lab.now(), "charging")

@@ -20,6 +20,7 @@ import pytest
 from lab.core.campaign.formulation import CHEMISTRY, EQUIPMENT, MeasurementData
 from lab.core.config.params import LabManagerParams
 from lab.core.errors import InvalidGoal
+from lab.core.operations.resources import Unavailable
 from lab.core.operations.scheduler import (
     Call,
     Drive,
@@ -101,7 +102,7 @@ class FakeLab:
     def now(self) -> float:
         return self.t
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float, cancelled: Callable[[], bool] = lambda: False) -> None:
         if self.closed:
             raise RuntimeError("the test is over: its fake lab's clock has stopped")
         with self.lock:
@@ -391,7 +392,7 @@ def test_a_robot_low_on_battery_charges_before_it_carries(tmp_path: Path) -> Non
     sched.battery("robot1", 0.1)
     charged = fake.sleep
 
-    def sleep(seconds: float) -> None:  # charging: the battery fills while simulated time passes
+    def sleep(seconds: float, cancelled: Callable[[], bool] = lambda: False) -> None:  # the battery fills
         charged(seconds)
         sched.battery("robot1", min(1.0, sched.view.battery_level("robot1") + 0.2))
 
@@ -409,8 +410,8 @@ def test_an_idle_robot_tops_up_its_battery_and_leaves_the_charger_when_a_batch_n
     sched.battery("robot1", 0.5)
     charged = fake.sleep
 
-    def sleep(seconds: float) -> None:  # charging: slow enough that the batch comes back for the robot
-        charged(seconds)
+    def sleep(seconds: float, cancelled: Callable[[], bool] = lambda: False) -> None:  # slow: the batch
+        charged(seconds)                                                              # comes back for it
         time.sleep(0.002)
         sched.battery("robot1", min(1.0, sched.view.battery_level("robot1") + 0.002))
 
@@ -434,6 +435,27 @@ def test_an_idle_robot_tops_up_its_battery_and_leaves_the_charger_when_a_batch_n
     # the top-ups let the robot go when the batch wanted it, and it ended above battery_top_up
     until(lambda: free(sched))
     assert sched.view.battery_level("robot1") >= 0.6
+
+
+def test_a_top_up_never_keeps_a_robot_a_batch_waits_for(tmp_path: Path) -> None:
+    """A robot wanted by a waiting reservation is not taken for a top-up (a top-up that took it and
+    then returned without releasing it stalled the 688-experiment campaign)."""
+    sched, fake, _ = lab(tmp_path)
+    sched.battery("robot1", 0.5)
+    stop = threading.Event()
+
+    def wait() -> None:
+        with pytest.raises(Unavailable):  # it never takes the robot: it only wants it
+            sched.robot_pool.acquire(["robot1"], "waiter", usable=lambda r: False, cancelled=stop.is_set,
+                                     timeout=10.0)
+
+    waiter, _ = in_thread(wait)
+    until(lambda: sched.robot_pool.wanted("robot1"))
+    sched.fleet._top_up("robot1")
+    assert sched.robot_pool.holder("robot1") == "" and not fake.orders
+    stop.set()
+    waiter.join(5.0)
+    assert not sched.robot_pool.wanted("robot1")
 
 
 def test_an_idle_robot_at_the_dock_another_is_sent_to_is_parked_first(tmp_path: Path) -> None:

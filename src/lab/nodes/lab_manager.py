@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -158,8 +159,8 @@ class LabManager(LabNode):
     def now(self) -> float:
         return sim_now(self)
 
-    def sleep(self, seconds: float) -> None:
-        wait_sim(self, seconds)
+    def sleep(self, seconds: float, cancelled: Callable[[], bool] = lambda: False) -> None:
+        wait_sim(self, seconds, cancelled)
 
     def hold(self, robot: str) -> AbstractContextManager[Any]:
         return clock_hold(self, yields_to=f"/{robot}/")

@@ -90,8 +90,8 @@ class Lab(Protocol):
     def now(self) -> float:
         """Simulated s (the node's clock)."""
 
-    def sleep(self, seconds: float) -> None:
-        """Let `seconds` simulated s pass."""
+    def sleep(self, seconds: float, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Let `seconds` simulated s pass, or less when `cancelled()` becomes true first."""
 
     def send(self, order: Order, call: Call) -> Outcome:
         """Carry out the order; its outcome, never an exception for a failure of the order."""

@@ -128,7 +128,9 @@ def test_pause_is_exact_and_a_batch_stopped_by_the_estop_goes_home_after_release
     started = [step for step in steps.get("seen", []) if step.startswith("solid_dispenser:")]
     assert not started and mode.get("mode") == LabStatus.PAUSED, (started, out.text(40))
     assert cmd.resume()[0]
-    _set_sim_speed(cmd, 20.0)  # the dispensing (2 x 90 simulated s) lasts 9 wall s: time to stop it
+    # the dispensing (2 x 90 simulated s) lasts 36 wall s at 5x: time to stop it. At 20x (9 wall s)
+    # one CI run stopped it too late: the batch went on and failed at the liquid dispenser instead
+    _set_sim_speed(cmd, 5.0)
     try:
         spin_until(cmd, lambda: task.feedback is not None and task.feedback.phase.startswith(
             "solid_dispenser: dispense_solid"), 120, what="the solid dispenser to be dispensing")
@@ -148,7 +150,8 @@ def test_pause_is_exact_and_a_batch_stopped_by_the_estop_goes_home_after_release
     result = task.result
     assert outcome is TaskResult.FAILED, (result.message if result else "", out.text(40))
     reasons = {m.failure_reason for m in result.measurements}
-    assert reasons == {"solid_dispenser: stopped: emergency stop by test (as said over DDS): spill"}, reasons
+    assert reasons == {"solid_dispenser: stopped: emergency stop by test (as said over DDS): spill"}, \
+        (reasons, out.text(60))
     spin_until(cmd, lambda: world.get(carrier, "").startswith("rack_storage/"), 60, what="the rack home")
     stations = ("solid_dispenser", "liquid_dispenser", "photoreactor", "gas_chromatograph")
     assert not [c for c, loc in world.items() if loc.partition("/")[0] in stations]

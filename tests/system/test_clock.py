@@ -49,7 +49,12 @@ def test_the_clock_runs_only_for_what_waits_on_it(tmp_path) -> None:
             time.sleep(2.5)  # 2500 simulated s at 1000x if it ran free
             assert sim_now(node) == held and seen[-1] == held, "the clock ran with nothing moving or waiting"
 
+            count, began = len(seen), time.monotonic()
             assert wait_sim(node, 600.0, cancelled=_past(60.0))
+            # every node with use_sim_time wakes for each /clock message: a running clock nobody
+            # reads at motion's pace goes out at clock_publish_rate (20 wall Hz), not every tick (100 Hz)
+            sent, wall = len(seen) - count, time.monotonic() - began
+            assert 1 <= sent <= 20.0 * wall + 3, (sent, wall)
             time.sleep(1.5)  # the clock stops on the time waited for and stays there
             assert sim_now(node) == pytest.approx(held + 600.0, abs=1e-3)
 

@@ -17,8 +17,9 @@ def test_a_holder_computes_unless_it_waits_itself() -> None:
     assert table.computing(0.0) == {ARM}                       # the arm between motions: the GC's wait stands
     table.update(ARM, 2, hold=False, active=True, until=5.0)   # the arm waits for its gripper
     assert table.computing(0.0) == set() and table.earliest() == 5.0
+    assert not table.landed(4.9) and table.landed(5.0)          # the tick on 5.0 goes out on /clock at once
     table.reached(5.0)
-    assert table.computing(0.0) == {ARM} and table.earliest() == 30.0
+    assert table.computing(0.0) == {ARM} and table.earliest() == 30.0 and not table.landed(5.0)
 
 
 def test_a_yielding_hold_stands_aside_for_its_robots_actions_and_holds_the_hand_offs() -> None:

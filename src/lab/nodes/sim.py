@@ -158,7 +158,7 @@ class SimNode(LabNode):
         self._last_publish = 0.0
         self._last_tf = 0.0
         self._markers_sent_at = 0.0
-        self._sent: dict[str, tuple[tuple, float]] = {}  # robot -> (what its state was, wall s) when last sent
+        self._sent: dict[str, dict[str, tuple[Any, float]]] = {}  # robot -> topic -> (its state, wall s) last sent
         self._last_compressed = 0.0
         self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
         self._packing: Future | None = None
@@ -365,12 +365,19 @@ class SimNode(LabNode):
         wall = time.monotonic()
         dt = min((wall - self._last_wall) * self.params.speed, self.params.max_step)
         self._last_wall = wall
+        moving, before = self.lab.busy, self.lab.time
         if dt > 0:
             self._advance(dt)
         now = to_time(self.lab.time)
-        # a held clock is published once a wall second, not every tick: every node with
-        # use_sim_time wakes for each /clock message (10 idle stations were most of a core)
-        if self.lab.time != self._clock_sent or wall - self._clock_sent_at >= 1.0:
+        # every node with use_sim_time wakes for each /clock message (ten idle stations woken at
+        # 100 Hz were a third of the lab's CPU at 1x): a lockstep clock goes out at clock_publish_rate
+        # and, at once, whenever a reader may act on the exact time: a tick that lands on a time
+        # some node waits for, that brings a robot to rest, or after which the clock holds; a
+        # held clock is repeated once a wall second
+        if self.lab.time != self._clock_sent and (
+                not self._lockstep or self._clock_table.landed(self.lab.time) or (moving and not self.lab.busy)
+                or self.lab.time == before or wall - self._clock_sent_at >= 1.0 / self.params.clock_publish_rate) \
+                or wall - self._clock_sent_at >= 1.0:
             self.clock_pub.publish(Clock(clock=now))
             self._clock_sent, self._clock_sent_at = self.lab.time, wall
         for robot in self.lab.robots.values():
@@ -386,16 +393,7 @@ class SimNode(LabNode):
             idle_due = 1.0 / self.params.idle_publish_rate
             changed = False
             for robot in self.lab.robots.values():
-                state = (self.lab.time, robot.estimate, robot.truth, tuple(robot.joints.values()),
-                         tuple(robot.velocity), robot.charging)
-                last, at = self._sent.get(robot.name, ((), 0.0))
-                changed = changed or state[1:] != last[1:]
-                # (tried: the full rate while the robot's own nodes hold the clock, for the arm's wait
-                # on odometry newer than its goal: the lab manager's and navigator's odometry callbacks
-                # made the 688-experiment campaign a third slower on 2 cores; issue 37, BENCHMARKS.md)
-                if state != last or wall - at >= idle_due:
-                    self._sent[robot.name] = (state, wall)
-                    self._publish_robot(robot, now, with_tf)
+                changed = self._publish_robot(robot, now, wall, with_tf, idle_due) or changed
             # ~30 markers of Python message building: at RViz's rate while something moves, else seldom
             if (changed and with_tf) or wall - self._markers_sent_at >= idle_due:
                 self._markers_sent_at = wall
@@ -416,13 +414,36 @@ class SimNode(LabNode):
     def _map_msg(self) -> OccupancyGridMsg:
         return occupancy_grid_msg(self.world, to_time(self.lab.time))
 
-    def _publish_robot(self, robot, now: Time, with_tf: bool = True) -> None:
-        pubs = self.pubs[robot.name]
+    def _publish_robot(self, robot, now: Time, wall: float, with_tf: bool, idle_due: float) -> bool:
+        """Each of the robot's state topics that changed since it last went out, or is idle_due
+        wall s old; True if the base or the arm moved. Each topic on its own: the lab manager
+        reads odometry and the battery, and every message wakes its executor (odometry and the
+        battery at 100 Hz while only the arm moved, or only the clock ran, were most of the lab
+        manager's CPU at 1x; issue 37). The battery's level goes out at the idle rate, its
+        charging state at once."""
+        pubs, sent = self.pubs[robot.name], self._sent.setdefault(robot.name, {})
+        base, joints = (robot.estimate, robot.truth, tuple(robot.velocity)), tuple(robot.joints.values())
+        states = {"base": base, "joints": joints, "battery": robot.charging}
+        moved = {key for key in ("base", "joints") if key not in sent or sent[key][0] != states[key]}
+        due = {key for key, state in states.items()
+               if key not in sent or sent[key][0] != state or wall - sent[key][1] >= idle_due}
+        if not due:
+            return False
         odom, truth, js, battery = robot_state_msgs(robot, now)
-        for key, msg in (("odom", odom), ("truth", truth), ("joints", js), ("battery", battery)):
-            pubs[key].publish(msg)
-        if with_tf:
-            pubs["tf"].publish(robot_tf_msg(robot.name, robot.estimate, self._trees[robot.name], js, now))
+        for key, msgs in (("base", (("odom", odom), ("truth", truth))), ("joints", (("joints", js),)),
+                          ("battery", (("battery", battery),))):
+            if key in due:
+                sent[key] = (states[key], wall)
+                for topic, msg in msgs:
+                    pubs[topic].publish(msg)
+        # tf with the odometry (base) and joint states (links) it is made of, at its own rate
+        # (RViz draws at 30 Hz) or with an idle repeat
+        tf_base, tf_links = ("base" in due and (with_tf or "base" not in moved),
+                             "joints" in due and (with_tf or "joints" not in moved))
+        if tf_base or tf_links:
+            pubs["tf"].publish(robot_tf_msg(robot.name, robot.estimate, self._trees[robot.name], js, now,
+                                            base=tf_base, links=tf_links))
+        return bool(moved)
 
     def _camera_view(self, name: str) -> tuple[Any, np.ndarray] | None:
         """The station whose marker panel the wrist camera sees (nearest, in range) and the

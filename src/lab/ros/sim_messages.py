@@ -58,15 +58,16 @@ def robot_state_msgs(robot: SimRobot, now: Time) -> tuple[Odometry, Odometry, Jo
     return odometry[0], odometry[1], js, battery
 
 
-def robot_tf_msg(name: str, estimate: Pose2D, tree: Tree, js: JointState, now: Time) -> TFMessage:
+def robot_tf_msg(name: str, estimate: Pose2D, tree: Tree, js: JointState, now: Time,
+                 base: bool = True, links: bool = True) -> TFMessage:
     # what a real robot's drivers give: localisation's map -> odom (the simulated odometry
-    # does not drift apart from the estimate: identity), odometry's odom -> base_footprint,
-    # and robot_state_publisher's links from the joint states
+    # does not drift apart from the estimate: identity) and odometry's odom -> base_footprint
+    # (`base`, with an odometry message), robot_state_publisher's links from the joint states (`links`)
     return TFMessage(transforms=[
-        transform_msg("map", f"{name}/odom", np.eye(4), now),
-        transform_msg(f"{name}/odom", f"{name}/base_footprint", estimate.as_matrix3d(), now),
+        *((transform_msg("map", f"{name}/odom", np.eye(4), now),
+           transform_msg(f"{name}/odom", f"{name}/base_footprint", estimate.as_matrix3d(), now)) if base else ()),
         *(transform_msg(link.parent, link.child, link.pose, now)
-          for link in tree.moving(dict(zip(js.name, js.position, strict=True))))])
+          for link in (tree.moving(dict(zip(js.name, js.position, strict=True))) if links else ()))])
 
 
 def compressed_image_msg(image: np.ndarray, frame: str, now: Time) -> CompressedImage:

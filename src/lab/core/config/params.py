@@ -72,7 +72,11 @@ class SimNodeParams(SimParams):
         "rack_1@rack_storage/slot1", "rack_2@rack_storage/slot2",  # ids starting 'tray' are trays
         "rack_3@rack_storage/slot3", "rack_4@rack_storage/slot4",
         "tray_1@rack_storage/slot5", "tray_2@rack_storage/slot6"]
-    clock_rate: float = Field(100.0, gt=0)           # wall Hz of /clock and physics steps
+    clock_rate: float = Field(100.0, gt=0)           # wall Hz of physics steps (and of /clock free-running)
+    # wall Hz of /clock at most (lockstep): every node with use_sim_time wakes for each message;
+    # a tick that lands on a time some node waits for, brings a robot to rest or after which
+    # the clock holds goes out at once (lab.nodes.sim._tick_locked)
+    clock_publish_rate: float = Field(20.0, gt=0)
     # lockstep: /clock runs only while a robot moves or a node waits on it (ClockWait on
     # /sim/clock_waits), so time the nodes spend computing between motions costs no simulated
     # time. false: free-running at `speed` (each wall ms of a node's latency costs speed x 1 ms)

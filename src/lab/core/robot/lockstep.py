@@ -87,6 +87,10 @@ class ClockTable:
         for key in [k for k, until in self.waits.items() if until <= now + 1e-7]:
             del self.waits[key]
 
+    def landed(self, now: float) -> bool:
+        """Whether `now` is a time some node waits for (the clock's step landed on it)."""
+        return any(until <= now + 1e-7 for until in self.waits.values())
+
     def earliest(self) -> float | None:
         return min(self.waits.values(), default=None)
 

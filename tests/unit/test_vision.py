@@ -87,3 +87,15 @@ def test_a_marker_pose_that_moves_the_robot_further_than_drift_can_is_rejected()
     assert "1.07 m" in why
     assert "deg" in implausible_correction(here, Pose2D(1.35, 1.6, 3.1416 + 0.3), 0.2, 0.17)
     assert implausible_correction(Pose2D(0, 0, 3.13), Pose2D(0, 0, -3.13), 0.2, 0.17) == ""  # across +-pi
+
+
+def test_a_frames_noise_has_its_spread_and_a_seeded_generator_repeats_it() -> None:
+    camera = CameraModel.default()
+    t_cam_marker = np.eye(4)
+    t_cam_marker[2, 3] = 0.4
+    clean = render_marker_view(camera, 3, 0.05, t_cam_marker)
+    first, again, other = (render_marker_view(camera, 3, 0.05, t_cam_marker, rng=np.random.default_rng(seed),
+                                              noise_sd=3.0) for seed in (7, 7, 8))
+    noise = first.astype(float) - clean
+    assert abs(noise.mean()) < 0.05 and noise.std() == pytest.approx(3.0, rel=0.05)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)

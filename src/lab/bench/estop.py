@@ -164,10 +164,11 @@ class _Watch:
     def _truth(self, msg) -> None:
         t = msg.twist.twist
         self.base_speed = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z)
-        self.stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.stamp = max(self.stamp, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def _joints(self, msg) -> None:
         self.joints = [*self.joints[-1:], tuple(msg.position)]
+        self.stamp = max(self.stamp, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         self.joint_count += 1
 
     def _station(self, station: str, msg) -> None:
@@ -198,7 +199,8 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
     specs = plan({"sim": "embedded", "robots": "1", "record": "false", "console": "false"})
     stations = list(load_stations(share_dir() / "config" / "stations.yaml").stations)
     figures: dict[str, object] = {"mode": "campaign", "stops_per_speed": ns.stops}
-    called: dict[str, tuple[float, float]] = {}  # stop label -> (speed, epoch s of the fast-path call)
+    # stop label -> (speed, epoch s of the fast-path call, newest simulated stamp of a moving robot or None)
+    called: dict[str, tuple[float, float, float | None]] = {}
     with lab_session(specs, run_dir / "nodes.log", "estop_bench") as (_lab, cmd):
         watch = _Watch(cmd, stations)
         up = time.monotonic() + 60
@@ -214,7 +216,7 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
         task = cmd.run_campaign("photocatalysis", budget=2000, batch_size=16, seed=ns.seed)
         for speed in speeds:
             _set_sim_speed(cmd, speed)
-            walls, sims, started_while_stopped, still = [], [], 0, 0
+            walls, started_while_stopped, still = [], 0, 0
             for k in range(ns.stops):
                 end = time.monotonic() + rng.uniform(0.5, 3.0)  # the lab runs a random while,
                 while time.monotonic() < end:
@@ -232,7 +234,7 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                     return 1
                 label = f"bench stop {speed:g}x/{k}"
                 was_moving, sim0, wall0 = watch.moving(), watch.stamp, time.monotonic()
-                called[label] = (speed, time.time())
+                called[label] = (speed, time.time(), sim0 if was_moving else None)
                 answer = fast_path(False, label, None, wait=5.0)
                 if answer is None or not answer.get("success"):
                     print(f"lab bench estop: the stop was not answered: {answer}", file=sys.stderr)
@@ -246,7 +248,6 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                     cmd.spin_for(0.002)
                 if was_moving:
                     walls.append(time.monotonic() - wall0)
-                    sims.append(max(0.0, watch.stamp - sim0))
                 else:
                     still += 1
                 busy_before = watch.became_busy
@@ -279,9 +280,6 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                 figures[f"{key}_wall_median_ms"] = 1000 * statistics.median(walls)
                 figures[f"{key}_wall_p99_ms"] = 1000 * _quantile(walls, 0.99)
                 figures[f"{key}_wall_max_ms"] = 1000 * max(walls)
-                figures[f"{key}_sim_median_s"] = statistics.median(sims)
-                figures[f"{key}_sim_p99_s"] = _quantile(sims, 0.99)
-                figures[f"{key}_sim_max_s"] = max(sims)
         cmd.cancel(task, timeout=120)
         # after the campaign's cancel every carrier must come home, whatever the stops did
         homes = {c: loc.partition("/")[0] for c, loc in first_world.items() if "/" not in c}
@@ -299,18 +297,29 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
     # when the simulation's controllers applied each stop (the sim logs it, epoch-stamped, the
     # moment base and arm are halted): the stop's own latency, without the report path above
     applied: dict[float, list[float]] = {}
-    pattern = re.compile(r"^\[/sim\] \[\w+\] \[(\d+\.\d+)\] .*: (bench stop \S+): every base and arm stopped")
+    # and the simulated time a moving robot ran on after the call: from the newest stamp of its
+    # state (ground truth or joint states, each sent every tick while it moves) to the halt's
+    sims: dict[float, list[float]] = {}
+    pattern = re.compile(r"^\[/sim\] \[\w+\] \[(\d+\.\d+)\] .*: (bench stop \S+): every base and arm stopped"
+                         r" \(at (\d+\.\d+) simulated s\)")
     for line in (run_dir / "nodes.log").read_text(errors="replace").splitlines():
         match = pattern.match(line)
         if match and match.group(2) in called:
-            speed, at = called[match.group(2)]
+            speed, at, sim0 = called[match.group(2)]
             applied.setdefault(speed, []).append(float(match.group(1)) - at)
+            if sim0 is not None:
+                sims.setdefault(speed, []).append(max(0.0, float(match.group(3)) - sim0))
     for speed, delays in sorted(applied.items()):
         key = f"speed_{speed:g}"
         figures[f"{key}_applied_count"] = len(delays)
         figures[f"{key}_applied_median_ms"] = 1000 * statistics.median(delays)
         figures[f"{key}_applied_p99_ms"] = 1000 * _quantile(delays, 0.99)
         figures[f"{key}_applied_max_ms"] = 1000 * max(delays)
+    for speed, ran in sorted(sims.items()):
+        key = f"speed_{speed:g}"
+        figures[f"{key}_sim_median_s"] = statistics.median(ran)
+        figures[f"{key}_sim_p99_s"] = _quantile(ran, 0.99)
+        figures[f"{key}_sim_max_s"] = max(ran)
     print_figures(figures, 34)
     write_json(figures, ns.json)
     return 0

@@ -242,8 +242,9 @@ class SimNode(LabNode):
         would: whoever commanded the motion, it stops now."""
         with self._physics:
             (self.lab.emergency_stop(text) if stopped else self.lab.release())
+            at = self.lab.time
         if stopped:
-            self.get_logger().error(f"{text}: every base and arm stopped")
+            self.get_logger().error(f"{text}: every base and arm stopped (at {at:.3f} simulated s)")
         else:
             self.get_logger().warning("emergency stop released: motion commands accepted again")
 

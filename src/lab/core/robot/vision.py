@@ -81,7 +81,7 @@ def render_marker_view(camera: CameraModel, marker_id: int, marker_size: float, 
     # simulation renders at 10 Hz whenever a wrist camera sees a panel (issue 37: 35 % of a core)
     noise = np.empty(blurred.shape, np.int16)
     cv2.setRNGSeed(int(rng.integers(2**31)))
-    cv2.randn(noise, 0.0, noise_sd)
+    cv2.randn(noise, np.array([0.0]), np.array([noise_sd]))
     return np.clip(blurred.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 

@@ -15,6 +15,7 @@
                 recovery after robot1's host is cut off
     console     the console's page: a change in the lab to the page showing it; its e-stop button to rest
     robot-time  where the robot's simulated time goes in a recorded campaign: moving, arm, neither
+    load        each node's CPU and a station's round trip beside a bare echo server, during a campaign
     instruments a step's round trip over SiLA 2 (TLS) against in-process; a campaign with instruments:=sila and without
     all         emulators, cost, planner, campaign, plumbing (not transport and lab: long)
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = ("planner", "suite", "campaign", "cost", "emulators", "plumbing", "transport", "lab", "estop", "faults",
-           "hosts", "console", "robot-time", "instruments")
+           "hosts", "console", "robot-time", "instruments", "load")
 MODULES = {"planner": "pool", "robot-time": "robot_time"}
 #: where a bench writes unless its --json/--plot name a path: a run from the checkout never
 #: overwrites the committed figures in benchmarks/ (those are written by naming them)

@@ -246,6 +246,10 @@ def _campaign(ns: argparse.Namespace, speeds: list[float]) -> int:
                 seen = watch.joint_count
                 while (watch.moving() or watch.joint_count < seen + 2) and time.monotonic() < wall0 + 30:
                     cmd.spin_for(0.002)
+                if time.monotonic() >= wall0 + 30:
+                    print(f"speed {speed:g}: stop {k + 1}: not seen at rest in 30 s: bumper '{watch.bumper}', base "
+                          f"speed {watch.base_speed:g}, arm moving {watch.arm_moving()}, "
+                          f"{watch.joint_count - seen} joint states since the halt", file=sys.stderr)
                 if was_moving:
                     walls.append(time.monotonic() - wall0)
                 else:

@@ -116,6 +116,10 @@ def _layout(ns: argparse.Namespace, deployment: str, hosts: tuple[str, ...], cut
                     proc.kill()
 
 
+#: wall s between every node's action being up and the first round trip
+SETTLE = 5.0
+
+
 def _client(ns: argparse.Namespace) -> int:
     """On the server host: round trips, then the campaign; CUT / HEALED with the parent."""
     import threading
@@ -124,7 +128,7 @@ def _client(ns: argparse.Namespace) -> int:
 
     from lab.app.commander import LabCommander, TaskResult
     from lab.ros.actions import send_goal
-    from lab_interfaces.action import RunStation
+    from lab_interfaces.action import RunCampaign, RunStation
     from lab_interfaces.msg import LabStatus
 
     rclpy.init()
@@ -133,8 +137,12 @@ def _client(ns: argparse.Namespace) -> int:
         # every host's nodes up: the planner's and a station's action servers answer
         deadline = time.monotonic() + 180
         client = cmd._client(RunStation, "/stations/charger/run_station")
-        while not client.server_is_ready() and time.monotonic() < deadline:
+        planner = cmd._client(RunCampaign, "/planner/run_campaign")
+        while not (client.server_is_ready() and planner.server_is_ready()) and time.monotonic() < deadline:
             cmd.spin_for(0.2)
+        # the lab up and settled: measured while 17 Python processes were still importing and
+        # starting, the round trip's p99 was theirs (367 ms one host, 630 ms three; 2026-12-04)
+        cmd.spin_for(SETTLE)
         times = []
         for _ in range(ns.round_trips):
             t0 = time.monotonic()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.bench import print_figures, write_json
-from lab.bench.plumbing import percentile
+from lab.bench.plumbing import echo_server, percentile
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -58,47 +57,39 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = Path("runs") / ("bench-load-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     specs = plan({"sim": "embedded", "robots": "1", "speed": f"{ns.speed:g}", "record": "false", "console": "false"})
-    echo = subprocess.Popen([sys.executable, "-m", "lab.bench.plumbing", "--serve"], start_new_session=True)
-    try:
-        with lab_session(specs, run_dir / "nodes.log", "bench_load") as (lab, cmd):
-            servers = {"station": cmd._client(RunStation, "/stations/charger/run_station"),
-                       "bare": cmd._client(RunStation, "/plumbing_echo")}
-            deadline = time.monotonic() + 180
-            while not all(c.server_is_ready() for c in servers.values()):
-                if time.monotonic() > deadline:
-                    print("lab bench load: the charger's or the echo server's action did not come up", file=sys.stderr)
-                    return 1
-                cmd.spin_for(0.2)
-            cmd.spin_for(5.0)  # discovery settles
-            task = None
-            if not ns.idle:
-                task = cmd.run_campaign("photocatalysis", budget=64, batch_size=16, seed=1, server_timeout=120.0)
-                cmd.spin_for(10.0)  # the robot under way
-            pids = {name.lstrip("/"): proc.pid for name, proc in lab.procs.items()}
-            since, wall0 = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.monotonic()
-            times: dict[str, dict[str, list[float]]] = {s: {"accept": [], "result": [], "total": []} for s in servers}
-            for k in range(2 * ns.round_trips):
-                name = ("station", "bare")[k % 2]
-                t0 = time.monotonic()
-                sent = send_goal(servers[name], RunStation.Goal(rack_id="bench", process="no_such_process"),
-                                 pause=cmd.spin_for)
-                t1 = time.monotonic()
-                result = sent.handle.get_result_async()
-                while not result.done():
-                    cmd.spin_for(0.001)
-                t2 = time.monotonic()
-                for key, value in (("accept", t1 - t0), ("result", t2 - t1), ("total", t2 - t0)):
-                    times[name][key].append(value)
-            cpu = shares(pids, since, time.monotonic() - wall0)
-            if task is not None and cmd.is_task_complete(task, wait=0.0):
-                print("lab bench load: the campaign ended during the round trips: its load was not there "
-                      "throughout", file=sys.stderr)
-    finally:
-        echo.terminate()
-        try:
-            echo.wait(10)
-        except subprocess.TimeoutExpired:
-            echo.kill()
+    with echo_server(), lab_session(specs, run_dir / "nodes.log", "bench_load") as (lab, cmd):
+        servers = {"station": cmd._client(RunStation, "/stations/charger/run_station"),
+                   "bare": cmd._client(RunStation, "/plumbing_echo")}
+        deadline = time.monotonic() + 180
+        while not all(c.server_is_ready() for c in servers.values()):
+            if time.monotonic() > deadline:
+                print("lab bench load: the charger's or the echo server's action did not come up", file=sys.stderr)
+                return 1
+            cmd.spin_for(0.2)
+        cmd.spin_for(5.0)  # discovery settles
+        task = None
+        if not ns.idle:
+            task = cmd.run_campaign("photocatalysis", budget=64, batch_size=16, seed=1, server_timeout=120.0)
+            cmd.spin_for(10.0)  # the robot under way
+        pids = {name.lstrip("/"): proc.pid for name, proc in lab.procs.items()}
+        since, wall0 = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.monotonic()
+        times: dict[str, dict[str, list[float]]] = {s: {"accept": [], "result": [], "total": []} for s in servers}
+        for k in range(2 * ns.round_trips):
+            name = ("station", "bare")[k % 2]
+            t0 = time.monotonic()
+            sent = send_goal(servers[name], RunStation.Goal(rack_id="bench", process="no_such_process"),
+                             pause=cmd.spin_for)
+            t1 = time.monotonic()
+            result = sent.handle.get_result_async()
+            while not result.done():
+                cmd.spin_for(0.001)
+            t2 = time.monotonic()
+            for key, value in (("accept", t1 - t0), ("result", t2 - t1), ("total", t2 - t0)):
+                times[name][key].append(value)
+        cpu = shares(pids, since, time.monotonic() - wall0)
+        if task is not None and cmd.is_task_complete(task, wait=0.0):
+            print("lab bench load: the campaign ended during the round trips: its load was not there "
+                  "throughout", file=sys.stderr)
     figures: dict[str, Any] = {"speed": ns.speed, "campaign": not ns.idle, "round_trips": ns.round_trips}
     for name, kinds in times.items():
         for key, values in kinds.items():

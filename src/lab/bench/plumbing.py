@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lab.bench import print_figures, write_json
@@ -46,6 +48,21 @@ def serve() -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+@contextmanager
+def echo_server() -> Iterator[None]:
+    """The echo server (`plumbing_echo`) in a process of its own while the block runs."""
+    server = subprocess.Popen([sys.executable, "-m", "lab.bench.plumbing", "--serve"], env=dict(os.environ),
+                              start_new_session=True)
+    try:
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -122,17 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.serve:
         serve()
         return 0
-    env = dict(os.environ)
-    server = subprocess.Popen([sys.executable, "-m", "lab.bench.plumbing", "--serve"], env=env,
-                              start_new_session=True)
-    try:
+    with echo_server():
         figures = measure(ns.goals)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print_figures(figures, 22)
     write_json(figures, ns.json)
     print(f"action round trip (send -> result): median {figures['result_median_ms']:.2f} ms, "

@@ -41,8 +41,9 @@ from lab.core.errors import InvalidGoal
 from lab.core.persist import take_back, write_json
 from lab.core.robot.kinematics import Chain, Tree, deck_places, expand_xacro, named_poses
 from lab.core.robot.lockstep import HANDOFF_WALL, ClockTable, WallAccount, node_of
+from lab.core.robot.publishing import StateGate, clock_due
 from lab.core.robot.simworld import ObjectRegistry, SimLab
-from lab.core.robot.vision import CameraModel, render_marker_view
+from lab.core.robot.vision import CameraModel, panel_in_view, render_marker_view
 from lab.core.robot.world import Pose2D, start_poses
 from lab.ros.clock import ClockWaits, seconds_of, to_time
 from lab.ros.conversions import planar_pose, transform_msg
@@ -158,7 +159,7 @@ class SimNode(LabNode):
         self._last_publish = 0.0
         self._last_tf = 0.0
         self._markers_sent_at = 0.0
-        self._sent: dict[str, dict[str, tuple[Any, float]]] = {}  # robot -> topic -> (its state, wall s) last sent
+        self._gate = StateGate(1.0 / params.idle_publish_rate)  # which robot state topics are due
         self._last_compressed = 0.0
         self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
         self._packing: Future | None = None
@@ -370,15 +371,10 @@ class SimNode(LabNode):
         if dt > 0:
             self._advance(dt)
         now = to_time(self.lab.time)
-        # every node with use_sim_time wakes for each /clock message (ten idle stations woken at
-        # 100 Hz were a third of the lab's CPU at 1x): a lockstep clock goes out at clock_publish_rate
-        # and, at once, whenever a reader may act on the exact time: a tick that lands on a time
-        # some node waits for, that brings a robot to rest, or after which the clock holds; a
-        # held clock is repeated once a wall second
-        if self.lab.time != self._clock_sent and (
-                not self._lockstep or self._clock_table.landed(self.lab.time) or (moving and not self.lab.busy)
-                or self.lab.time == before or wall - self._clock_sent_at >= 1.0 / self.params.clock_publish_rate) \
-                or wall - self._clock_sent_at >= 1.0:
+        # lab.core.robot.publishing: every node with use_sim_time wakes for each /clock message
+        if clock_due(self.lab.time, self._clock_sent, wall, self._clock_sent_at, before=before,
+                     moving_before=moving, moving=self.lab.busy, landed=self._clock_table.landed(self.lab.time),
+                     lockstep=self._lockstep, rate=self.params.clock_publish_rate):
             self.clock_pub.publish(Clock(clock=now))
             self._clock_sent, self._clock_sent_at = self.lab.time, wall
         for robot in self.lab.robots.values():
@@ -394,7 +390,7 @@ class SimNode(LabNode):
             idle_due = 1.0 / self.params.idle_publish_rate
             changed = False
             for robot in self.lab.robots.values():
-                changed = self._publish_robot(robot, now, wall, with_tf, idle_due) or changed
+                changed = self._publish_robot(robot, now, wall, with_tf) or changed
             # ~30 markers of Python message building: at RViz's rate while something moves, else seldom
             if (changed and with_tf) or wall - self._markers_sent_at >= idle_due:
                 self._markers_sent_at = wall
@@ -415,52 +411,31 @@ class SimNode(LabNode):
     def _map_msg(self) -> OccupancyGridMsg:
         return occupancy_grid_msg(self.world, to_time(self.lab.time))
 
-    def _publish_robot(self, robot, now: Time, wall: float, with_tf: bool, idle_due: float) -> bool:
-        """Each of the robot's state topics that changed since it last went out, or is idle_due
-        wall s old; True if the base or the arm moved. Each topic on its own: the lab manager
-        reads odometry and the battery, and every message wakes its executor (odometry and the
-        battery at 100 Hz while only the arm moved, or only the clock ran, were most of the lab
-        manager's CPU at 1x; issue 37). The battery's level goes out at the idle rate, its
-        charging state at once."""
-        pubs, sent = self.pubs[robot.name], self._sent.setdefault(robot.name, {})
-        base, joints = (robot.estimate, robot.truth, tuple(robot.velocity)), tuple(robot.joints.values())
-        states = {"base": base, "joints": joints, "battery": robot.charging}
-        moved = {key for key in ("base", "joints") if key not in sent or sent[key][0] != states[key]}
-        due = {key for key, state in states.items()
-               if key not in sent or sent[key][0] != state or wall - sent[key][1] >= idle_due}
+    def _publish_robot(self, robot, now: Time, wall: float, with_tf: bool) -> bool:
+        """The robot's state topics that are due (lab.core.robot.publishing.StateGate); True if its
+        base or arm moved."""
+        pubs = self.pubs[robot.name]
+        states = {"base": (robot.estimate, robot.truth, tuple(robot.velocity)),
+                  "joints": tuple(robot.joints.values()), "battery": robot.charging}
+        due, moved = self._gate.due(robot.name, states, wall, with_tf)
         if not due:
             return False
         odom, truth, js, battery = robot_state_msgs(robot, now)
-        for key, msgs in (("base", (("odom", odom), ("truth", truth))), ("joints", (("joints", js),)),
-                          ("battery", (("battery", battery),))):
+        for key, topic, msg in (("base", "odom", odom), ("base", "truth", truth), ("joints", "joints", js),
+                                ("battery", "battery", battery)):
             if key in due:
-                sent[key] = (states[key], wall)
-                for topic, msg in msgs:
-                    pubs[topic].publish(msg)
-        # tf with the odometry (base) and joint states (links) it is made of, at its own rate
-        # (RViz draws at 30 Hz) or with an idle repeat
-        tf_base, tf_links = ("base" in due and (with_tf or "base" not in moved),
-                             "joints" in due and (with_tf or "joints" not in moved))
-        if tf_base or tf_links:
+                pubs[topic].publish(msg)
+        if due & {"tf_base", "tf_links"}:
             pubs["tf"].publish(robot_tf_msg(robot.name, robot.estimate, self._trees[robot.name], js, now,
-                                            base=tf_base, links=tf_links))
+                                            base="tf_base" in due, links="tf_links" in due))
         return bool(moved)
 
     def _camera_view(self, name: str) -> tuple[Any, np.ndarray] | None:
-        """The station whose marker panel the wrist camera sees (nearest, in range) and the
-        marker's pose in the camera frame; None when none is in view."""
+        """What the wrist camera sees from the robot's true pose (lab.core.robot.vision.panel_in_view)."""
         robot = self.lab.robots[name]
         q = np.array([robot.joints[j] for j in self.camera_chain.joint_names])
-        t_map_cam = robot.truth.as_matrix3d() @ self.camera_chain.fk(q)
-        best, best_d = None, 1e9
-        for station in self.world.stations.values():
-            t_cam_marker = np.linalg.inv(t_map_cam) @ station.marker_pose_in_map()
-            z, distance = t_cam_marker[2, 3], float(np.linalg.norm(t_cam_marker[:3, 3]))
-            if 0.1 < z and distance < min(best_d, 3.0):
-                best, best_d = (station, t_cam_marker), distance
-        if best is None or best_d > self.params.camera_range:
-            return None  # nothing to render: the embedded camera publishes only while a marker panel is in range
-        return best
+        return panel_in_view(self.world.stations.values(), robot.truth.as_matrix3d() @ self.camera_chain.fk(q),
+                             self.params.camera_range)
 
     def _publish_camera(self, name: str, view: tuple[Any, np.ndarray], now: Time, wanted: set[str]) -> None:
         """Render and publish what the wrist camera sees of a station's marker panel (raw and/or

@@ -11,6 +11,7 @@ Units: m, rad, pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -83,6 +84,21 @@ def render_marker_view(camera: CameraModel, marker_id: int, marker_size: float, 
     cv2.setRNGSeed(int(rng.integers(2**31)))
     cv2.randn(noise, np.array([0.0]), np.array([noise_sd]))
     return np.clip(blurred.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def panel_in_view(stations: Iterable[Station], t_map_cam: np.ndarray,
+                  camera_range: float) -> tuple[Station, np.ndarray] | None:
+    """The station whose marker panel a camera at `t_map_cam` sees (the nearest in front of it,
+    within `camera_range` m) and the marker's pose in the camera frame; None when none is: the
+    embedded camera renders and publishes only then."""
+    best, best_d = None, 1e9
+    to_cam = np.linalg.inv(t_map_cam)
+    for station in stations:
+        t_cam_marker = to_cam @ station.marker_pose_in_map()
+        z, distance = t_cam_marker[2, 3], float(np.linalg.norm(t_cam_marker[:3, 3]))
+        if 0.1 < z and distance < min(best_d, 3.0):
+            best, best_d = (station, t_cam_marker), distance
+    return None if best is None or best_d > camera_range else best
 
 
 def _detector() -> cv2.aruco.ArucoDetector:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from lab.bench import print_figures, write_json
 
+#: wall s after the lab manager's first status before the first move (its recovery looks then)
+RECOVERY_SETTLE = 3.0
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab bench transport", description=__doc__.split("\n\n")[0])
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from lab.app.commander import TaskResult
     from lab.app.session import lab_session
     from lab.bringup.processes import plan
+    from lab_interfaces.msg import LabStatus
 
     run_dir = Path("runs") / ("bench-transport-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     specs = plan({"sim": "embedded", "robots": "1", "speed": str(ns.speed), "record": "false", "console": "false"})
@@ -39,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
              ("arm", "photoreactor/rack", "robot1/deck1"), ("nav", "rack_storage"),
              ("arm", "robot1/deck1", "rack_storage/slot1")]
     with lab_session(specs, run_dir / "nodes.log", "transport_bench") as (_lab, cmd):
+        # the lab manager up and its start-up recovery over before the first move: it brings home
+        # a carrier it finds away from home with no batch, and found rack_1 on the deck where this
+        # bench had just put it (it then drove the robot off between the bench's goals; seen 2026-12-04)
+        heard: list[float] = []
+        cmd.create_subscription(LabStatus, "/lab_status", lambda _m: heard.append(time.monotonic()), 10)
+        deadline = time.monotonic() + 120
+        while not heard and time.monotonic() < deadline:
+            cmd.spin_for(0.1)
+        cmd.spin_for(RECOVERY_SETTLE)
         for cycle in range(ns.cycles):
             for step in plan_:
                 t0 = time.monotonic()

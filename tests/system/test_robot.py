@@ -190,19 +190,28 @@ def test_tf_places_the_robot_and_its_arm_as_the_simulation_has_them(robot_lab, r
 
     cmd, probe, _ = robot_lab
     got: dict[str, object] = {}
+    # the newest transform of each frame, as a tf buffer keeps them: the base goes out with
+    # odometry and the arm's links with the joint states, each when it changes or at the idle rate
+    latest: dict[str, object] = {}
+
+    def on_tf(msg) -> None:
+        latest.update({t.child_frame_id: t for t in msg.transforms})
+        got["tf"] = msg
+
     subs = [cmd.create_subscription(TFMessage, "/robot1/tf_static", lambda m: got.__setitem__("static", m), LATCHED),
-            cmd.create_subscription(TFMessage, "/robot1/tf", lambda m: got.__setitem__("tf", m), TF),
+            cmd.create_subscription(TFMessage, "/robot1/tf", on_tf, TF),
             cmd.create_subscription(JointState, "/robot1/joint_states", lambda m: got.__setitem__("joints", m), 10),
             cmd.create_subscription(Odometry, "/robot1/odom", lambda m: got.__setitem__("odom", m), 10)]
     try:
-        spin_until(cmd, lambda: len(got) == 4, 20, what="tf, tf_static, joint states and odometry")
+        spin_until(cmd, lambda: len(got) == 4 and "robot1/base_footprint" in latest and len(latest) > 2, 20,
+                   what="tf (the base and the arm's links), tf_static, joint states and odometry")
         spin_for(cmd, 0.3)  # the robot is idle: the last of each describe the same moment
     finally:
         for sub in subs:
             cmd.destroy_subscription(sub)
 
     by_child = {t.child_frame_id: (t.header.frame_id, transform_matrix(t.transform))
-                for m in (got["static"], got["tf"]) for t in m.transforms}
+                for t in [*got["static"].transforms, *latest.values()]}
 
     def in_map(frame: str) -> np.ndarray:
         pose = np.eye(4)

@@ -553,6 +553,31 @@ def test_an_emergency_stop_ends_the_step_and_the_rack_waits_for_release_and_resu
     assert fake.processes() == PHOTO[:3]
 
 
+def test_a_stop_the_station_reports_before_the_lab_manager_hears_it_is_not_retried(tmp_path: Path) -> None:
+    """The station's 'stopped: <the stop>' result can arrive before the lab manager's own safety
+    state: the step must end with the stop, not be retried into the stopped station's refusal."""
+    sched, fake, _ = lab(tmp_path)
+    reason = "emergency stop by operator: test"
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Process) and order.station == "photoreactor":
+            threading.Timer(0.3, lambda: sched.safety(True, reason)).start()  # heard later than the station
+            return Outcome(False, f"stopped: {reason}")
+        return None
+
+    fake.script = script
+    thread, out = in_thread(lambda: run(sched, 2))
+    until(lambda: sched.mode == "estopped")
+    until(lambda: bool(sched.runs) and all(s.failure for s in sched.runs[next(iter(sched.runs))].samples))
+    sched.safety(False, "")
+    until(lambda: sched.mode == "paused")
+    fake.script = lambda o, c: None
+    assert sched.resume()[0]
+    thread.join(10)
+    assert [s.failure for s in out[0].samples] == [f"photoreactor: stopped: {reason}"] * 2
+    assert [o.station for o in fake.orders if isinstance(o, Process)].count("photoreactor") == 1  # no retry
+
+
 def test_a_cancelled_batch_ends_and_still_brings_its_rack_home(tmp_path: Path) -> None:
     sched, fake, _ = lab(tmp_path)
     running, _, fake.script = blocking("liquid_dispenser")

@@ -578,6 +578,35 @@ def test_a_stop_the_station_reports_before_the_lab_manager_hears_it_is_not_retri
     assert [o.station for o in fake.orders if isinstance(o, Process)].count("photoreactor") == 1  # no retry
 
 
+def test_a_drive_the_stop_ended_is_tried_again_only_after_release_and_resume(tmp_path: Path) -> None:
+    """The navigator's 'stopped: <the stop>' can arrive before the lab manager hears the stop: the
+    leg's next try must wait at the gate, not go at once to the stopped robot (Mode.heard_stop)."""
+    sched, fake, _ = lab(tmp_path)
+    reason = "emergency stop by operator: test"
+    drives: list[float] = []
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Drive):
+            drives.append(time.monotonic())
+            if len(drives) == 1:
+                threading.Timer(0.3, lambda: sched.safety(True, reason)).start()  # heard later than the robot
+                return Outcome(False, f"stopped: {reason} (cancelled: the base was stopped)")
+        return None
+
+    fake.script = script
+    thread, out = in_thread(lambda: run(sched, 2))
+    until(lambda: sched.mode == "estopped")
+    time.sleep(0.3)
+    assert len(drives) == 1  # nothing was tried again while the lab manager had not heard the stop
+    sched.safety(False, "")
+    until(lambda: sched.mode == "paused")
+    resumed = time.monotonic()
+    assert sched.resume()[0]
+    thread.join(10)
+    assert len(drives) > 1 and drives[1] > resumed
+    assert not any(s.failure for s in out[0].samples)  # the stop cost the batch no experiment
+
+
 def test_a_cancelled_batch_ends_and_still_brings_its_rack_home(tmp_path: Path) -> None:
     sched, fake, _ = lab(tmp_path)
     running, _, fake.script = blocking("liquid_dispenser")

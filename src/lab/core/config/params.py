@@ -75,7 +75,7 @@ class SimNodeParams(SimParams):
     clock_rate: float = Field(100.0, gt=0)           # wall Hz of physics steps (and of /clock free-running)
     # wall Hz of /clock at most (lockstep): every node with use_sim_time wakes for each message;
     # a tick that lands on a time some node waits for, brings a robot to rest or after which
-    # the clock holds goes out at once (lab.nodes.sim._tick_locked)
+    # the clock holds goes out at once (lab.core.robot.publishing.clock_due)
     clock_publish_rate: float = Field(20.0, gt=0)
     # lockstep: /clock runs only while a robot moves or a node waits on it (ClockWait on
     # /sim/clock_waits), so time the nodes spend computing between motions costs no simulated

@@ -157,6 +157,7 @@ class Fleet:
                                          run, self.dispatch.drive_limit(robot, self.stations[station].dock))
                 if not nav.succeeded:
                     reason = f"{robot} could not reach {station}: {nav.message}"
+                    self.mode.heard_stop(nav.message)  # then the next try waits at the gate above
                     self.docked[robot] = ""
                     tries.failed += self._counts(robot, losses, reason, batch_id, run, tries)
                     continue
@@ -173,7 +174,7 @@ class Fleet:
             reason = f"{robot} could not move {carrier} {source} -> {target}: {arm.message}"
             self.docked[robot] = ""  # re-dock (and re-refine) before trying again
             tries.failed += self._counts(robot, losses, reason, batch_id, run, tries)
-            if self.mode.stopped():
+            if self.mode.heard_stop(arm.message):
                 self.mode.wait_to_start(run)
         raise InvalidGoal(reason)
 

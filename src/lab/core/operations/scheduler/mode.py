@@ -13,6 +13,14 @@ from contextlib import contextmanager
 
 from lab.core.operations.gate import PAUSED, RUNNING, STOPPED, Interrupted, StartGate
 from lab.core.operations.scheduler.batch import Cancellable
+from lab.core.waits import wait_for
+
+#: how a mover's or a station's result says the emergency stop ended it (lab.nodes.navigator,
+#: lab.nodes.arm, lab.nodes.station)
+STOPPED_BY_SAFETY = "stopped: "
+#: wall s for this lab manager's own view of the safety state to show a stop such a result
+#: reported: the safety node's latched state reaches both over DDS within milliseconds
+SAFETY_CATCH_UP = 2.0
 
 #: wall s `pause` waits for orders sent just before it to be answered (an order's acceptance is
 #: one DDS round trip, ms; a goal is re-sent after 5 s; `lab pause` waits 10 s for the answer)
@@ -61,6 +69,16 @@ class Mode:
 
     def stopped(self) -> bool:
         return self.gate.mode == STOPPED or bool(self.estop)
+
+    def heard_stop(self, message: str) -> bool:
+        """Whether the lab is stopped, after an action ended with `message`. A result that says the
+        emergency stop ended it can arrive before this lab manager's own safety state (two topics,
+        no order between them): a retry then would go to a stopped robot or station, be refused,
+        and end the batch with that refusal instead of the stop. So for such a result the view is
+        given up to SAFETY_CATCH_UP wall s to catch up."""
+        if message.startswith(STOPPED_BY_SAFETY) and not self.stopped():
+            wait_for(self.stopped, SAFETY_CATCH_UP)
+        return self.stopped()
 
     def why_stopped(self) -> str:
         return f"stopped: {self.estop or 'emergency stop'}"

@@ -33,13 +33,6 @@ from lab.core.waits import wait_for
 RESTART_REPORT_WAIT = 30.0
 
 
-#: how a station's result says the emergency stop stopped its process (lab.nodes.station)
-STOPPED_BY_SAFETY = "stopped: "
-#: wall s for the lab manager's own view of the safety state to show a stop a station reported:
-#: the safety node's latched state reaches both over DDS within milliseconds
-SAFETY_CATCH_UP = 2.0
-
-
 class Steps:
     def __init__(self, params: LabManagerParams, stations: dict[str, Station], kind_of: dict[str, str], lab: Lab,
                  log: Log, view: WorldView, mode: Mode, dispatch: Dispatcher, journal: Journal, fleet: Fleet,
@@ -74,12 +67,7 @@ class Steps:
             if ok:
                 return
             self.log.warning(f"{run.key}: {station} failed (attempt {attempt + 1}): {why}")
-            if why.startswith(STOPPED_BY_SAFETY) and not self.mode.stopped():
-                # the station heard the emergency stop before this lab manager did (two topics, no
-                # order between them): a retry now would be refused by the stopped station and
-                # end the batch with that refusal instead of the stop (seen in a clean-clone CI run)
-                wait_for(self.mode.stopped, SAFETY_CATCH_UP)
-            if self.mode.stopped() or run.is_cancel_requested:
+            if self.mode.heard_stop(why) or run.is_cancel_requested:
                 why = self.mode.why_stopped() if self.mode.stopped() else "batch cancelled"
                 for s in alive:
                     s.failure = f"{station}: {why}"

@@ -40,7 +40,7 @@ import lab.core.campaign.closed_loop as campaign_module
 import lab.core.campaign.planner as planner_module
 from lab.bench.campaign import run_loop
 from lab.bench.strategies import ResearchPlanner
-from lab.core.campaign.planner import BatchPlanner, Posterior, start_kernel
+from lab.core.campaign.planner import BatchPlanner, Posterior
 from lab.core.campaign.space import campaign_path, load_campaign
 from lab.core.stations.emulators import HerEmulator
 
@@ -107,16 +107,16 @@ def variant_class(variant: str) -> type[BatchPlanner]:
             for key, kind in PLANNER_OPTIONS.items():
                 if key in opts:
                     kwargs[key] = kind(opts[key])
+            for key, arg in (("lsmin", "length_scale_min"), ("lsmax", "length_scale_max")):
+                if key in opts:
+                    kwargs[arg] = float(opts[key])
             super().__init__(*args, **kwargs)
 
         def _model(self, x, y, kernel=None, slot=""):
             if name == "cold" and kernel is None:
-                self._last_kernel.pop(slot, None)
-                self._fitted_at.pop(slot, None)
+                self._last_kernel.pop(f"{self.regime.name}/{slot}", None)  # BatchPlanner._model's key
+                self._fitted_at.pop(f"{self.regime.name}/{slot}", None)
                 self.restarts = 2
-            if ("lsmin" in opts or "lsmax" in opts) and kernel is None and slot not in self._last_kernel:
-                low, high = float(opts.get("lsmin", 0.05)), float(opts.get("lsmax", self.length_scale_max))
-                self._last_kernel[slot] = start_kernel(x.shape[1], low, high)
             gp = super()._model(x, y, kernel, slot)
             if kernel is None and name == "show" and len(y) % 48 < 16:
                 print(len(y), gp.kernel_, file=sys.stderr)

@@ -705,6 +705,34 @@ def test_a_rack_away_from_home_with_no_batch_is_brought_home_at_start_up(tmp_pat
         [Transfer("robot1", "rack_2", "robot1/deck1", "rack_storage/slot2")]
 
 
+def test_a_rack_an_operator_moves_by_hand_is_no_stray_until_their_goals_are_quiet(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """Someone else's goal on the robot (an operator's `lab robot ...`; the node tells them from its
+    own by goal id) leaves a carrier away from home where it is; once their goals have been quiet
+    for OTHERS_QUIET it is a stray and goes home."""
+    from lab.core.operations.scheduler import recovery
+
+    monkeypatch.setattr(recovery, "OTHERS_QUIET", 1.0)
+    sched, fake, log = lab(tmp_path)
+
+    def slow_sleep(seconds: float, cancelled: Callable[[], bool] = lambda: False) -> None:
+        time.sleep(0.01)  # the strays' retries in wall time: instant sleeps would spin
+        with fake.lock:
+            fake.t += seconds
+
+    fake.sleep = slow_sleep  # type: ignore[method-assign]
+    fake.put("rack_2", "robot1/deck1")  # the operator's transfer put it there
+    sched.goals_under_way("/robot1/manipulate", 1, 1)
+    sched.goals_under_way("/robot1/manipulate", 0, 0)  # and ended just now; their next goal follows
+    ended = time.monotonic()
+    sched.start()
+    until(lambda: log.said("goals this lab manager did not send are on /robot1/manipulate"))
+    assert fake.world["rack_2"] == "robot1/deck1"
+    until(lambda: fake.world["rack_2"].startswith("rack_storage/"), timeout=15)
+    assert time.monotonic() - ended > 0.9  # not before their goals had been quiet for OTHERS_QUIET
+    assert log.said("rack_2 is at robot1/deck1, away from home, with no batch: bringing it to rack_storage/slot2")
+
+
 def test_a_rack_that_could_not_go_home_is_tried_again_and_the_next_batch_gets_the_station(tmp_path: Path) -> None:
     sched, fake, log = lab(tmp_path)
     refusing = threading.Event()

@@ -76,3 +76,29 @@ def test_a_goal_cancelled_while_its_server_is_missing_ends_at_once() -> None:
     with pytest.raises(GoalNotSent, match="cancelled while waiting for action server /lab_manager/run_batch"):
         send_goal(client, object(), server_timeout=60.0, cancel=lambda: time.monotonic() - began > 0.3)  # type: ignore[arg-type]
     assert time.monotonic() - began < 30.0 and sent == []
+
+
+def test_an_action_client_knows_the_goals_it_sent(rclpy_context) -> None:
+    """The lab manager tells its own robot goals from an operator's by id (a server's status lists
+    every client's): ActionClient remembers the ids it sent, with or without one given."""
+    import uuid
+
+    from rclpy.node import Node
+    from unique_identifier_msgs.msg import UUID
+
+    from lab.ros.actions import SENT_KEPT, ActionClient
+    from lab_interfaces.action import Manipulate
+
+    node = Node("sent_ids", context=rclpy_context)
+    try:
+        client = ActionClient(node, Manipulate, "/nobody/manipulate")
+        given = uuid.uuid4().bytes
+        client.send_goal_async(Manipulate.Goal(), goal_uuid=UUID(uuid=list(given)))  # no server: never answered
+        client.send_goal_async(Manipulate.Goal())
+        assert client.sent(given) and not client.sent(uuid.uuid4().bytes)
+        assert len(client._sent) == 2 and all(client.sent(i) for i in client._sent)
+        for _ in range(SENT_KEPT):
+            client.send_goal_async(Manipulate.Goal())
+        assert not client.sent(given) and len(client._sent) == SENT_KEPT  # the oldest forgotten
+    finally:
+        node.destroy_node()

@@ -132,11 +132,12 @@ class LabManager(LabNode):
             list(zip(m.objects, m.kinds, m.locations, strict=False))), LATCHED, callback_group=group)
         # the robots' goals under way, whoever sent them (a lab manager that died leaves its goals
         # running): the action servers' status topics, as `ros2 action` tools read them
+        self._inherited: set[bytes] = set()  # goal ids under way before the start-up recovery ended
         for r in self.robots:
-            for action in (f"/{r}/navigate_to_station", f"/{r}/navigate_to_pose", f"/{r}/manipulate"):
+            for action, client in ((f"/{r}/navigate_to_station", self.nav[r]),
+                                   (f"/{r}/navigate_to_pose", self.nav_pose[r]), (f"/{r}/manipulate", self.arm[r])):
                 self.create_subscription(GoalStatusArray, f"{action}/_action/status",
-                                         lambda m, a=action: sched.goals_under_way(a, sum(
-                                             1 for st in m.status_list if st.status in UNDER_WAY)),
+                                         lambda m, a=action, c=client: self._robot_goals(a, c, m),
                                          qos_profile_action_status_default, callback_group=group)
         self._status_lock = threading.Lock()   # the tick and a station's change may publish at once
         self._status_soon = 0.0                # monotonic s of the last status published on a station's change
@@ -212,6 +213,16 @@ class LabManager(LabNode):
                        reports=[sample_report(m) for m in getattr(result, "measurements", [])])
 
     # ------------------------------------------------------------------ inputs
+    def _robot_goals(self, action: str, client: ActionClient, status: GoalStatusArray) -> None:
+        """A robot action's goals under way, and of those someone else's: neither sent by this node
+        nor under way before its start-up recovery ended (a predecessor's, which the recovery
+        waits out)."""
+        ids = [bytes(st.goal_info.goal_id.uuid) for st in status.status_list if st.status in UNDER_WAY]
+        if not self.scheduler.recovered.is_set():
+            self._inherited.update(ids)
+        others = sum(1 for i in ids if i not in self._inherited and not client.sent(i))
+        self.scheduler.goals_under_way(action, len(ids), others)
+
     def _station(self, station: str, msg: StationStatus) -> None:
         before = self.station_status.get(station)
         self.station_status[station] = msg

@@ -12,6 +12,7 @@ is done (its node's executor completes it), the commander spins its own executor
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 import uuid
@@ -26,6 +27,8 @@ from unique_identifier_msgs.msg import UUID
 
 #: wall s to wait for a goal to be accepted or refused before sending it again
 ACK_TIMEOUT = 5.0
+#: goal ids an ActionClient remembers having sent (far more than a node has under way at once)
+SENT_KEPT = 1024
 
 
 class ActionClient(_RclpyActionClient):
@@ -45,6 +48,14 @@ class ActionClient(_RclpyActionClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._race_lock = threading.RLock()
+        # the ids of the goals this client sent (the latest SENT_KEPT): a server's status topic
+        # lists every client's goals, and a node tells its own from someone else's by them
+        self._sent: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+    def sent(self, goal_id: bytes) -> bool:
+        """Whether this client sent the goal of that id (one of its latest SENT_KEPT)."""
+        with self._race_lock:
+            return goal_id in self._sent
 
     @property
     def name(self) -> str:
@@ -56,6 +67,11 @@ class ActionClient(_RclpyActionClient):
 
     def send_goal_async(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         with self._race_lock:
+            if kwargs.get("goal_uuid") is None:
+                kwargs["goal_uuid"] = UUID(uuid=list(uuid.uuid4().bytes))
+            self._sent[bytes(kwargs["goal_uuid"].uuid)] = None
+            while len(self._sent) > SENT_KEPT:
+                self._sent.popitem(last=False)
             return super().send_goal_async(*args, **kwargs)
 
     def _get_result_async(self, goal_handle):  # type: ignore[no-untyped-def]

@@ -1,10 +1,8 @@
 """The batch Bayesian planner: scikit-optimize's Gaussian process and expected improvement
 over feasible candidates of the campaign's space.
 
-- The model: a Gaussian process, Matern 5/2 with one length scale per dimension (ARD, at most
-  `length_scale_max` on the unit cube: 2 by default, so that a fit cannot switch a variable
-  off altogether; with 20 the fits of two campaign seeds in ten called NaCl and NaOH
-  irrelevant early and never proposed the mixtures that matter) plus white noise
+- The model: a Gaussian process, Matern 5/2 with one length scale per dimension (ARD, within
+  the regime's bounds on the unit cube, see below) plus white noise
   (scikit-learn's GaussianProcessRegressor, which skopt's GP models build on; its own predict
   solves with the Cholesky factor, ~20x faster at 700 points than skopt's
   subclass, which forms the inverse), on the space scaled to the unit cube; objectives to
@@ -19,6 +17,16 @@ over feasible candidates of the campaign's space.
   first, so two batches in flight do not propose the same region twice.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
+- Two regimes, by the number of points asked for (issue 36; BENCHMARKS.md has the figures):
+  a batch (n > 1, the lab's campaigns) explores: EI's xi 0.1 (in standard deviations of the
+  values) and length scales at most 2, so that a fit cannot switch a variable off altogether
+  (with 20 the fits of two photocatalysis seeds in ten called NaCl and NaOH irrelevant early,
+  and the believer's batches, placed on the model's word alone for 16 picks, never proposed
+  the mixtures that matter; xi 0.01 was worse there). One point at a time (n = 1), each pick
+  answered before the next, the data correct an over-confident model at once, and the
+  textbook loop's xi 0.01 and length scales 0.01-100 (a flat direction needs a long one)
+  found the top of the small measured pools in fewer experiments. `xi`, `length_scale_min`
+  and `length_scale_max`, when given, hold in both regimes.
 - Before `initial_random` valid observations the batch is random (space-filling start).
 - Directions measured on `lab bench suite` and not adopted (a forest mixture, sampled
   hyperparameters, a warped objective, gp_hedge, an active-search acquisition) are strategies
@@ -28,6 +36,7 @@ over feasible candidates of the campaign's space.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -58,23 +67,54 @@ def start_kernel(dims: int, length_scale_min: float = 0.05, length_scale_max: fl
             + WhiteKernel(0.05, (1e-4, 1.0)))
 
 
+@dataclass(frozen=True)
+class Regime:
+    """How far a proposal explores: EI's xi (standard deviations of the values) and the
+    length-scale bounds of the fit (unit cube)."""
+    name: str
+    xi: float
+    length_scale_min: float
+    length_scale_max: float
+
+
+BATCH = Regime("batch", 0.1, 0.05, 2.0)
+SEQUENTIAL = Regime("sequential", 0.01, 0.01, 100.0)
+
+
 class BatchPlanner:
     def __init__(self, space: Space, objectives: Sequence[Objective], log_objectives: Sequence[str] = (),
-                 initial_random: int = 8, candidates: int = 500, xi: float = 0.1, seed: int = 0,
+                 initial_random: int = 8, candidates: int = 500, xi: float | None = None, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
-                 length_scale_max: float = 2.0, length_scale_min: float = 0.05) -> None:
+                 length_scale_max: float | None = None, length_scale_min: float | None = None) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
-        self.n_candidates, self.xi = candidates, xi
+        self.n_candidates = candidates
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.refit_growth = refit_growth
         self.sparse = sparse
-        self.length_scale_min, self.length_scale_max = length_scale_min, length_scale_max
+        given = {k: v for k, v in (("xi", xi), ("length_scale_min", length_scale_min),
+                                   ("length_scale_max", length_scale_max)) if v is not None}
+        self.regimes = {n: dataclasses.replace(r, **given) for n, r in ((1, SEQUENTIAL), (0, BATCH))}
+        self.regime = self.regimes[0]  # the one of the proposal being made (propose sets it)
         self.rng = np.random.default_rng(seed)
+        # warm starts and fit counts are kept per regime (`slot` names the regime first): the
+        # two fit within different length-scale bounds
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
+
+    @property
+    def xi(self) -> float:
+        return self.regime.xi
+
+    @property
+    def length_scale_min(self) -> float:
+        return self.regime.length_scale_min
+
+    @property
+    def length_scale_max(self) -> float:
+        return self.regime.length_scale_max
 
     # ------------------------------------------------------------------ data
     def _targets(self, observed: Sequence[Observation]) -> tuple[list[Point], np.ndarray]:
@@ -159,6 +199,7 @@ class BatchPlanner:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return gp.fit(x, y)
+        slot = f"{self.regime.name}/{slot}"
         start = self._last_kernel.get(slot)
         fitted_at = self._fitted_at.get(slot, 0)
         if start is not None and fitted_at and len(y) < self.refit_growth * fitted_at:
@@ -184,6 +225,7 @@ class BatchPlanner:
         """n new feasible points, none already measured or pending, best expected first."""
         if n <= 0:
             return []
+        self.regime = self.regimes[1 if n == 1 else 0]
         points, targets = self._targets(observed)
         exclude = {self.space.key(p) for p in [o.point for o in observed] + list(pending)}
         if len(points) < max(2, self.initial_random):

@@ -42,6 +42,10 @@ REPORT_WAIT = 5.0
 #: to STRAY_RETRY_MAX: a carrier left in a station keeps every later batch out of it, so it must
 #: not stay there for want of one more try (a robot that failed to dock often docks the next time)
 STRAY_RETRY, STRAY_RETRY_MAX = 60.0, 1800.0
+#: wall s after the last goal someone else (an operator, by hand) had on a robot before carriers
+#: away from home count as strays: the carrier an operator just put somewhere is part of their work,
+#: and their next command follows in seconds (the tries after STRAY_RETRY look again)
+OTHERS_QUIET = 60.0
 
 
 class Recovery:
@@ -55,6 +59,7 @@ class Recovery:
         self._adopt, self._forget, self._go_on = adopt, forget, go_on
         self.recovered = threading.Event()
         self._retrying = threading.Lock()  # held while a thread tries the strays again
+        self._left_to_others: set[str] = set()  # strays left for someone else's goals (said once)
 
     def run(self) -> None:
         """Once the world state says where the carriers are: the batches the last scheduler left in
@@ -117,8 +122,9 @@ class Recovery:
 
     def _bring_strays_home(self) -> list[str]:
         """Every carrier the world state shows away from home with no batch to own it (on a
-        robot's deck, in a station) is brought home, by the rule a stopped batch's carrier follows.
-        The carriers that could not be brought home."""
+        robot's deck, in a station) is brought home, by the rule a stopped batch's carrier follows,
+        unless someone else's goals are on the robots or were within OTHERS_QUIET. The carriers that
+        could not be brought home or were left."""
         wait_for(self.view.every_pose_heard, 10.0)
         with self.view.lock:
             strays = {c: loc for c, loc in self.view.carriers.items() if not self._at_home(c, loc)}
@@ -130,6 +136,16 @@ class Recovery:
             except Unavailable:
                 continue  # a batch has it
             try:
+                others = self.view.others_busy(OTHERS_QUIET)
+                if others:
+                    if carrier not in self._left_to_others:
+                        self._left_to_others.add(carrier)
+                        self.log.warning(f"{carrier} is at {location}, away from home, with no batch, but goals this "
+                                         f"lab manager did not send are on {others} (an operator's?): left there "
+                                         f"until they have been quiet for {OTHERS_QUIET:g} s")
+                    left.append(carrier)
+                    continue
+                self._left_to_others.discard(carrier)
                 target = self._free_home_slot(carrier)
                 if target is None:
                     self.log.error(f"{carrier} is at {location}: no free place at its home to bring it to")

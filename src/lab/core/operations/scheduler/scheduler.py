@@ -100,8 +100,8 @@ class Scheduler:
     def battery(self, robot: str, level: float) -> None:
         self.view.battery(robot, level)
 
-    def goals_under_way(self, action: str, count: int) -> None:
-        self.view.goals_under_way(action, count)
+    def goals_under_way(self, action: str, count: int, others: int = 0) -> None:
+        self.view.goals_under_way(action, count, others)
 
     def safety(self, stopped: bool, reason: str) -> None:
         """The emergency stop set (reason) or released. The robots and stations enforce it

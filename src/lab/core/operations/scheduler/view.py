@@ -34,6 +34,10 @@ class WorldView:
         self.poses: dict[str, Pose2D] = {}
         self.batteries: dict[str, float] = {}
         self.under_way: dict[str, int] = {}  # the robots' action servers' goals under way, whoever sent them
+        # of those, goals this lab manager neither sent nor found under way when it started (an
+        # operator's by hand), and when (monotonic wall s) each action last had one
+        self.others: dict[str, int] = {}
+        self.others_seen: dict[str, float] = {}
         # members (robots, stations) the network has lost -> (wall time, simulated time) since when,
         # and how often each went offline (a try that failed while this changed does not count)
         self.offline: dict[str, tuple[float, float]] = {}
@@ -83,10 +87,14 @@ class WorldView:
         with self.lock:
             self.batteries[robot] = level
 
-    def goals_under_way(self, action: str, count: int) -> None:
-        """How many goals `action`'s server has under way (its status topic), whoever sent them."""
+    def goals_under_way(self, action: str, count: int, others: int = 0) -> None:
+        """How many goals `action`'s server has under way (its status topic), whoever sent them, and
+        how many of them are someone else's (neither this lab manager's nor found at its start)."""
         with self.lock:
             self.under_way[action] = count
+            if others or self.others.get(action):
+                self.others_seen[action] = time.monotonic()
+            self.others[action] = others
 
     # ------------------------------------------------------------------ reads
     def offline_since(self, member: str) -> str:
@@ -146,6 +154,13 @@ class WorldView:
         """The robots' actions with goals under way ('' when none)."""
         with self.lock:
             return ", ".join(f"{action} ({n})" for action, n in self.under_way.items() if n)
+
+    def others_busy(self, quiet: float) -> str:
+        """The robots' actions that have someone else's goal under way, or had one within the last
+        `quiet` wall s ('' when none): wall s, as an operator's next command comes in wall time."""
+        now = time.monotonic()
+        with self.lock:
+            return ", ".join(a for a, t in self.others_seen.items() if self.others.get(a) or now - t < quiet)
 
     def interrupted_report(self, station: str, goal_id: str) -> str:
         """What station's restart interrupted of goal `goal_id` ('' when it says nothing of it)."""

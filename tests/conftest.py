@@ -126,3 +126,23 @@ def pytest_collection_modifyitems(config, items) -> None:
         # module's tests ran on both workers. The suffix is put where pytest 9 reads it.
         if "@" not in item.nodeid:
             item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
+#: per pytest-xdist worker: seconds of setup, calls and teardown it reported, and its modules'
+#: share of them (what balancing the two workers needs; the controller sees every report)
+_BUSY: dict[str, dict[str, float]] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+    if worker is not None:
+        module = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        per = _BUSY.setdefault(worker, {})
+        per[module] = per.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for worker, per in sorted(_BUSY.items()):
+        top = sorted(per.items(), key=lambda kv: -kv[1])[:6]
+        terminalreporter.write_line(f"{worker} busy {sum(per.values()):.0f} s: "
+                                    + ", ".join(f"{m} {s:.0f}" for m, s in top))

@@ -132,7 +132,8 @@ class LabManager(LabNode):
             list(zip(m.objects, m.kinds, m.locations, strict=False))), LATCHED, callback_group=group)
         # the robots' goals under way, whoever sent them (a lab manager that died leaves its goals
         # running): the action servers' status topics, as `ros2 action` tools read them
-        self._inherited: set[bytes] = set()  # goal ids under way before the start-up recovery ended
+        self._inherited: set[bytes] = set()  # goal ids under way in the first status heard of each action
+        self._status_heard: set[str] = set()
         for r in self.robots:
             for action, client in ((f"/{r}/navigate_to_station", self.nav[r]),
                                    (f"/{r}/navigate_to_pose", self.nav_pose[r]), (f"/{r}/manipulate", self.arm[r])):
@@ -215,10 +216,11 @@ class LabManager(LabNode):
     # ------------------------------------------------------------------ inputs
     def _robot_goals(self, action: str, client: ActionClient, status: GoalStatusArray) -> None:
         """A robot action's goals under way, and of those someone else's: neither sent by this node
-        nor under way before its start-up recovery ended (a predecessor's, which the recovery
-        waits out)."""
+        nor under way in the first status it heard of the action (the topic is latched: goals a
+        predecessor left running, which the start-up recovery waits out)."""
         ids = [bytes(st.goal_info.goal_id.uuid) for st in status.status_list if st.status in UNDER_WAY]
-        if not self.scheduler.recovered.is_set():
+        if action not in self._status_heard:
+            self._status_heard.add(action)
             self._inherited.update(ids)
         others = sum(1 for i in ids if i not in self._inherited and not client.sent(i))
         self.scheduler.goals_under_way(action, len(ids), others)

@@ -111,25 +111,26 @@ def test_planner_batches_are_feasible_distinct_and_avoid_pending():
 
 
 def test_one_point_at_a_time_exploits_and_a_batch_explores():
-    """Issue 36's rule: a proposal of one point fits length scales within 0.01-100 and scores
-    with xi 0.01, a batch within 0.05-2 with xi 0.1; each regime keeps its own fits; xi or
-    length-scale bounds given to the planner hold in both."""
+    """Issue 36's rule: a proposal of one point scores with xi 0.01, a batch with xi 0.1, both
+    with length scales within 0.05-2; each regime keeps its own fits; xi or length-scale bounds
+    given to the planner hold in both."""
     rng = np.random.default_rng(4)
     observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
     planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=4)
     planner.propose(observed, [], 1)
-    assert (planner.xi, planner.length_scale_min, planner.length_scale_max) == (0.01, 0.01, 100.0)
+    assert (planner.xi, planner.length_scale_min, planner.length_scale_max) == (0.01, 0.05, 2.0)
     planner.propose(observed, [], 16)
     assert (planner.xi, planner.length_scale_min, planner.length_scale_max) == (0.1, 0.05, 2.0)
     fits = planner._last_kernel
     assert set(fits) == {"sequential/", "batch/"}
-    assert fits["sequential/"].k1.k2.length_scale_bounds == (0.01, 100.0)
+    assert fits["sequential/"].k1.k2.length_scale_bounds == (0.05, 2.0)
     assert fits["batch/"].k1.k2.length_scale_bounds == (0.05, 2.0)
     assert np.all(np.asarray(fits["batch/"].k1.k2.length_scale) <= 2.0 + 1e-9)
     fixed = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=4, xi=0.05, length_scale_max=5.0)
     for n in (1, 16):
         fixed.propose(observed, [], n)
         assert (fixed.xi, fixed.length_scale_max) == (0.05, 5.0)
+        assert fixed._last_kernel[f"{fixed.regime.name}/"].k1.k2.length_scale_bounds == (0.05, 5.0)
 
 
 def test_sparse_candidates_leave_ingredients_out_and_stay_feasible():

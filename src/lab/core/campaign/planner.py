@@ -18,15 +18,15 @@ over feasible candidates of the campaign's space.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Two regimes, by the number of points asked for (issue 36; BENCHMARKS.md has the figures):
-  a batch (n > 1, the lab's campaigns) explores: EI's xi 0.1 (in standard deviations of the
-  values) and length scales at most 2, so that a fit cannot switch a variable off altogether
-  (with 20 the fits of two photocatalysis seeds in ten called NaCl and NaOH irrelevant early,
-  and the believer's batches, placed on the model's word alone for 16 picks, never proposed
-  the mixtures that matter; xi 0.01 was worse there). One point at a time (n = 1), each pick
-  answered before the next, the data correct an over-confident model at once, and the
-  textbook loop's xi 0.01 and length scales 0.01-100 (a flat direction needs a long one)
-  found the top of the small measured pools in fewer experiments. `xi`, `length_scale_min`
-  and `length_scale_max`, when given, hold in both regimes.
+  a batch (n > 1, the lab's campaigns) explores with EI's xi 0.1 (in standard deviations of the
+  values): the believer's later picks rest on the model's word alone, and xi 0.01 was worse on
+  the photocatalysis campaign. One point at a time (n = 1), each pick answered before the next,
+  the data correct an over-confident model at once, and the textbook loop's xi 0.01 found the
+  top of the small measured pools in as few experiments as that loop or fewer. Length scales
+  are at most 2 on the unit cube in both, so that a fit cannot switch a variable off altogether
+  (with 20 the fits of two photocatalysis seeds in ten called NaCl and NaOH irrelevant early and
+  never proposed the mixtures that matter; the textbook's 100 helped one small pool and cost
+  another). `xi`, `length_scale_min` and `length_scale_max`, when given, hold in both regimes.
 - Before `initial_random` valid observations the batch is random (space-filling start).
 - Directions measured on `lab bench suite` and not adopted (a forest mixture, sampled
   hyperparameters, a warped objective, gp_hedge, an active-search acquisition) are strategies
@@ -78,7 +78,7 @@ class Regime:
 
 
 BATCH = Regime("batch", 0.1, 0.05, 2.0)
-SEQUENTIAL = Regime("sequential", 0.01, 0.01, 100.0)
+SEQUENTIAL = Regime("sequential", 0.01, 0.05, 2.0)
 
 
 class BatchPlanner:

@@ -114,8 +114,8 @@ def variant_class(variant: str) -> type[BatchPlanner]:
 
         def _model(self, x, y, kernel=None, slot=""):
             if name == "cold" and kernel is None:
-                self._last_kernel.pop(f"{self.regime.name}/{slot}", None)  # BatchPlanner._model's key
-                self._fitted_at.pop(f"{self.regime.name}/{slot}", None)
+                self._last_kernel.pop(slot, None)
+                self._fitted_at.pop(slot, None)
                 self.restarts = 2
             gp = super()._model(x, y, kernel, slot)
             if kernel is None and name == "show" and len(y) % 48 < 16:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import numpy as np
@@ -110,27 +111,26 @@ def test_planner_batches_are_feasible_distinct_and_avoid_pending():
         PHOTO.space.validate(p)
 
 
-def test_one_point_at_a_time_exploits_and_a_batch_explores():
-    """Issue 36's rule: a proposal of one point scores with xi 0.01, a batch with xi 0.1, both
-    with length scales within 0.05-2; each regime keeps its own fits; xi or length-scale bounds
-    given to the planner hold in both."""
+def test_a_pool_is_searched_with_xi_001_and_generated_candidates_with_01() -> None:
+    """Issue 36's rule: a space that is a finite pool, scored whole, gets EI's xi 0.01; a space
+    whose candidates the planner generates (a campaign's) xi 0.1; length scales within 0.05-2 in
+    both; xi or length-scale bounds given to the planner hold in both."""
     rng = np.random.default_rng(4)
     observed = _measure(PHOTO, PHOTO.space.sample(30, rng), rng)
-    planner = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=4)
-    planner.propose(observed, [], 1)
-    assert (planner.xi, planner.length_scale_min, planner.length_scale_max) == (0.01, 0.05, 2.0)
-    planner.propose(observed, [], 16)
-    assert (planner.xi, planner.length_scale_min, planner.length_scale_max) == (0.1, 0.05, 2.0)
-    fits = planner._last_kernel
-    assert set(fits) == {"sequential/", "batch/"}
-    assert fits["sequential/"].k1.k2.length_scale_bounds == (0.05, 2.0)
-    assert fits["batch/"].k1.k2.length_scale_bounds == (0.05, 2.0)
-    assert np.all(np.asarray(fits["batch/"].k1.k2.length_scale) <= 2.0 + 1e-9)
-    fixed = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=4, xi=0.05, length_scale_max=5.0)
-    for n in (1, 16):
-        fixed.propose(observed, [], n)
+    generated = BatchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=4)
+    generated.propose(observed, [], 16)
+    assert (generated.xi, generated.length_scale_min, generated.length_scale_max) == (0.1, 0.05, 2.0)
+    assert generated._last_kernel[""].k1.k2.length_scale_bounds == (0.05, 2.0)
+    pool_space = dataclasses.replace(PHOTO.space, pool=PHOTO.space.sample(200, rng))
+    pooled = BatchPlanner(pool_space, PHOTO.objectives, initial_random=16, seed=4)
+    assert (pooled.xi, pooled.length_scale_min, pooled.length_scale_max) == (0.01, 0.05, 2.0)
+    assert all(pool_space.key(p) in {pool_space.key(q) for q in pool_space.pool}
+               for p in pooled.propose(observed, [], 4))
+    for space in (PHOTO.space, pool_space):
+        fixed = BatchPlanner(space, PHOTO.objectives, initial_random=16, seed=4, xi=0.05, length_scale_max=5.0)
+        fixed.propose(observed, [], 2)
         assert (fixed.xi, fixed.length_scale_max) == (0.05, 5.0)
-        assert fixed._last_kernel[f"{fixed.regime.name}/"].k1.k2.length_scale_bounds == (0.05, 5.0)
+        assert fixed._last_kernel[""].k1.k2.length_scale_bounds == (0.05, 5.0)
 
 
 def test_sparse_candidates_leave_ingredients_out_and_stay_feasible():

@@ -17,16 +17,18 @@ over feasible candidates of the campaign's space.
   first, so two batches in flight do not propose the same region twice.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
-- Two regimes, by the number of points asked for (issue 36; BENCHMARKS.md has the figures):
-  a batch (n > 1, the lab's campaigns) explores with EI's xi 0.1 (in standard deviations of the
-  values): the believer's later picks rest on the model's word alone, and xi 0.01 was worse on
-  the photocatalysis campaign. One point at a time (n = 1), each pick answered before the next,
-  the data correct an over-confident model at once, and the textbook loop's xi 0.01 found the
-  top of the small measured pools in as few experiments as that loop or fewer. Length scales
-  are at most 2 on the unit cube in both, so that a fit cannot switch a variable off altogether
-  (with 20 the fits of two photocatalysis seeds in ten called NaCl and NaOH irrelevant early and
-  never proposed the mixtures that matter; the textbook's 100 helped one small pool and cost
-  another). `xi`, `length_scale_min` and `length_scale_max`, when given, hold in both regimes.
+- Two regimes, by where the candidates come from (issue 36; BENCHMARKS.md has the figures).
+  A space that is a finite pool, scored whole (the measured pools of `lab bench suite`): EI's xi
+  0.01 (in standard deviations of the values), the textbook loop's; on five pools it took as few
+  experiments as xi 0.1 or fewer, at batch 1 and at batch 16. Candidates the planner generates
+  (the campaigns' grids: random points, sparser mixtures, and most of them grid neighbours of
+  the best points so far): xi 0.1; xi 0.01 was worse on the photocatalysis campaign, and a
+  guess at why (not verified) is that with most candidates beside the incumbent a small xi
+  keeps every pick there. Length scales are at most 2 on the unit cube in both, so that a fit
+  cannot switch a variable off altogether (with 20 the fits of two photocatalysis seeds in ten
+  called NaCl and NaOH irrelevant early and never proposed the mixtures that matter; on the
+  pools the textbook's 100 helped one and cost two). `xi`, `length_scale_min` and
+  `length_scale_max`, when given, hold in both regimes.
 - Before `initial_random` valid observations the batch is random (space-filling start).
 - Directions measured on `lab bench suite` and not adopted (a forest mixture, sampled
   hyperparameters, a warped objective, gp_hedge, an active-search acquisition) are strategies
@@ -77,8 +79,8 @@ class Regime:
     length_scale_max: float
 
 
-BATCH = Regime("batch", 0.1, 0.05, 2.0)
-SEQUENTIAL = Regime("sequential", 0.01, 0.05, 2.0)
+GENERATED = Regime("generated", 0.1, 0.05, 2.0)
+POOL = Regime("pool", 0.01, 0.05, 2.0)
 
 
 class BatchPlanner:
@@ -96,11 +98,8 @@ class BatchPlanner:
         self.sparse = sparse
         given = {k: v for k, v in (("xi", xi), ("length_scale_min", length_scale_min),
                                    ("length_scale_max", length_scale_max)) if v is not None}
-        self.regimes = {n: dataclasses.replace(r, **given) for n, r in ((1, SEQUENTIAL), (0, BATCH))}
-        self.regime = self.regimes[0]  # the one of the proposal being made (propose sets it)
+        self.regime = dataclasses.replace(POOL if space.pool is not None else GENERATED, **given)
         self.rng = np.random.default_rng(seed)
-        # warm starts and fit counts are kept per regime (`slot` names the regime first): the
-        # two fit within different length-scale bounds
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
 
@@ -199,7 +198,6 @@ class BatchPlanner:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return gp.fit(x, y)
-        slot = f"{self.regime.name}/{slot}"
         start = self._last_kernel.get(slot)
         fitted_at = self._fitted_at.get(slot, 0)
         if start is not None and fitted_at and len(y) < self.refit_growth * fitted_at:
@@ -225,7 +223,6 @@ class BatchPlanner:
         """n new feasible points, none already measured or pending, best expected first."""
         if n <= 0:
             return []
-        self.regime = self.regimes[1 if n == 1 else 0]
         points, targets = self._targets(observed)
         exclude = {self.space.key(p) for p in [o.point for o in observed] + list(pending)}
         if len(points) < max(2, self.initial_random):

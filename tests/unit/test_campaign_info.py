@@ -215,6 +215,33 @@ def test_an_operators_own_campaign_file_goes_into_the_campaigns_folder_checked(t
         install_campaign_file(tmp_path / "absent.yaml", folder)
 
 
+def test_commands_recorded_at_once_into_a_new_store_are_all_kept(tmp_path: Path) -> None:
+    """Four writers opening a store that does not exist yet (the planner, the console, two notice
+    channels): before the fix about half such rounds lost a row ('database is locked' while one
+    switched the new file to WAL, or 'duplicate column name' from two adding the same column)."""
+    import threading
+
+    from lab.core.campaign.store import record_command
+
+    errors: list[str] = []
+
+    class Log:
+        def error(self, text: str) -> None:
+            errors.append(text)
+
+    for round_ in range(10):
+        db = tmp_path / f"round{round_}.db"
+        writers = [threading.Thread(target=record_command, args=(db, f"w{k}", "test", "c", {}, "ok", True, Log()))
+                   for k in range(4)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        with CampaignStore.open(db) as store:
+            assert sorted(who for _, who, *_ in store.commands()) == ["w0", "w1", "w2", "w3"], errors
+    assert errors == []
+
+
 def test_lab_campaign_approve_edits_and_drops_as_the_console_does_and_is_audited(tmp_path, capsys) -> None:
     from dataclasses import replace
 

@@ -901,3 +901,21 @@ def test_a_station_offline_is_not_chosen(tmp_path: Path) -> None:
     done = run(sched, 2)
     assert done.result is not None and done.result.success
     assert fake.processes() == PHOTO[:3] + ["gc_2"]
+
+
+def test_goals_are_someone_elses_only_when_neither_sent_nor_inherited_nor_inside_our_own() -> None:
+    """GoalOwners, what the lab manager's robot-action status callbacks ask."""
+    from lab.core.operations.scheduler.view import GoalOwners
+
+    owners, ours = GoalOwners(), {b"drive"}
+    sent = ours.__contains__
+    assert owners.others("/robot1/manipulate", [b"left"], sent) == 0  # in the first status: a predecessor's
+    assert owners.others("/robot1/navigate_to_station", [], sent) == 0
+    assert owners.others("/robot1/manipulate", [b"left", b"hand"], sent) == 1  # an operator's goal
+    assert owners.others("/robot1/manipulate", [], sent) == 0
+    assert owners.others("/robot1/navigate_to_station", [b"drive"], sent) == 0  # our drive ...
+    assert owners.others("/robot1/manipulate", [b"inspect"], sent) == 0  # ... its navigator moves the arm
+    assert owners.others("/robot2/manipulate", [], sent) == 0
+    assert owners.others("/robot2/manipulate", [b"other"], sent) == 1  # another robot: not inside our drive
+    assert owners.others("/robot1/navigate_to_station", [], sent) == 0  # our drive ended
+    assert owners.others("/robot1/manipulate", [b"inspect2"], sent) == 1

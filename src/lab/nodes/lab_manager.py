@@ -50,6 +50,7 @@ from lab.core.operations.scheduler import (
     Scheduler,
 )
 from lab.core.operations.scheduler import Transfer as TransferOrder
+from lab.core.operations.scheduler.view import GoalOwners
 from lab.core.operations.workflow import load_workflows
 from lab.core.robot.world import load_stations
 from lab.core.stations.station import load_kinds
@@ -132,8 +133,7 @@ class LabManager(LabNode):
             list(zip(m.objects, m.kinds, m.locations, strict=False))), LATCHED, callback_group=group)
         # the robots' goals under way, whoever sent them (a lab manager that died leaves its goals
         # running): the action servers' status topics, as `ros2 action` tools read them
-        self._inherited: set[bytes] = set()  # goal ids under way in the first status heard of each action
-        self._status_heard: set[str] = set()
+        self._robot_goals_seen = GoalOwners()
         for r in self.robots:
             for action, client in ((f"/{r}/navigate_to_station", self.nav[r]),
                                    (f"/{r}/navigate_to_pose", self.nav_pose[r]), (f"/{r}/manipulate", self.arm[r])):
@@ -215,15 +215,8 @@ class LabManager(LabNode):
 
     # ------------------------------------------------------------------ inputs
     def _robot_goals(self, action: str, client: ActionClient, status: GoalStatusArray) -> None:
-        """A robot action's goals under way, and of those someone else's: neither sent by this node
-        nor under way in the first status it heard of the action (the topic is latched: goals a
-        predecessor left running, which the start-up recovery waits out)."""
         ids = [bytes(st.goal_info.goal_id.uuid) for st in status.status_list if st.status in UNDER_WAY]
-        if action not in self._status_heard:
-            self._status_heard.add(action)
-            self._inherited.update(ids)
-        others = sum(1 for i in ids if i not in self._inherited and not client.sent(i))
-        self.scheduler.goals_under_way(action, len(ids), others)
+        self.scheduler.goals_under_way(action, len(ids), self._robot_goals_seen.others(action, ids, client.sent))
 
     def _station(self, station: str, msg: StationStatus) -> None:
         before = self.station_status.get(station)

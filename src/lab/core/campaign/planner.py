@@ -38,7 +38,6 @@ over feasible candidates of the campaign's space.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -96,9 +95,10 @@ class BatchPlanner:
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.refit_growth = refit_growth
         self.sparse = sparse
-        given = {k: v for k, v in (("xi", xi), ("length_scale_min", length_scale_min),
-                                   ("length_scale_max", length_scale_max)) if v is not None}
-        self.regime = dataclasses.replace(POOL if space.pool is not None else GENERATED, **given)
+        rule = POOL if space.pool is not None else GENERATED
+        self.regime = Regime(rule.name, rule.xi if xi is None else xi,
+                             rule.length_scale_min if length_scale_min is None else length_scale_min,
+                             rule.length_scale_max if length_scale_max is None else length_scale_max)
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit

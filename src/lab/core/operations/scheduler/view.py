@@ -173,3 +173,32 @@ class WorldView:
         with self.lock:
             goal, _ = self.interrupted.get(station, ("", ""))
             return goal == goal_id and self.untouched.get(station, False)
+
+
+class GoalOwners:
+    """Whose are a robot action's goals under way (from its status topic, by goal id): the lab
+    manager's own, someone else's (an operator's, by hand), or neither. Not someone else's: goals
+    under way in the first status heard of the action (the topic is latched: what a predecessor
+    left running, which the start-up recovery waits out), and goals under way while one of the
+    lab manager's own is under way on the same robot (the navigator's move of the arm to
+    `inspect` inside a drive is part of that drive). Action names are /<robot>/<action>."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # each action's status callback may run on its own thread
+        self._heard: set[str] = set()
+        self._inherited: set[bytes] = set()
+        self._own: dict[str, int] = {}  # action -> the lab manager's goals under way on it
+
+    def others(self, action: str, under_way: list[bytes], sent: Callable[[bytes], bool]) -> int:
+        """How many of `action`'s goals `under_way` are someone else's; `sent(id)`: whether the
+        lab manager sent that goal."""
+        robot = action.split("/")[1]
+        with self._lock:
+            if action not in self._heard:
+                self._heard.add(action)
+                self._inherited.update(under_way)
+            self._own[action] = sum(1 for i in under_way if sent(i))
+            if any(n for a, n in self._own.items() if a.split("/")[1] == robot):
+                return 0
+            return sum(1 for i in under_way if i not in self._inherited and not sent(i))
+

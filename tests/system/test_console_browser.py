@@ -116,6 +116,25 @@ def _click(driver, by, what: str) -> None:
     _until(driver, clicked, 10, f"a click on {what}")
 
 
+def _attribute(driver, css: str, name: str) -> str:
+    """An attribute of an element of a part the page draws again as the lab changes (read again
+    when the element went stale between finding and reading)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    got: list[str] = []
+
+    def read(d) -> bool:
+        try:
+            got.append(d.find_element(By.CSS_SELECTOR, css).get_attribute(name) or "")
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    _until(driver, read, 10, f"{name} of {css}")
+    return got[-1]
+
+
 def _text(driver, css: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -164,8 +183,9 @@ def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_
     # the floor shows the racks where the world state has them
     _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#floor rect[data-carrier='rack_1']"), 20,
            "rack_1 on the floor")
-    assert driver.find_element(By.CSS_SELECTOR, "#floor rect[data-carrier='rack_1']").get_attribute(
-        "data-at").startswith("rack_storage/")
+    # read again if the page drew the rect anew meanwhile (stale): a plain find-then-read failed a
+    # clean clone
+    assert _attribute(driver, "#floor rect[data-carrier='rack_1']", "data-at").startswith("rack_storage/")
     driver.save_screenshot(str(ARTEFACTS / "lab.png"))
     # the gas chromatograph's next step fails: a station fault during the campaign
     _set_param(cmd, "/stations/gas_chromatograph", "fail_next", 1)
@@ -179,7 +199,7 @@ def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_
     row = "#campaigns tbody tr[data-status]"
     _until(driver, lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "running", 10,
            "the campaign listed as running")
-    campaign_id = driver.find_element(By.CSS_SELECTOR, row).get_attribute("data-campaign")
+    campaign_id = _attribute(driver, row, "data-campaign")
     # its batch waits for a supervisor: an operator sees it and has no approve button
     _until(driver, lambda d: d.find_element(By.ID, "approval").is_displayed(), 30, "the batch awaiting approval")
     assert not driver.find_element(By.ID, "approve-button").is_displayed()
@@ -213,7 +233,7 @@ def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_
     driver.find_element(By.CSS_SELECTOR, "[data-tab=campaigns]").click()
     _until(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"tr[data-campaign='{campaign_id}']")
            .get_attribute("data-status") == "done", 300, "the campaign done on the page")
-    measured = driver.find_element(By.CSS_SELECTOR, f"tr[data-campaign='{campaign_id}']").get_attribute("data-measured")
+    measured = _attribute(driver, f"tr[data-campaign='{campaign_id}']", "data-measured")
     assert int(measured) == 8, measured
     _click(driver, By.LINK_TEXT, campaign_id)
     _until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#best-chart polyline.chart-ref"), 20,

@@ -18,7 +18,8 @@ over feasible candidates of the campaign's space.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
 - Two regimes, by where the candidates come from (issue 36; BENCHMARKS.md has the figures).
-  A space that is a finite pool, scored whole (the measured pools of `lab bench suite`): EI's xi
+  A space that is a finite pool, scored whole (the measured pools of `lab bench suite`; the
+  crossed-barrel campaign, whose space is the BEAR pool, within its spread either way): EI's xi
   0.01 (in standard deviations of the values), the textbook loop's; on five pools it took as few
   experiments as xi 0.1 or fewer, at batch 1 and at batch 16. Candidates the planner generates
   (the campaigns' grids: random points, sparser mixtures, and most of them grid neighbours of

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +149,10 @@ def bench_her(seeds: int, budget: int, skopt_seeds: int = 0, skopt_budget: int =
     return out
 
 
-def bench_barrel(seeds: int, budget: int = 120) -> dict:
+def barrel_curves(seeds: Iterable[int], budget: int = 120) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """The crossed-barrel campaign loop (the BEAR pool, the emulator's noisy measurements) and
+    random sampling, per seed: Top%(i), the share of the pool's top 5 % found among the first i
+    experiments; and how many designs that top holds."""
     from lab.core.stations.emulators import CrossedBarrelEmulator
 
     config = load_campaign(campaign_path("crossed_barrel"))
@@ -159,13 +162,18 @@ def bench_barrel(seeds: int, budget: int = 120) -> dict:
     top = set(sorted(means, key=means.__getitem__, reverse=True)[: max(1, round(0.05 * len(pool)))])
 
     guided, random = [], []
-    for seed in range(seeds):
+    for seed in seeds:
         points = run_loop(config, budget, seed, lambda p, rng: {"toughness": barrel.measure(p, rng)[0]})
         guided.append(top_share((config.space.key(p) for p in points), top))
         order = np.random.default_rng(seed + 500).permutation(len(pool))[:budget]
         random.append(top_share((config.space.key(pool[i]) for i in order), top))
+    return guided, random, len(top)
+
+
+def bench_barrel(seeds: int, budget: int = 120) -> dict:
+    guided, random, top = barrel_curves(range(seeds), budget)
     g, r = np.mean(guided, axis=0), np.mean(random, axis=0)
-    out = {"budget": budget, "seeds": seeds, "top_designs": len(top), "checkpoints": {}}
+    out = {"budget": budget, "seeds": seeds, "top_designs": top, "checkpoints": {}}
     for n in (24, 48, 96, 120):
         if n <= budget:
             ef = float(g[n - 1] / r[n - 1]) if r[n - 1] > 0 else float("inf")

@@ -2,7 +2,7 @@
 over feasible candidates of the campaign's space.
 
 - The model: a Gaussian process, Matern 5/2 with one length scale per dimension (ARD, within
-  the regime's bounds on the unit cube, see below) plus white noise
+  `length_scale_min`-`length_scale_max` on the unit cube, see below) plus white noise
   (scikit-learn's GaussianProcessRegressor, which skopt's GP models build on; its own predict
   solves with the Cholesky factor, ~20x faster at 700 points than skopt's
   subclass, which forms the inverse), on the space scaled to the unit cube; objectives to
@@ -17,7 +17,7 @@ over feasible candidates of the campaign's space.
   first, so two batches in flight do not propose the same region twice.
 - Several objectives: ParEGO (Knowles 2006): each pick scalarises the normalised objectives
   with an augmented Chebyshev function under fresh random weights.
-- Two regimes, by where the candidates come from (issue 36; BENCHMARKS.md has the figures).
+- EI's xi by where the candidates come from (issue 36; BENCHMARKS.md has the figures).
   A space that is a finite pool, scored whole (the measured pools of `lab bench suite`; the
   crossed-barrel campaign, whose space is the BEAR pool, within its spread either way): EI's xi
   0.01 (in standard deviations of the values), the textbook loop's; on five pools it took as few
@@ -25,11 +25,10 @@ over feasible candidates of the campaign's space.
   (the campaigns' grids: random points, sparser mixtures, and most of them grid neighbours of
   the best points so far): xi 0.1; xi 0.01 was worse on the photocatalysis campaign, and a
   guess at why (not verified) is that with most candidates beside the incumbent a small xi
-  keeps every pick there. Length scales are at most 2 on the unit cube in both, so that a fit
+  keeps every pick there. Length scales are at most 2 on the unit cube for both, so that a fit
   cannot switch a variable off altogether (with 20 the fits of two photocatalysis seeds in ten
   called NaCl and NaOH irrelevant early and never proposed the mixtures that matter; on the
-  pools the textbook's 100 helped one and cost two). `xi`, `length_scale_min` and
-  `length_scale_max`, when given, hold in both regimes.
+  pools the textbook's 100 helped one and cost two). An `xi` given to the planner holds for both.
 - Before `initial_random` valid observations the batch is random (space-filling start).
 - Directions measured on `lab bench suite` and not adopted (a forest mixture, sampled
   hyperparameters, a warped objective, gp_hedge, an active-search acquisition) are strategies
@@ -69,18 +68,9 @@ def start_kernel(dims: int, length_scale_min: float = 0.05, length_scale_max: fl
             + WhiteKernel(0.05, (1e-4, 1.0)))
 
 
-@dataclass(frozen=True)
-class Regime:
-    """How far a proposal explores: EI's xi (standard deviations of the values) and the
-    length-scale bounds of the fit (unit cube)."""
-    name: str
-    xi: float
-    length_scale_min: float
-    length_scale_max: float
-
-
-GENERATED = Regime("generated", 0.1, 0.05, 2.0)
-POOL = Regime("pool", 0.01, 0.05, 2.0)
+#: EI's xi (standard deviations of the values) on a space that is a finite pool, scored whole,
+#: and on candidates the planner generates (the module's docstring says why they differ)
+POOL_XI, GENERATED_XI = 0.01, 0.1
 
 
 class BatchPlanner:
@@ -88,7 +78,7 @@ class BatchPlanner:
                  initial_random: int = 8, candidates: int = 500, xi: float | None = None, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
-                 length_scale_max: float | None = None, length_scale_min: float | None = None) -> None:
+                 length_scale_max: float = 2.0, length_scale_min: float = 0.05) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
@@ -96,25 +86,11 @@ class BatchPlanner:
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.refit_growth = refit_growth
         self.sparse = sparse
-        rule = POOL if space.pool is not None else GENERATED
-        self.regime = Regime(rule.name, rule.xi if xi is None else xi,
-                             rule.length_scale_min if length_scale_min is None else length_scale_min,
-                             rule.length_scale_max if length_scale_max is None else length_scale_max)
+        self.xi = xi if xi is not None else POOL_XI if space.pool is not None else GENERATED_XI
+        self.length_scale_min, self.length_scale_max = length_scale_min, length_scale_max
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
-
-    @property
-    def xi(self) -> float:
-        return self.regime.xi
-
-    @property
-    def length_scale_min(self) -> float:
-        return self.regime.length_scale_min
-
-    @property
-    def length_scale_max(self) -> float:
-        return self.regime.length_scale_max
 
     # ------------------------------------------------------------------ data
     def _targets(self, observed: Sequence[Observation]) -> tuple[list[Point], np.ndarray]:

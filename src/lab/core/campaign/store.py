@@ -99,9 +99,9 @@ class ExperimentRecord:
         return [f"{e['sample_id']}: {e['reason']}" for e in self.earlier]
 
 
-#: tries of opening a store, and of a command's audit row, when SQLite answers 'locked' or a
-#: concurrent first open added a column first (OperationalError)
-RECORD_TRIES = 4
+#: tries of opening a store when SQLite answers 'locked' or a concurrent first open added a column
+#: first (OperationalError)
+OPEN_TRIES = 4
 
 
 class CampaignStore:
@@ -114,12 +114,12 @@ class CampaignStore:
         # channels): switching it to WAL can answer 'locked' at once, without the busy timeout,
         # and two may add the same new column; both are tried again (lost audit rows, found by
         # a test that recorded two notices together)
-        for attempt in range(RECORD_TRIES):
+        for attempt in range(OPEN_TRIES):
             try:
                 self._prepare()
                 break
             except sqlite3.OperationalError:
-                if attempt + 1 == RECORD_TRIES:
+                if attempt + 1 == OPEN_TRIES:
                     self.db.close()
                     raise
                 time.sleep(0.2 * (attempt + 1))
@@ -371,20 +371,9 @@ def record_command(path: Path, who: str, via: str, command: str, params: dict[st
                    log: Any = None) -> None:
     """Add one command to the audit trail of the store at `path`; a store that cannot be written is
     logged (`log`: a node's logger) and never stops the command."""
-    for attempt in range(RECORD_TRIES):
-        try:
-            with CampaignStore.open(path) as store:
-                store.record_command(who, via, command, params, outcome, ok)
-            return
-        except sqlite3.OperationalError as exc:
-            # 'database is locked' at once, not after the busy timeout: two first opens of a new
-            # store both switching it to WAL (two notice channels recording together lost one row)
-            if attempt + 1 < RECORD_TRIES:
-                time.sleep(0.2 * (attempt + 1))
-                continue
-            failure: Exception = exc
-        except (OSError, sqlite3.Error) as exc:
-            failure = exc
+    try:
+        with CampaignStore.open(path) as store:
+            store.record_command(who, via, command, params, outcome, ok)
+    except (OSError, sqlite3.Error) as exc:
         if log is not None:
-            log.error(f"audit trail {path}: {command} by {who} not recorded ({failure})")
-        return
+            log.error(f"audit trail {path}: {command} by {who} not recorded ({exc})")

@@ -82,14 +82,10 @@ class ArmNode(LabNode):
             self._odom_count += 1
 
     def _fresh_pose(self) -> None:
-        """Wait for odometry newer than the goal: a localisation correction just before it must
-        count. The embedded simulation sends the odometry at once when this node takes the clock
-        (the action's hold); otherwise it comes at the simulation's idle rate (10 wall Hz), or
-        Gazebo's. One message: the navigator ends its goal only once its correction is in the
-        odometry, before the lab manager sends this one (two messages waited up to 0.2 wall s)."""
+        """Wait for odometry newer than the goal: a localisation correction just before it must count."""
         with self._state_lock:
             seen = self._odom_count
-        wait_for(lambda: self._odom_count >= seen + 1, 2.0)
+        wait_for(lambda: self._odom_count >= seen + 2, 2.0)
 
     def _world_state(self, msg: WorldState) -> None:
         with self._state_lock:

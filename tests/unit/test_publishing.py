@@ -38,3 +38,17 @@ def test_each_state_topic_goes_out_when_it_changes_or_at_the_idle_rate_with_tf_a
     due, moved = gate.due("robot1", arm | {"joints": (0.2,), "battery": True}, 0.2, with_tf=False)
     assert due == {"base", "joints", "battery", "tf_base", "tf_links"} and not moved  # idle repeats, tf with them
     assert gate.due("robot2", still, 0.2, with_tf=True)[1] == {"base", "joints"}  # each robot its own
+
+
+def test_a_state_asked_for_goes_out_at_the_next_tick_unchanged_and_not_as_a_move() -> None:
+    """The simulation asks again for a robot's odometry when one of its nodes takes the clock (the
+    arm's action reads the base's pose first): out at once, not at the idle rate, and no move."""
+    gate = StateGate(idle_due=0.1)
+    still = {"base": ("pose0",), "joints": (0.0,), "battery": False}
+    gate.due("robot1", still, 0.0, with_tf=True)
+    assert gate.due("robot1", still, 0.01, with_tf=True) == (set(), set())
+    gate.again("robot1", "base")
+    gate.again("robot2", "base")  # a robot not heard of yet: nothing to repeat
+    due, moved = gate.due("robot1", still, 0.02, with_tf=True)
+    assert due == {"base", "tf_base"} and moved == set()
+    assert gate.due("robot1", still, 0.03, with_tf=True) == (set(), set())  # once

@@ -14,6 +14,7 @@ through the simulation's `move_object`, which misses when the gripper is not tru
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,9 @@ from lab_interfaces.srv import MoveObject
 
 #: tool0 pointing down (z axis to the floor), fingers across the robot's x axis
 TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+#: wall s a pick or place waits for odometry published after its goal came, then goes on with the
+#: last it has: 20 times the idle rate's period of the simulation's state topics
+FRESH_POSE_WAIT = 2.0
 
 
 class ArmNode(LabNode):
@@ -59,7 +63,7 @@ class ArmNode(LabNode):
         self._busy = threading.Lock()
         self._state_lock = threading.Lock()
         self._pose: Pose2D | None = None
-        self._odom_count = 0
+        self._pose_sent = 0  # the pose's publication time (ns since the epoch, the publisher's wall clock)
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
         self._own_moves: dict[str, list[str]] = {}  # made here, not yet seen published (with_own_moves)
         group = ReentrantCallbackGroup()
@@ -76,16 +80,28 @@ class ArmNode(LabNode):
     def shutdown(self) -> None:
         self.backend.shutdown()
 
-    def _odom(self, msg: Odometry) -> None:
+    def _odom(self, msg: Odometry, info: dict[str, Any]) -> None:
         with self._state_lock:
             self._pose = planar_pose(msg.pose.pose)
-            self._odom_count += 1
+            self._pose_sent = int(info.get("source_timestamp") or 0)
 
-    def _fresh_pose(self) -> None:
-        """Wait for odometry newer than the goal: a localisation correction just before it must count."""
-        with self._state_lock:
-            seen = self._odom_count
-        wait_for(lambda: self._odom_count >= seen + 2, 2.0)
+    def _fresh_pose(self, asked_ns: int) -> bool:
+        """Wait (up to FRESH_POSE_WAIT wall s) for odometry *published* after the goal came
+        (`asked_ns`, this host's wall clock): a localisation correction just before the goal must
+        count. The navigator ends its goal only once its correction is in the odometry, and the
+        lab manager sends this goal after that, so any message published after it has the
+        correction. Counting messages was not enough: with a backlog on this subscription the
+        first message taken after the goal can be an old one (2026-12-04: a release missed its
+        slot by 1.9 cm with a pose from before the correction); the publication time (DDS's
+        source timestamp) tells. The embedded simulation sends the odometry at its next tick
+        when this node takes the clock (the action's hold); otherwise it comes at the
+        simulation's idle rate (10 wall Hz), or Gazebo's. Across hosts the clocks must agree
+        to better than the navigator-to-arm hand-off (tens of ms; NTP keeps a LAN within 1 ms)."""
+        if wait_for(lambda: self._pose_sent >= asked_ns, FRESH_POSE_WAIT):
+            return True
+        self.get_logger().warning(f"{self.robot}: no odometry published after the goal came within "
+                                  f"{FRESH_POSE_WAIT:g} s: slots are placed from the last pose received")
+        return False
 
     def _world_state(self, msg: WorldState) -> None:
         with self._state_lock:
@@ -150,6 +166,7 @@ class ArmNode(LabNode):
 
     # ------------------------------------------------------------------ the action
     def _execute(self, goal_handle):
+        asked_ns = time.time_ns()  # before the hold: the simulation answers the hold with fresh odometry
         with self._busy, clock_hold(self):
             started = sim_now(self)
             request = goal_handle.request
@@ -163,7 +180,7 @@ class ArmNode(LabNode):
                 refusal = self.safety.refusal()
                 if refusal:
                     raise InvalidGoal(refusal)
-                message, location = self._run(request, phase, cancelled, result)
+                message, location = self._run(request, phase, cancelled, result, asked_ns)
                 ok = True
             except InvalidGoal as exc:
                 message, location, ok = str(exc), "", False
@@ -180,7 +197,7 @@ class ArmNode(LabNode):
                 goal_handle.abort()
             return result
 
-    def _run(self, request, phase, cancelled, result) -> tuple[str, str]:
+    def _run(self, request, phase, cancelled, result, asked_ns: int) -> tuple[str, str]:
         op = request.operation
         gripper = f"{self.robot}/gripper"
         if op == "move":
@@ -197,7 +214,7 @@ class ArmNode(LabNode):
         else:
             raise InvalidGoal(f"unknown operation '{op}' (pick, place, transfer, move)")
         # everything is checked before anything moves
-        self._fresh_pose()
+        self._fresh_pose(asked_ns)
         obj = self._check_objects(request.object_id, legs[0][0], legs[-1][1] if op != "transfer" else request.target)
         # the whole operation as steps: one trajectory from rest to rest, the arm stopping only
         # where the gripper acts (a lift after a grasp goes with the next leg's approach)

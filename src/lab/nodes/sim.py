@@ -293,6 +293,11 @@ class SimNode(LabNode):
         with self._physics:  # the loop reads the table under it
             stale = self._clock_table.update(msg.owner, msg.id, msg.hold, msg.active, seconds_of(msg.until),
                                              msg.yields_to)
+            parts = node_of(msg.owner).split("/")  # a robot's node: /robot1/arm
+            if msg.hold and msg.active and len(parts) == 3 and parts[1] in self.pubs:
+                # a robot's node taking the clock starts an action that reads the robot's pose (the
+                # arm's fresh odometry): it goes out at the next tick, not the idle rate's
+                self._gate.again(parts[1], "base")
         if stale:
             self.get_logger().warning(f"{node_of(msg.owner)} was restarted: its predecessor's {stale} clock wait(s) "
                                       "and hold(s) are dropped")

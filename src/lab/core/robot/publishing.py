@@ -10,6 +10,7 @@ No ROS here: lab.nodes.sim sends what these rules say.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,3 +53,10 @@ class StateGate:
         due |= {f"tf_{part}" for key, part in zip(MOTION, ("base", "links"), strict=True)
                 if key in due and (with_tf or key not in moved)}
         return due, moved
+
+    def again(self, robot: str, key: str) -> None:
+        """`key` goes out at the next `due` even if unchanged (not counted as a move): a node asked
+        for the robot's state as it is now."""
+        sent = self.sent.get(robot, {})
+        if key in sent:
+            sent[key] = (sent[key][0], -math.inf)

@@ -132,6 +132,21 @@ def spin_for(cmd, seconds: float) -> None:
         cmd.spin_for(0.01)
 
 
+def set_param(cmd, node: str, name: str, value: int | float) -> None:
+    """Set one integer or double parameter of a running node, checked accepted."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = cmd.create_client(SetParameters, f"{node}/set_parameters")
+    spin_until(cmd, client.service_is_ready, 30, what=f"{node}/set_parameters")
+    typed = (ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value) if isinstance(value, int)
+             else ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=typed)]))
+    spin_until(cmd, future.done, 30, what=f"{node} setting {name}")
+    assert future.result().results[0].successful, future.result().results[0].reason
+    cmd.destroy_client(client)
+
+
 def wait_result(cmd, task, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while not cmd.is_task_complete(task, wait=0.02):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, ros_available
-from helpers import LAB, Probe, lab, node_pid, spin_for, spin_until
+from helpers import LAB, Probe, lab, node_pid, set_param, spin_for, spin_until
 from notices import Mailbox, free_port, serve_hook
 from procs import process, wait_for
 
@@ -154,20 +154,6 @@ def _sign_in(driver, url: str, name: str) -> None:
     assert _text(driver, "#who") == f"{name} ({'operator' if name == 'otto' else 'supervisor'})"
 
 
-def _set_param(cmd, node: str, name: str, value: int | float) -> None:
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    client = cmd.create_client(SetParameters, f"{node}/set_parameters")
-    spin_until(cmd, client.service_is_ready, 30, what=f"{node}/set_parameters")
-    typed = (ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value) if isinstance(value, int)
-             else ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=typed)]))
-    spin_until(cmd, future.done, 30, what=f"{node} setting {name}")
-    assert future.result().results[0].successful
-    cmd.destroy_client(client)
-
-
 def _notices(lab: dict, kind: str) -> tuple[list[dict], list[str]]:
     return ([n for n in lab["hook"] if n["kind"] == kind], [m for m in lab["mailbox"].messages if f"kind: {kind}" in m])
 
@@ -188,7 +174,7 @@ def test_a_campaign_started_in_the_browser_is_approved_runs_and_a_station_fault_
     assert _attribute(driver, "#floor rect[data-carrier='rack_1']", "data-at").startswith("rack_storage/")
     driver.save_screenshot(str(ARTEFACTS / "lab.png"))
     # the gas chromatograph's next step fails: a station fault during the campaign
-    _set_param(cmd, "/stations/gas_chromatograph", "fail_next", 1)
+    set_param(cmd, "/stations/gas_chromatograph", "fail_next", 1)
     driver.find_element(By.CSS_SELECTOR, "[data-tab=campaigns]").click()
     Select(driver.find_element(By.ID, "start-name")).select_by_value("approved")
     for field, value in (("start-budget", "8"), ("start-batch", "8"), ("start-seed", "3")):
@@ -277,7 +263,7 @@ def test_the_estop_button_stops_the_robot_and_only_a_supervisor_releases_it(cons
     cmd.create_subscription(SafetyState, "/safety/state", lambda m: safety.update(stopped=m.stopped, by=m.by), LATCHED)
     _sign_in(driver, url, "otto")
     # at 1000x a drive across the lab is over in a few wall ms: the stop is pressed at 2x
-    _set_param(cmd, "/sim", "speed", 2.0)
+    set_param(cmd, "/sim", "speed", 2.0)
     drive = cmd.navigate_to_station("robot1", "printer")  # across the lab
     spin_until(cmd, lambda: probe.speed > 0.05, 60, what=f"robot1 driving ({drive.result})")
     pressed = time.monotonic()
@@ -290,7 +276,7 @@ def test_the_estop_button_stops_the_robot_and_only_a_supervisor_releases_it(cons
            10, "the e-stop banner")
     driver.save_screenshot(str(ARTEFACTS / "estop.png"))
     cmd.wait(drive, timeout=60)
-    _set_param(cmd, "/sim", "speed", 1000.0)
+    set_param(cmd, "/sim", "speed", 1000.0)
     # an operator has no release button, and the endpoint refuses them
     assert not driver.find_element(By.ID, "release").is_displayed()
     answer = driver.execute_async_script("""

@@ -11,7 +11,7 @@ import math
 
 import pytest
 from conftest import ros_available
-from helpers import Probe, lab, spin_for, spin_until, wait_result
+from helpers import Probe, lab, set_param, spin_for, spin_until, wait_result
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -173,6 +173,68 @@ def test_rack_to_the_photoreactor_and_back(robot_lab) -> None:
     ok(cmd.manipulate("robot1", "transfer", "robot1/deck1", "rack_storage/slot1"))
     spin_until(cmd, lambda: probe.world.get("rack_1") == "rack_storage/slot1", 10, what="rack home")
     assert probe.world == before
+
+
+def test_the_fingers_close_on_a_pick_and_open_on_a_place_in_the_arms_trajectory(robot_lab) -> None:
+    """The gripper's actions go to the simulation's arm controller in the arm's trajectories (the
+    finger joint beside the arm's), not as clock waits of their own: the joint states show the
+    fingers closed with the rack held and open once it is put down."""
+    from sensor_msgs.msg import JointState
+
+    from lab.app.commander import TaskResult
+
+    cmd, probe, out = robot_lab
+    fingers: list[float] = []
+
+    def on_joints(msg) -> None:
+        fingers.extend(p for n, p in zip(msg.name, msg.position, strict=False)
+                       if n.endswith("gripper_finger_left_joint"))
+
+    sub = cmd.create_subscription(JointState, "/robot1/joint_states", on_joints, 50)
+    try:
+        ok = lambda task: wait_result(cmd, task)[0] is TaskResult.SUCCEEDED  # noqa: E731
+        assert ok(cmd.navigate_to_station("robot1", "rack_storage"))
+        spin_until(cmd, lambda: fingers, 10, what="the finger in the joint states")
+        assert fingers[-1] == pytest.approx(0.06)  # open: the SRDF's gripper state 'open'
+        assert ok(cmd.manipulate("robot1", "pick", "rack_storage/slot1", "", object_id="rack_1")), out.text(40)
+        spin_until(cmd, lambda: probe.world.get("rack_1") == "robot1/gripper", 10, what="rack in the gripper")
+        spin_for(cmd, 0.3)
+        assert fingers[-1] == pytest.approx(0.0)  # closed on the rack ('closed')
+        assert ok(cmd.manipulate("robot1", "place", "", "rack_storage/slot1")), out.text(40)
+        spin_until(cmd, lambda: probe.world.get("rack_1") == "rack_storage/slot1", 10, what="rack home")
+        spin_for(cmd, 0.3)
+        assert fingers[-1] == pytest.approx(0.06)
+    finally:
+        cmd.destroy_subscription(sub)
+
+
+def test_a_triggered_wrist_camera_sends_an_image_at_once(robot_lab) -> None:
+    """The navigator's refinement triggers the wrist camera (gz-sensors' `<topic>/trigger`) rather
+    than wait for the stream's next image: with the stream slowed to one image in 20 wall s, a
+    refined docking still succeeds and a trigger brings an image within 2 s."""
+    import time
+
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Bool
+
+    from lab.app.commander import TaskResult
+
+    cmd, _, out = robot_lab
+    images: list[float] = []
+    sub = cmd.create_subscription(Image, "/robot1/wrist_camera/image", lambda _m: images.append(time.monotonic()), 2)
+    trigger = cmd.create_publisher(Bool, "/robot1/wrist_camera/image/trigger", 10)
+    set_param(cmd, "/sim", "camera_rate", 0.05)
+    try:
+        outcome, result = wait_result(cmd, cmd.navigate_to_station("robot1", "photoreactor"))
+        assert outcome is TaskResult.SUCCEEDED and "refined" in result.message, (result.message, out.text(40))
+        spin_for(cmd, 0.5)  # the arm rests at 'inspect', the panel in view
+        asked = time.monotonic()
+        trigger.publish(Bool(data=True))
+        spin_until(cmd, lambda: any(t > asked for t in images), 2.0, what="an image after the trigger")
+    finally:
+        set_param(cmd, "/sim", "camera_rate", 10.0)
+        cmd.destroy_subscription(sub)
+        cmd.destroy_publisher(trigger)
 
 
 def test_tf_places_the_robot_and_its_arm_as_the_simulation_has_them(robot_lab, repo_root) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import ros_available
-from helpers import lab
+from helpers import lab, set_param
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -53,20 +53,6 @@ def _levels(cmd, statuses, name: str) -> dict[str, float]:
     wait_for(lambda: cmd.spin_for(0.05) or name in statuses, 30, period=0.0, what=f"{name} status")
     s = statuses[name]
     return dict(zip(s.stock_names, s.stock_levels, strict=True))
-
-
-def _set_param(cmd, node: str, name: str, value: int) -> None:
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    client = cmd.create_client(SetParameters, f"{node}/set_parameters")
-    assert client.wait_for_service(timeout_sec=10.0)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(
-        name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))]))
-    while not future.done():
-        cmd.spin_for(0.05)
-    assert future.result().results[0].successful
-    cmd.destroy_client(client)
 
 
 def test_dispensing_runs_its_steps_in_simulated_time_and_draws_stocks(stations) -> None:
@@ -125,7 +111,7 @@ def test_injected_fault_fails_the_run_and_the_station_recovers(stations) -> None
     from lab_interfaces.msg import StationStatus
 
     cmd, statuses, _ = stations
-    _set_param(cmd, "/stations/photoreactor", "fail_next", 1)
+    set_param(cmd, "/stations/photoreactor", "fail_next", 1)
     task = cmd.run_station("photoreactor", "rack_2", [vial(0, **{"L-Cysteine-100gL": 1.0})])
     assert cmd.wait(task, 60) is TaskResult.FAILED and "simulated instrument fault" in task.result.message
     wait_for(lambda: cmd.spin_for(0.05) or statuses["photoreactor"].state == StationStatus.FAULT, 10, period=0.0,
@@ -187,7 +173,7 @@ def test_a_station_killed_mid_process_comes_back_with_its_stocks_and_reports_wha
 
     # killed again before the instrument acted (an injected hang holds the process at its first
     # step, before it dispenses anything): the restarted station says the samples are untouched
-    _set_param(cmd, "/stations/liquid_dispenser", "hang_next", 1)
+    set_param(cmd, "/stations/liquid_dispenser", "hang_next", 1)
     task = cmd.run_station("liquid_dispenser", "rack_1", [vial(0, **{"L-Cysteine-100gL": 1.0})])
     wait_for(lambda: cmd.spin_for(0.01) or task.done.is_set() or task.feedback is not None, 60, period=0.0,
              what="the dispenser's process started")

@@ -85,15 +85,23 @@ class ManipulationBackend(ABC):
         """The arm's joints now (the chain's order), where the backend knows them."""
         return None
 
-    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
+    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled, gripper_before: bool | None = None,
+                     gripper_after: bool | None = None) -> MotionOutcome:
         """Move through `waypoints` in turn (tool poses as in move_tool, or names as in
-        move_named), coming to rest at each. This default makes one move per waypoint; a
-        backend that can send the whole path as one trajectory does so."""
+        move_named), coming to rest at each; with `gripper_before` / `gripper_after` (closed or
+        open; None = as it is), the gripper acts at rest before the first motion / after the
+        last. This default makes one move per waypoint and one per gripper action; a backend
+        that can send the whole path, gripper included, as one trajectory does so."""
         duration = 0.0
         outcome = MotionOutcome(True, "no waypoints")
-        for waypoint in waypoints:
-            outcome = (self.move_named(waypoint, cancelled) if isinstance(waypoint, str)
-                       else self.move_tool(waypoint, cancelled))
+        actions: list[Callable[[], MotionOutcome]] = [lambda: self.set_gripper(bool(gripper_before))] \
+            if gripper_before is not None else []
+        actions += [(lambda w=waypoint: self.move_named(w, cancelled)) if isinstance(waypoint, str)
+                    else (lambda w=waypoint: self.move_tool(w, cancelled)) for waypoint in waypoints]
+        if gripper_after is not None:
+            actions.append(lambda: self.set_gripper(bool(gripper_after)))
+        for action in actions:
+            outcome = action()
             duration += outcome.duration
             if not outcome.success:
                 return MotionOutcome(False, outcome.message, duration)

@@ -6,12 +6,21 @@ topic (`arm_controller/joint_trajectory`, what a ros2_control JointTrajectoryCon
 takes); a path through several waypoints (approach, grasp height, ...) is one trajectory
 that comes to rest at each. The move is done when the simulated clock has passed its
 duration and the joint states agree with the last point.
+
+The gripper acts within the trajectory, at rest before the first motion or after the last
+(GRIPPER_TIME each): on the embedded simulation, whose arm controller takes the finger joint
+as well (a JointTrajectoryController configured with it), the finger moves in the same
+message; elsewhere (Gazebo's controllers take the arm's joints only, and this backend does not
+drive their gripper controller) the arm rests for the gripper's time. Each gripper action was a
+clock wait of its own before: a round trip to the simulation, ~45 wall ms on this 2-core
+machine, three per transfer (31 % of the arm's action time in `lab bench transport`).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +31,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome, Waypoint
 from lab.core.robot.kinematics import Chain, Unreachable, waypoint_trajectory
-from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for, wait_sim
+from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for
 
 #: wall s an arm order waits for the arm's first joint states (discovery of the simulation's or
 #: the controller's publisher after a start)
@@ -37,6 +46,15 @@ class EmbeddedManipulation(ManipulationBackend):
         self.chain: Chain = params["chain"]
         self.named: dict[str, dict[str, float]] = params["named_poses"]
         self.speed_scale = float(params.get("speed_scale", 0.5))
+        # the SRDF's gripper states: open / closed -> {finger joint: position}; the finger joint is
+        # the one they set (the other finger mimics it)
+        gripper: dict[str, dict[str, float]] = params.get("gripper_poses", {})
+        fingers = sorted(set(gripper.get("open", {})) & set(gripper.get("closed", {})))
+        self.finger = fingers[0] if fingers else ""
+        self.finger_at = {closed: gripper["closed" if closed else "open"][self.finger]
+                          for closed in (False, True)} if self.finger else {}
+        #: whether the arm's controller takes the finger joint in its trajectories (the embedded simulation)
+        self.finger_in_trajectory: Callable[[], bool] = params.get("finger_in_trajectory", lambda: False)
         self._lock = threading.Lock()
         self._joints: dict[str, float] = {}
         self.gripper_closed = False
@@ -64,17 +82,51 @@ class EmbeddedManipulation(ManipulationBackend):
         wait_for(lambda: self.current() is not None, JOINT_STATES_WAIT)
         return self.current()
 
-    def _execute(self, targets: list[np.ndarray], cancelled: Cancelled) -> MotionOutcome:
-        """One trajectory through `targets` (joint positions), coming to rest at each."""
+    def finger_position(self) -> float | None:
+        with self._lock:
+            return self._joints.get(self.finger) if self.finger else None
+
+    def _points(self, start_q: np.ndarray, targets: list[np.ndarray], before: bool | None,
+                after: bool | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(joint names, times, positions) of one trajectory through `targets`, the gripper's
+        actions at rest before and after (the finger's column when the controller takes it)."""
+        times, positions, _ = waypoint_trajectory(start_q, targets, self.chain.velocity, scale=self.speed_scale)
+        names = list(self.chain.joint_names)
+        finger = self.finger_position() if self.finger_in_trajectory() else None
+        if finger is None:
+            column = None
+        else:
+            names.append(self.finger)
+            column = np.full(len(times), finger)
+        if before is not None:  # the fingers move first, the arm resting where it is
+            target = finger if column is None else self.finger_at[before]
+            if column is None or abs(target - finger) > 1e-9:
+                times = np.concatenate([[0.0], times + GRIPPER_TIME])
+                positions = np.vstack([positions[:1], positions])
+                if column is not None:
+                    column = np.concatenate([[finger], np.full(len(column), target)])
+        if after is not None:  # the fingers move last, at the last waypoint
+            times = np.concatenate([times, [times[-1] + GRIPPER_TIME]])
+            positions = np.vstack([positions, positions[-1:]])
+            if column is not None:
+                column = np.concatenate([column, [self.finger_at[after]]])
+        if column is not None:
+            positions = np.column_stack([positions, column])
+        return names, times, positions
+
+    def _execute(self, targets: list[np.ndarray], cancelled: Cancelled, before: bool | None = None,
+                 after: bool | None = None) -> MotionOutcome:
+        """One trajectory through `targets` (joint positions), coming to rest at each, the gripper
+        acting at rest before the first motion and after the last (None: it does not act)."""
         if self._arm_state() is None:
             return MotionOutcome(False, f"no joint states from {self.robot}/joint_states "
                                         f"within {JOINT_STATES_WAIT:g} s")
         start_q = self.current()
         assert start_q is not None
-        times, positions, _ = waypoint_trajectory(start_q, targets, self.chain.velocity, scale=self.speed_scale)
-        target = targets[-1]
+        names, times, positions = self._points(start_q, targets, before, after)
+        target = positions[-1]
         msg = JointTrajectory()
-        msg.joint_names = [f"{self.robot}/{j}" for j in self.chain.joint_names]
+        msg.joint_names = [f"{self.robot}/{j}" for j in names]
         for t, q in zip(times, positions, strict=True):
             sec = int(t)
             msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
@@ -87,9 +139,11 @@ class EmbeddedManipulation(ManipulationBackend):
             if cancelled():
                 self.pub.publish(JointTrajectory(joint_names=msg.joint_names))  # empty: stop where it is
                 return MotionOutcome(False, "cancelled: the arm was stopped", sim_now(self.node) - began)
-            q = self.current()
+            q = self._positions(names)
             elapsed = sim_now(self.node) - began
             if q is not None and elapsed >= duration - CLOCK_SLACK and np.max(np.abs(q - target)) < 1e-3:
+                if after is not None:
+                    self.gripper_closed = after
                 return MotionOutcome(True, "done", elapsed)
             if deadline.passed():
                 error = float(np.max(np.abs(q - target))) if q is not None else math.nan
@@ -97,6 +151,12 @@ class EmbeddedManipulation(ManipulationBackend):
                                             f"(after {elapsed:.2f} s of a {duration:.2f} s move, "
                                             f"{error:.4f} rad off)", elapsed)
             threading.Event().wait(POLL)
+
+    def _positions(self, names: list[str]) -> np.ndarray | None:
+        with self._lock:
+            if not all(j in self._joints for j in names):
+                return None
+            return np.array([self._joints[j] for j in names])
 
     def _joint_target(self, waypoint: Waypoint, seed: np.ndarray) -> np.ndarray:
         """A waypoint's joint positions (IK seeded from the previous waypoint's); ValueError if none."""
@@ -110,9 +170,11 @@ class EmbeddedManipulation(ManipulationBackend):
         except Unreachable as exc:
             raise ValueError(f"unreachable: {exc}") from None
 
-    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
+    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled, gripper_before: bool | None = None,
+                     gripper_after: bool | None = None) -> MotionOutcome:
         """Every waypoint solved first (nothing moves if one fails), then one trajectory through
-        them all: one message to the trajectory controller, as a FollowJointTrajectory goal is."""
+        them all, the gripper's actions in it: one message to the trajectory controller, as a
+        FollowJointTrajectory goal is."""
         seed = self._arm_state()
         if seed is None:
             return MotionOutcome(False, f"no joint states from {self.robot}/joint_states "
@@ -124,9 +186,9 @@ class EmbeddedManipulation(ManipulationBackend):
                 targets.append(seed)
         except ValueError as exc:
             return MotionOutcome(False, str(exc))
-        if not targets:
+        if not targets and gripper_before is None and gripper_after is None:
             return MotionOutcome(True, "no waypoints")
-        return self._execute(targets, cancelled)
+        return self._execute(targets or [seed], cancelled, gripper_before, gripper_after)
 
     def move_named(self, name: str, cancelled: Cancelled) -> MotionOutcome:
         return self.move_through([name], cancelled)
@@ -135,6 +197,5 @@ class EmbeddedManipulation(ManipulationBackend):
         return self.move_through([target], cancelled)
 
     def set_gripper(self, closed: bool) -> MotionOutcome:
-        wait_sim(self.node, GRIPPER_TIME)
-        self.gripper_closed = closed
-        return MotionOutcome(True, "closed" if closed else "open", GRIPPER_TIME)
+        """The gripper alone: a trajectory that holds the arm where it is."""
+        return self.move_through([], lambda: False, gripper_after=closed)

@@ -55,22 +55,26 @@ class ArmNode(LabNode):
         urdf = robot_urdf(params)
         self.chain = Chain.from_urdf(urdf, "base_link", "tool0")
         self.deck = deck_places(urdf)
-        self.named = named_poses(file_or_default(params.srdf_file, "urdf/kmr_iiwa.srdf"), "arm")
+        srdf = file_or_default(params.srdf_file, "urdf/kmr_iiwa.srdf")
+        self.named = named_poses(srdf, "arm")
         name = params.backend
+        group = ReentrantCallbackGroup()
+        self.move_client = self.create_client(MoveObject, "/sim/move_object", callback_group=group)
         self.backend: ManipulationBackend = backend_class("manipulation", name)(
             self, self.robot, {"chain": self.chain, "named_poses": self.named,
-                               "speed_scale": params.speed_scale})
+                               "gripper_poses": named_poses(srdf, "gripper"), "speed_scale": params.speed_scale,
+                               # the embedded simulation (it answers move_object) takes the finger joint
+                               # in the arm's trajectories
+                               "finger_in_trajectory": self.move_client.service_is_ready})
         self._busy = threading.Lock()
         self._state_lock = threading.Lock()
         self._pose: Pose2D | None = None
         self._pose_sent = 0  # the pose's publication time (ns since the epoch, the publisher's wall clock)
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
         self._own_moves: dict[str, list[str]] = {}  # made here, not yet seen published (with_own_moves)
-        group = ReentrantCallbackGroup()
         self.safety = SafetyMonitor(self, callback_group=group, contact_timeout=params.safety_timeout)
         self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
-        self.move_client = self.create_client(MoveObject, "/sim/move_object", callback_group=group)
         ActionServer(self, Manipulate, "manipulate", execute_callback=self._execute,
                      goal_callback=lambda _: GoalResponse.REJECT if self._busy.locked() else GoalResponse.ACCEPT,
                      cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=group,
@@ -217,39 +221,36 @@ class ArmNode(LabNode):
         self._fresh_pose(asked_ns)
         obj = self._check_objects(request.object_id, legs[0][0], legs[-1][1] if op != "transfer" else request.target)
         # the whole operation as steps: one trajectory from rest to rest, the arm stopping only
-        # where the gripper acts (a lift after a grasp goes with the next leg's approach)
+        # where the gripper acts (a lift after a grasp goes with the next leg's approach); a move's
+        # gripper actions (closed / open / None) go at rest before its first motion and after its last
         steps: list[tuple[str, Any]] = []
         pending: list[Waypoint] = []
+        before: bool | None = None  # what the gripper does before the next move (opens after a release)
         for k, (source, target) in enumerate(legs):
             grasp = source != gripper
             point = self.slot_in_base(target if not grasp else source)
             approach, at = (self.tool_pose(point, self.params.approach_height), self.tool_pose(point, 0.0))
             base = k / len(legs)
             steps.append(("phase", ("approach", base + 0.1 / len(legs))))
-            if grasp:
-                if pending:
-                    steps.append(("move", pending))
-                    pending = []
-                steps.append(("gripper", False))
-            steps += [("move", [*pending, approach, at]),
-                      ("phase", ("grasp" if grasp else "release", base + 0.5 / len(legs)))]
-            if grasp:
-                steps.append(("gripper", True))
-            steps.append(("world", (source, target, approach)))
-            if not grasp:
-                steps.append(("gripper", False))
-            steps.append(("phase", ("lift" if grasp else "retreat", base + 0.7 / len(legs))))
+            if grasp and pending:
+                steps.append(("move", (pending, before, None)))
+                pending, before = [], None
+            # a grasp: open (if it is not), down, close; a release: down (the rack still held)
+            steps += [("move", ([*pending, approach, at], False if grasp else before, True if grasp else None)),
+                      ("phase", ("grasp" if grasp else "release", base + 0.5 / len(legs))),
+                      ("world", (source, target, approach)),
+                      ("phase", ("lift" if grasp else "retreat", base + 0.7 / len(legs)))]
+            before = None if grasp else False  # after a release the gripper opens before the arm rises
             pending = [approach]
-        steps += [("phase", ("retreat", 0.95)), ("move", [*pending, self.params.park_pose])]
+        steps += [("phase", ("retreat", 0.95)), ("move", ([*pending, self.params.park_pose], before, None))]
         phase("planning", 0.05)
-        self._check_reachable([arg for kind, arg in steps if kind == "move"])
+        self._check_reachable([arg[0] for kind, arg in steps if kind == "move"])
         for kind, arg in steps:
             if kind == "phase":
                 phase(*arg)
-            elif kind == "gripper":
-                self._must(self.backend.set_gripper(arg))
             elif kind == "move":
-                self._must(self.backend.move_through(arg, cancelled))
+                waypoints, gripper_before, gripper_after = arg
+                self._must(self.backend.move_through(waypoints, cancelled, gripper_before, gripper_after))
             else:
                 source, target, approach = arg
                 moved = self._world_move(obj, source, target)

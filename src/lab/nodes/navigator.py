@@ -19,6 +19,7 @@ from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool
 
 from lab.backends.base import NavigationBackend, NavOutcome, backend_class
 from lab.core.config.params import RESULT_KEEP, NavigatorParams
@@ -66,6 +67,9 @@ class NavigatorNode(LabNode):
         # subscribed for the node's life: destroying a subscription while another thread spins
         # the executor races with its wait set (rclpy InvalidHandle)
         self.create_subscription(Image, "wrist_camera/image", self._on_image, 2, callback_group=group)
+        # a triggered camera's trigger (gz-sensors: <topic>/trigger): an image now, not at the next of the
+        # stream's; a camera that streams without one takes no notice
+        self.trigger_pub = self.create_publisher(Bool, "wrist_camera/image/trigger", 10)
         self.create_subscription(CameraInfo, "wrist_camera/camera_info", self._on_info, 2, callback_group=group)
         self.create_subscription(JointState, "joint_states", self._joint_states, 10, callback_group=group)
         self.initial_pose_pub = self.create_publisher(PoseWithCovarianceStamped, "initialpose", 10)
@@ -234,6 +238,7 @@ class NavigatorNode(LabNode):
         """The first camera image stamped at or after `after` (simulated s), and its stamp."""
         with self._image_lock:
             self._image_after, self._camera_image = after, None
+        self.trigger_pub.publish(Bool(data=True))
         if not wait_for(lambda: self._camera_image is not None and self._camera_info is not None,
                         self.params.camera_timeout):
             # what arrived tells a camera that publishes nothing from a clock that runs apart

@@ -31,7 +31,7 @@ from nav_msgs.msg import Path as PathMsg
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, CameraInfo, CompressedImage, Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -81,15 +81,19 @@ class SimNode(LabNode):
             1280, 960, 914.0, 914.0, 640.0, 480.0)
         deck = deck_places(urdf)
         stow = named_poses(srdf_path, "arm").get("stow", {})
+        # the arm's controller here takes the finger joint too (the SRDF's gripper states set it; the
+        # other finger mimics it): a transfer is one trajectory, the gripper's actions in it
+        finger = named_poses(srdf_path, "gripper").get("open", {})
         objects, kinds = {}, {}
         for entry in params.objects:  # '<id>@<owner>/<slot>', checked by the model
             obj, _, loc = entry.partition("@")
             objects[obj] = loc
             kinds[obj] = "tray" if obj.startswith("tray") else "rack"
-        self.lab = SimLab(self.world, self._start_poses(), self.arm.joint_names, ObjectRegistry(objects, kinds),
+        self.lab = SimLab(self.world, self._start_poses(), [*self.arm.joint_names, *finger],
+                          ObjectRegistry(objects, kinds),
                           params=params, seed=params.seed,
                           tool_fk=lambda joints: self.arm.fk(np.array([joints[j] for j in self.arm.joint_names])),
-                          deck_slots=deck, initial_joints=stow)
+                          deck_slots=deck, initial_joints={**stow, **finger})
         for loc in objects.values():
             self.lab.location_in_map(loc)  # raises for a slot that does not exist
         self._state_file = Path(params.state_file) if params.state_file else None
@@ -148,6 +152,11 @@ class SimNode(LabNode):
             self.create_subscription(JointTrajectory, f"{ns}/arm_controller/joint_trajectory",
                                      lambda m, r=name: self._trajectory(r, m), 10,
                                      callback_group=commands)
+            # a triggered camera, as gz-sensors' CameraSensor with <triggered> takes it on <topic>/trigger
+            # (gz.msgs.Boolean; std_msgs/Bool through ros_gz_bridge): an image at the next tick, beside
+            # the camera_rate stream (the navigator's marker refinement waited up to 0.1 wall s for it)
+            self.create_subscription(Bool, f"{ns}/wrist_camera/image/trigger",
+                                     lambda m, r=name: self._trigger(r, m), 10, callback_group=commands)
             self.create_subscription(PoseWithCovarianceStamped, f"{ns}/initialpose",
                                      lambda m, r=name: self._initial_pose(r, m), 10,
                                      callback_group=commands)
@@ -165,6 +174,7 @@ class SimNode(LabNode):
         self._packing: Future | None = None
         self._jpeg_rng = np.random.default_rng(params.seed + 1)
         self._last_camera = 0.0
+        self._triggered: set[str] = set()  # robots whose camera was triggered since the last tick
         self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
         self.create_timer(1.0 / params.clock_rate, self._tick)
@@ -272,6 +282,11 @@ class SimNode(LabNode):
                 self.lab.set_trajectory(robot, names, times, [list(pt.positions) for pt in msg.points])
         except InvalidGoal as exc:
             self.get_logger().error(f"{robot}: trajectory refused: {exc}")
+
+    def _trigger(self, robot: str, msg: Bool) -> None:
+        if msg.data:
+            with self._physics:
+                self._triggered.add(robot)
 
     def _initial_pose(self, robot: str, msg: PoseWithCovarianceStamped) -> None:
         with self._physics:
@@ -406,11 +421,12 @@ class SimNode(LabNode):
         self._last_compressed = wall if compressed else self._last_compressed
         views = []
         for name in self.robot_names:
-            wanted = {kind for kind, due in (("image", raw), ("compressed", compressed))
+            wanted = {kind for kind, due in (("image", raw or name in self._triggered), ("compressed", compressed))
                       if due and self.pubs[name][kind].get_subscription_count() > 0}
             view = self._camera_view(name) if wanted else None
             if view is not None:
                 views.append((name, view, now, wanted))
+        self._triggered.clear()
         return views
 
     def _map_msg(self) -> OccupancyGridMsg:

@@ -279,28 +279,51 @@ def test_a_saved_state_is_taken_back_or_set_aside_with_the_reason(tmp_path: Path
         assert len(list(tmp_path.glob(f"{name}.unusable-*"))) == 1
 
 
-def test_an_arm_keeps_its_own_moves_until_the_world_message_shows_them():
-    """The arm's view (with_own_moves): a world message published before the arm's last moves
-    (the tray still at the oven or in the gripper) gets them applied; one that shows the tray
-    where the arm left it, or anywhere else (moved on by someone), is taken as it is and the
-    moves forgotten; a target another object occupies in the message is not overwritten."""
-    from lab.core.robot.simworld import with_own_moves
+def test_the_gripper_grasps_as_its_finger_closes_and_releases_as_it_opens(world: LabWorld) -> None:
+    """The embedded arm controller takes the finger joint: a grasp happens where the finger closes
+    (the rack at the tool, within grasp_tolerance), a release where it opens (a free slot at the
+    tool); away from a slot nothing moves and the miss says how far off the nearest was; an
+    e-stop while the fingers close grasps nothing."""
+    station = world.stations["rack_storage"]
+    params = SimParams(max_drift=0.0)
+    slot = station.slot_in_map("slot1")
+    dock = station.dock
 
-    own = {"tray_2": ["post_cure_oven/tray", "robot1/gripper", "robot1/deck1"]}
-    before = {"post_cure_oven/tray": "tray_2", "printer/tray": "tray_1"}
-    assert with_own_moves(before, own) == {"robot1/deck1": "tray_2", "printer/tray": "tray_1"}
-    between = {"robot1/gripper": "tray_2", "printer/tray": "tray_1"}
-    assert with_own_moves(between, own) == {"robot1/deck1": "tray_2", "printer/tray": "tray_1"}
-    assert own  # still waiting for the message that shows the tray on the deck
-    shown = {"robot1/deck1": "tray_2", "printer/tray": "tray_1"}
-    assert with_own_moves(shown, own) == shown and own == {}
-    assert with_own_moves(before, own) == before  # forgotten: a later message is the truth again
-    elsewhere = {"mechanical_tester/tray": "tray_2"}
-    own = {"tray_2": ["post_cure_oven/tray", "robot1/deck1"]}
-    assert with_own_moves(elsewhere, own) == elsewhere and own == {}
-    occupied = {"post_cure_oven/tray": "tray_2", "robot1/deck1": "rack_1"}
-    own = {"tray_2": ["post_cure_oven/tray", "robot1/deck1"]}
-    assert with_own_moves(occupied, own) == occupied and own == {}
+    def tool_fk(joints: dict[str, float]) -> np.ndarray:
+        # the tool over slot1 (at grasp height) when j = 1, 10 cm short of it along x when j = 0
+        local = Pose2D(dock.x, dock.y, dock.yaw).inverse().compose(Pose2D(slot[0], slot[1]))
+        pose = np.eye(4)
+        pose[:3, 3] = [local.x - (1.0 - joints["j"]) * 0.1, local.y, slot[2] + params.grasp_height]
+        return pose
+
+    sim = SimLab(world, {"r": dock}, ["j", "f"], ObjectRegistry({"rack_1": "rack_storage/slot1"}, {}),
+                 params=params, tool_fk=tool_fk, initial_joints={"j": 0.0, "f": 0.06}, finger=("f", 0.06, 0.0))
+
+    def play(j: float, f: float) -> list[tuple[str, str, bool]]:
+        here = sim.robots["r"].joints
+        sim.set_trajectory("r", ["j", "f"], [1.0, 2.0], [[j, here["f"]], [j, f]])  # move, then the finger
+        sim.step(2.5)
+        events, sim.gripper_events = sim.gripper_events, []
+        return events
+
+    assert play(0.5, 0.0)[0][2]  # closed 5 cm short of the rack: a miss, nothing moved
+    assert sim.objects.at("rack_storage/slot1") == "rack_1"
+    assert play(0.5, 0.06) == []  # opening an empty gripper is nothing
+    (_, what, missed), = play(1.0, 0.0)
+    assert not missed and what == "rack_1: rack_storage/slot1 -> r/gripper"
+    assert sim.objects.at("r/gripper") == "rack_1"
+    (_, what, missed), = play(0.5, 0.06)  # opened 5 cm from any free slot: it stays in the gripper
+    assert missed and "release missed" in what and "rack_storage/slot1, is 5.0 cm" in what, what
+    assert sim.objects.at("r/gripper") == "rack_1"
+    play(0.5, 0.0)  # closed on what it holds: nothing
+    (_, what, missed), = play(1.0, 0.06)
+    assert not missed and sim.objects.at("rack_storage/slot1") == "rack_1"
+    here = sim.robots["r"].joints
+    sim.set_trajectory("r", ["j", "f"], [1.0], [[1.0, 0.0]])
+    sim.step(0.5)  # half closed
+    sim.emergency_stop("emergency stop by test")
+    sim.step(2.0)
+    assert sim.gripper_events == [] and sim.objects.at("rack_storage/slot1") == "rack_1" and 0.0 < here["f"] < 0.06
 
 
 def test_the_jacobian_is_the_derivative_of_the_tip_pose(repo_root: Path) -> None:

@@ -26,8 +26,17 @@ if TYPE_CHECKING:
 #: feedback(phase, current pose (map), distance remaining (m), estimated time remaining (simulated s))
 NavFeedback = Callable[[str, "Pose2D", float, float], None]
 Cancelled = Callable[[], bool]
-#: a tool pose (4x4 in base_link) or the name of an SRDF configuration
-Waypoint: TypeAlias = "np.ndarray | str"
+
+
+@dataclass(frozen=True)
+class Grip:
+    """A gripper action within a path: close (True) or open (False), the arm at rest where it is."""
+
+    closed: bool
+
+
+#: a tool pose (4x4 in base_link), the name of an SRDF configuration, or a gripper action
+Waypoint: TypeAlias = "np.ndarray | str | Grip"
 
 
 @dataclass(frozen=True)
@@ -85,23 +94,19 @@ class ManipulationBackend(ABC):
         """The arm's joints now (the chain's order), where the backend knows them."""
         return None
 
-    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled, gripper_before: bool | None = None,
-                     gripper_after: bool | None = None) -> MotionOutcome:
-        """Move through `waypoints` in turn (tool poses as in move_tool, or names as in
-        move_named), coming to rest at each; with `gripper_before` / `gripper_after` (closed or
-        open; None = as it is), the gripper acts at rest before the first motion / after the
-        last. This default makes one move per waypoint and one per gripper action; a backend
-        that can send the whole path, gripper included, as one trajectory does so."""
+    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
+        """Move through `waypoints` in turn (tool poses as in move_tool, names as in move_named,
+        Grip as set_gripper), coming to rest at each. This default makes one move per waypoint;
+        a backend that can send the whole path, gripper included, as one trajectory does so."""
         duration = 0.0
         outcome = MotionOutcome(True, "no waypoints")
-        actions: list[Callable[[], MotionOutcome]] = [lambda: self.set_gripper(bool(gripper_before))] \
-            if gripper_before is not None else []
-        actions += [(lambda w=waypoint: self.move_named(w, cancelled)) if isinstance(waypoint, str)
-                    else (lambda w=waypoint: self.move_tool(w, cancelled)) for waypoint in waypoints]
-        if gripper_after is not None:
-            actions.append(lambda: self.set_gripper(bool(gripper_after)))
-        for action in actions:
-            outcome = action()
+        for waypoint in waypoints:
+            if isinstance(waypoint, Grip):
+                outcome = self.set_gripper(waypoint.closed)
+            elif isinstance(waypoint, str):
+                outcome = self.move_named(waypoint, cancelled)
+            else:
+                outcome = self.move_tool(waypoint, cancelled)
             duration += outcome.duration
             if not outcome.success:
                 return MotionOutcome(False, outcome.message, duration)

@@ -29,7 +29,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lab.backends.base import Cancelled, ManipulationBackend, MotionOutcome, Waypoint
+from lab.backends.base import Cancelled, Grip, ManipulationBackend, MotionOutcome, Waypoint
 from lab.core.robot.kinematics import Chain, Unreachable, waypoint_trajectory
 from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for
 
@@ -57,7 +57,6 @@ class EmbeddedManipulation(ManipulationBackend):
         self.finger_in_trajectory: Callable[[], bool] = params.get("finger_in_trajectory", lambda: False)
         self._lock = threading.Lock()
         self._joints: dict[str, float] = {}
-        self.gripper_closed = False
         self.pub = node.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", 10)
         node.create_subscription(JointState, "joint_states", self._joint_states, 10)
 
@@ -86,53 +85,65 @@ class EmbeddedManipulation(ManipulationBackend):
         with self._lock:
             return self._joints.get(self.finger) if self.finger else None
 
-    def _points(self, start_q: np.ndarray, targets: list[np.ndarray], before: bool | None,
-                after: bool | None) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(joint names, times, positions) of one trajectory through `targets`, the gripper's
-        actions at rest before and after (the finger's column when the controller takes it)."""
-        times, positions, _ = waypoint_trajectory(start_q, targets, self.chain.velocity, scale=self.speed_scale)
-        names = list(self.chain.joint_names)
+    def _points(self, start_q: np.ndarray,
+                targets: list[np.ndarray | Grip]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(joint names, times, positions) of one trajectory through `targets` (joint positions,
+        coming to rest at each, and gripper actions at rest), with the finger's column when the
+        controller takes it. A gripper action the finger has already done takes no time then."""
         finger = self.finger_position() if self.finger_in_trajectory() else None
-        if finger is None:
-            column = None
-        else:
-            names.append(self.finger)
-            column = np.full(len(times), finger)
-        if before is not None:  # the fingers move first, the arm resting where it is
-            target = finger if column is None else self.finger_at[before]
-            if column is None or abs(target - finger) > 1e-9:
-                times = np.concatenate([[0.0], times + GRIPPER_TIME])
-                positions = np.vstack([positions[:1], positions])
-                if column is not None:
-                    column = np.concatenate([[finger], np.full(len(column), target)])
-        if after is not None:  # the fingers move last, at the last waypoint
-            times = np.concatenate([times, [times[-1] + GRIPPER_TIME]])
-            positions = np.vstack([positions, positions[-1:]])
-            if column is not None:
-                column = np.concatenate([column, [self.finger_at[after]]])
-        if column is not None:
-            positions = np.column_stack([positions, column])
-        return names, times, positions
+        times, rows, fingers = [0.0], [np.asarray(start_q, dtype=float)], [finger]
+        run: list[np.ndarray] = []
 
-    def _execute(self, targets: list[np.ndarray], cancelled: Cancelled, before: bool | None = None,
-                 after: bool | None = None) -> MotionOutcome:
-        """One trajectory through `targets` (joint positions), coming to rest at each, the gripper
-        acting at rest before the first motion and after the last (None: it does not act)."""
+        def flush() -> None:
+            if run:
+                t, q, _ = waypoint_trajectory(rows[-1], run, self.chain.velocity, scale=self.speed_scale)
+                moving = t > 0.0  # a waypoint where the arm already is adds no point
+                times.extend(t[moving] + times[-1])
+                rows.extend(q[moving])
+                fingers.extend([fingers[-1]] * int(np.count_nonzero(moving)))
+                run.clear()
+
+        for target in targets:
+            if not isinstance(target, Grip):
+                run.append(target)
+                continue
+            flush()
+            value = self.finger_at[target.closed] if finger is not None else None
+            if value is not None and abs(value - fingers[-1]) < 1e-9:
+                continue
+            times.append(times[-1] + GRIPPER_TIME)
+            rows.append(rows[-1])
+            fingers.append(value)
+        flush()
+        positions = np.array(rows)
+        names = list(self.chain.joint_names)
+        if finger is not None:
+            names.append(self.finger)
+            positions = np.column_stack([positions, np.array(fingers, dtype=float)])
+        return names, np.array(times), positions
+
+    def _execute(self, targets: list[np.ndarray | Grip], cancelled: Cancelled) -> MotionOutcome:
+        """One trajectory through `targets` (joint positions, coming to rest at each, and gripper
+        actions at rest)."""
         if self._arm_state() is None:
             return MotionOutcome(False, f"no joint states from {self.robot}/joint_states "
                                         f"within {JOINT_STATES_WAIT:g} s")
         start_q = self.current()
         assert start_q is not None
-        names, times, positions = self._points(start_q, targets, before, after)
+        names, times, positions = self._points(start_q, targets)
+        if len(times) == 1:
+            return MotionOutcome(True, "no motion")
         target = positions[-1]
         msg = JointTrajectory()
         msg.joint_names = [f"{self.robot}/{j}" for j in names]
-        for t, q in zip(times, positions, strict=True):
+        # from the first point after the start, as a trajectory controller takes it (it starts from
+        # where the joints are)
+        for t, q in zip(times[1:], positions[1:], strict=True):
             sec = int(t)
             msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
                                                    time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
         began = sim_now(self.node)
-        duration = float(times[-1]) if len(times) else 0.0
+        duration = float(times[-1])
         deadline = SimDeadline(self.node, duration + 30.0)
         self.pub.publish(msg)
         while True:
@@ -142,8 +153,6 @@ class EmbeddedManipulation(ManipulationBackend):
             q = self._positions(names)
             elapsed = sim_now(self.node) - began
             if q is not None and elapsed >= duration - CLOCK_SLACK and np.max(np.abs(q - target)) < 1e-3:
-                if after is not None:
-                    self.gripper_closed = after
                 return MotionOutcome(True, "done", elapsed)
             if deadline.passed():
                 error = float(np.max(np.abs(q - target))) if q is not None else math.nan
@@ -170,8 +179,7 @@ class EmbeddedManipulation(ManipulationBackend):
         except Unreachable as exc:
             raise ValueError(f"unreachable: {exc}") from None
 
-    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled, gripper_before: bool | None = None,
-                     gripper_after: bool | None = None) -> MotionOutcome:
+    def move_through(self, waypoints: list[Waypoint], cancelled: Cancelled) -> MotionOutcome:
         """Every waypoint solved first (nothing moves if one fails), then one trajectory through
         them all, the gripper's actions in it: one message to the trajectory controller, as a
         FollowJointTrajectory goal is."""
@@ -179,16 +187,19 @@ class EmbeddedManipulation(ManipulationBackend):
         if seed is None:
             return MotionOutcome(False, f"no joint states from {self.robot}/joint_states "
                                         f"within {JOINT_STATES_WAIT:g} s")
-        targets = []
+        targets: list[np.ndarray | Grip] = []
         try:
             for waypoint in waypoints:
+                if isinstance(waypoint, Grip):
+                    targets.append(waypoint)
+                    continue
                 seed = self._joint_target(waypoint, seed)
                 targets.append(seed)
         except ValueError as exc:
             return MotionOutcome(False, str(exc))
-        if not targets and gripper_before is None and gripper_after is None:
+        if not targets:
             return MotionOutcome(True, "no waypoints")
-        return self._execute(targets or [seed], cancelled, gripper_before, gripper_after)
+        return self._execute(targets, cancelled)
 
     def move_named(self, name: str, cancelled: Cancelled) -> MotionOutcome:
         return self.move_through([name], cancelled)
@@ -198,4 +209,4 @@ class EmbeddedManipulation(ManipulationBackend):
 
     def set_gripper(self, closed: bool) -> MotionOutcome:
         """The gripper alone: a trajectory that holds the arm where it is."""
-        return self.move_through([], lambda: False, gripper_after=closed)
+        return self.move_through([Grip(closed)], lambda: False)

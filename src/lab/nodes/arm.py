@@ -7,8 +7,10 @@ inverse kinematics before the arm moves, from where the robot believes it stands
 navigator's marker refinement that is within millimetres of the truth); an unreachable
 target, an empty source, an occupied destination or a robot that is not docked at the
 station are refused with the reason and nothing moves. The backend (parameter `backend`:
-embedded | moveit) moves the joints; in the embedded simulation the grasp and release go
-through the simulation's `move_object`, which misses when the gripper is not truly there.
+embedded | moveit) moves the joints. An operation is one path, the gripper's actions in it;
+the embedded backend sends it as one trajectory, and the embedded simulation grasps and
+releases where the fingers close and open, missing when the gripper is not truly at the slot:
+the goal ends once the simulation's world shows the rack where it was to go (or with what missed).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 
-from lab.backends.base import ManipulationBackend, MotionOutcome, Waypoint, backend_class
+from lab.backends.base import Grip, ManipulationBackend, MotionOutcome, Waypoint, backend_class
 from lab.core.config.params import RESULT_KEEP, ArmParams
 from lab.core.errors import InvalidGoal
 from lab.core.robot.kinematics import Chain, Unreachable, deck_places, named_poses
-from lab.core.robot.simworld import check_move, with_own_moves
+from lab.core.robot.simworld import check_move
 from lab.core.robot.world import Pose2D
 from lab.ros.clock import clock_hold, sim_now, wait_for
 from lab.ros.conversions import planar_pose
@@ -44,6 +46,10 @@ TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 #: wall s a pick or place waits for odometry published after its goal came, then goes on with the
 #: last it has: 20 times the idle rate's period of the simulation's state topics
 FRESH_POSE_WAIT = 2.0
+#: wall s the arm waits, after its motion, for the simulation's world to show the rack moved: the
+#: world goes out at the tick of the grasp or release, before the motion's end; only a miss waits it out
+WORLD_WAIT = 2.0
+MISSES_KEPT = 64
 
 
 class ArmNode(LabNode):
@@ -71,7 +77,10 @@ class ArmNode(LabNode):
         self._pose: Pose2D | None = None
         self._pose_sent = 0  # the pose's publication time (ns since the epoch, the publisher's wall clock)
         self._world: dict[str, str] | None = None  # location -> object, once the simulation published it
-        self._own_moves: dict[str, list[str]] = {}  # made here, not yet seen published (with_own_moves)
+        # the simulation's grasps and releases that missed: (their number since this node started,
+        # '<robot>: <why>'), the last MISSES_KEPT
+        self._misses: list[tuple[int, str]] = []
+        self._miss_count = 0
         self.safety = SafetyMonitor(self, callback_group=group, contact_timeout=params.safety_timeout)
         self.create_subscription(Odometry, "odom", self._odom, 10, callback_group=group)
         self.create_subscription(WorldState, "/world_state", self._world_state, LATCHED, callback_group=group)
@@ -109,7 +118,10 @@ class ArmNode(LabNode):
 
     def _world_state(self, msg: WorldState) -> None:
         with self._state_lock:
-            self._world = with_own_moves(dict(zip(msg.locations, msg.objects, strict=False)), self._own_moves)
+            self._world = dict(zip(msg.locations, msg.objects, strict=False))
+            self._misses += [(self._miss_count + k, m) for k, m in enumerate(msg.misses)]
+            self._miss_count += len(msg.misses)
+            del self._misses[:-MISSES_KEPT]
 
     # ------------------------------------------------------------------ geometry
     def slot_in_base(self, location: str) -> np.ndarray:
@@ -219,65 +231,45 @@ class ArmNode(LabNode):
             raise InvalidGoal(f"unknown operation '{op}' (pick, place, transfer, move)")
         # everything is checked before anything moves
         self._fresh_pose(asked_ns)
-        obj = self._check_objects(request.object_id, legs[0][0], legs[-1][1] if op != "transfer" else request.target)
-        # the whole operation as steps: one trajectory from rest to rest, the arm stopping only
-        # where the gripper acts (a lift after a grasp goes with the next leg's approach); a move's
-        # gripper actions (closed / open / None) go at rest before its first motion and after its last
-        steps: list[tuple[str, Any]] = []
-        pending: list[Waypoint] = []
-        before: bool | None = None  # what the gripper does before the next move (opens after a release)
-        for k, (source, target) in enumerate(legs):
+        final = legs[-1][1]
+        obj = self._check_objects(request.object_id, legs[0][0], final if op != "transfer" else request.target)
+        # the whole operation as one path from rest to rest, the arm stopping where the gripper acts
+        # (a grasp: open if it is not, down, close; a release: close if it is not, down, open). A
+        # backend that can sends it as one trajectory, the gripper in it; the embedded simulation
+        # then grasps and releases where the fingers close and open (lab.core.robot.simworld)
+        path: list[Waypoint] = []
+        for source, target in legs:
             grasp = source != gripper
             point = self.slot_in_base(target if not grasp else source)
             approach, at = (self.tool_pose(point, self.params.approach_height), self.tool_pose(point, 0.0))
-            base = k / len(legs)
-            steps.append(("phase", ("approach", base + 0.1 / len(legs))))
-            if grasp and pending:
-                steps.append(("move", (pending, before, None)))
-                pending, before = [], None
-            # a grasp: open (if it is not), down, close; a release: down (the rack still held)
-            steps += [("move", ([*pending, approach, at], False if grasp else before, True if grasp else None)),
-                      ("phase", ("grasp" if grasp else "release", base + 0.5 / len(legs))),
-                      ("world", (source, target, approach)),
-                      ("phase", ("lift" if grasp else "retreat", base + 0.7 / len(legs)))]
-            before = None if grasp else False  # after a release the gripper opens before the arm rises
-            pending = [approach]
-        steps += [("phase", ("retreat", 0.95)), ("move", ([*pending, self.params.park_pose], before, None))]
+            path += [Grip(not grasp), approach, at, Grip(grasp), approach]
+        path.append(self.params.park_pose)
         phase("planning", 0.05)
-        self._check_reachable([arg[0] for kind, arg in steps if kind == "move"])
-        for kind, arg in steps:
-            if kind == "phase":
-                phase(*arg)
-            elif kind == "move":
-                waypoints, gripper_before, gripper_after = arg
-                self._must(self.backend.move_through(waypoints, cancelled, gripper_before, gripper_after))
-            else:
-                source, target, approach = arg
-                moved = self._world_move(obj, source, target)
-                if moved is not None:
-                    self.backend.move_through([approach, self.params.park_pose], cancelled)
-                    raise InvalidGoal(moved)
+        self._check_reachable([[w for w in path if not isinstance(w, Grip)]])
+        phase("moving", 0.1)
+        seen = self._miss_count
+        # the embedded simulation answers move_object (a node just started may not have found it yet)
+        embedded = self.move_client.service_is_ready() or self.move_client.wait_for_service(timeout_sec=2.0)
+        self._must(self.backend.move_through(path, cancelled))
+        missed = self._world_after(obj, final, seen) if embedded else ""
+        if missed:
+            raise InvalidGoal(missed)
         result.object_id = obj
-        return f"{obj or 'object'} moved {request.source or gripper} -> {request.target or gripper}", \
-            legs[-1][1]
+        return f"{obj or 'object'} moved {request.source or gripper} -> {request.target or gripper}", final
 
-    def _world_move(self, obj: str, source: str, target: str) -> str | None:
-        """Tell the simulation about a grasp/release; the reason when it missed, else None."""
-        if not self.move_client.service_is_ready() and not self.move_client.wait_for_service(timeout_sec=2.0):
-            return None  # no world model (full stack or hardware): nothing to tell
-        done = threading.Event()
-        future = self.move_client.call_async(MoveObject.Request(object_id=obj, source=source, target=target))
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(10.0):
-            return "the simulation did not answer move_object"
-        response = future.result()
-        if not response.success:
-            return response.message
-        with self._state_lock:  # the arm's own view knows its move before the world message comes
-            if self._world is not None and obj and self._world.get(source) == obj:
-                self._own_moves[obj] = self._own_moves.get(obj, [source]) + [target]
-                self._world = with_own_moves(self._world, {obj: [source, target]})
-        return None
+    def _world_after(self, obj: str, final: str, seen: int) -> str:
+        """The embedded simulation grasps and releases as the fingers close and open: wait
+        (WORLD_WAIT wall s at most) for the world to show `obj` at `final`; '' when it does, else
+        what the simulation said missed."""
+        if not obj:
+            return ""
+        if wait_for(lambda: self._world is not None and self._world.get(final) == obj, WORLD_WAIT):
+            return ""
+        with self._state_lock:
+            where = next((loc for loc, o in (self._world or {}).items() if o == obj), "nowhere")
+            misses = [m.partition(": ")[2] for k, m in self._misses if k >= seen and m.startswith(f"{self.robot}: ")]
+        why = "; ".join(misses) or f"the simulation's world did not show it moved within {WORLD_WAIT:g} s"
+        return f"{obj} is at {where}, not {final}: {why}"
 
     @staticmethod
     def _must(outcome: MotionOutcome) -> None:

@@ -8,8 +8,12 @@ plugins and a base controller would take: `cmd_vel` (geometry_msgs/Twist), `foll
 (trajectory_msgs/JointTrajectory) and `initialpose` (localisation correction), and publishes
 `odom` (where the robot believes it is), `ground_truth`, `joint_states`, `battery_state`,
 `bumper` (what it ran into), `wrist_camera/image` + `camera_info` (rendered only while
-someone subscribes) and `robot_description` (latched). Lab-wide: `/world_state` (where every
-rack and tray is, latched), `/lab_markers` for RViz, and `~/move_object` (grasp/release).
+someone subscribes, at `camera_rate` and at once on `wrist_camera/image/trigger`) and
+`robot_description` (latched). The arm controller takes the finger joint too: a rack at the
+tool is grasped where the finger closes and released where it opens (simworld). Lab-wide:
+`/world_state` (where every rack and tray is, latched, and which grasps and releases missed),
+`/lab_markers` for RViz, and `~/move_object` (a grasp or release by request, where the gripper
+truly is; the arm takes it as the sign that it runs on this simulation).
 The physics lives in lab.core.robot.simworld; this file is ROS I/O.
 """
 
@@ -83,7 +87,9 @@ class SimNode(LabNode):
         stow = named_poses(srdf_path, "arm").get("stow", {})
         # the arm's controller here takes the finger joint too (the SRDF's gripper states set it; the
         # other finger mimics it): a transfer is one trajectory, the gripper's actions in it
-        finger = named_poses(srdf_path, "gripper").get("open", {})
+        gripper = named_poses(srdf_path, "gripper")
+        finger = gripper.get("open", {})
+        finger_joint = next((j for j in finger if j in gripper.get("closed", {})), "")
         objects, kinds = {}, {}
         for entry in params.objects:  # '<id>@<owner>/<slot>', checked by the model
             obj, _, loc = entry.partition("@")
@@ -93,7 +99,9 @@ class SimNode(LabNode):
                           ObjectRegistry(objects, kinds),
                           params=params, seed=params.seed,
                           tool_fk=lambda joints: self.arm.fk(np.array([joints[j] for j in self.arm.joint_names])),
-                          deck_slots=deck, initial_joints={**stow, **finger})
+                          deck_slots=deck, initial_joints={**stow, **finger},
+                          finger=(finger_joint, finger[finger_joint], gripper["closed"][finger_joint])
+                          if finger_joint else None)
         for loc in objects.values():
             self.lab.location_in_map(loc)  # raises for a slot that does not exist
         self._state_file = Path(params.state_file) if params.state_file else None
@@ -369,10 +377,17 @@ class SimNode(LabNode):
         try:
             with self._physics:
                 views = self._tick_locked()
+                events, self.lab.gripper_events = self.lab.gripper_events, []
+                if events:  # the world at once, with what missed: the arm waits for it to end its goal
+                    self._publish_world(force=True, misses=[f"{r}: {what}" for r, what, missed in events if missed])
         except Exception:
             if self.context.ok():
                 raise
             return  # Ctrl-C shut the context down during the tick: its publishing fails, nothing else
+        for robot, what, missed in events:
+            (self.get_logger().warning if missed else self.get_logger().info)(f"{robot}: {what}")
+        if events:
+            self.save_world(sync=True)  # a grasp or release is never lost
         for name, view, now, wanted in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it
             if wanted == {"compressed"}:  # only the recording's stream: off the loop, never two at once
                 if self._packing is None or self._packing.done():
@@ -473,12 +488,12 @@ class SimNode(LabNode):
             self.pubs[name]["image"].publish(raw)
             self.pubs[name]["info"].publish(info)
 
-    def _publish_world(self, force: bool = False) -> None:
+    def _publish_world(self, force: bool = False, misses: list[str] | None = None) -> None:
         snapshot = self.lab.objects.snapshot()
         if not force and snapshot == self._world_version:
             return
         self._world_version = snapshot
-        msg = WorldState(stamp=to_time(self.lab.time))
+        msg = WorldState(stamp=to_time(self.lab.time), misses=misses or [])
         msg.objects = [o for o, _, _ in snapshot]
         msg.kinds = [k for _, k, _ in snapshot]
         msg.locations = [loc for _, _, loc in snapshot]

@@ -50,6 +50,7 @@ class SimRobot:
     velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
     trajectory: Trajectory | None = None
     bumper: str = ""                       # what the base last hit ('' = nothing)
+    fingers_closed: bool | None = None     # the gripper's state as the grasps and releases saw it last
     travelled: float = 0.0
     events: list[str] = field(default_factory=list)
 
@@ -76,30 +77,6 @@ def check_move(objects_at: Mapping[str, str], obj: str, source: str, target: str
     if occupant is not None:
         raise InvalidGoal(f"{target} is occupied by {occupant}")
     return present
-
-
-def with_own_moves(world: Mapping[str, str], own: dict[str, list[str]]) -> dict[str, str]:
-    """A published world state (location -> object) with the moves one arm made itself and has
-    not yet seen published (`own`: object -> the locations it went through, last = where it is
-    now; updated in place).
-
-    The simulation publishes a move before it answers the arm, but the two travel on different
-    DDS channels: the arm can get the answer, drive on and be asked for its next move before
-    the world message arrives (it would refuse a tray as "nothing at robot1/deck1" right after
-    putting it there). A message that still shows an object at one of the
-    earlier places of its own moves was published before the last of them: the object is put
-    where the arm left it. A message that shows it anywhere else includes the moves (or later
-    ones by others): it is taken as it is and the moves forgotten."""
-    out = dict(world)
-    where = {obj: loc for loc, obj in world.items()}
-    for obj, path in list(own.items()):
-        at, target = where.get(obj), path[-1]
-        if at == target or at not in path[:-1] or target in out:
-            del own[obj]
-            continue
-        del out[at]
-        out[target] = obj
-    return out
 
 
 class ObjectRegistry:
@@ -139,8 +116,11 @@ class SimLab:
                  objects: ObjectRegistry, params: SimParams | None = None, seed: int = 0,
                  tool_fk: Callable[[dict[str, float]], np.ndarray] | None = None,
                  deck_slots: dict[str, np.ndarray] | None = None,
-                 initial_joints: dict[str, float] | None = None) -> None:
-        """tool_fk(joints: dict) -> 4x4 pose of tool0 in base_link; deck_slots: slot name -> 4x4 in base_link."""
+                 initial_joints: dict[str, float] | None = None,
+                 finger: tuple[str, float, float] | None = None) -> None:
+        """tool_fk(joints: dict) -> 4x4 pose of tool0 in base_link; deck_slots: slot name -> 4x4 in base_link;
+        finger: (the gripper's finger joint, its open and its closed position), one of joint_names: the
+        gripper grasps what is at the tool when the finger closes and releases it when it opens."""
         self.world = world
         self.params = params or SimParams()
         self.rng = np.random.default_rng(seed)
@@ -150,6 +130,8 @@ class SimLab:
         self.joint_names = list(joint_names)
         self._tool_fk = tool_fk
         self.deck_slots = deck_slots or {}
+        self.finger = finger
+        self.gripper_events: list[tuple[str, str, bool]] = []  # (robot, what happened, whether it missed)
         self.robots: dict[str, SimRobot] = {}
         for name, pose in robots.items():
             hit = footprint_collides(world, pose)
@@ -372,6 +354,60 @@ class SimLab:
             values = np.array([np.interp(t, traj.times, traj.positions[:, k]) for k in range(len(traj.joint_names))])
         for name, value in zip(traj.joint_names, values, strict=True):
             robot.joints[name] = float(value)
+        if self.finger is not None and self.finger[0] in traj.joint_names:
+            self._step_gripper(robot)
+
+    def _step_gripper(self, robot: SimRobot) -> None:
+        """A grasp when the finger has closed (within a tenth of its travel), a release when it has
+        opened (likewise): what a gripper does to what is between its fingers, as a trajectory
+        controller that takes the finger joint drives it. Nothing happens between the two."""
+        assert self.finger is not None
+        name, open_at, closed_at = self.finger
+        travel = (robot.joints[name] - closed_at) / (open_at - closed_at)
+        closed = True if travel <= 0.1 else False if travel >= 0.9 else robot.fingers_closed
+        if robot.fingers_closed is None or closed is None or closed == robot.fingers_closed:
+            robot.fingers_closed = closed if robot.fingers_closed is None else robot.fingers_closed
+            return
+        robot.fingers_closed = closed
+        held = self.objects.at(f"{robot.name}/{GRIPPER}")
+        if closed and held is None:
+            self._gripper_meets(robot, grasp=True)
+        elif not closed and held is not None:
+            self._gripper_meets(robot, grasp=False)
+
+    def _gripper_meets(self, robot: SimRobot, grasp: bool) -> None:
+        """The slot at the tool (within grasp_tolerance) holding something for a grasp, free for a
+        release; the move made there, or a miss recorded (nothing moves: a rack released away
+        from a slot stays in the gripper, the simulation does not drop racks)."""
+        tool = self.tool_in_map(robot.name)
+        gripper = f"{robot.name}/{GRIPPER}"
+        held = {loc: obj for obj, loc in self.objects.locations.items()}
+        best, best_error = "", math.inf
+        for loc in self._slots():
+            if (loc in held) != grasp:
+                continue
+            point = self.location_in_map(loc)
+            assert point is not None
+            error = float(np.linalg.norm(tool - point - np.array([0.0, 0.0, self.params.grasp_height])))
+            if error < best_error:
+                best, best_error = loc, error
+        verb = "grasp" if grasp else "release"
+        if best and best_error <= self.params.grasp_tolerance:
+            obj = self.objects.move(held[best] if grasp else held[gripper], best if grasp else gripper,
+                                    gripper if grasp else best)
+            self.gripper_events.append((robot.name, f"{obj}: {best if grasp else gripper} -> "
+                                                    f"{gripper if grasp else best}", False))
+            return
+        what = "a rack or tray" if grasp else "a free slot"
+        nearest = f" (the nearest, {best}, is {best_error * 100:.1f} cm from it)" if best else ""
+        within = f"{self.params.grasp_tolerance * 100:.1f} cm"
+        self.gripper_events.append((robot.name, f"{verb} missed: no {what} within {within} of {robot.name}'s "
+                                                f"gripper{nearest}", True))
+
+    def _slots(self) -> list[str]:
+        """Every place a rack or tray can stand: the stations' slots and the robots' deck places."""
+        return [f"{name}/{slot}" for name, station in self.world.stations.items() for slot in station.slots] + \
+            [f"{name}/{slot}" for name in self.robots for slot in self.deck_slots]
 
     def _step_battery(self, robot: SimRobot, h: float) -> None:
         p = self.params

@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         if task is not None and cmd.is_task_complete(task, wait=0.0):
             print("lab bench load: the campaign ended during the round trips: its load was not there "
                   "throughout", file=sys.stderr)
+        elif task is not None:
+            # cancelled, not left running in runs/campaigns.db: a planner started in this folder within
+            # its take_up_within (600 s) would take it up and refuse the next bench's campaign (seen
+            # 2026-12-04: `lab bench lab` right after this bench was refused "one campaign at a time")
+            cmd.cancel(task, timeout=120)
     figures: dict[str, Any] = {"speed": ns.speed, "campaign": not ns.idle, "round_trips": ns.round_trips}
     for name, kinds in times.items():
         for key, values in kinds.items():

@@ -36,6 +36,8 @@ from lab.ros.clock import CLOCK_SLACK, POLL, SimDeadline, sim_now, wait_for
 #: wall s an arm order waits for the arm's first joint states (discovery of the simulation's or
 #: the controller's publisher after a start)
 JOINT_STATES_WAIT = 10.0
+#: wall s an arm order waits for the trajectory controller's subscription to match (discovery, as above)
+CONTROLLER_WAIT = 10.0
 
 GRIPPER_TIME = 1.0  # simulated s to open or close the gripper (assumption)
 
@@ -142,6 +144,12 @@ class EmbeddedManipulation(ManipulationBackend):
             sec = int(t)
             msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
                                                    time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
+        # the controller's subscription matched first: a trajectory published before it was lost, and
+        # the arm, holding the clock, then waited for a motion that never came (the first move of a
+        # lab just started, 2026-12-04: "after 0.00 s of a 7.51 s move, 3.1308 rad off")
+        if not wait_for(lambda: self.pub.get_subscription_count() > 0, CONTROLLER_WAIT):
+            return MotionOutcome(False, f"no trajectory controller on {self.pub.topic_name} within "
+                                        f"{CONTROLLER_WAIT:g} s")
         began = sim_now(self.node)
         duration = float(times[-1])
         deadline = SimDeadline(self.node, duration + 30.0)

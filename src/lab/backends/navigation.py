@@ -36,6 +36,9 @@ from lab.ros.conversions import planar_pose, pose_msg
 from lab.ros.qos import LATCHED
 from lab_interfaces.srv import Traffic
 
+#: wall s a drive waits for the base controller's subscription to match (discovery after a start)
+CONTROLLER_WAIT = 10.0
+
 
 class _Blocked(Exception):
     """Waiting for the way to clear ended without a path (cancelled or timed out)."""
@@ -214,6 +217,11 @@ class EmbeddedNavigation(NavigationBackend):
     def _follow(self, path: list[Pose2D], goal: Pose2D, feedback: NavFeedback, cancelled: Cancelled) -> NavOutcome:
         start = path[0]
         total = path_length(path)
+        # the base controller's subscription matched first: a path published before it is lost, and the
+        # base would never move (the arm's trajectories had that race in a lab just started)
+        if not wait_for(lambda: self.path_pub.get_subscription_count() > 0, CONTROLLER_WAIT):
+            return NavOutcome(False, f"no base controller on {self.path_pub.topic_name} within {CONTROLLER_WAIT:g} s",
+                              start, 0.0)
         self.plan_pub.publish(self._path_msg(path))
         with self._lock:
             bumps = self._bumper_count

@@ -89,7 +89,7 @@ def test_the_base_stops_at_a_wall_and_says_so(world: LabWorld) -> None:
         sim.set_cmd_vel("r", 0.3, 0.0, 0.0)
         sim.step(0.1)
     robot = sim.robots["r"]
-    assert robot.bumper and robot.events and "stopped against" in robot.events[0]
+    assert robot.bumper and robot.events and "stopped against" in robot.events[0][0]
     assert not robot.moving
 
 
@@ -121,6 +121,8 @@ def test_emergency_stop_halts_every_motion_and_refuses_commands_until_released(w
     sim.step(5.0)
     assert not sim.robots["r"].moving and sim.robots["r"].truth == at
     assert sim.robots["r"].bumper == "emergency stop by test: drill"
+    sim.follow_path("r", [])  # the navigator's stop, before the simulation reported the halt
+    assert sim.robots["r"].events[-1][1] == "emergency stop by test: drill"  # what the report says
     for command in (lambda: sim.follow_path("r", path), lambda: sim.set_cmd_vel("r", 0.3, 0.0, 0.0),
                     lambda: sim.set_trajectory("r", ["j1"], [0.0, 1.0], [[0.0], [1.0]]),
                     lambda: sim.move_object("rack_1", "rack_storage/slot1", "r/gripper")):

@@ -435,9 +435,12 @@ class SimNode(LabNode):
             self._clock_sent, self._clock_sent_at = self.lab.time, wall
         for robot in self.lab.robots.values():
             while robot.events:
-                event = robot.events.pop(0)
+                event, bumper = robot.events.pop(0)
                 self.get_logger().warning(event)
-                self.pubs[robot.name]["bumper"].publish(String(data=robot.bumper))
+                # as it was at the event: the navigator's stop (an empty path) right after an e-stop
+                # cleared robot.bumper first, and the report went out empty (lab bench estop: a stop
+                # "not seen at rest in 30 s", twice in 100 at 2000x)
+                self.pubs[robot.name]["bumper"].publish(String(data=bumper))
         if wall - self._last_publish >= 1.0 / self.params.publish_rate:
             self._last_publish = wall
             # tf is ~1 ms of message building per robot: at a rate of its own (RViz draws at 30 Hz)

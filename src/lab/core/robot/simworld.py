@@ -52,7 +52,9 @@ class SimRobot:
     bumper: str = ""                       # what the base last hit ('' = nothing)
     fingers_closed: bool | None = None     # the gripper's state as the grasps and releases saw it last
     travelled: float = 0.0
-    events: list[str] = field(default_factory=list)
+    # what stopped it, to log and report on `bumper`: (log line, bumper text as it was then; a stop
+    # command right after, an empty path, clears `bumper` before the report goes out)
+    events: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def moving(self) -> bool:
@@ -211,7 +213,7 @@ class SimLab:
             robot.follower, robot.trajectory = None, None
             robot.cmd_vel, robot.velocity = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
             robot.bumper = self.stopped
-            robot.events.append(f"{robot.name}: base and arm halted: {self.stopped}")  # reported on `bumper`
+            robot.events.append((f"{robot.name}: base and arm halted: {self.stopped}", robot.bumper))
 
     def release(self) -> None:
         self.stopped = ""
@@ -316,7 +318,8 @@ class SimLab:
             robot.cmd_vel_until = -1.0
             robot.velocity = (0.0, 0.0, 0.0)
             robot.bumper = hit
-            robot.events.append(f"{robot.name}: stopped against {hit} at ({robot.truth.x:.2f}, {robot.truth.y:.2f})")
+            robot.events.append((f"{robot.name}: stopped against {hit} at ({robot.truth.x:.2f}, "
+                                 f"{robot.truth.y:.2f})", hit))
             return
         dist = math.hypot(delta.x, delta.y)
         robot.travelled += dist

@@ -71,10 +71,7 @@ class EmbeddedManipulation(ManipulationBackend):
         return self.current()
 
     def current(self) -> np.ndarray | None:
-        with self._lock:
-            if not all(j in self._joints for j in self.chain.joint_names):
-                return None
-            return np.array([self._joints[j] for j in self.chain.joint_names])
+        return self._positions(self.chain.joint_names)
 
     def _arm_state(self) -> np.ndarray | None:
         """The arm's joint positions, waited for up to JOINT_STATES_WAIT wall s: a node just started

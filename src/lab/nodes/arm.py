@@ -47,7 +47,8 @@ TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 #: last it has: 20 times the idle rate's period of the simulation's state topics
 FRESH_POSE_WAIT = 2.0
 #: wall s the arm waits, after its motion, for the simulation's world to show the rack moved: the
-#: world goes out at the tick of the grasp or release, before the motion's end; only a miss waits it out
+#: world goes out once the grasp or release is saved, usually before the motion's end; only a miss
+#: waits it out
 WORLD_WAIT = 2.0
 MISSES_KEPT = 64
 

@@ -17,23 +17,35 @@ figures BENCHMARKS.md quotes.
 - `level` > 0: the probability of beating the `level` quantile of the values so far instead of
   EI (active-search-like: many good candidates rather than one better one). Not meant to be
   combined with `hedge` (hedge's PI would take the level as its incumbent): refused.
+- `ls_prior`: the hyperparameters fitted by maximum a posteriori under a prior on the length
+  scales (and, with `noise_prior` 1, on the noise) instead of by maximum likelihood within hard
+  bounds: 1 the dimension-scaled log-normal of Hvarfner, Hellsten & Nardi (ICML 2024),
+  LogNormal(sqrt(2) + ln(d) / 2, sqrt(3)), BoTorch's default since 0.12
+  (botorch/models/utils/gpytorch_modules.py, get_covar_module_with_dim_scaled_prior); 2 the
+  Gamma(3, 6) BoTorch used before (get_matern_kernel_with_gamma_prior). `noise_prior` 1:
+  LogNormal(-4, 1) on the noise variance (the same paper). As in GPyTorch the prior's density
+  is that of the length scale itself, added to the log marginal likelihood; the optimisation
+  runs on the log-hyperparameters within the kernel's bounds (give length_scale_min/max).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.gaussian_process import GaussianProcessRegressor
 from skopt.acquisition import gaussian_ei, gaussian_lcb, gaussian_pi
 
 from lab.core.campaign.objective import Objective
-from lab.core.campaign.planner import Acquisition, BatchPlanner, Believer, Posterior, incumbent
+from lab.core.campaign.planner import Acquisition, BatchPlanner, Believer, Posterior, incumbent, start_kernel
 from lab.core.campaign.space import Space
 
 #: the options ResearchPlanner adds to BatchPlanner's
-OPTIONS = ("trees", "hyper_samples", "sample_below", "warp_y", "hedge", "kappa", "eta", "level")
+OPTIONS = ("trees", "hyper_samples", "sample_below", "warp_y", "hedge", "kappa", "eta", "level", "ls_prior",
+           "noise_prior")
 
 
 def planner(space: Space, objectives: Sequence[Objective], **options: Any) -> BatchPlanner:
@@ -46,8 +58,11 @@ def planner(space: Space, objectives: Sequence[Objective], **options: Any) -> Ba
 class ResearchPlanner(BatchPlanner):
     def __init__(self, space: Space, objectives: Sequence[Objective], *args: Any, trees: int = 0,
                  hyper_samples: int = 0, sample_below: int = 150, warp_y: int = 0, hedge: int = 0,
-                 kappa: float = 1.96, eta: float = 1.0, level: float = 0.0, **kwargs: Any) -> None:
+                 kappa: float = 1.96, eta: float = 1.0, level: float = 0.0, ls_prior: int = 0,
+                 noise_prior: int = 0, **kwargs: Any) -> None:
         super().__init__(space, objectives, *args, **kwargs)
+        if ls_prior or noise_prior:
+            self.optimizer = MapFit(len(space.dimensions), int(ls_prior), int(noise_prior))
         if hedge and level > 0:
             raise ValueError("hedge and level do not combine: hedge's PI would take the level as its incumbent")
         self.trees = trees
@@ -176,3 +191,43 @@ def slice_sample(log_p: Callable[[np.ndarray], float], start: np.ndarray, low: n
         if step % thin == thin - 1:
             out.append(x.copy())
     return out
+
+
+class MapFit:
+    """scikit-learn's `optimizer` argument: the hyperparameters (log space, the kernel's bounds)
+    that maximise the log marginal likelihood plus the log prior density of the length scales
+    (`ls_prior` 1: dimension-scaled log-normal, 2: Gamma(3, 6)) and of the noise variance
+    (`noise_prior` 1: LogNormal(-4, 1)); the module's docstring cites each."""
+
+    def __init__(self, dims: int, ls_prior: int, noise_prior: int) -> None:
+        offsets, at = {}, 0
+        for h in start_kernel(dims).hyperparameters:  # the planner's kernel: where each parameter sits in theta
+            offsets[h.name.rsplit("__", 1)[-1]] = slice(at, at + h.n_elements)
+            at += h.n_elements
+        self.lengths, self.noise = offsets["length_scale"], offsets["noise_level"]
+        self.ls_prior, self.noise_prior = ls_prior, noise_prior
+        self.mu = math.sqrt(2.0) + 0.5 * math.log(dims)
+
+    def log_prior(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = 0.0, np.zeros_like(theta)
+        t = theta[self.lengths]
+        if self.ls_prior == 1:
+            value += float(np.sum(-t - (t - self.mu) ** 2 / 6.0))  # sigma^2 = 3
+            grad[self.lengths] = -1.0 - (t - self.mu) / 3.0
+        elif self.ls_prior == 2:
+            value += float(np.sum(2.0 * t - 6.0 * np.exp(t)))
+            grad[self.lengths] = 2.0 - 6.0 * np.exp(t)
+        if self.noise_prior == 1:
+            t = theta[self.noise]
+            value += float(np.sum(-t - (t + 4.0) ** 2 / 2.0))
+            grad[self.noise] = -1.0 - (t + 4.0)
+        return value, grad
+
+    def __call__(self, obj_func: Callable, initial_theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            loss, grad = obj_func(theta, eval_gradient=True)  # minus the log marginal likelihood
+            prior, prior_grad = self.log_prior(theta)
+            return float(loss) - prior, np.asarray(grad) - prior_grad
+
+        result = minimize(objective, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds)
+        return result.x, float(result.fun)

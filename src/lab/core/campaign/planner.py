@@ -91,6 +91,9 @@ class BatchPlanner:
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
+        #: how the hyperparameters are fitted (scikit-learn's optimizer argument): maximum
+        #: likelihood by L-BFGS-B; the research strategies swap in a prior (lab.bench.strategies)
+        self.optimizer: object = "fmin_l_bfgs_b"
 
     # ------------------------------------------------------------------ data
     def _targets(self, observed: Sequence[Observation]) -> tuple[list[Point], np.ndarray]:
@@ -184,7 +187,7 @@ class BatchPlanner:
         subset = np.arange(len(y))
         if len(y) > self.fit_subset:
             subset = np.random.default_rng(len(y)).choice(len(y), self.fit_subset, replace=False)
-        gp = GaussianProcessRegressor(kernel=start, normalize_y=True, random_state=0,
+        gp = GaussianProcessRegressor(kernel=start, normalize_y=True, random_state=0, optimizer=self.optimizer,
                                       n_restarts_optimizer=self.restarts if len(y) <= 150 else 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

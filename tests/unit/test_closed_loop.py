@@ -341,6 +341,33 @@ def test_slice_sampler_draws_from_the_target_within_the_box():
         PHOTO.space.validate(p)
 
 
+def test_a_prior_on_the_length_scales_is_fitted_by_maximum_a_posteriori():
+    """`ls_prior` (MapFit): the log prior's gradient is its derivative; on data that hardly depend
+    on some inputs (long length scales by maximum likelihood) Gamma(3, 6) pulls the fitted length
+    scales short and the log-normal keeps them longer than Gamma does; the planner still proposes."""
+    from lab.bench.strategies import MapFit
+
+    theta = np.array([0.1, -1.0, 0.5, 1.2, -0.3, -3.0])
+    for ls_prior in (1, 2):
+        fit = MapFit(4, ls_prior, 1)
+        value, grad = fit.log_prior(theta)
+        numeric = [(fit.log_prior(theta + 1e-6 * e)[0] - value) / 1e-6 for e in np.eye(len(theta))]
+        assert np.allclose(grad, numeric, atol=1e-4), (ls_prior, grad, numeric)
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 4))
+    y = np.sin(3 * x[:, 0]) + 0.05 * x[:, 1]
+    fitted = {}
+    for ls_prior in (0, 1, 2):
+        planner = ResearchPlanner(PHOTO.space, PHOTO.objectives, seed=1, ls_prior=ls_prior,
+                                  length_scale_min=0.025, length_scale_max=100)
+        fitted[ls_prior] = np.exp(planner._model(x, y).kernel_.k1.k2.theta)
+    assert fitted[2].max() < 3.0 < fitted[0].max(), fitted   # Gamma(3, 6): no input switched off
+    assert fitted[1].max() > fitted[2].max(), fitted
+    planner = ResearchPlanner(PHOTO.space, PHOTO.objectives, initial_random=16, seed=1, ls_prior=1, noise_prior=1)
+    batch = planner.propose(_measure(PHOTO, PHOTO.space.sample(30, rng), rng), [], 8)
+    assert len({PHOTO.space.key(p) for p in batch}) == 8
+
+
 def test_objective_warp_keeps_the_order_and_compresses_only_a_bad_tail():
     """`warp_y`: Yeo-Johnson keeps the order of the values (EI's incumbent stays the best) and
     makes a long tail closer to normal; one-sided (2) compresses a long tail of bad (high)

@@ -18,7 +18,7 @@ from procs import process, wait_for
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
-SPEED = "1500"
+SPEED = "3000"
 
 
 @pytest.fixture(scope="module")

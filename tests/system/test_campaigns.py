@@ -22,7 +22,7 @@ from procs import children_of
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
 
-SPEED = "1500"
+SPEED = "3000"
 
 
 def test_photocatalysis_and_printing_campaigns_end_to_end(tmp_path: Path, commander) -> None:

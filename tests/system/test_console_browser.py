@@ -66,7 +66,7 @@ def console_lab(tmp_path_factory):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
                 "--disable-gpu", "--no-first-run"):
         options.add_argument(arg)
-    with lab(tmp, ["robots:=1", "speed:=1000", "record:=false", "console:=true"], keep=FULL_LAB,
+    with lab(tmp, ["robots:=1", "speed:=2000", "record:=false", "console:=true"], keep=FULL_LAB,
              overrides={"console": {"port": port, "notify_file": str(notify), "campaigns_dir": str(campaigns)},
                         "planner": {"campaigns_dir": str(campaigns)}}) as out:
         context = rclpy.Context()
@@ -276,7 +276,7 @@ def test_the_estop_button_stops_the_robot_and_only_a_supervisor_releases_it(cons
            10, "the e-stop banner")
     driver.save_screenshot(str(ARTEFACTS / "estop.png"))
     cmd.wait(drive, timeout=60)
-    set_param(cmd, "/sim", "speed", 1000.0)
+    set_param(cmd, "/sim", "speed", 2000.0)
     # an operator has no release button, and the endpoint refuses them
     assert not driver.find_element(By.ID, "release").is_displayed()
     answer = driver.execute_async_script("""

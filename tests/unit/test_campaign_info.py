@@ -123,7 +123,8 @@ def test_a_running_campaign_shows_who_started_it_and_whether_anyone_follows_it(
         f"`lab campaign cancel {orphan.campaign_id}` stops it)"), lines
     assert lines[unsaid.campaign_id].endswith("of 32   running"), lines
     assert lines[left.campaign_id].endswith(
-        f"running, started by cy@lab3; no planner has run it for 10 min: `lab campaign resume {left.campaign_id}`")
+        f"running, started by cy@lab3; no planner has run it for 10 min: `lab campaign resume {left.campaign_id}` "
+        f"continues it, `lab campaign cancel {left.campaign_id}` ends it")
     assert campaign_status(db, orphan.campaign_id) == 0
     assert "running, started by bob@lab2; no client follows it" in capsys.readouterr().out
 
@@ -269,3 +270,38 @@ def test_lab_campaign_approve_edits_and_drops_as_the_console_does_and_is_audited
         trail = [(command, ok) for _, _, _, command, _, _, ok in store.commands()]
     assert record.point[dim.name] == dim.low and record.chosen_by and record.state == "running"
     assert trail == [("approve_batch", False), ("approve_batch", True)]
+
+
+def test_a_campaign_left_running_is_cancelled_in_the_record_only_when_no_planner_runs_it(tmp_path: Path) -> None:
+    """`lab campaign cancel` with no planner up (cancel_left_running): a campaign no planner has
+    run for SILENT_AFTER s is marked cancelled, so the next planner does not take it up by itself;
+    one a planner ran just now, one already ended and an unknown id are refused with the reason
+    and nothing changed; each attempt is in the audit trail."""
+    import time
+
+    from lab.app.campaign_info import SILENT_AFTER, cancel_left_running
+
+    db = tmp_path / "campaigns.db"
+    with CampaignStore.open(db) as store:
+        left = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=4)
+        live = CampaignRunner.start(store, PHOTO, budget=32, batch_size=16, seed=5)
+        store.touch(live.campaign_id)  # its planner said so just now
+        with store.transaction() as sql:
+            sql.execute("UPDATE campaigns SET active = ? WHERE id = ?", (time.time() - 2 * SILENT_AFTER,
+                                                                          left.campaign_id))
+    ok, message = cancel_left_running(db, left.campaign_id, "ada@lab1")
+    assert ok and "marked cancelled" in message and f"lab campaign resume {left.campaign_id}" in message
+    ok, message = cancel_left_running(db, live.campaign_id, "ada@lab1")
+    assert not ok and "a planner ran campaign" in message, message
+    ok, message = cancel_left_running(db, left.campaign_id, "ada@lab1")
+    assert not ok and "is cancelled, not running" in message, message
+    ok, message = cancel_left_running(db, "photocatalysis-nope", "ada@lab1")
+    assert not ok and "no campaign photocatalysis-nope" in message, message
+    assert cancel_left_running(tmp_path / "none.db", left.campaign_id, "ada@lab1")[0] is False
+    assert not (tmp_path / "none.db").exists()
+    with CampaignStore.open(db) as store:
+        assert store.campaign_info(left.campaign_id).status == "cancelled"
+        assert store.campaign_info(live.campaign_id).status == "running"
+        assert store.left_running()[0][0] == live.campaign_id and len(store.left_running()) == 1
+        trail = [(who, command, ok) for _, who, _, command, _, _, ok in store.commands()]
+    assert trail == [("ada@lab1", "cancel_campaign", True)] + [("ada@lab1", "cancel_campaign", False)] * 3

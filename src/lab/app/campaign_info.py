@@ -51,10 +51,30 @@ def running_how(info: CampaignInfo, now: float | None = None) -> str:
     by = f", started by {info.started_by}" if info.started_by else ""
     since = (time.time() if now is None else now) - (info.active or info.created)
     if since > SILENT_AFTER:
-        return f"{by}; no planner has run it for {format_duration(since)}: `lab campaign resume {info.id}`"
+        return (f"{by}; no planner has run it for {format_duration(since)}: `lab campaign resume {info.id}` "
+                f"continues it, `lab campaign cancel {info.id}` ends it")
     if info.following == 0:
         return f"{by}; no client follows it (it runs on to its budget: `lab campaign cancel {info.id}` stops it)"
     return by
+
+
+def cancel_left_running(db: Path, campaign_id: str, who: str) -> tuple[bool, str]:
+    """`lab campaign cancel` when no planner answers: a campaign the record still calls running
+    but no planner has run for SILENT_AFTER s is marked cancelled in the store (resumable), so that
+    the next planner started does not take it up by itself (take_up_within); recorded in the audit
+    trail like a cancel the planner carries out."""
+    try:
+        store = _open(db)
+    except LabError as exc:
+        return False, str(exc)
+    with store:
+        why = store.cancel_left(campaign_id, SILENT_AFTER)
+        store.record_command(who, "lab campaign cancel (no planner up: the record)", "cancel_campaign",
+                             {"campaign_id": campaign_id}, why or "cancelled in the record", not why)
+    if why:
+        return False, why
+    return True, (f"no planner is up; campaign {campaign_id} marked cancelled in {db} "
+                  f"(`lab campaign resume {campaign_id}` continues it)")
 
 
 def campaign_status(db: Path, campaign_id: str) -> int:

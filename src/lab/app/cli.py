@@ -167,7 +167,17 @@ def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
 
 @_with_commander
 def _campaign_cancel(cmd, ns: argparse.Namespace) -> int:
-    ok, message = cmd.cancel_campaign(ns.campaign_id)
+    try:
+        ok, message = cmd.cancel_campaign(ns.campaign_id)
+    except TimeoutError as exc:
+        if "is not available" not in str(exc):
+            raise  # the planner is there and did not answer: nothing may be written behind its back
+        from lab.app.campaign_info import cancel_left_running
+        from lab.app.commander import requester
+
+        ok, message = cancel_left_running(Path(ns.db), ns.campaign_id, requester())
+        if not ok:
+            message = f"{exc}; and the record: {message}"
     print(f"lab campaign cancel: {message}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 

@@ -193,6 +193,24 @@ class CampaignStore:
         with self.transaction() as db:
             db.execute("UPDATE campaigns SET status = ? WHERE id = ?", (status, campaign_id))
 
+    def cancel_left(self, campaign_id: str, quiet: float) -> str:
+        """Mark a campaign left 'running' with no planner as cancelled (resumable), in one
+        conditional UPDATE: only while it is 'running' and no planner has said it runs it for
+        `quiet` s (a planner says so every few s, `touch`). '' when it was marked, else why not."""
+        with self.transaction() as db:
+            row = db.execute("SELECT status, COALESCE(active, created) FROM campaigns WHERE id = ?",
+                             (campaign_id,)).fetchone()
+            if row is None:
+                return f"no campaign {campaign_id} in this database"
+            if row[0] != "running":
+                return f"campaign {campaign_id} is {row[0]}, not running"
+            ago = time.time() - float(row[1])
+            if ago < quiet:
+                return (f"a planner ran campaign {campaign_id} {ago:.0f} s ago: it may be running still "
+                        "(is the lab up where this shell reaches it?)")
+            db.execute("UPDATE campaigns SET status = 'cancelled' WHERE id = ? AND status = 'running'", (campaign_id,))
+            return ""
+
     def touch(self, campaign_id: str, following: int | None = None) -> None:
         """The planner running the campaign is alive now (it says so every few s): a planner
         restarted soon after finds the campaign it was running (`left_running`). `following`:

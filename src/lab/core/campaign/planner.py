@@ -31,9 +31,10 @@ over feasible candidates of the campaign's space.
   pools the textbook's 100 helped one and cost two). An `xi` given to the planner holds for both.
 - Before `initial_random` valid observations the batch is random (space-filling start).
 - Directions measured on `lab bench suite` and not adopted (a forest mixture, sampled
-  hyperparameters, a warped objective, gp_hedge, an active-search acquisition) are strategies
-  beside the benchmarks (lab.bench.strategies), built on this class's hooks (`_values`,
-  `_posteriors`, `_acquisition`); BENCHMARKS.md has their figures.
+  hyperparameters, priors on the length scales, a warped objective, gp_hedge, an active-search
+  acquisition) are strategies beside the benchmarks (lab.bench.strategies), built on this
+  class's hooks (`_values`, `_posteriors`, `_acquisition`, `optimizer`); BENCHMARKS.md has
+  their figures.
 """
 
 from __future__ import annotations

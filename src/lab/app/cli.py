@@ -167,13 +167,12 @@ def _campaign_resume(cmd, ns: argparse.Namespace) -> int:
 
 @_with_commander
 def _campaign_cancel(cmd, ns: argparse.Namespace) -> int:
+    from lab.app.commander import ServiceNotThere, requester
+
     try:
         ok, message = cmd.cancel_campaign(ns.campaign_id)
-    except TimeoutError as exc:
-        if "is not available" not in str(exc):
-            raise  # the planner is there and did not answer: nothing may be written behind its back
+    except ServiceNotThere as exc:  # (a planner that is there and does not answer is never worked around)
         from lab.app.campaign_info import cancel_left_running
-        from lab.app.commander import requester
 
         ok, message = cancel_left_running(Path(ns.db), ns.campaign_id, requester())
         if not ok:

@@ -32,6 +32,12 @@ from lab_interfaces.msg import Formulation
 #: but a pause first waits (up to lab.core.operations.scheduler.PAUSE_WAIT, 7 s) for goals being sent
 ANSWER_TIMEOUT = 15.0
 
+
+class ServiceNotThere(TimeoutError):
+    """An operator service that was not in the graph within the wait (as GoalNotSent for actions):
+    nothing was sent, so a caller may fall back to what it can do without the node."""
+
+
 class TaskResult(enum.Enum):
     """How a goal ended."""
 
@@ -192,7 +198,7 @@ class LabCommander(LabNode):
             deadline = time.monotonic() + timeout
             while not client.service_is_ready():
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"service {service} is not available (is the lab brought up?)")
+                    raise ServiceNotThere(f"service {service} is not available (is the lab brought up?)")
                 self.spin_for(poll)
             futures = [client.call_async(request)]
             deadline = time.monotonic() + ANSWER_TIMEOUT  # a pause waits for goals being sent (up to 7 s)

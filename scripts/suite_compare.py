@@ -3,8 +3,10 @@
 to a Top% level for each trial of method A (file A) and method B (file B), their medians, how
 many trials each needed fewer for, and the geometric mean ratio A/B with a 90 % bootstrap
 interval over trials (below 1: A needs fewer). Trials that never got there count as the budget + 1.
+Runs of further seeds join with '+' (A.json+A2.json:METHOD: the trials one after the other, so
+both sides must list their files in the same seed order).
 
-    python scripts/suite_compare.py A.json[:METHOD] B.json[:METHOD] [LEVEL]     (METHOD: planner)
+    python scripts/suite_compare.py A.json[+A2.json...][:METHOD] B.json[...][:METHOD] [LEVEL]     (METHOD: planner)
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import numpy as np
 
 
 def reach(path_method: str, level: str) -> dict[str, np.ndarray]:
-    path, _, method = path_method.partition(":")
-    data = json.load(open(path))
-    out = {}
-    for name, entry in data["pools"].items():
-        if method or "planner" in entry:
-            r = entry[method or "planner"][f"to_{level}"]
-            if "per_trial" in r:
-                out[name] = np.array([v if v is not None else entry["budget"] + 1 for v in r["per_trial"]], float)
-    return out
+    paths, _, method = path_method.partition(":")
+    out: dict[str, list[float]] = {}
+    for path in paths.split("+"):
+        data = json.load(open(path))
+        for name, entry in data["pools"].items():
+            if method or "planner" in entry:
+                r = entry[method or "planner"][f"to_{level}"]
+                if "per_trial" in r:
+                    out.setdefault(name, []).extend(v if v is not None else entry["budget"] + 1
+                                                    for v in r["per_trial"])
+    return {name: np.array(v, float) for name, v in out.items()}
 
 
 def main() -> None:

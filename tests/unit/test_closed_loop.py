@@ -368,6 +368,33 @@ def test_a_prior_on_the_length_scales_is_fitted_by_maximum_a_posteriori():
     assert len({PHOTO.space.key(p) for p in batch}) == 8
 
 
+def test_the_noise_floor_and_the_restart_limit_reach_the_fit(monkeypatch):
+    """`noise_min` bounds the fitted noise (noiseless data fit to the floor, whichever it is);
+    `restarts_below` is the number of observations up to which a fit also starts from random
+    hyperparameters (issue 36 measured both on the whole OPV pool)."""
+    import lab.core.campaign.planner as planner_module
+
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 4))
+    y = np.sin(3 * x[:, 0]) + x[:, 1] ** 2  # noiseless
+    noise = {}
+    for floor in (1e-4, 1e-6):
+        planner = BatchPlanner(PHOTO.space, PHOTO.objectives, seed=1, noise_min=floor)
+        noise[floor] = planner._model(x, y).kernel_.k2.noise_level
+    assert noise[1e-4] == pytest.approx(1e-4, rel=0.05) and noise[1e-6] == pytest.approx(1e-6, rel=0.05), noise
+    restarts = []
+    real = planner_module.GaussianProcessRegressor
+
+    def counting(*args, **kwargs):
+        restarts.append(kwargs.get("n_restarts_optimizer", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planner_module, "GaussianProcessRegressor", counting)
+    for below in (150, 40):
+        BatchPlanner(PHOTO.space, PHOTO.objectives, seed=1, restarts=2, restarts_below=below)._model(x, y)
+    assert restarts == [2, 0], restarts
+
+
 def test_objective_warp_keeps_the_order_and_compresses_only_a_bad_tail():
     """`warp_y`: Yeo-Johnson keeps the order of the values (EI's incumbent stays the best) and
     makes a long tail closer to normal; one-sided (2) compresses a long tail of bad (high)

@@ -61,12 +61,13 @@ class Observation:
     values: Mapping[str, float]
 
 
-def start_kernel(dims: int, length_scale_min: float = 0.05, length_scale_max: float = 2.0) -> Kernel:
+def start_kernel(dims: int, length_scale_min: float = 0.05, length_scale_max: float = 2.0,
+                 noise_min: float = 1e-4) -> Kernel:
     """The GP's kernel before its first fit: a constant times Matern 5/2 with one length scale
     per input (on the unit cube, within the bounds) plus white noise."""
     return (ConstantKernel(1.0, (1e-2, 1e2))
             * Matern(np.full(dims, max(0.3, length_scale_min)), (length_scale_min, length_scale_max), nu=2.5)
-            + WhiteKernel(0.05, (1e-4, 1.0)))
+            + WhiteKernel(0.05, (noise_min, 1.0)))
 
 
 #: EI's xi (standard deviations of the values) on a space that is a finite pool, scored whole,
@@ -79,16 +80,19 @@ class BatchPlanner:
                  initial_random: int = 8, candidates: int = 500, xi: float | None = None, seed: int = 0,
                  local: int = 3000, top: int = 10, restarts: int = 2,
                  fit_subset: int = 250, refit_growth: float = 1.1, sparse: float = 0.7,
-                 length_scale_max: float = 2.0, length_scale_min: float = 0.05) -> None:
+                 length_scale_max: float = 2.0, length_scale_min: float = 0.05, restarts_below: int = 150,
+                 noise_min: float = 1e-4) -> None:
         self.space, self.objectives = space, list(objectives)
         self.logs = set(log_objectives)
         self.initial_random = initial_random
         self.n_candidates = candidates
         self.local, self.top, self.restarts, self.fit_subset = local, top, restarts, fit_subset
         self.refit_growth = refit_growth
+        self.restarts_below = restarts_below  # above it a fit starts only from the last one's hyperparameters
         self.sparse = sparse
         self.xi = xi if xi is not None else POOL_XI if space.pool is not None else GENERATED_XI
         self.length_scale_min, self.length_scale_max = length_scale_min, length_scale_max
+        self.noise_min = noise_min
         self.rng = np.random.default_rng(seed)
         self._last_kernel: dict[str, object] = {}  # warm starts for the hyperparameter fits
         self._fitted_at: dict[str, int] = {}       # observations at the last hyperparameter fit
@@ -184,12 +188,12 @@ class BatchPlanner:
         if start is not None and fitted_at and len(y) < self.refit_growth * fitted_at:
             return self._model(x, y, start)  # hyperparameters kept until the data grow by refit_growth
         if start is None:
-            start = start_kernel(x.shape[1], self.length_scale_min, self.length_scale_max)
+            start = start_kernel(x.shape[1], self.length_scale_min, self.length_scale_max, self.noise_min)
         subset = np.arange(len(y))
         if len(y) > self.fit_subset:
             subset = np.random.default_rng(len(y)).choice(len(y), self.fit_subset, replace=False)
         gp = GaussianProcessRegressor(kernel=start, normalize_y=True, random_state=0, optimizer=self.optimizer,
-                                      n_restarts_optimizer=self.restarts if len(y) <= 150 else 0)
+                                      n_restarts_optimizer=self.restarts if len(y) <= self.restarts_below else 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(x[subset], y[subset])

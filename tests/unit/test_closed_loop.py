@@ -395,6 +395,36 @@ def test_the_noise_floor_and_the_restart_limit_reach_the_fit(monkeypatch):
     assert restarts == [2, 0], restarts
 
 
+def test_fresh_fits_refit_from_the_start_kernel_at_every_proposal(monkeypatch):
+    """`fresh_fits` 1 (the textbook loop's way): one more observation is fitted afresh; the product
+    planner keeps its hyperparameters until the data grow by 10 % and then starts the fit from the
+    last one's. 2: the product's schedule, each due refit from the start kernel."""
+    import lab.core.campaign.planner as planner_module
+
+    starts: list[np.ndarray] = []  # the starting hyperparameters of every fit
+    real = planner_module.GaussianProcessRegressor
+
+    def spying(kernel=None, **kwargs):
+        if kwargs.get("optimizer", "fmin_l_bfgs_b") is not None:
+            starts.append(kernel.theta.copy())
+        return real(kernel=kernel, **kwargs)
+
+    monkeypatch.setattr(planner_module, "GaussianProcessRegressor", spying)
+    first = planner_module.start_kernel(4).theta
+    rng = np.random.default_rng(0)
+    x = rng.random((66, 4))
+    y = np.sin(3 * x[:, 0]) + x[:, 1] ** 2
+    runs = {}
+    for name, planner in (("held", BatchPlanner(PHOTO.space, PHOTO.objectives, seed=1)),
+                          ("fresh", ResearchPlanner(PHOTO.space, PHOTO.objectives, seed=1, fresh_fits=1)),
+                          ("scheduled", ResearchPlanner(PHOTO.space, PHOTO.objectives, seed=1, fresh_fits=2))):
+        starts.clear()
+        for n in (59, 60, 66):
+            planner._model(x[:n], y[:n])
+        runs[name] = [np.allclose(s, first) for s in starts]
+    assert runs == {"held": [True, False], "fresh": [True, True, True], "scheduled": [True, True]}, runs
+
+
 def test_objective_warp_keeps_the_order_and_compresses_only_a_bad_tail():
     """`warp_y`: Yeo-Johnson keeps the order of the values (EI's incumbent stays the best) and
     makes a long tail closer to normal; one-sided (2) compresses a long tail of bad (high)

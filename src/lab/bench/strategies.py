@@ -26,6 +26,9 @@ figures BENCHMARKS.md quotes.
   LogNormal(-4, 1) on the noise variance (the same paper). As in GPyTorch the prior's density
   is that of the length scale itself, added to the log marginal likelihood; the optimisation
   runs on the log-hyperparameters within the kernel's bounds (give length_scale_min/max).
+- `fresh_fits` 1: every proposal fits the hyperparameters afresh from the start kernel, as the
+  textbook loop does (BatchPlanner warm-starts each fit from the last one's and keeps them until
+  the data grow by `refit_growth`); 2: the refit schedule kept, each refit from the start kernel.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from lab.core.campaign.space import Space
 
 #: the options ResearchPlanner adds to BatchPlanner's
 OPTIONS = ("trees", "hyper_samples", "sample_below", "warp_y", "hedge", "kappa", "eta", "level", "ls_prior",
-           "noise_prior")
+           "noise_prior", "fresh_fits")
 
 
 def planner(space: Space, objectives: Sequence[Objective], **options: Any) -> BatchPlanner:
@@ -59,13 +62,14 @@ class ResearchPlanner(BatchPlanner):
     def __init__(self, space: Space, objectives: Sequence[Objective], *args: Any, trees: int = 0,
                  hyper_samples: int = 0, sample_below: int = 150, warp_y: int = 0, hedge: int = 0,
                  kappa: float = 1.96, eta: float = 1.0, level: float = 0.0, ls_prior: int = 0,
-                 noise_prior: int = 0, **kwargs: Any) -> None:
+                 noise_prior: int = 0, fresh_fits: int = 0, **kwargs: Any) -> None:
         super().__init__(space, objectives, *args, **kwargs)
         if ls_prior or noise_prior:
             self.optimizer = MapFit(len(space.dimensions), int(ls_prior), int(noise_prior))
         if hedge and level > 0:
             raise ValueError("hedge and level do not combine: hedge's PI would take the level as its incumbent")
         self.trees = trees
+        self.fresh_fits = int(fresh_fits)
         self.hyper_samples, self.sample_below = hyper_samples, sample_below
         self.warp_y = int(warp_y)  # 1: Yeo-Johnson, 2: one-sided
         self.hedge, self.kappa, self.eta = bool(hedge), kappa, eta
@@ -75,6 +79,16 @@ class ResearchPlanner(BatchPlanner):
 
     def _values(self, y: np.ndarray) -> np.ndarray:
         return yeo_johnson(y, self.warp_y == 2) if self.warp_y else y
+
+    def _model(self, x: np.ndarray, y: np.ndarray, kernel: object = None, slot: str = "") -> GaussianProcessRegressor:
+        if self.fresh_fits == 1 and kernel is None:  # no warm start and no held hyperparameters
+            self._last_kernel.pop(slot, None)
+            self._fitted_at.pop(slot, None)
+        elif self.fresh_fits == 2 and kernel is None:  # held as scheduled; a due refit starts afresh
+            fitted_at = self._fitted_at.get(slot, 0)
+            if not fitted_at or len(y) >= self.refit_growth * fitted_at:
+                self._last_kernel.pop(slot, None)
+        return super()._model(x, y, kernel, slot)
 
     def _posteriors(self, x: np.ndarray, y: np.ndarray) -> list[GaussianProcessRegressor]:
         """With `hyper_samples` and at most `sample_below` observations: that many draws of the

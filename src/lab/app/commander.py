@@ -252,10 +252,14 @@ class LabCommander(LabNode):
         return self._trigger("/lab_manager/resume", resend=3.0)
 
     def destroy_node(self) -> None:
-        for client in self._action_clients.values():
-            client.destroy()
+        # The executor first: spin_once keeps its wait-set generator (rclpy Executor._cb_iter) between
+        # calls, and the generator holds every entity's handle in use until it is dropped; an action
+        # client destroyed before that waits in destroy_when_not_in_use for ever (seen in a clean-clone
+        # run, 2026-12-04: a failed system test's teardown hung there). shutdown() drops the generator.
         self._executor.remove_node(self)
         self._executor.shutdown()
+        for client in self._action_clients.values():
+            client.destroy()
         super().destroy_node()
 
 

@@ -20,7 +20,6 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from lab.bench import references, suite
 from lab.core.campaign.planner import Observation
@@ -28,8 +27,7 @@ from lab.core.campaign.planner import Observation
 
 def textbook_fit(x: np.ndarray, loss: np.ndarray) -> float:
     """The log marginal likelihood of the textbook loop's GP (references.gp_ei's kernel) on (x, loss)."""
-    kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(x.shape[1]), (0.01, 100.0), nu=2.5)
-              + WhiteKernel(1e-2, (1e-6, 1.0)))
+    kernel = references.textbook_kernel(x.shape[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return float(GaussianProcessRegressor(kernel, normalize_y=True).fit(x, loss).log_marginal_likelihood_value_)

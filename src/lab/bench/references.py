@@ -47,12 +47,16 @@ def _standardise(y: np.ndarray) -> np.ndarray:
     return (y - float(np.mean(y))) / (sd if sd > 0 else 1.0)
 
 
+def textbook_kernel(dims: int):
+    """gp_ei's kernel before its fit: a constant times Matern 5/2 (length scales 0.01-100) plus white noise."""
+    return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(dims), (0.01, 100.0), nu=2.5)
+            + WhiteKernel(1e-2, (1e-6, 1.0)))
+
+
 def gp_ei(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator,
           xi: float = 0.01) -> list[int]:
     z = _standardise(y)
-    kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(x.shape[1]), (0.01, 100.0), nu=2.5)
-              + WhiteKernel(1e-2, (1e-6, 1.0)))
-    gp = GaussianProcessRegressor(kernel, normalize_y=False, random_state=int(rng.integers(2**31)))
+    gp = GaussianProcessRegressor(textbook_kernel(x.shape[1]), normalize_y=False, random_state=int(rng.integers(2**31)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(x, z)

@@ -84,10 +84,8 @@ class ResearchPlanner(BatchPlanner):
         if self.fresh_fits == 1 and kernel is None:  # no warm start and no held hyperparameters
             self._last_kernel.pop(slot, None)
             self._fitted_at.pop(slot, None)
-        elif self.fresh_fits == 2 and kernel is None:  # held as scheduled; a due refit starts afresh
-            fitted_at = self._fitted_at.get(slot, 0)
-            if not fitted_at or len(y) >= self.refit_growth * fitted_at:
-                self._last_kernel.pop(slot, None)
+        elif self.fresh_fits == 2 and kernel is None and self._refit_due(slot, len(y)):
+            self._last_kernel.pop(slot, None)  # held as scheduled; a due refit starts afresh
         return super()._model(x, y, kernel, slot)
 
     def _posteriors(self, x: np.ndarray, y: np.ndarray) -> list[GaussianProcessRegressor]:

@@ -171,6 +171,11 @@ class BatchPlanner:
         return out
 
     # ------------------------------------------------------------------ model
+    def _refit_due(self, slot: str, n: int) -> bool:
+        """Whether n observations call for fitting `slot` again (never fitted, or grown by refit_growth)."""
+        fitted_at = self._fitted_at.get(slot, 0)
+        return not fitted_at or n >= self.refit_growth * fitted_at
+
     def _model(self, x: np.ndarray, y: np.ndarray, kernel: object = None, slot: str = "") -> GaussianProcessRegressor:
         """A GP on (x, y): hyperparameters fitted unless `kernel` is given (then used as is).
 
@@ -184,8 +189,7 @@ class BatchPlanner:
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return gp.fit(x, y)
         start = self._last_kernel.get(slot)
-        fitted_at = self._fitted_at.get(slot, 0)
-        if start is not None and fitted_at and len(y) < self.refit_growth * fitted_at:
+        if start is not None and not self._refit_due(slot, len(y)):
             return self._model(x, y, start)  # hyperparameters kept until the data grow by refit_growth
         if start is None:
             start = start_kernel(x.shape[1], self.length_scale_min, self.length_scale_max, self.noise_min)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ os.environ["ROS_DOMAIN_ID"] = str(_base + int(os.environ.get("PYTEST_XDIST_WORKE
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+_BEGAN = pytest.StashKey[float]()
 
 
 def ros_available() -> bool:
@@ -146,3 +150,29 @@ def pytest_terminal_summary(terminalreporter) -> None:
         top = sorted(per.items(), key=lambda kv: -kv[1])[:6]
         terminalreporter.write_line(f"{worker} busy {sum(per.values()):.0f} s: "
                                     + ", ".join(f"{m} {s:.0f}" for m, s in top))
+
+
+def pytest_runtest_setup(item) -> None:
+    item.stash[_BEGAN] = time.monotonic()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test (in its call or its set-up) keeps the whole output of every bring-up that ran
+    during it in runs/test-artefacts/bringup/, and its report shows where each lockstep clock's wall
+    time went (the simulation says so every 30 s: whose hold stopped it) and the log's path."""
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        logs = getattr(sys.modules.get("helpers"), "LOGS", {})
+        began = item.stash.get(_BEGAN, 0.0)
+        for index, log in enumerate(p for p, ended in list(logs.items()) if ended is None or ended >= began):
+            kept = ROOT / "runs" / "test-artefacts" / "bringup" / f"{item.name[:80]}-{index}.log"
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                text = log.read_text(errors="replace")
+            except OSError:
+                continue
+            kept.write_text(text)
+            accounts = [line for line in text.splitlines() if "where the clock's wall time went" in line][-4:]
+            report.sections.append((f"bring-up {index}", "\n".join([f"whole output: {kept}", *accounts])))
+    return report

@@ -46,18 +46,36 @@ def node_pid(out: Output, name: str) -> int:
                 if f"__node:={name}" in Path(f"/proc/{p}/cmdline").read_text(errors="replace").split("\0"))
 
 
-class Output:
-    """Collects a process's output in a thread (so its pipe never fills)."""
+#: the bring-ups' whole output, as files (Output with a log) -> when the bring-up ended (None: it
+#: runs): a failed test keeps those running or ended during it (tests/conftest.py,
+#: runs/test-artefacts/bringup/). A failure's message shows the last lines
+#: only, and the line that says whose hold stopped a lockstep clock ("where the clock's wall time
+#: went", every 30 s) was not among them when the end-to-end campaign's clock stood still (d878cbd)
+LOGS: dict[Path, float | None] = {}
 
-    def __init__(self, proc) -> None:
+
+class Output:
+    """Collects a process's output in a thread (so its pipe never fills); with `log`, also into that
+    file, each line after the wall seconds since the start."""
+
+    def __init__(self, proc, log: Path | None = None) -> None:
         self.proc = proc
         self.lines: list[str] = []
+        self.log = log
+        self._began = time.monotonic()
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()
 
     def _read(self, proc) -> None:
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        sink = self.log.open("a", buffering=1) if self.log is not None else None
+        try:
+            for line in proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                if sink is not None:
+                    sink.write(f"[+{time.monotonic() - self._began:8.3f}] {line}")
+        finally:
+            if sink is not None:
+                sink.close()
 
     def text(self, last: int = 200) -> str:
         return "\n".join(self.lines[-last:])
@@ -73,11 +91,14 @@ def lab(tmp_path: Path, args: list[str], keep: set[str] | None = None,
     cmd = LAB + ["bringup", *args]
     if keep is not None:
         cmd += ["--table", str(table(tmp_path, keep, overrides))]
+    log = tmp_path / "bringup.log"
     with process(cmd, cwd=tmp_path) as proc:
-        out = Output(proc)
+        out = Output(proc, log)
+        LOGS[log] = None
         try:
             yield out
         finally:
+            LOGS[log] = time.monotonic()
             kids = children_of(proc.pid)
             proc.send_signal(signal.SIGINT)
             try:

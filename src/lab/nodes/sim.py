@@ -186,7 +186,11 @@ class SimNode(LabNode):
         self._triggered: set[str] = set()  # robots whose camera was triggered since the last tick
         self._clock_sent, self._clock_sent_at = -1.0, 0.0
         self._world_version = None
-        self.create_timer(1.0 / params.clock_rate, self._tick)
+        self._timer = self.create_timer(1.0 / params.clock_rate, self._tick)
+        # A lockstep loop at rest (nothing moves, the clock held) ticks at the idle publishing rate:
+        # at 100 Hz the rclpy executor's wake-ups alone were ~20 % of a core per idle lab (a whole
+        # bring-up measured, 2026-12-04), and every arrival that may start the clock wakes it anyway
+        self._resting = False
         # a command, a clock wait or a trigger runs the loop at once rather than at the timer's next
         # tick (up to 1/clock_rate later): each of a robot's hops waited 5 wall ms for it on average.
         # The default callback group, as the timer's: never two ticks at once
@@ -289,6 +293,7 @@ class SimNode(LabNode):
         try:
             with self._physics:
                 self.lab.set_cmd_vel(robot, msg.linear.x, msg.linear.y, msg.angular.z)
+            self._wake.trigger()
         except InvalidGoal as exc:
             self.get_logger().warning(f"{robot}: cmd_vel {exc}", throttle_duration_sec=5.0)
 
@@ -421,11 +426,15 @@ class SimNode(LabNode):
         """One step of the loop; returns the camera views to render (robot, (station, marker in camera),
         stamp, which streams: 'image' and/or 'compressed')."""
         wall = time.monotonic()
-        dt = min((wall - self._last_wall) * self.params.speed, self.params.max_step)
+        gap = wall - self._last_wall
+        if self._resting:  # the clock stood still since the last tick: a wake's first step is as at full rate
+            gap = min(gap, 1.0 / self.params.clock_rate)
+        dt = min(gap * self.params.speed, self.params.max_step)
         self._last_wall = wall
         moving, before = self.lab.busy, self.lab.time
         if dt > 0:
             self._advance(dt)
+        self._pace(self._lockstep and not self.lab.busy and self.lab.time == before)
         now = to_time(self.lab.time)
         # lab.core.robot.publishing: every node with use_sim_time wakes for each /clock message
         if clock_due(self.lab.time, self._clock_sent, wall, self._clock_sent_at, before=before,
@@ -467,6 +476,17 @@ class SimNode(LabNode):
                 views.append((name, view, now, wanted))
         self._triggered.clear()
         return views
+
+    def _pace(self, resting: bool) -> None:
+        """The loop's timer at the idle rate while the lockstep clock rests, else at clock_rate."""
+        if resting == self._resting:
+            return
+        self._resting = resting
+        rate = self.params.idle_publish_rate if resting else self.params.clock_rate
+        self._timer.timer_period_ns = int(1e9 / rate)
+        # rcl keeps the next call time the old period gave: a robot that starts moving must not wait
+        # up to an idle period for its second step
+        self._timer.reset()
 
     def _map_msg(self) -> OccupancyGridMsg:
         return occupancy_grid_msg(self.world, to_time(self.lab.time))

@@ -295,7 +295,8 @@ def test_the_estop_button_stops_the_robot_and_only_a_supervisor_releases_it(cons
     spin_until(cmd, lambda: not safety.get("stopped"), 10, what="the e-stop released")
     _until(driver, lambda d: not d.find_element(By.ID, "banner").is_displayed(), 10, "the banner gone")
     driver.find_element(By.ID, "resume").click()  # a released lab stays paused until resumed
-    _until(driver, lambda d: _text(d, "#mode") in ("idle", "running"), 20, "the lab resumed")
+    # the console's call waits up to 10 s for the service and 15 s for its answer (lab.app.commander)
+    _until(driver, lambda d: _text(d, "#mode") in ("idle", "running"), 30, "the lab resumed")
     # the stop called once by each channel (the release calls nobody)
     wait_for(lambda: all(_notices(console_lab, "estop")), 30, what="the e-stop's notices")
     time.sleep(1.0)

@@ -81,6 +81,11 @@ class LabCommander(LabNode):
         super().__init__(node_name, **kwargs)
         self.ack_timeout = ACK_TIMEOUT  # wall s to wait for a goal's answer before sending it again
         self._action_clients: dict[tuple[type, str], ActionClient] = {}
+        # service clients are kept as the action clients are: the console calls pause and resume
+        # again and again, and a client made for each call had to be discovered and matched first
+        # (a resume from the page went unanswered for 20 s under the suite's load, 2026-12-04)
+        self._service_clients: dict[tuple[type, str], Any] = {}
+        self._clients_lock = threading.Lock()
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self)
         self._spin_lock = threading.Lock()
@@ -193,27 +198,27 @@ class LabCommander(LabNode):
         without an answer: a service that has just appeared may answer before its response writer
         has matched this client (Fast DDS: "failed to send response (timeout)"), and the answer is
         lost."""
-        client = self.create_client(srv_type, service)
-        try:
-            deadline = time.monotonic() + timeout
-            while not client.service_is_ready():
-                if time.monotonic() > deadline:
-                    raise ServiceNotThere(f"service {service} is not available (is the lab brought up?)")
-                self.spin_for(poll)
-            futures = [client.call_async(request)]
-            deadline = time.monotonic() + ANSWER_TIMEOUT  # a pause waits for goals being sent (up to 7 s)
-            again = time.monotonic() + resend
-            while not any(f.done() for f in futures):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
-                if resend > 0 and time.monotonic() > again:
-                    again = time.monotonic() + resend
-                    futures.append(client.call_async(request))
-                self.spin_for(poll)
-            response = next(f for f in futures if f.done()).result()
-            return bool(response.success), str(response.message)
-        finally:
-            self.destroy_client(client)
+        with self._clients_lock:
+            client = self._service_clients.get((srv_type, service))
+            if client is None:
+                client = self._service_clients[(srv_type, service)] = self.create_client(srv_type, service)
+        deadline = time.monotonic() + timeout
+        while not client.service_is_ready():
+            if time.monotonic() > deadline:
+                raise ServiceNotThere(f"service {service} is not available (is the lab brought up?)")
+            self.spin_for(poll)
+        futures = [client.call_async(request)]
+        deadline = time.monotonic() + ANSWER_TIMEOUT  # a pause waits for goals being sent (up to 7 s)
+        again = time.monotonic() + resend
+        while not any(f.done() for f in futures):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service} did not answer within {ANSWER_TIMEOUT:g} s")
+            if resend > 0 and time.monotonic() > again:
+                again = time.monotonic() + resend
+                futures.append(client.call_async(request))
+            self.spin_for(poll)
+        response = next(f for f in futures if f.done()).result()
+        return bool(response.success), str(response.message)
 
     def estop(self, reason: str = "", release: bool = False, by: str = "lab commander") -> tuple[bool, str]:
         """Stop the lab through the safety node's DDS service (open to all), or release it through its

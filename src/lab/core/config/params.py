@@ -84,7 +84,9 @@ class SimNodeParams(SimParams):
     publish_rate: float = Field(100.0, gt=0)         # wall Hz of odometry, joint states, battery
     # wall Hz of a robot's state while it is unchanged and the clock holds: the same message
     # again is news to nobody, and ten stations' and four nodes' callbacks on it kept 1.5 cores
-    # of an idle lab busy; a change goes out at once (at most publish_rate)
+    # of an idle lab busy; a change goes out at once (at most publish_rate). Also the rate of the
+    # lockstep loop while its clock rests (nothing moves, the clock held): every arrival that can
+    # start the clock wakes the loop at once
     idle_publish_rate: float = Field(10.0, gt=0)
     tf_rate: float = Field(30.0, gt=0)               # wall Hz of /<robot>/tf at most (with odometry's stamp)
     camera_rate: float = Field(10.0, gt=0)           # wall Hz of rendered images, only while subscribed

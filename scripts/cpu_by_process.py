@@ -5,6 +5,11 @@ name: a ROS node's `__node:=` name, else a `python -m` module, else the executab
 that start and end between two looks are missed (their parents' children counters are not read):
 the figure is a lower bound, good for ranking.
 
+Every PROBE s it also times a fixed loop by its own CPU time (not wall time: the other processes'
+load does not count): the machine's speed that minute. The same suite's time has varied by half
+between runs on this 2-core VM (388-620 s of pytest), and whether the machine or the code varied
+is what the probe tells.
+
     python scripts/cpu_by_process.py OUT.json [PERIOD]     # until SIGINT/SIGTERM, then writes OUT.json
 """
 
@@ -18,6 +23,17 @@ import time
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
+PROBE = 10.0          # s between probes
+PROBE_LOOP = 2_000_000
+
+
+def probe() -> float:
+    """CPU s this process takes for a fixed loop of additions."""
+    began = time.process_time()
+    total = 0
+    for i in range(PROBE_LOOP):
+        total += i
+    return time.process_time() - began
 
 
 def name_of(pid: str) -> str:
@@ -54,7 +70,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     me = str(os.getpid())
     began = time.monotonic()
+    probes: list[float] = []
+    probed = 0.0
     while not stop:
+        if time.monotonic() - probed >= PROBE:
+            probed = time.monotonic()
+            probes.append(round(probe(), 4))
         for pid in os.listdir("/proc"):
             if not pid.isdigit() or pid == me:
                 continue
@@ -69,7 +90,10 @@ def main() -> None:
             seen[pid] = (name, cpu)
         time.sleep(period)
     ranked = sorted(total.items(), key=lambda kv: -kv[1])
+    probes_sorted = sorted(probes) or [0.0]
     out.write_text(json.dumps({"wall": time.monotonic() - began, "cpu": sum(total.values()),
+                               "probe_cpu_s": {"min": probes_sorted[0], "median": probes_sorted[len(probes) // 2],
+                                               "max": probes_sorted[-1], "all": probes},
                                "by_name": [{"name": n, "cpu": round(c, 1), "processes": len(instances[n])}
                                            for n, c in ranked]}, indent=1))
 

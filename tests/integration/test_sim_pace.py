@@ -37,12 +37,16 @@ def test_the_loop_rests_while_nothing_moves_and_wakes_at_full_rate_for_a_path(tm
             pose.pose.position.x, pose.pose.position.y = start.x + dx, start.y
             pose.pose.orientation.w = 1.0
             path.poses.append(pose)
-        sim._follow(robot, path)  # as the path's subscription does: wakes the loop
-        executor.spin_once(timeout_sec=0.05)
-        assert sim.lab.busy and sim.lab.time > began, "the path did not start the clock"
-        assert sim._timer.timer_period_ns == full, "a moving robot's loop stayed at the idle rate"
+        time.sleep(0.15)  # resting: longer than a full-rate tick since the loop's last
+        sim._follow(robot, path)  # as the path's subscription does: triggers the loop's guard condition
+        # the tick the guard runs, here and now: one spin_once runs whichever callback is ready
+        # first, which was not always the tick (clean clone at 09af101)
+        sim._tick()
+        assert sim.lab.time > began, "the path did not start the clock"
         # the first step after the rest is one full-rate tick's worth, not the rest's gap
-        assert sim.lab.time - began <= sim.params.speed / sim.params.clock_rate + 1e-6
+        assert sim.lab.time - began <= sim.params.speed / sim.params.clock_rate + 1e-6, \
+            f"the first step after the rest was {sim.lab.time - began:.3f} simulated s"
+        assert sim.lab.busy and sim._timer.timer_period_ns == full, "a moving robot's loop stayed at the idle rate"
         deadline = time.monotonic() + 10
         while sim.lab.busy and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)

@@ -17,7 +17,10 @@ def test_the_loop_rests_while_nothing_moves_and_wakes_at_full_rate_for_a_path(tm
     from lab.nodes.sim import SimNode
 
     rclpy.init(args=["--ros-args", "-r", f"__ns:=/sim_pace_probe_{os.getpid()}",
-                     "-p", f"state_file:={tmp_path / 'world.json'}", "-p", "speed:=10.0"])
+                     "-p", f"state_file:={tmp_path / 'world.json'}", "-p", "speed:=10.0",
+                     # state at most once a wall second while moving: the pose at rest goes out only
+                     # because the motion ended, not because a publishing period came round
+                     "-p", "publish_rate:=1.0"])
     sim = SimNode()
     executor = SingleThreadedExecutor()
     executor.add_node(sim)
@@ -50,6 +53,10 @@ def test_the_loop_rests_while_nothing_moves_and_wakes_at_full_rate_for_a_path(tm
         deadline = time.monotonic() + 10
         while sim.lab.busy and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
+        # the tick the motion ended in sent the robot's state at rest (the next is an idle period away)
+        r = sim.lab.robots[robot]
+        assert sim._gate.sent[robot]["base"][0] == (r.estimate, r.truth, tuple(r.velocity)), \
+            "the pose at rest was not sent when the motion ended"
         executor.spin_once(timeout_sec=0.2)
         assert not sim.lab.busy and sim._timer.timer_period_ns == idle, "the loop did not rest again"
     finally:

@@ -450,10 +450,16 @@ class SimNode(LabNode):
                 # cleared robot.bumper first, and the report went out empty (lab bench estop: a stop
                 # "not seen at rest in 30 s", twice in 100 at 2000x)
                 self.pubs[robot.name]["bumper"].publish(String(data=bumper))
-        if wall - self._last_publish >= 1.0 / self.params.publish_rate:
+        # with nothing moving (the tick a motion ends in, a correction of the estimate, a node's ask
+        # for the pose) the state goes out in this tick, whatever the rates say: the loop rests, and
+        # its next tick is up to an idle period away. With the rate's limit kept at rest, test_robot
+        # twice in ~6 runs (2026-12-04) saw a robot stop against the liquid dispenser or a pose 7.7 m
+        # off at rest: a navigator acting on a pose up to 0.1 s stale is the suspected cause
+        at_rest = not self.lab.busy
+        if at_rest or wall - self._last_publish >= 1.0 / self.params.publish_rate:
             self._last_publish = wall
             # tf is ~1 ms of message building per robot: at a rate of its own (RViz draws at 30 Hz)
-            with_tf = wall - self._last_tf >= 1.0 / self.params.tf_rate
+            with_tf = at_rest or wall - self._last_tf >= 1.0 / self.params.tf_rate
             self._last_tf = wall if with_tf else self._last_tf
             idle_due = 1.0 / self.params.idle_publish_rate
             changed = False

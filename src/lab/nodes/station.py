@@ -364,7 +364,11 @@ class StationNode(LabNode):
                 done_before += step.seconds
             measurements = self.backend.results(samples)
         except StepCancelled:
-            if self.safety.stopped and not goal_handle.is_cancel_requested:
+            # the stop wins over a cancel: the lab manager cancels its goals *because* of the stop, and
+            # its cancel can arrive before this node hears the safety state or with it. Reported as
+            # 'cancelled', the batch was not told its samples were spoiled by the stop, and went on to
+            # the next station (test_estop_recovery, clean clone at 932c2a6)
+            if self.safety.stopped:
                 # the process is ended, not held: the instrument is left safe (lamp off, nothing dispensing)
                 why = f"stopped: {self.safety.reason()}"
                 self._set(StationStatus.IDLE, f"{why} ({request.rack_id})", "", 0.0)

@@ -578,6 +578,63 @@ def test_a_stop_the_station_reports_before_the_lab_manager_hears_it_is_not_retri
     assert [o.station for o in fake.orders if isinstance(o, Process)].count("photoreactor") == 1  # no retry
 
 
+@pytest.mark.parametrize("said", ["stopped: emergency stop by operator: test", "cancelled"])
+def test_a_step_whose_result_comes_after_the_release_still_ends_with_the_stop(tmp_path: Path, said: str) -> None:
+    """The station's result can come after the stop was set and released (seen in CI: 0.1 s after
+    the release), and a station the lab manager's cancel reached before the stop says 'cancelled':
+    either way the stop ended the step, so the batch fails with the stop's reason and its rack goes
+    home, not on to the next station as if the step had failed on its own."""
+    sched, fake, _ = lab(tmp_path)
+    reason = "emergency stop by operator: test"
+    running, answer = threading.Event(), threading.Event()
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Process) and order.station == "solid_dispenser":
+            running.set()
+            assert answer.wait(10)
+            return Outcome(False, said)
+        return None
+
+    fake.script = script
+    thread, out = in_thread(lambda: run(sched, 2))
+    assert running.wait(10)
+    sched.safety(True, reason)
+    sched.safety(False, "")
+    assert sched.mode == "paused"
+    answer.set()
+    until(lambda: bool(sched.runs) and all(s.failure for s in sched.runs[next(iter(sched.runs))].samples))
+    assert sched.resume()[0]
+    thread.join(10)
+    assert [s.failure for s in out[0].samples] == [f"solid_dispenser: stopped: {reason}"] * 2
+    assert fake.processes() == ["solid_dispenser"]  # not retried, not taken on to the liquid dispenser
+    assert fake.world["rack_1"] == "rack_storage/slot1" and free(sched)
+
+
+def test_a_leg_stopped_twice_is_not_failed_for_it(tmp_path: Path) -> None:
+    """A drive the emergency stop ends is the operator's doing, not the robot's failure: a leg
+    stopped twice (its two tries) still goes on after release and resume, and costs no experiment."""
+    sched, fake, _ = lab(tmp_path)
+    reason = "emergency stop by operator: test"
+    drives: list[int] = []
+
+    def script(order: Order, call: Call) -> Outcome | None:
+        if isinstance(order, Drive):
+            drives.append(1)
+            if len(drives) <= 2:
+                sched.safety(True, reason)
+                return Outcome(False, f"stopped: {reason} (cancelled: the base was stopped)")
+        return None
+
+    fake.script = script
+    thread, out = in_thread(lambda: run(sched, 2))
+    for stop in (1, 2):
+        until(lambda stop=stop: len(drives) == stop and sched.mode == "estopped")
+        sched.safety(False, "")
+        assert sched.resume()[0]
+    thread.join(10)
+    assert len(drives) > 2 and not any(s.failure for s in out[0].samples)
+
+
 def test_a_drive_the_stop_ended_is_tried_again_only_after_release_and_resume(tmp_path: Path) -> None:
     """The navigator's 'stopped: <the stop>' can arrive before the lab manager hears the stop: the
     leg's next try must wait at the gate, not go at once to the stopped robot (Mode.heard_stop)."""

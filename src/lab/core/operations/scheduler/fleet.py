@@ -153,16 +153,20 @@ class Fleet:
             self.state[robot] = "navigating"
             if self.docked[robot] != station:
                 self.make_way(robot, station, batch_id, run)
+                stops = self.mode.stops
                 nav = self.dispatch.call(Drive(robot, station), f"{robot}: drive to {station}", f"{batch_id}/{robot}",
                                          run, self.dispatch.drive_limit(robot, self.stations[station].dock))
                 if not nav.succeeded:
                     reason = f"{robot} could not reach {station}: {nav.message}"
-                    self.mode.heard_stop(nav.message)  # then the next try waits at the gate above
                     self.docked[robot] = ""
-                    tries.failed += self._counts(robot, losses, reason, batch_id, run, tries)
+                    # a drive the emergency stop ended is the operator's, not the robot's: not
+                    # counted as a try; the next one waits at the gate above for release and resume
+                    if not self.mode.heard_stop(nav.message, stops):
+                        tries.failed += self._counts(robot, losses, reason, batch_id, run, tries)
                     continue
                 self.docked[robot] = station
             self.state[robot] = "manipulating"
+            stops = self.mode.stops
             arm = self.dispatch.call(Transfer(robot, carrier, source, target),
                                      f"{robot}: {carrier} {source} -> {target}", f"{batch_id}/{robot}", run,
                                      self.dispatch.limit(self.params.arm_seconds))
@@ -173,9 +177,10 @@ class Fleet:
                 return
             reason = f"{robot} could not move {carrier} {source} -> {target}: {arm.message}"
             self.docked[robot] = ""  # re-dock (and re-refine) before trying again
-            tries.failed += self._counts(robot, losses, reason, batch_id, run, tries)
-            if self.mode.heard_stop(arm.message):
+            if self.mode.heard_stop(arm.message, stops):  # the operator's, as for the drive above
                 self.mode.wait_to_start(run)
+            else:
+                tries.failed += self._counts(robot, losses, reason, batch_id, run, tries)
         raise InvalidGoal(reason)
 
     def _counts(self, robot: str, losses: int, reason: str, batch_id: str, run: Cancellable, tries: _Tries) -> int:

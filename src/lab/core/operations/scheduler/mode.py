@@ -32,6 +32,7 @@ class Mode:
         self.gate = StartGate()
         self._lock = threading.Lock()  # the emergency stop's transitions vs resume
         self.estop = ""  # why the lab is emergency-stopped, "" when it is not
+        self.last_estop = ""  # why it was last emergency-stopped: a step's failure names it after the release
         self.stops = 0  # emergency stops seen: a step that failed while this changed was stopped
 
     def safety(self, stopped: bool, reason: str) -> None:
@@ -39,6 +40,7 @@ class Mode:
         with self._lock:
             if stopped:
                 self.stops += 1
+                self.last_estop = reason or "emergency stop"
             self.estop = (reason or "emergency stop") if stopped else ""
             # a release leaves a stopped lab paused; an operator who resumed between the release
             # and this call has the last word
@@ -70,18 +72,22 @@ class Mode:
     def stopped(self) -> bool:
         return self.gate.mode == STOPPED or bool(self.estop)
 
-    def heard_stop(self, message: str) -> bool:
-        """Whether the lab is stopped, after an action ended with `message`. A result that says the
-        emergency stop ended it can arrive before this lab manager's own safety state (two topics,
-        no order between them): a retry then would go to a stopped robot or station, be refused,
-        and end the batch with that refusal instead of the stop. So for such a result the view is
-        given up to SAFETY_CATCH_UP wall s to catch up."""
-        if message.startswith(STOPPED_BY_SAFETY) and not self.stopped():
-            wait_for(self.stopped, SAFETY_CATCH_UP)
-        return self.stopped()
+    def heard_stop(self, message: str, since: int) -> bool:
+        """Whether the emergency stop ended an action that ended with `message` and began when
+        `stops` was `since`: the lab is stopped now, or was stopped while the action ran (its
+        result can come after the release: the step was still stopped, not failed), or the result
+        says so. A result that says the emergency stop ended it can arrive before this lab
+        manager's own safety state (two topics, no order between them): a retry then would go to a
+        stopped robot or station, be refused, and end the batch with that refusal instead of the
+        stop. So for such a result the view is given up to SAFETY_CATCH_UP wall s to catch up.
+        A station the lab manager's cancel (sent because of the stop) reached before the stop did
+        says 'cancelled': the count of stops still tells."""
+        if message.startswith(STOPPED_BY_SAFETY) and not self.stopped() and self.stops == since:
+            wait_for(lambda: self.stopped() or self.stops != since, SAFETY_CATCH_UP)
+        return self.stopped() or self.stops != since
 
     def why_stopped(self) -> str:
-        return f"stopped: {self.estop or 'emergency stop'}"
+        return f"stopped: {self.estop or self.last_estop or 'emergency stop'}"
 
     @contextmanager
     def starting(self, run: Cancellable) -> Iterator[Callable[[], None]]:

@@ -61,14 +61,15 @@ class Steps:
             elif station is not None and not self.view.station_usable(station):
                 self._await_recovery(run, station)  # AGAIN: the only station left, maybe in fault
             assert station is not None
+            stops = self.mode.stops
             ok, why = self._run_process(run, station, process, alive, progress)
             run.station_goal = None
             self.journal.save(run)
             if ok:
                 return
             self.log.warning(f"{run.key}: {station} failed (attempt {attempt + 1}): {why}")
-            if self.mode.heard_stop(why) or run.is_cancel_requested:
-                why = self.mode.why_stopped() if self.mode.stopped() else "batch cancelled"
+            if (stopped := self.mode.heard_stop(why, stops)) or run.is_cancel_requested:
+                why = self.mode.why_stopped() if stopped else "batch cancelled"
                 for s in alive:
                     s.failure = f"{station}: {why}"
                 break

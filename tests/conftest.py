@@ -147,9 +147,9 @@ def pytest_runtest_logreport(report) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     for worker, per in sorted(_BUSY.items()):
-        top = sorted(per.items(), key=lambda kv: -kv[1])[:6]
+        top = sorted(per.items(), key=lambda kv: -kv[1])  # every module: what balancing needs
         terminalreporter.write_line(f"{worker} busy {sum(per.values()):.0f} s: "
-                                    + ", ".join(f"{m} {s:.0f}" for m, s in top))
+                                    + ", ".join(f"{m} {s:.0f}" for m, s in top if s >= 0.5))
 
 
 def pytest_runtest_setup(item) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ros_available
-from helpers import Output, lab, measured, node_pid, run, set_param
+from helpers import PHOTOCATALYSIS, Output, lab, measured, node_pid, run, set_param
 from procs import process, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
@@ -28,7 +28,7 @@ def kills_lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kills")
     db = tmp / "campaigns.db"
     with lab(tmp, ["robots:=1", f"speed:={SPEED}"], keep={"sim", "navigator", "arm", "station", "lab_manager"},
-             overrides={"lab_manager": {"database": str(db)}}) as out:
+             overrides={"lab_manager": {"database": str(db)}}, stations=PHOTOCATALYSIS) as out:
         yield tmp, db, out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, ros_available
-from helpers import LAB, Probe, lab, node_pid, set_param, spin_for, spin_until
+from helpers import LAB, PHOTOCATALYSIS, Probe, lab, node_pid, set_param, spin_for, spin_until
 from notices import Mailbox, free_port, serve_hook
 from procs import process, wait_for
 
@@ -68,7 +68,7 @@ def console_lab(tmp_path_factory):
         options.add_argument(arg)
     with lab(tmp, ["robots:=1", "speed:=2000", "record:=false", "console:=true"], keep=FULL_LAB,
              overrides={"console": {"port": port, "notify_file": str(notify), "campaigns_dir": str(campaigns)},
-                        "planner": {"campaigns_dir": str(campaigns)}}) as out:
+                        "planner": {"campaigns_dir": str(campaigns)}}, stations=PHOTOCATALYSIS) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("console_test", context=context)

@@ -16,7 +16,7 @@ import signal
 
 import pytest
 from conftest import ros_available
-from helpers import lab, node_pid, spin_until
+from helpers import PHOTOCATALYSIS, lab, node_pid, spin_until
 
 pytestmark = [pytest.mark.system, pytest.mark.slow,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -70,7 +70,7 @@ def recovery_lab(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("recovery")
     with lab(tmp, ["robots:=1", "speed:=2000", "record:=false"],
-             keep={"safety", "sim", "navigator", "arm", "station", "lab_manager"}) as out:
+             keep={"safety", "sim", "navigator", "arm", "station", "lab_manager"}, stations=PHOTOCATALYSIS) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("recovery_test", context=context)

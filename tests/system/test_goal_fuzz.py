@@ -69,7 +69,7 @@ def test_random_goals_are_refused_with_a_reason_or_complete(tmp_path) -> None:
     from lab_interfaces.action import NavigateToPose, RunStation
 
     with lab(tmp_path, ["robots:=1", "speed:=2000", "record:=false"],
-             keep={"safety", "sim", "navigator", "arm", "station"}):
+             keep={"safety", "sim", "navigator", "arm", "station"}, stations=("rack_storage", *STATIONS)):
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("fuzz", context=context)

@@ -33,7 +33,8 @@ def test_the_lab_manager_parks_an_idle_robot_that_stands_on_a_needed_dock(tmp_pa
     flows.write_text("workflows:\n  dispense:\n    carrier: rack\n    capacity: 16\n    home: rack_storage\n"
                      "    steps:\n      - {kind: solid_dispenser}\n      - {kind: gas_chromatograph}\n")
     with lab(tmp_path, ["robots:=2", "speed:=1500", "record:=false"], keep=keep,
-             overrides={"sim": {"start_poses": starts}, "lab_manager": {"workflows_file": str(flows)}}) as out:
+             overrides={"sim": {"start_poses": starts}, "lab_manager": {"workflows_file": str(flows)}},
+             stations=("rack_storage", "solid_dispenser", "gas_chromatograph")) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("parking_test", context=context)

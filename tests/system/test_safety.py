@@ -31,7 +31,7 @@ def safety_lab(tmp_path_factory):
     overrides = {"navigator": {"refine": False}, "station": {"check_presence": False},
                  "safety": {"operator_group": OPERATORS}}
     with lab(tmp, ["robots:=1", "speed:=200"], keep={"safety", "sim", "navigator", "arm", "station"},
-             overrides=overrides) as out:
+             overrides=overrides, stations=("rack_storage", "photoreactor", "sonicator")) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("safety_test", context=context)

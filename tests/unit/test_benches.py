@@ -12,7 +12,7 @@ from lab.bench import main as bench
 
 
 @pytest.mark.parametrize("name,args", [
-    ("cost", ["--sizes", "30", "--skopt-sizes", "10"]),
+    ("cost", ["--sizes", "30", "--skopt-sizes", "10", "--batch", "2"]),
     ("planner", ["--trials", "1", "--budget", "12"]),
     ("suite", ["--trials", "1", "--budget", "8", "--batches", "1,4", "--only", "opv_degradation,mixture5",
                "--workers", "1"]),

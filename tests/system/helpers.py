@@ -136,19 +136,20 @@ def lab(tmp_path: Path, args: list[str], keep: set[str] | None = None,
 
 
 class Probe:
-    """Ground truth and world state, watched from the test."""
+    """A robot's ground truth (pose, speed) and the world state, watched from the test."""
 
-    def __init__(self, cmd) -> None:
+    def __init__(self, cmd, robot: str = "robot1", world: bool = True) -> None:
         from nav_msgs.msg import Odometry
 
         from lab.ros.qos import LATCHED
         from lab_interfaces.msg import WorldState
 
-        self.truth = None
+        self.truth: tuple[float, float, float] | None = None  # x, y, yaw
         self.speed = 0.0
         self.world: dict[str, str] = {}
-        cmd.create_subscription(Odometry, "/robot1/ground_truth", self._truth, 10)
-        cmd.create_subscription(WorldState, "/world_state", self._world, LATCHED)
+        cmd.create_subscription(Odometry, f"/{robot}/ground_truth", self._truth, 10)
+        if world:
+            cmd.create_subscription(WorldState, "/world_state", self._world, LATCHED)
 
     def _truth(self, msg) -> None:
         from lab.ros.conversions import quaternion_to_yaw

@@ -29,7 +29,8 @@ def stations(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stations")
     # racks are placed by hand here: the presence check is what the robot tests cover
     with lab(tmp, ["robots:=1", f"speed:={SPEED:g}", "record:=false"], keep={"sim", "station"},
-             overrides={"station": {"check_presence": False, "fault_recovery": 300.0}}) as out:
+             overrides={"station": {"check_presence": False, "fault_recovery": 300.0}},
+             stations=("rack_storage", "liquid_dispenser", "photoreactor")) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("station_test", context=context)

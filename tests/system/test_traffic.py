@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import ros_available
-from helpers import lab, spin_for, spin_until
+from helpers import Probe, lab, spin_for, spin_until
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not ros_available(), reason="rclpy/lab_interfaces not built (make test builds them)")]
@@ -21,31 +21,19 @@ pytestmark = [pytest.mark.system,
 @pytest.fixture(scope="module")
 def two_robots(tmp_path_factory):
     import rclpy
-    from nav_msgs.msg import Odometry
 
     from lab.app.commander import LabCommander
 
     tmp = tmp_path_factory.mktemp("traffic")
-    truth: dict[str, tuple[float, float]] = {}
-    speed: dict[str, float] = {}
-
-    def watch(robot):
-        def on(msg) -> None:
-            truth[robot] = (msg.pose.pose.position.x, msg.pose.pose.position.y)
-            t = msg.twist.twist
-            speed[robot] = abs(t.linear.x) + abs(t.linear.y) + abs(t.angular.z)
-        return on
-
     overrides = {"navigator": {"refine": False, "traffic_timeout": 20.0}}
     with lab(tmp, ["robots:=2", "speed:=200"], keep={"sim", "navigator", "traffic"}, overrides=overrides) as out:
         context = rclpy.Context()
         rclpy.init(context=context)
         cmd = LabCommander("traffic_test", context=context)
-        for r in ("robot1", "robot2"):
-            cmd.create_subscription(Odometry, f"/{r}/ground_truth", watch(r), 10)
+        probes = {r: Probe(cmd, r, world=False) for r in ("robot1", "robot2")}
         try:
-            spin_until(cmd, lambda: len(truth) == 2, 60, what="both robots' ground truth")
-            yield cmd, truth, out, speed
+            spin_until(cmd, lambda: all(p.truth for p in probes.values()), 60, what="both robots' ground truth")
+            yield cmd, probes, out
         finally:
             cmd.destroy_node()
             context.try_shutdown()
@@ -67,7 +55,7 @@ def _run(cmd, tasks, timeout=180.0):
 def test_crossing_robots_take_turns_and_both_arrive(two_robots) -> None:
     from lab.app.commander import TaskResult
 
-    cmd, truth, out, _speed = two_robots
+    cmd, probes, out = two_robots
     # robot1 starts at the charger (south-east), robot2 parked in the north-east: each drives to
     # the far end of the other's side, so their shortest paths cross in the aisle
     from lab.app.cli import _set_sim_speed
@@ -99,7 +87,7 @@ def test_a_robot_that_waited_plans_around_where_the_other_stopped(two_robots) ->
     stopped, which the other's odometry, a wall tick behind a 200x clock, may not show yet."""
     from lab.app.commander import TaskResult
 
-    cmd, truth, out, _speed = two_robots
+    cmd, probes, out = two_robots
     up = cmd.navigate_to_station("robot2", "photoreactor")
     down = cmd.navigate_to_station("robot1", "rack_storage")
     outcomes, phases = _run(cmd, [up, down])
@@ -115,22 +103,22 @@ def test_a_robot_that_waited_plans_around_where_the_other_stopped(two_robots) ->
 def test_a_robot_on_the_goal_dock_blocks_until_the_timeout(two_robots) -> None:
     from lab.app.commander import TaskResult
 
-    cmd, truth, out, speed = two_robots
+    cmd, probes, out = two_robots
     # robot1 stands at the gas chromatograph now (previous test): robot2 is sent there
-    spin_until(cmd, lambda: abs(truth["robot1"][1] - 9.3) < 0.1, 30, what="robot1 at the gas chromatograph")
+    spin_until(cmd, lambda: abs(probes["robot1"].truth[1] - 9.3) < 0.1, 30, what="robot1 at the gas chromatograph")
     # and robot2 at rest at the rack storage's dock (1.35, 1.6): twice in CI this test began with a
     # pose of robot2's way there as its last one read (at the photoreactor; 0.25 m short, still
     # moving, clean clone at 09af101) and found it at the dock after the test
-    spin_until(cmd, lambda: abs(truth["robot2"][1] - 1.6) < 0.1 and speed["robot2"] < 1e-3, 30,
+    spin_until(cmd, lambda: abs(probes["robot2"].truth[1] - 1.6) < 0.1 and probes["robot2"].speed < 1e-3, 30,
                what="robot2 at rest at the rack storage")
-    before = truth["robot2"]
+    before = probes["robot2"].truth
     task = cmd.navigate_to_station("robot2", "gas_chromatograph")
     (outcome,), phases = _run(cmd, [task])
     assert outcome is TaskResult.FAILED
     assert "blocked for 20 s" in task.result.message and "robot1" in task.result.message, task.result.message
     assert any("robot1" in p for p in phases[id(task)]), phases
     spin_for(cmd, 0.5)  # the last poses read
-    assert truth["robot2"] == pytest.approx(before, abs=1e-3), out.text(60)   # it waited where it stood
+    assert probes["robot2"].truth == pytest.approx(before, abs=1e-3), out.text(60)   # it waited where it stood
 
 
 
@@ -142,7 +130,7 @@ def test_traffic_requests_say_what_they_do_and_malformed_ones_are_refused(two_ro
 
     from lab_interfaces.srv import Traffic
 
-    cmd, _truth, _out, _speed = two_robots
+    cmd, _probes, _out = two_robots
     client = cmd.create_client(Traffic, "/traffic/request")
     try:
         spin_until(cmd, client.service_is_ready, 30, what="the traffic service")

@@ -5,6 +5,7 @@ certificate refused, a server killed mid-step and back."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -54,6 +55,7 @@ class Settings:
     def __init__(self, port: int, ca: Path, **extra) -> None:
         self.sila_address, self.sila_port, self.sila_ca = "127.0.0.1", port, str(ca)
         self.sila_server_name, self.sila_insecure, self.sila_grace, self.sila_discovery_timeout = "", False, 5.0, 2.0
+        self.sila_call_timeout = 10.0
         self.__dict__.update(extra)
 
 
@@ -219,6 +221,42 @@ def test_a_server_killed_mid_step_is_a_fault_with_its_reason_and_the_station_rec
     with _server_process("photoreactor", port, pem):
         wait_for(lambda: pem.exists(), 30, what="the restarted server's certificate")
         instrument.execute(Step("illuminate", 20.0), [], wall_wait(20.0))  # a new certificate, read again
+
+
+def test_a_server_that_stops_answering_mid_step_is_a_fault_within_the_call_limit_not_a_hang(tmp_path: Path) -> None:
+    """A server that keeps its connection and never answers (here: SIGSTOPped; a wedged instrument
+    PC does the same): gRPC would wait for ever, and the station holds the lab's clock through
+    its steps, so the whole lab would stand still. Every call has `sila_call_timeout`."""
+    port, pem = free_port(), tmp_path / "photoreactor.pem"
+    instrument, _ = backend("photoreactor", port, pem, sila_call_timeout=1.5)
+    with _server_process("photoreactor", port, pem) as proc:
+        wait_for(lambda: pem.exists(), 30, what="the server's certificate")
+        instrument.connect()
+        threading.Timer(1.0, lambda: proc.send_signal(signal.SIGSTOP)).start()
+        outcome: list[BaseException | None] = []
+
+        def step() -> None:  # in a thread: without the limit the test would hang, not fail
+            try:
+                # 400 simulated s at 20x: the server is looked at after each twentieth (1 wall s)
+                instrument.execute(Step("illuminate", 400.0), [], wall_wait(20.0))
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        runner = threading.Thread(target=step, daemon=True)
+        runner.start()
+        try:
+            runner.join(1.0 + 1.0 + 1.5 + 2.0)  # the stop, the next look, the limit, slack
+            assert outcome, "the step still waits on a server that does not answer"
+            assert isinstance(outcome[0], StationFault), outcome
+            assert re.fullmatch(r"photoreactor: lost the instrument at 127.0.0.1:\d+ during illuminate: "
+                                r"no answer within 1.5 s", str(outcome[0])), outcome
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        # answering again: connected anew, and told what the instrument is doing (the abandoned
+        # illumination runs on in it: the next step is the station's fault recovery's to try)
+        with pytest.raises(StationFault, match="photoreactor is busy with another command"):
+            instrument.execute(Step("illuminate", 20.0), [], wall_wait(20.0))
 
 
 def test_a_station_finds_its_server_by_name_through_sila_discovery(tmp_path: Path) -> None:

@@ -13,13 +13,16 @@ computing, as far as the simulation can tell), up to the instrument's own estima
 remaining time x 1.5 plus `sila_grace` seconds. Its progress becomes the goal's feedback, a
 cancel of the goal (or the e-stop) cancels the command (CancelController), a defined execution
 error is a station fault carrying the instrument's message, a lost connection a fault with its
-reason; the next step connects again.
+reason; the next step connects again. Every call to the server has `sila_call_timeout` wall
+seconds to be answered (sila2 sets no gRPC deadline): past it the connection is dropped and the
+step is a fault ("no answer within ...").
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ class SilaInstrument(InstrumentBackend):
         self.address, self.port = settings.sila_address, int(settings.sila_port)
         self.server_name, self.ca, self.insecure = settings.sila_server_name, settings.sila_ca, settings.sila_insecure
         self.grace, self.discovery_timeout = float(settings.sila_grace), float(settings.sila_discovery_timeout)
+        self.call_timeout = float(settings.sila_call_timeout)
         self.log = params.get("logger")
         self.commands = step_commands(core.spec)
         self.client = None
@@ -98,7 +102,12 @@ class SilaInstrument(InstrumentBackend):
         except Exception as exc:  # grpc, TLS and discovery errors: the reason is in the message
             raise StationFault(f"{self.core.name}: cannot connect to the instrument at {self.where}: "
                                f"{_reason(exc)}") from None
-        implemented = set(client.SiLAService.ImplementedFeatures.get())
+        try:
+            implemented = set(self._call(client.SiLAService.ImplementedFeatures.get))
+        except Exception as exc:
+            client.close()
+            raise StationFault(f"{self.core.name}: cannot connect to the instrument at {self.where}: "
+                               f"{_reason(exc)}") from None
         missing = [name for name in features_of(self.core.spec)
                    if str(feature(name).fully_qualified_identifier) not in implemented]
         if missing:
@@ -106,7 +115,10 @@ class SilaInstrument(InstrumentBackend):
             raise StationFault(f"{self.core.name}: the instrument at {self.where} lacks the feature(s) "
                                f"{', '.join(missing)} a {self.core.spec.kind} needs (docs/instruments.md)")
         self.client = client
-        self._take_stocks()
+        try:
+            self._take_stocks()
+        except Exception as exc:
+            raise self._lost(exc, "connecting (reading its stocks)") from None
         if self.log is not None:
             self.log.info(f"{self.core.name}: instrument connected at {self.where}")
         return client
@@ -115,12 +127,35 @@ class SilaInstrument(InstrumentBackend):
         self.disconnect()
         return StationFault(f"{self.core.name}: lost the instrument at {self.where} during {doing}: {_reason(exc)}")
 
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), a call to the server, within `call_timeout` wall s: TimeoutError past it, the
+        channel closed (which ends the call's gRPC wait, and with it the thread that waited).
+        A thread per call: a call is ms on a lab network, and a call stuck in gRPC cannot be
+        taken back from a pool's only worker."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # handed to the caller as it was raised
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, daemon=True, name=f"sila-call-{self.core.name}")
+        thread.start()
+        thread.join(self.call_timeout)
+        if thread.is_alive():
+            self.disconnect()
+            raise TimeoutError(f"no answer within {self.call_timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
     def _take_stocks(self) -> None:
         """The station's record of its stocks follows the instrument's (it is what dispensed)."""
         if "Dispensing" not in features_of(self.core.spec):
             return
         levels = {s.Name: min(float(s.Level), self.core.stocks[s.Name].capacity)
-                  for s in self.client.Dispensing.Stocks.get() if s.Name in self.core.stocks}
+                  for s in self._call(self.client.Dispensing.Stocks.get) if s.Name in self.core.stocks}
         self.core.restore_stocks(levels)
 
     def refill(self, stock: str, amount: float) -> None:
@@ -129,7 +164,7 @@ class SilaInstrument(InstrumentBackend):
         client = self._connected()
         for name in ([stock] if stock else list(self.core.stocks)):
             try:
-                client.Dispensing.Refill(name, max(0.0, float(amount)))
+                self._call(client.Dispensing.Refill, name, max(0.0, float(amount)))
             except Exception as exc:
                 raise self._lost(exc, f"refilling {name}") from None
 
@@ -142,17 +177,20 @@ class SilaInstrument(InstrumentBackend):
         command = self.commands[step.name]
         call = getattr(getattr(client, command.feature), command.command)
         try:
-            instance = call(*self._parameters(command.feature, step, samples))
+            instance = self._call(call, *self._parameters(command.feature, step, samples))
         except Exception as exc:
             raise self._fault(exc, step) from None
         self._follow(step, instance, wait)
         try:
-            responses = instance.get_responses()
+            responses = self._call(instance.get_responses)
         except Exception as exc:
             raise self._fault(exc, step) from None
         self._keep(command.feature, responses)
         if command.feature == "Dispensing":
-            self._take_stocks()
+            try:
+                self._take_stocks()
+            except Exception as exc:
+                raise self._lost(exc, f"{step.name} (reading its stocks)") from None
 
     def _parameters(self, feature_name: str, step: Step, samples: Sequence[Formulation]) -> tuple:
         mine = self.core.spec.components
@@ -195,7 +233,7 @@ class SilaInstrument(InstrumentBackend):
         if time.monotonic() - checked < ALIVE_PERIOD:
             return checked
         try:
-            self.client.InstrumentStatus.State.get()
+            self._call(self.client.InstrumentStatus.State.get)
         except Exception as exc:
             raise self._lost(exc, step.name) from None
         return time.monotonic()
@@ -203,7 +241,7 @@ class SilaInstrument(InstrumentBackend):
     def _cancel(self, instance, step: Step, cancelled: bool = True) -> None:
         """Ask the instrument to stop the command and wait (briefly) until it has."""
         try:
-            self.client.CancelController.CancelCommand(str(instance.execution_uuid))
+            self._call(self.client.CancelController.CancelCommand, str(instance.execution_uuid))
             deadline = time.monotonic() + self.grace
             while not instance.done and time.monotonic() < deadline:
                 time.sleep(POLL)
@@ -222,7 +260,7 @@ class SilaInstrument(InstrumentBackend):
             return StationFault(f"{self.core.name}: {step.name}: {exc.identifier}: {exc.message}")
         if isinstance(exc, ValidationError):
             return StationFault(f"{self.core.name}: {step.name}: the instrument refused the parameters: {exc.message}")
-        if isinstance(exc, SilaConnectionError):
+        if isinstance(exc, SilaConnectionError | TimeoutError):  # TimeoutError: _call's limit
             return self._lost(exc, step.name)
         return StationFault(f"{self.core.name}: {step.name}: the instrument at {self.where} failed: {_reason(exc)}")
 

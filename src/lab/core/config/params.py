@@ -174,6 +174,10 @@ class StationParams(NodeParams):
     sila_insecure: bool = False
     sila_grace: float = Field(30.0, gt=0)            # wall s an instrument may run past its own estimate
     sila_discovery_timeout: float = Field(10.0, gt=0)  # wall s to find the server by name
+    # wall s one SiLA call (a request and its answer) may take: sila2's client sets no gRPC
+    # deadline, so a server that keeps its connection and never answers (a wedged instrument PC)
+    # would block the station, and the lab's clock it holds through its steps, for ever
+    sila_call_timeout: float = Field(10.0, gt=0)
     # how long a finished goal's result is kept for a lab manager restarted meanwhile to fetch.
     # rclpy counts it on the node's clock, simulated time in the simulation: its default (900 s)
     # is 0.6 wall s at 1500x, shorter than a restart. A week of simulated time.

@@ -372,7 +372,7 @@ def test_the_noise_floor_and_the_restart_limit_reach_the_fit(monkeypatch):
     """`noise_min` bounds the fitted noise (noiseless data fit to the floor, whichever it is);
     `restarts_below` is the number of observations up to which a fit also starts from random
     hyperparameters (issue 36 measured both on the whole OPV pool)."""
-    import lab.core.campaign.planner as planner_module
+    import sklearn.gaussian_process as gp_module  # where the planner takes it from when it fits
 
     rng = np.random.default_rng(0)
     x = rng.random((60, 4))
@@ -383,13 +383,13 @@ def test_the_noise_floor_and_the_restart_limit_reach_the_fit(monkeypatch):
         noise[floor] = planner._model(x, y).kernel_.k2.noise_level
     assert noise[1e-4] == pytest.approx(1e-4, rel=0.05) and noise[1e-6] == pytest.approx(1e-6, rel=0.05), noise
     restarts = []
-    real = planner_module.GaussianProcessRegressor
+    real = gp_module.GaussianProcessRegressor
 
     def counting(*args, **kwargs):
         restarts.append(kwargs.get("n_restarts_optimizer", 0))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(planner_module, "GaussianProcessRegressor", counting)
+    monkeypatch.setattr(gp_module, "GaussianProcessRegressor", counting)
     for below in (150, 40):
         BatchPlanner(PHOTO.space, PHOTO.objectives, seed=1, restarts=2, restarts_below=below)._model(x, y)
     assert restarts == [2, 0], restarts
@@ -399,17 +399,19 @@ def test_fresh_fits_refit_from_the_start_kernel_at_every_proposal(monkeypatch):
     """`fresh_fits` 1 (the textbook loop's way): one more observation is fitted afresh; the product
     planner keeps its hyperparameters until the data grow by 10 % and then starts the fit from the
     last one's. 2: the product's schedule, each due refit from the start kernel."""
+    import sklearn.gaussian_process as gp_module  # where the planner takes it from when it fits
+
     import lab.core.campaign.planner as planner_module
 
     starts: list[np.ndarray] = []  # the starting hyperparameters of every fit
-    real = planner_module.GaussianProcessRegressor
+    real = gp_module.GaussianProcessRegressor
 
     def spying(kernel=None, **kwargs):
         if kwargs.get("optimizer", "fmin_l_bfgs_b") is not None:
             starts.append(kernel.theta.copy())
         return real(kernel=kernel, **kwargs)
 
-    monkeypatch.setattr(planner_module, "GaussianProcessRegressor", spying)
+    monkeypatch.setattr(gp_module, "GaussianProcessRegressor", spying)
     first = planner_module.start_kernel(4).theta
     rng = np.random.default_rng(0)
     x = rng.random((66, 4))

@@ -43,16 +43,19 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
-from skopt.acquisition import gaussian_ei
 
 from lab.core.campaign.objective import Objective
 from lab.core.campaign.space import Point, Space
+
+# scikit-learn, SciPy and scikit-optimize are imported where a model is first fitted, not with the
+# module: they take ~1.7 CPU s to import, every planner process (and every restart of one) paid
+# it, and a campaign's first batches are drawn at random (initial_random) without them
+if TYPE_CHECKING:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import Kernel
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ def start_kernel(dims: int, length_scale_min: float = 0.05, length_scale_max: fl
                  noise_min: float = 1e-4) -> Kernel:
     """The GP's kernel before its first fit: a constant times Matern 5/2 with one length scale
     per input (on the unit cube, within the bounds) plus white noise."""
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
     return (ConstantKernel(1.0, (1e-2, 1e2))
             * Matern(np.full(dims, max(0.3, length_scale_min)), (length_scale_min, length_scale_max), nu=2.5)
             + WhiteKernel(0.05, (noise_min, 1.0)))
@@ -183,6 +188,9 @@ class BatchPlanner:
         `refit_growth` since the last one, starts from the last fit's hyperparameters (`slot`
         names which), and above `fit_subset` observations uses a random subset of that size;
         the posterior then uses every observation."""
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+
         if kernel is not None:
             gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
             with warnings.catch_warnings():
@@ -266,6 +274,8 @@ class BatchPlanner:
         if len(xp):
             believed = np.column_stack([m.predict(xp) for m in models])
             x, targets = np.vstack([x, xp]), np.vstack([targets, believed])
+        from skopt.acquisition import gaussian_ei
+
         chosen: list[int] = []
         available = np.ones(len(xc), dtype=bool)
         for _ in range(n):
@@ -306,6 +316,8 @@ class ExpectedImprovement(Acquisition):
         self.xc, self.y_opt, self.xi = xc, y_opt, xi
 
     def scores(self, states: Sequence[Believer]) -> np.ndarray:
+        from skopt.acquisition import gaussian_ei
+
         scores = np.zeros((1, len(self.xc)))
         for state in states:
             # xi in sd of y
@@ -335,6 +347,8 @@ class Believer:
     Points still pending in the lab are added first, the same way."""
 
     def __init__(self, gp: GaussianProcessRegressor, xc: np.ndarray, xp: np.ndarray) -> None:
+        from scipy.linalg import solve_triangular
+
         self.kernel, self.xc = gp.kernel_, xc
         train = gp.X_train_
         self.v_c = solve_triangular(gp.L_, self.kernel(train, xc), lower=True)      # n x candidates

@@ -27,10 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.bringup import upstream as up
 from lab.bringup.graph import Endpoint, GraphNode, check, report
+from lab.core import yamlfile
 
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 
@@ -102,7 +101,7 @@ def params_for(full_name: str, files: list[Any]) -> tuple[dict[str, Any], list[s
             params.update(item)
             matched.append("inline")
             continue
-        doc = item if isinstance(item, dict) else yaml.safe_load(Path(item).read_text(encoding="utf-8"))
+        doc = item if isinstance(item, dict) else yamlfile.safe_load(Path(item).read_text(encoding="utf-8"))
         for key, values in _node_blocks(doc):
             if up.key_matches(key, full_name):
                 params.update(values)
@@ -174,7 +173,7 @@ def _nav2_include(action: _Recorded, pushed: str) -> list[GraphNode]:
     path = action.args[0].args[0]
     launch = up.NAV2_LAUNCH_FILES[str(path[-1]).rpartition("/")[2]]
     given = dict(action.kwargs.get("launch_arguments", ()))
-    doc = yaml.safe_load(Path(given["params_file"]).read_text(encoding="utf-8"))
+    doc = yamlfile.safe_load(Path(given["params_file"]).read_text(encoding="utf-8"))
     rewritten = up.rewritten_yaml(doc, given.get(launch.root_key_argument, ""))
     namespace = _join(pushed, given.get(launch.root_key_argument, "")) if launch.pushes_namespace else (pushed or "/")
     nodes = []
@@ -229,7 +228,7 @@ def _node_action(action: _Recorded, pushed: str) -> list[GraphNode]:
     node = GraphNode(full, f"lab full_stack.py ({kw.get('package')})", params, matched)
     if executable == "parameter_bridge":
         qos, source = up.BRIDGE_QOS
-        entries = yaml.safe_load(Path(params["config_file"]).read_text(encoding="utf-8"))
+        entries = yamlfile.safe_load(Path(params["config_file"]).read_text(encoding="utf-8"))
         for e in entries:
             end = Endpoint(e["ros_topic_name"], e["ros_type_name"], qos, source)
             (node.pubs if e["direction"] == "GZ_TO_ROS" else node.subs).append(end)
@@ -293,7 +292,7 @@ def _rviz_subs(share: Path, namespace_remaps: list[tuple[str, str]]) -> list[End
                 "rviz_default_plugins/Image": "sensor_msgs/msg/Image",
                 "rviz_default_plugins/LaserScan": "sensor_msgs/msg/LaserScan",
                 "rviz_default_plugins/MarkerArray": "visualization_msgs/msg/MarkerArray"}
-    doc = yaml.safe_load(rviz_file(share).read_text(encoding="utf-8"))
+    doc = yamlfile.safe_load(rviz_file(share).read_text(encoding="utf-8"))
     subs = []
     for display in doc["Visualization Manager"]["Displays"]:
         topic = display.get("Topic") or display.get("Description Topic")

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from lab.backends.moveit_config import moveit_parameters
+from lab.core import yamlfile
 from lab.core.robot.robot_files import (
     GAZEBO_HARDWARE,
     TF_REMAPPINGS,
@@ -48,7 +49,7 @@ def robot_names(given: dict[str, str]) -> list[str]:
 
 def bridge_config(share: Path, robots: list[str]) -> list[dict[str, Any]]:
     """config/gz_bridge.yaml expanded for every robot (/clock once)."""
-    template = yaml.safe_load((share / "config" / "gz_bridge.yaml").read_text(encoding="utf-8"))
+    template = yamlfile.safe_load((share / "config" / "gz_bridge.yaml").read_text(encoding="utf-8"))
     entries = [e for e in template if e["ros_topic_name"] == "/clock"]
     for robot in robots:
         for e in template:

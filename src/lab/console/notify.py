@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from lab.core import yamlfile
 from lab.core.errors import ConfigError
 
 KINDS = ("estop", "station", "robot", "stock", "campaign")
@@ -50,7 +51,7 @@ ATTEMPT_TIMEOUT = 10.0
 def load(path: Path) -> dict[str, Any]:
     """The notify file, checked; ConfigError naming the file and key."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     if not isinstance(doc, dict) or set(doc) - {"webhook", "email", "kinds", "retries"}:

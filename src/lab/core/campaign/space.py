@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lab.core import yamlfile
 from lab.core.campaign.objective import Objective
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.paths import config_path, data_path
@@ -312,7 +313,7 @@ def campaign_path(name: str, directory: Path | None = None) -> Path:
 
 def load_campaign(path: Path) -> CampaignConfig:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     return parse_campaign(doc, str(path))

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from lab.core import yamlfile
 from lab.core.config.params import NODE_PARAMS, validate
 from lab.core.errors import ConfigError
 from lab.core.robot.world import load_stations
@@ -157,7 +158,7 @@ def parse_arguments(given: Mapping[str, str]) -> dict[str, Any]:
 def load_yaml(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yamlfile.safe_load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:

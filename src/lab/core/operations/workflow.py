@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from lab.core import yamlfile
 from lab.core.errors import ConfigError, InvalidGoal
 
 
@@ -62,7 +63,7 @@ def parse_workflows(doc: Any, source: str, station_kinds: set[str] | None = None
 
 def load_workflows(path: Path, station_kinds: set[str] | None = None) -> dict[str, Workflow]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from lab.core import yamlfile
 from lab.core.robot.world import Pose2D
 
 
@@ -30,7 +31,7 @@ def nav2_params(path: Path, robot: str, start: Pose2D) -> str:
     publishes no map -> odom, the global costmap's activation times out and the lifecycle
     manager aborts bring-up (navigation2 jazzy f4108e5, nav2_amcl/src/amcl_node.cpp:131-148:
     set_initial_pose and initial_pose.x/y/z/yaw)."""
-    doc = yaml.safe_load(prefixed_yaml(path, robot))
+    doc = yamlfile.safe_load(prefixed_yaml(path, robot))
     amcl = doc["amcl"]["ros__parameters"]
     amcl["set_initial_pose"] = True
     amcl["initial_pose"] = {"x": float(start.x), "y": float(start.y), "z": 0.0, "yaw": float(start.yaw)}
@@ -86,7 +87,7 @@ def prefix_srdf(text: str, prefix: str) -> str:
 
 def prefixed_controllers(path: Path, prefix: str) -> dict[str, Any]:
     """config/moveit/moveit_controllers.yaml with the joints' names prefixed."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     for name in doc["moveit_simple_controller_manager"]["controller_names"]:
         entry = doc["moveit_simple_controller_manager"][name]
         entry["joints"] = [prefix + j for j in entry["joints"]]
@@ -96,6 +97,6 @@ def prefixed_controllers(path: Path, prefix: str) -> dict[str, Any]:
 def prefixed_joint_limits(path: Path, prefix: str) -> dict[str, Any]:
     """config/moveit/joint_limits.yaml with the joints' names prefixed (MoveIt looks the limits
     up by the URDF's joint names)."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     doc["joint_limits"] = {prefix + joint: limits for joint, limits in doc["joint_limits"].items()}
     return dict(doc)

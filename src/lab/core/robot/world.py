@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lab.core import yamlfile
 from lab.core.errors import ConfigError, InvalidGoal
 
 #: the base of the KUKA KMR iiwa the paper used: about 1.1 m x 0.63 m (length x width)
@@ -117,7 +118,7 @@ def load_stations(path: Path) -> StationsConfig:
     """The one reader of config/stations.yaml; ConfigError naming the file and key on anything
     malformed. (LabWorld.load also checks it against the world file.)"""
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        doc = yamlfile.safe_load(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lab.core import yamlfile
 from lab.core.campaign.formulation import Formulation, MeasurementData
 from lab.core.errors import ConfigError, InvalidGoal
 from lab.core.stations.emulators import (
@@ -137,7 +138,7 @@ def expected_seconds(spec: KindSpec, process: str, samples: int) -> float:
 def load_kinds(path: Path | None = None) -> dict[str, KindSpec]:
     path = path or config_path("station_processes.yaml")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     return parse_kinds(doc, str(path))

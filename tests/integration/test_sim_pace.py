@@ -63,3 +63,27 @@ def test_the_loop_rests_while_nothing_moves_and_wakes_at_full_rate_for_a_path(tm
         executor.shutdown()
         sim.destroy_node()
         rclpy.try_shutdown()
+
+
+def test_a_missed_grasp_after_a_good_one_is_logged_and_the_loop_goes_on(tmp_path) -> None:
+    """The gripper's events are logged, a miss as a warning: rclpy raises when one line of code logs
+    at two severities (its logger keys a call's context by the caller), which killed the sim."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from lab.nodes.sim import SimNode
+
+    rclpy.init(args=["--ros-args", "-r", f"__ns:=/sim_log_probe_{os.getpid()}",
+                     "-p", f"state_file:={tmp_path / 'world.json'}"])
+    sim = SimNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(sim)
+    try:
+        robot = sim.robot_names[0]
+        for missed in (False, True, False):
+            sim.lab.gripper_events.append((robot, f"rack_1: {'missed' if missed else 'grasped'}", missed))
+            sim._tick()  # raised ValueError('Logger severity cannot be changed between calls.') on the miss
+    finally:
+        executor.shutdown()
+        sim.destroy_node()
+        rclpy.try_shutdown()

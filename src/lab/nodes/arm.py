@@ -47,9 +47,11 @@ TOP_DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 #: last it has: 20 times the idle rate's period of the simulation's state topics
 FRESH_POSE_WAIT = 2.0
 #: wall s the arm waits, after its motion, for the simulation's world to show the rack moved: the
-#: world goes out once the grasp or release is saved, usually before the motion's end; only a miss
-#: waits it out
-WORLD_WAIT = 2.0
+#: world goes out once the grasp or release is saved and synced to the disk, usually before the
+#: motion's end; a miss ends the wait as soon as the world that reports it arrives. 2 s was too
+#: short for a synced save on a loaded machine (clean clone at 93ae1d5: the world showed the
+#: release after the arm had given up, and its second try grasped at an empty deck)
+WORLD_WAIT = 10.0
 MISSES_KEPT = 64
 
 
@@ -264,7 +266,16 @@ class ArmNode(LabNode):
         what the simulation said missed."""
         if not obj:
             return ""
-        if wait_for(lambda: self._world is not None and self._world.get(final) == obj, WORLD_WAIT):
+
+        def shown() -> bool:
+            return self._world is not None and self._world.get(final) == obj
+
+        def mine_missed() -> bool:
+            with self._state_lock:
+                return any(k >= seen and m.startswith(f"{self.robot}: ") for k, m in self._misses)
+
+        wait_for(lambda: shown() or mine_missed(), WORLD_WAIT)
+        if shown():
             return ""
         with self._state_lock:
             where = next((loc for loc, o in (self._world or {}).items() if o == obj), "nowhere")

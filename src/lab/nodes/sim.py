@@ -411,7 +411,13 @@ class SimNode(LabNode):
                 raise
             return  # Ctrl-C shut the context down during the tick: its publishing fails, nothing else
         for robot, what, missed in events:
-            (self.get_logger().warning if missed else self.get_logger().info)(f"{robot}: {what}")
+            # one severity per line: rclpy keys a log call's context by its caller (file, line) and
+            # raises ValueError when a line logs at another severity than before; a missed grasp
+            # after a good one, logged from one line, ended the sim (clean clone at 93ae1d5)
+            if missed:
+                self.get_logger().warning(f"{robot}: {what}")
+            else:
+                self.get_logger().info(f"{robot}: {what}")
         if events:  # off the loop: an fsync in it held every robot's hop (a 0.7-s one seen in lab bench transport)
             self._saver.submit(self._saved_then_shown, [f"{r}: {what}" for r, what, missed in events if missed])
         for name, view, now, wanted in views:  # rendering (tens of ms) outside the lock: a stop need not wait for it

@@ -58,7 +58,7 @@ def test_report_files(tmp_path: Path) -> None:
     for name in ("best_hydrogen_evolution_rate.png", "utilisation.png", "curves.png"):
         assert (tmp_path / name).stat().st_size > 5000
         assert name in text
-    assert "#2: GC fault" in text and "5 (1 failed, 1 made again after equipment failures)" in text
+    assert "#2: GC fault" in text and "5 (1 failed, 1 made again after equipment failures or emergency stops)" in text
     assert "#5 (measured on attempt 2): e0004: photoreactor: interrupted by a restart" in text
     assert BURGER2020_BEST_SO_FAR[-1] == (677, 21.05)
 

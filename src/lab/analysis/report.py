@@ -207,7 +207,8 @@ def write_report(out_dir: Path, title: str, workflow: str, objectives: Sequence[
         body.append(f"<tr><th style='text-align:left'>{html.escape(key)}</th><td>{html.escape(value)}</td></tr>")
     again = sum(len(r.earlier) for r in rows)
     body.append(f"<tr><th style='text-align:left'>experiments</th><td>{len(rows)} ({len(failed)} failed"
-                + (f", {again} made again after equipment failures" if again else "") + ")</td></tr>")
+                + (f", {again} made again after equipment failures or emergency stops" if again else "")
+                + ")</td></tr>")
     body.append("</table>")
     for name, caption in images:
         body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'>"

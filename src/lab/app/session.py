@@ -163,8 +163,8 @@ def run_campaign_with_progress(cmd, campaign: str, budget: int, batch: int, seed
     if outcome is TaskResult.SUCCEEDED:
         print(f"lab: campaign {result.campaign_id} done: {result.experiments_done} experiments measured "
               f"({result.experiments_failed} failed"
-              + (f", {result.experiments_made_again} made again after equipment failures"
-                 if result.experiments_made_again else "")
+              + (f", {result.experiments_made_again} made again after equipment failures or "
+                 "emergency stops" if result.experiments_made_again else "")
               + f"); record {result.database}"
               + (f"; recording {result.recording}" if result.recording else ""))
         for formulation, measurement in zip(result.best, result.best_measurements, strict=False):

@@ -50,7 +50,7 @@ class Progress:
     best_value: float | None
     hypervolume: float | None
     best_summary: str
-    made_again: int = 0  # attempts made again after the equipment failed them
+    made_again: int = 0  # attempts made again after the equipment (or an emergency stop) failed them
     awaiting: int = 0    # experiments proposed and waiting for approval
 
 

@@ -96,7 +96,7 @@ class FakeLab:
     def put(self, carrier: str, location: str) -> None:
         self.world[carrier] = location
         assert self.sched is not None
-        self.sched.world_state([(c, "rack", loc) for c, loc in self.world.items()])
+        self.sched.world_state([(c, "tray" if c.startswith("tray") else "rack", loc) for c, loc in self.world.items()])
 
     # the scheduler's Lab
     def now(self) -> float:
@@ -172,7 +172,7 @@ class Watcher:
 
 
 def lab(tmp_path: Path, robots: tuple[str, ...] = ("robot1",), extra: dict[str, str] | None = None,
-        **params: Any) -> tuple[Scheduler, FakeLab, Log]:
+        only_workflows: tuple[str, ...] | None = None, **params: Any) -> tuple[Scheduler, FakeLab, Log]:
     """A scheduler over the shipped stations (plus `extra`: name -> a copy of that station),
     carriers rack_1, rack_2 in rack storage, robots at rack storage's dock."""
     config = load_stations(ROOT / "config/stations.yaml")
@@ -185,6 +185,8 @@ def lab(tmp_path: Path, robots: tuple[str, ...] = ("robot1",), extra: dict[str, 
     log = Log()
     kinds = load_kinds(ROOT / "config/station_processes.yaml")
     workflows = load_workflows(ROOT / "config/workflows.yaml", set(config.kinds().values()))
+    if only_workflows is not None:  # a lab run with a workflows file of its own
+        workflows = {name: wf for name, wf in workflows.items() if name in only_workflows}
     settings = LabManagerParams(robots=list(robots), database=str(tmp_path / "campaigns.db"), **params)
     sched = Scheduler(settings, config, kinds, workflows, fake, log)
     fake.sched = sched
@@ -810,6 +812,23 @@ def test_a_rack_that_could_not_go_home_is_tried_again_and_the_next_batch_gets_th
     second = run(sched, 2, batch_id="camp/b002")
     assert second.result is not None and second.result.success, second.result
     until(lambda: free(sched))
+
+
+def test_a_carrier_no_workflow_uses_is_left_where_it_is_and_said_once(tmp_path: Path) -> None:
+    """A lab manager whose workflows file has no workflow for trays (test_parking's has one for
+    racks) found trays with no home at every recovery pass: an error each time ('no free place
+    at its home'), retried for ever. Such a carrier is not its to move: said once, left there."""
+    sched, fake, log = lab(tmp_path, only_workflows=("photocatalysis",))
+    fake.put("tray_1", "printer/tray")
+    sched.start()
+    done = run(sched, 2)
+    assert done.result is not None and done.result.success, done.result
+    until(lambda: log.said("tray_1 is at printer/tray: no workflow uses a tray, so it has no home: left where it is"))
+    sched.recovery.strays_later()
+    time.sleep(0.3)
+    assert fake.world["tray_1"] == "printer/tray"
+    assert sum("tray_1" in line for line in log.lines) == 1, [line for line in log.lines if "tray_1" in line]
+    assert not log.said("no free place at its home")
 
 
 def test_batches_wait_for_the_start_up_recovery(tmp_path: Path) -> None:

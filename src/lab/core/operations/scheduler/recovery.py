@@ -60,6 +60,7 @@ class Recovery:
         self.recovered = threading.Event()
         self._retrying = threading.Lock()  # held while a thread tries the strays again
         self._left_to_others: set[str] = set()  # strays left for someone else's goals (said once)
+        self._homeless: set[str] = set()  # carriers of a kind no workflow uses (said once)
 
     def run(self) -> None:
         """Once the world state says where the carriers are: the batches the last scheduler left in
@@ -127,7 +128,21 @@ class Recovery:
         could not be brought home or were left."""
         wait_for(self.view.every_pose_heard, 10.0)
         with self.view.lock:
-            strays = {c: loc for c, loc in self.view.carriers.items() if not self._at_home(c, loc)}
+            carriers = dict(self.view.carriers)
+        strays = {}
+        for carrier, location in carriers.items():
+            if not self._homes(carrier):
+                # no workflow of this lab manager uses its kind (a lab run with a workflows file of
+                # its own): it has no home to go to and is not this lab manager's to move. It was
+                # an error at every pass ('no free place at its home'), and retried for ever
+                if carrier not in self._homeless:
+                    self._homeless.add(carrier)
+                    self.log.info(f"{carrier} is at {location}: no workflow uses a "
+                                  f"{self.view.carrier_kind.get(carrier) or 'carrier of its kind'}, so it has "
+                                  f"no home: left where it is")
+                continue
+            if not self._at_home(carrier, location):
+                strays[carrier] = location
         pool = self.view.carrier_pool
         left = []
         for carrier, location in strays.items():

@@ -115,10 +115,7 @@ class SilaInstrument(InstrumentBackend):
             raise StationFault(f"{self.core.name}: the instrument at {self.where} lacks the feature(s) "
                                f"{', '.join(missing)} a {self.core.spec.kind} needs (docs/instruments.md)")
         self.client = client
-        try:
-            self._take_stocks()
-        except Exception as exc:
-            raise self._lost(exc, "connecting (reading its stocks)") from None
+        self._take_stocks("connecting")
         if self.log is not None:
             self.log.info(f"{self.core.name}: instrument connected at {self.where}")
         return client
@@ -150,12 +147,17 @@ class SilaInstrument(InstrumentBackend):
             raise box["error"]
         return box.get("value")
 
-    def _take_stocks(self) -> None:
-        """The station's record of its stocks follows the instrument's (it is what dispensed)."""
+    def _take_stocks(self, doing: str) -> None:
+        """The station's record of its stocks follows the instrument's (it is what dispensed); a
+        server that does not answer is lost during `doing`."""
         if "Dispensing" not in features_of(self.core.spec):
             return
+        try:
+            stocks = self._call(self.client.Dispensing.Stocks.get)
+        except Exception as exc:
+            raise self._lost(exc, f"{doing} (reading its stocks)") from None
         levels = {s.Name: min(float(s.Level), self.core.stocks[s.Name].capacity)
-                  for s in self._call(self.client.Dispensing.Stocks.get) if s.Name in self.core.stocks}
+                  for s in stocks if s.Name in self.core.stocks}
         self.core.restore_stocks(levels)
 
     def refill(self, stock: str, amount: float) -> None:
@@ -187,10 +189,7 @@ class SilaInstrument(InstrumentBackend):
             raise self._fault(exc, step) from None
         self._keep(command.feature, responses)
         if command.feature == "Dispensing":
-            try:
-                self._take_stocks()
-            except Exception as exc:
-                raise self._lost(exc, f"{step.name} (reading its stocks)") from None
+            self._take_stocks(step.name)
 
     def _parameters(self, feature_name: str, step: Step, samples: Sequence[Formulation]) -> tuple:
         mine = self.core.spec.components

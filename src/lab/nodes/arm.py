@@ -270,17 +270,16 @@ class ArmNode(LabNode):
         def shown() -> bool:
             return self._world is not None and self._world.get(final) == obj
 
-        def mine_missed() -> bool:
+        def missed() -> list[str]:  # what the simulation said this robot missed since `seen`
             with self._state_lock:
-                return any(k >= seen and m.startswith(f"{self.robot}: ") for k, m in self._misses)
+                return [m.partition(": ")[2] for k, m in self._misses if k >= seen and m.startswith(f"{self.robot}: ")]
 
-        wait_for(lambda: shown() or mine_missed(), WORLD_WAIT)
+        wait_for(lambda: shown() or bool(missed()), WORLD_WAIT)
         if shown():
             return ""
         with self._state_lock:
             where = next((loc for loc, o in (self._world or {}).items() if o == obj), "nowhere")
-            misses = [m.partition(": ")[2] for k, m in self._misses if k >= seen and m.startswith(f"{self.robot}: ")]
-        why = "; ".join(misses) or f"the simulation's world did not show it moved within {WORLD_WAIT:g} s"
+        why = "; ".join(missed()) or f"the simulation's world did not show it moved within {WORLD_WAIT:g} s"
         return f"{obj} is at {where}, not {final}: {why}"
 
     @staticmethod

@@ -41,7 +41,7 @@ class Mode:
             if stopped:
                 self.stops += 1
                 self.last_estop = reason or "emergency stop"
-            self.estop = (reason or "emergency stop") if stopped else ""
+            self.estop = self.last_estop if stopped else ""
             # a release leaves a stopped lab paused; an operator who resumed between the release
             # and this call has the last word
             if stopped or self.gate.mode == STOPPED:
@@ -87,7 +87,7 @@ class Mode:
         return self.stopped() or self.stops != since
 
     def why_stopped(self) -> str:
-        return f"stopped: {self.estop or self.last_estop or 'emergency stop'}"
+        return f"stopped: {self.last_estop or 'emergency stop'}"  # the stop's reason, set or released
 
     @contextmanager
     def starting(self, run: Cancellable) -> Iterator[Callable[[], None]]:

@@ -91,9 +91,6 @@ class Recovery:
         kind = self.view.carrier_kind.get(carrier, "")
         return {wf.home for wf in self.workflows.values() if wf.carrier == kind}
 
-    def _at_home(self, carrier: str, location: str) -> bool:
-        return self.kind_of.get(location.partition("/")[0], "") in self._homes(carrier)
-
     def _free_home_slot(self, carrier: str) -> str | None:
         with self.view.lock:
             taken = set(self.view.carriers.values())
@@ -131,7 +128,8 @@ class Recovery:
             carriers = dict(self.view.carriers)
         strays = {}
         for carrier, location in carriers.items():
-            if not self._homes(carrier):
+            homes = self._homes(carrier)
+            if not homes:
                 # no workflow of this lab manager uses its kind (a lab run with a workflows file of
                 # its own): it has no home to go to and is not this lab manager's to move. It was
                 # an error at every pass ('no free place at its home'), and retried for ever
@@ -141,7 +139,7 @@ class Recovery:
                                   f"{self.view.carrier_kind.get(carrier) or 'carrier of its kind'}, so it has "
                                   f"no home: left where it is")
                 continue
-            if not self._at_home(carrier, location):
+            if self.kind_of.get(location.partition("/")[0], "") not in homes:  # away from home
                 strays[carrier] = location
         pool = self.view.carrier_pool
         left = []

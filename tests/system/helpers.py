@@ -90,13 +90,16 @@ def station_host(tmp_path: Path, stations: tuple[str, ...]) -> list[str]:
     product's deployments, docs/deployment.md: `host:=` starts one host's nodes): a test that uses
     a few stations does not pay for the rest's start-up and their share of the DDS traffic (about
     2.5 CPU s each a minute at the suite's speeds: a tenth of a campaign module's CPU)."""
-    doc = yaml.safe_load((ROOT / "config" / "stations.yaml").read_text())
-    others = sorted(set(doc["stations"]) - set(stations))
-    unknown = set(stations) - set(doc["stations"])
-    assert not unknown, f"no such stations in config/stations.yaml: {sorted(unknown)}"
+    from lab.core.config.nodetable import load_deployment
+    from lab.core.robot.world import load_stations
+
+    known = set(load_stations(ROOT / "config" / "stations.yaml").stations)
+    others = sorted(known - set(stations))
+    assert set(stations) <= known, f"no such stations in config/stations.yaml: {sorted(set(stations) - known)}"
     deployment = tmp_path / "deployment.yaml"
-    here = ["/safety", "/sim", "/traffic", "/lab_manager", "/planner", "/recorder", "/foxglove_bridge", "/console",
-            "/rviz", "/gazebo", "/gz_bridge", "/robot*", "/instruments/*", *(f"/stations/{s}" for s in stations)]
+    # the shipped three-host lab's server (config/deployments/lab3.yaml), the robots, the kept stations
+    server = load_deployment(ROOT / "config", "lab3", []).hosts["server"]
+    here = [*server, "/robot*", "/instruments/*", *(f"/stations/{s}" for s in stations)]
     deployment.write_text(yaml.safe_dump({"dds": "local", "hosts": {
         "lab": here, "elsewhere": [f"/stations/{s}" for s in others] or ["/nothing_here"]}}))
     return [f"deployment:={deployment}", "host:=lab"]
